@@ -1,0 +1,59 @@
+"""edgeinfer: deploy image CNNs to edge devices without losing accuracy.
+
+Public API only. Importing this package never imports torch, tensorflow, onnx or the
+converter: the converter entry point is loaded on first call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeinfer.errors import (
+    ConversionError,
+    EdgeInferError,
+    ImageDecodeError,
+    ImageError,
+    ImageFormatError,
+    ImageTooLargeError,
+    ModelError,
+    ParityError,
+    ProviderError,
+    SpecError,
+)
+from edgeinfer.spec import PreprocessSpec
+
+__version__ = "0.1.0"
+
+
+def convert(*args: Any, **kwargs: Any) -> Any:
+    """Convert a model to an edgeinfer artifact; see ``edgeinfer.convert.api.convert``."""
+    from edgeinfer.convert.api import convert as _convert
+
+    return _convert(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # Predictor pulls in onnxruntime; load it lazily so `import edgeinfer` stays fast.
+    if name == "Predictor":
+        from edgeinfer.runtime.predictor import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'edgeinfer' has no attribute {name!r}")
+
+
+__all__ = [
+    "ConversionError",
+    "EdgeInferError",
+    "ImageDecodeError",
+    "ImageError",
+    "ImageFormatError",
+    "ImageTooLargeError",
+    "ModelError",
+    "ParityError",
+    "Predictor",
+    "PreprocessSpec",
+    "ProviderError",
+    "SpecError",
+    "__version__",
+    "convert",
+]

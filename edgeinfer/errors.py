@@ -1,0 +1,48 @@
+"""One small error hierarchy for everything edgeinfer refuses to do.
+
+Every error says what was wrong and, where it can, what to do about it. The CLI maps
+any ``EdgeInferError`` to exit code 2 and a single line, so these messages must read
+well on their own and must not contain newlines.
+"""
+
+from __future__ import annotations
+
+
+class EdgeInferError(Exception):
+    """Base class: anything edgeinfer raises on purpose."""
+
+
+class SpecError(EdgeInferError, ValueError):
+    """A PreprocessSpec (or its JSON form) is invalid."""
+
+
+class ImageError(EdgeInferError, ValueError):
+    """An input image cannot be used: base class for the image errors below."""
+
+
+class ImageDecodeError(ImageError):
+    """Encoded bytes or a file are not a decodable image (corrupt, truncated, not an image)."""
+
+
+class ImageFormatError(ImageError):
+    """A decoded array has the wrong dtype, shape, channel count or contains NaN/inf."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image is above the configured pixel limit (decompression-bomb guard)."""
+
+
+class ModelError(EdgeInferError):
+    """A model or artifact file cannot be loaded or is not what it claims to be."""
+
+
+class ConversionError(EdgeInferError):
+    """The converter refused a model (train mode, missing BN statistics, export failure)."""
+
+
+class ParityError(EdgeInferError):
+    """An artifact does not predict what the source model predicts within tolerance."""
+
+
+class ProviderError(EdgeInferError):
+    """A requested execution provider or backend is not available."""

@@ -1,0 +1,298 @@
+"""PreprocessSpec: the single source of truth for how a raw frame becomes a model input.
+
+The same spec executes three ways and tests hold them together on real photos:
+
+* as the ONNX/TFLite graph prefix baked into every artifact (what deploys),
+* as a torch module (``spec.to_torch()``), so training can use exactly what deploys,
+* as the plain numpy/OpenCV reference below (``spec.reference(frame)``).
+
+Order of operations (all three follow it): cast the uint8 frame to float32, resize
+(stretch | shorter side then centre crop | letterbox), convert colour (a per-pixel
+linear map, so it commutes with resizing and is done on the small image), scale,
+subtract mean, divide by std, lay out as NCHW or NHWC. Output sizes are computed with
+integer arithmetic (round half up) so every execution picks the same pixel grid.
+
+This module imports only numpy and OpenCV: the runtime depends on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.errors import SpecError
+
+COLORS = ("BGR", "RGB", "GRAY")
+RESIZE_POLICIES = ("stretch", "shorter_crop", "letterbox")
+INTERPOLATIONS = ("linear", "nearest", "cubic")
+LAYOUTS = ("NCHW", "NHWC")
+# ITU-R BT.601 luma, the weights cv2.cvtColor(..., COLOR_BGR2GRAY) uses.
+GRAY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
+SPEC_VERSION = 1
+
+
+def channels_of(color: str) -> int:
+    """Number of channels a frame or model input of this colour has."""
+    return 1 if color == "GRAY" else 3
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a raw uint8 frame (NHWC, ``frame_color`` order) becomes the model's float input.
+
+    ``size`` is (height, width) of the model input. ``resize_shorter`` is the shorter-side
+    length before the centre crop (``shorter_crop`` only; default: ``max(size)``, i.e. no
+    margin). ``pad_value`` is the letterbox fill in frame pixel units (0..255). ``scale``
+    multiplies pixel values before ``mean``/``std`` are applied:
+    ``y = (x * scale - mean) / std``.
+    """
+
+    size: tuple[int, int]
+    frame_color: str = "BGR"
+    model_color: str = "RGB"
+    resize: str = "stretch"
+    resize_shorter: int | None = None
+    interpolation: str = "linear"
+    antialias: bool = False
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    layout: str = "NCHW"
+    pad_value: float = 0.0
+    version: int = field(default=SPEC_VERSION)
+
+    def __post_init__(self) -> None:
+        # Normalise list-ish inputs (from JSON) into tuples so the spec stays hashable.
+        object.__setattr__(self, "size", tuple(int(v) for v in _seq(self.size, "size")))
+        object.__setattr__(self, "mean", tuple(float(v) for v in _seq(self.mean, "mean")))
+        object.__setattr__(self, "std", tuple(float(v) for v in _seq(self.std, "std")))
+        self._validate()
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        def one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+            if value not in allowed:
+                raise SpecError(f"spec.{name}={value!r} is not one of {', '.join(allowed)}")
+
+        one_of("frame_color", self.frame_color, COLORS)
+        one_of("model_color", self.model_color, COLORS)
+        one_of("resize", self.resize, RESIZE_POLICIES)
+        one_of("interpolation", self.interpolation, INTERPOLATIONS)
+        one_of("layout", self.layout, LAYOUTS)
+        if self.version != SPEC_VERSION:
+            raise SpecError(f"spec.version={self.version} is not supported (this edgeinfer "
+                            f"reads version {SPEC_VERSION}); upgrade edgeinfer")
+        if len(self.size) != 2 or min(self.size) < 1 or max(self.size) > 8192:
+            raise SpecError(f"spec.size={self.size} must be (height, width) in 1..8192")
+        n = self.model_channels
+        for name in ("mean", "std"):
+            vals = getattr(self, name)
+            if len(vals) not in (1, n) or not all(np.isfinite(vals)):
+                raise SpecError(f"spec.{name} must hold 1 or {n} finite values for "
+                                f"model_color={self.model_color}, got {vals}")
+        if any(s <= 0 for s in self.std):
+            raise SpecError(f"spec.std must be positive, got {self.std}")
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise SpecError(f"spec.scale must be a positive number, got {self.scale}")
+        if self.antialias and self.interpolation == "nearest":
+            raise SpecError("spec.antialias needs interpolation 'linear' or 'cubic'")
+        if self.resize_shorter is not None:
+            if self.resize != "shorter_crop":
+                raise SpecError("spec.resize_shorter only applies to resize='shorter_crop'")
+            if int(self.resize_shorter) < max(self.size):
+                raise SpecError(f"spec.resize_shorter={self.resize_shorter} must be >= "
+                                f"max(size)={max(self.size)} so the centre crop fits")
+        if not (0.0 <= self.pad_value <= 255.0):
+            raise SpecError(f"spec.pad_value={self.pad_value} must be in 0..255")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def frame_channels(self) -> int:
+        return channels_of(self.frame_color)
+
+    @property
+    def model_channels(self) -> int:
+        return channels_of(self.model_color)
+
+    @property
+    def shorter(self) -> int:
+        """Shorter-side length before the centre crop (``shorter_crop`` only)."""
+        return int(self.resize_shorter) if self.resize_shorter else max(self.size)
+
+    def model_input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
+        h, w = self.size
+        c = self.model_channels
+        return (batch, c, h, w) if self.layout == "NCHW" else (batch, h, w, c)
+
+    def color_matrix(self) -> np.ndarray:
+        """(model_channels, frame_channels) matrix mapping frame colour to model colour.
+
+        Colour conversion is linear per pixel, so one matrix covers every pair
+        (channel swap, luma, gray replication) in all three executions.
+        """
+        rgb_from = {
+            "RGB": np.eye(3),
+            "BGR": np.eye(3)[::-1],
+            "GRAY": np.ones((3, 1)),
+        }[self.frame_color]
+        to = {
+            "RGB": np.eye(3),
+            "BGR": np.eye(3)[::-1],
+            "GRAY": np.array([GRAY_WEIGHTS_RGB]),
+        }[self.model_color]
+        return (to @ rgb_from).astype(np.float32)
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (a, b) so that ``y = x * a + b`` equals ``(x * scale - mean) / std``."""
+        n = self.model_channels
+        mean = np.broadcast_to(np.asarray(self.mean, np.float64), (n,))
+        std = np.broadcast_to(np.asarray(self.std, np.float64), (n,))
+        a = self.scale / std
+        b = -mean / std
+        return a.astype(np.float32), b.astype(np.float32)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
+        if not isinstance(d, dict):
+            raise SpecError(f"a spec must be a JSON object, got {type(d).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpecError(f"unknown spec field(s): {', '.join(unknown)}; known: "
+                            f"{', '.join(sorted(known))}")
+        if "size" not in d:
+            raise SpecError("a spec needs 'size': [height, width]")
+        try:
+            return cls(**d)
+        except SpecError:
+            raise
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"invalid spec: {e}") from e
+
+    @classmethod
+    def from_json(cls, text: str) -> PreprocessSpec:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"spec is not valid JSON: {e}") from e
+        return cls.from_dict(d)
+
+    # ------------------------------------------------------------------ geometry
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) the frame is resized to before crop/pad, in integer round-half-up."""
+        th, tw = self.size
+        if self.resize == "stretch":
+            return th, tw
+        if self.resize == "shorter_crop":
+            s = self.shorter
+            short = min(height, width)
+            return (_round_div(height * s, short), _round_div(width * s, short))
+        # letterbox: fit inside (th, tw), keep the aspect ratio
+        if th * width <= tw * height:  # height-limited
+            return th, max(1, _round_div(width * th, height))
+        return max(1, _round_div(height * tw, width)), tw
+
+    # ------------------------------------------------------------------ executions
+    def reference(self, frame: np.ndarray) -> np.ndarray:
+        """Plain numpy/OpenCV execution: one uint8 frame (H,W[,C]) -> (1, ...) float32.
+
+        Resizing uses cv2.resize on float32 data (OpenCV's uint8 path rounds in fixed point
+        and would differ from the graph by up to 0.8 LSB), except antialiased resizing, which
+        OpenCV lacks: that uses a separable triangle/cubic filter matrix in numpy.
+        """
+        x = np.asarray(frame)
+        if x.ndim == 2:
+            x = x[:, :, None]
+        if x.ndim != 3 or x.shape[2] != self.frame_channels:
+            raise SpecError(f"reference() needs an H x W x {self.frame_channels} frame, "
+                            f"got shape {np.asarray(frame).shape}")
+        x = x.astype(np.float32)
+        h0, w0 = x.shape[:2]
+        nh, nw = self.resized_size(h0, w0)
+        x = _resize(x, nh, nw, self.interpolation, self.antialias)
+        th, tw = self.size
+        if self.resize == "shorter_crop":
+            top, left = (nh - th) // 2, (nw - tw) // 2
+            x = x[top:top + th, left:left + tw]
+        elif self.resize == "letterbox":
+            top, left = (th - nh) // 2, (tw - nw) // 2
+            out = np.full((th, tw, x.shape[2]), self.pad_value, np.float32)
+            out[top:top + nh, left:left + nw] = x
+            x = out
+        x = x @ self.color_matrix().T  # (H, W, Cf) @ (Cf, Cm)
+        a, b = self.affine()
+        x = x * a + b
+        if self.layout == "NCHW":
+            x = x.transpose(2, 0, 1)
+        return np.ascontiguousarray(x[None], dtype=np.float32)
+
+    def to_torch(self) -> Any:
+        """The same preprocessing as a ``torch.nn.Module`` (needs the ``convert`` extra)."""
+        from edgeinfer.convert.torch_preprocess import PreprocessModule
+
+        return PreprocessModule(self)
+
+
+def _seq(v: Any, name: str) -> tuple:
+    if isinstance(v, (int, float)):
+        return (v,)
+    try:
+        return tuple(v)
+    except TypeError as e:
+        raise SpecError(f"spec.{name} must be a number or a list, got {v!r}") from e
+
+
+def _round_div(num: int, den: int) -> int:
+    """round(num / den) with halves rounded up, in exact integer arithmetic."""
+    return (2 * num + den) // (2 * den)
+
+
+_CV2_INTERP = {"linear": "INTER_LINEAR", "nearest": "INTER_NEAREST", "cubic": "INTER_CUBIC"}
+
+
+def _resize(x: np.ndarray, nh: int, nw: int, interp: str, antialias: bool) -> np.ndarray:
+    h, w = x.shape[:2]
+    if (nh, nw) == (h, w):
+        return x
+    if antialias and (nh < h or nw < w):
+        ry = _filter_matrix(h, nh, interp)
+        rx = _filter_matrix(w, nw, interp)
+        return np.einsum("ph,hwc,qw->pqc", ry, x, rx, optimize=True).astype(np.float32)
+    import cv2
+
+    out = cv2.resize(x, (nw, nh), interpolation=getattr(cv2, _CV2_INTERP[interp]))
+    return out.reshape(nh, nw, x.shape[2])
+
+
+def _filter_matrix(n_in: int, n_out: int, interp: str) -> np.ndarray:
+    """(n_out, n_in) resampling weights with the filter widened by the downscale factor.
+
+    Half-pixel centres; taps outside the image are dropped and the row renormalised,
+    which is how antialiased resizers (PIL, ONNX Resize antialias=1) treat borders.
+    """
+    scale = n_out / n_in
+    support = max(1.0, 1.0 / scale)
+    centers = (np.arange(n_out) + 0.5) / scale - 0.5
+    d = (np.arange(n_in)[None, :] - centers[:, None]) / support
+    if interp == "cubic":
+        a = -0.75
+        ad = np.abs(d)
+        wgt = np.where(ad <= 1, (a + 2) * ad**3 - (a + 3) * ad**2 + 1,
+                       np.where(ad < 2, a * ad**3 - 5 * a * ad**2 + 8 * a * ad - 4 * a, 0.0))
+    else:
+        wgt = np.clip(1.0 - np.abs(d), 0.0, None)
+    return (wgt / wgt.sum(axis=1, keepdims=True)).astype(np.float32)
