@@ -1,0 +1,82 @@
+"""The one tolerance registry: how close an execution must be to its reference, and why.
+
+Tests, the convert-time parity check and ``edgeinfer check`` all read from here, so a
+tolerance is changed in one place, with its reason next to it. Keys are
+(what is compared, dtype). ``max_abs`` bounds the elementwise absolute difference of the
+compared tensors (probabilities for model outputs, 0..1-scaled pixels times 1/std for
+preprocessing); ``min_top1`` is the minimum fraction of identical top-1 predictions.
+NaN or inf in either side always fails, whatever the tolerance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_abs: float
+    min_top1: float
+    reason: str
+
+
+TOLERANCES: dict[tuple[str, str], Tolerance] = {
+    ("onnx", "fp32"): Tolerance(
+        1e-4, 1.0,
+        "fp32 graph vs fp32 eager: only summation order differs (measured max |dprob| <= 7e-6 "
+        "on MobileNet-class nets); 1e-4 leaves headroom for 49-layer nets and other CPUs.",
+    ),
+    ("bn_fold", "fp32"): Tolerance(
+        1e-5, 1.0,
+        "folding BN rescales weights once in float64-free fp32; differences stay at rounding "
+        "level (a few ulp of the activations), so 1e-5 on probabilities is ample.",
+    ),
+    ("tflite", "fp32"): Tolerance(
+        1e-4, 1.0,
+        "LiteRT fp32 with XNNPACK reorders sums like onnxruntime; same bound as ONNX fp32.",
+    ),
+    ("tflite", "fp16"): Tolerance(
+        5e-3, 0.99,
+        "fp16 weights carry ~3 significant digits; XNNPACK may also compute in fp16 on ARM.",
+    ),
+    ("onnx", "int8"): Tolerance(
+        0.25, 0.99,
+        "int8 changes activations by up to half a quantisation step per layer; the bound on "
+        "probabilities is loose, and the real gate is >=99% top-1 agreement with fp32.",
+    ),
+    ("tflite", "int8"): Tolerance(
+        0.25, 0.99,
+        "same reasoning as ONNX int8: judged by top-1 agreement with fp32 on real data.",
+    ),
+    ("preprocess", "linear"): Tolerance(
+        0.01 / 255 / 0.226, 1.0,
+        "graph Resize vs cv2.resize on float32 data agree to 0.006 of a 0..255 pixel "
+        "(measured); expressed after /255 and the smallest ImageNet std (0.226).",
+    ),
+    ("preprocess", "exact"): Tolerance(
+        1e-5, 1.0,
+        "nearest-neighbour or no resize: only the float affine map, a few ulp.",
+    ),
+    ("preprocess", "cubic"): Tolerance(
+        0.05 / 255 / 0.226, 1.0,
+        "bicubic kernels agree in their a=-0.75 coefficient, border clamping differs by "
+        "float rounding only; kept 5x the linear bound.",
+    ),
+    ("preprocess", "antialias"): Tolerance(
+        10.0 / 255 / 0.226, 1.0,
+        "antialiased resizers differ at image borders (measured 8.8 of 255 between ONNX "
+        "and torch, mean 0.008); only the first/last output rows and columns are affected.",
+    ),
+}
+
+
+def tolerance(kind: str, dtype: str = "fp32") -> Tolerance:
+    """Look up a tolerance; an unknown key is a programming error, so it raises KeyError."""
+    return TOLERANCES[(kind, dtype)]
+
+
+def preprocess_tolerance(interpolation: str, antialias: bool) -> Tolerance:
+    """The tolerance for comparing two executions of a PreprocessSpec."""
+    if antialias:
+        return tolerance("preprocess", "antialias")
+    return tolerance("preprocess", {"nearest": "exact"}.get(interpolation, interpolation))
