@@ -27,7 +27,10 @@ from edgeinfer.errors import SpecError
 
 COLORS = ("BGR", "RGB", "GRAY")
 RESIZE_POLICIES = ("stretch", "shorter_crop", "letterbox")
-INTERPOLATIONS = ("linear", "nearest", "cubic")
+# No "nearest": at exact ties ((i + .5) * in / out integral) OpenCV rounds exactly while
+# onnxruntime and torch compute in float and pick the pixel below, so the executions
+# would disagree by whole pixels. Linear and cubic agree to 0.01 of a pixel everywhere.
+INTERPOLATIONS = ("linear", "cubic")
 LAYOUTS = ("NCHW", "NHWC")
 # ITU-R BT.601 luma, the weights cv2.cvtColor(..., COLOR_BGR2GRAY) uses.
 GRAY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
@@ -66,9 +69,12 @@ class PreprocessSpec:
 
     def __post_init__(self) -> None:
         # Normalise list-ish inputs (from JSON) into tuples so the spec stays hashable.
-        object.__setattr__(self, "size", tuple(int(v) for v in _seq(self.size, "size")))
-        object.__setattr__(self, "mean", tuple(float(v) for v in _seq(self.mean, "mean")))
-        object.__setattr__(self, "std", tuple(float(v) for v in _seq(self.std, "std")))
+        for name, cast in (("size", int), ("mean", float), ("std", float)):
+            try:
+                object.__setattr__(self, name, tuple(cast(v) for v in _seq(getattr(self, name))))
+            except (TypeError, ValueError) as e:
+                raise SpecError(f"spec.{name} must be a number or a list of numbers, "
+                                f"got {getattr(self, name)!r}") from e
         self._validate()
 
     # ------------------------------------------------------------------ validation
@@ -97,8 +103,10 @@ class PreprocessSpec:
             raise SpecError(f"spec.std must be positive, got {self.std}")
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise SpecError(f"spec.scale must be a positive number, got {self.scale}")
-        if self.antialias and self.interpolation == "nearest":
-            raise SpecError("spec.antialias needs interpolation 'linear' or 'cubic'")
+        if self.antialias and self.interpolation != "linear":
+            # Antialiased bicubic differs between implementations (torch uses a=-0.5, ONNX
+            # a=-0.75); only antialiased bilinear has one meaning everywhere.
+            raise SpecError("spec.antialias=True needs interpolation='linear'")
         if self.resize_shorter is not None:
             if self.resize != "shorter_crop":
                 raise SpecError("spec.resize_shorter only applies to resize='shorter_crop'")
@@ -247,13 +255,12 @@ class PreprocessSpec:
         return PreprocessModule(self)
 
 
-def _seq(v: Any, name: str) -> tuple:
+def _seq(v: Any) -> tuple:
     if isinstance(v, (int, float)):
         return (v,)
-    try:
-        return tuple(v)
-    except TypeError as e:
-        raise SpecError(f"spec.{name} must be a number or a list, got {v!r}") from e
+    if isinstance(v, (str, bytes)):
+        raise TypeError("a string is not a list of numbers")
+    return tuple(v)
 
 
 def _round_div(num: int, den: int) -> int:
@@ -261,7 +268,7 @@ def _round_div(num: int, den: int) -> int:
     return (2 * num + den) // (2 * den)
 
 
-_CV2_INTERP = {"linear": "INTER_LINEAR", "nearest": "INTER_NEAREST", "cubic": "INTER_CUBIC"}
+_CV2_INTERP = {"linear": "INTER_LINEAR", "cubic": "INTER_CUBIC"}
 
 
 def _resize(x: np.ndarray, nh: int, nw: int, interp: str, antialias: bool) -> np.ndarray:
@@ -269,8 +276,8 @@ def _resize(x: np.ndarray, nh: int, nw: int, interp: str, antialias: bool) -> np
     if (nh, nw) == (h, w):
         return x
     if antialias and (nh < h or nw < w):
-        ry = _filter_matrix(h, nh, interp)
-        rx = _filter_matrix(w, nw, interp)
+        ry = _filter_matrix(h, nh)
+        rx = _filter_matrix(w, nw)
         return np.einsum("ph,hwc,qw->pqc", ry, x, rx, optimize=True).astype(np.float32)
     import cv2
 
@@ -278,8 +285,8 @@ def _resize(x: np.ndarray, nh: int, nw: int, interp: str, antialias: bool) -> np
     return out.reshape(nh, nw, x.shape[2])
 
 
-def _filter_matrix(n_in: int, n_out: int, interp: str) -> np.ndarray:
-    """(n_out, n_in) resampling weights with the filter widened by the downscale factor.
+def _filter_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) triangle-filter weights, the filter widened by the downscale factor.
 
     Half-pixel centres; taps outside the image are dropped and the row renormalised,
     which is how antialiased resizers (PIL, ONNX Resize antialias=1) treat borders.
@@ -288,11 +295,5 @@ def _filter_matrix(n_in: int, n_out: int, interp: str) -> np.ndarray:
     support = max(1.0, 1.0 / scale)
     centers = (np.arange(n_out) + 0.5) / scale - 0.5
     d = (np.arange(n_in)[None, :] - centers[:, None]) / support
-    if interp == "cubic":
-        a = -0.75
-        ad = np.abs(d)
-        wgt = np.where(ad <= 1, (a + 2) * ad**3 - (a + 3) * ad**2 + 1,
-                       np.where(ad < 2, a * ad**3 - 5 * a * ad**2 + 8 * a * ad - 4 * a, 0.0))
-    else:
-        wgt = np.clip(1.0 - np.abs(d), 0.0, None)
+    wgt = np.clip(1.0 - np.abs(d), 0.0, None)
     return (wgt / wgt.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -53,19 +53,16 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "graph Resize vs cv2.resize on float32 data agree to 0.006 of a 0..255 pixel "
         "(measured); expressed after /255 and the smallest ImageNet std (0.226).",
     ),
-    ("preprocess", "exact"): Tolerance(
-        1e-5, 1.0,
-        "nearest-neighbour or no resize: only the float affine map, a few ulp.",
-    ),
     ("preprocess", "cubic"): Tolerance(
         0.05 / 255 / 0.226, 1.0,
         "bicubic kernels agree in their a=-0.75 coefficient, border clamping differs by "
         "float rounding only; kept 5x the linear bound.",
     ),
     ("preprocess", "antialias"): Tolerance(
-        10.0 / 255 / 0.226, 1.0,
-        "antialiased resizers differ at image borders (measured 8.8 of 255 between ONNX "
-        "and torch, mean 0.008); only the first/last output rows and columns are affected.",
+        16.0 / 255 / 0.226, 1.0,
+        "antialiased bilinear: onnxruntime treats the outermost rows/columns differently "
+        "from torch/PIL (measured up to 10.8 of 255 on the sample photos, mean < 0.01); "
+        "the interior agrees to 0.003. Prefer antialias=False where parity matters.",
     ),
 }
 
@@ -79,4 +76,4 @@ def preprocess_tolerance(interpolation: str, antialias: bool) -> Tolerance:
     """The tolerance for comparing two executions of a PreprocessSpec."""
     if antialias:
         return tolerance("preprocess", "antialias")
-    return tolerance("preprocess", {"nearest": "exact"}.get(interpolation, interpolation))
+    return tolerance("preprocess", interpolation)

@@ -1,0 +1,129 @@
+"""PreprocessSpec: validation, JSON, and the three executions held together on real photos."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from edgeinfer import PreprocessSpec, SpecError
+from edgeinfer.check.tolerances import preprocess_tolerance
+from edgeinfer.convert.preprocess_graph import build_preprocess_model
+from edgeinfer.datasets import sample_photos
+
+IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, np.ndarray]:
+    p = sample_photos()
+    # an odd-sized small crop exercises upscaling and odd rounding
+    p["small_crop"] = np.ascontiguousarray(p["chelsea"][37:150, 11:88])
+    return p
+
+
+def _grid() -> list[PreprocessSpec]:
+    specs = []
+    for resize, interp, aa, color, layout in itertools.product(
+        ["stretch", "shorter_crop", "letterbox"], ["linear", "cubic"], [False, True],
+        ["RGB", "BGR", "GRAY"], ["NCHW", "NHWC"],
+    ):
+        if aa and interp != "linear":
+            continue
+        norm = IMAGENET if color != "GRAY" else {"mean": (0.5,), "std": (0.25,)}
+        specs.append(PreprocessSpec(
+            size=(224, 200), resize=resize, interpolation=interp, antialias=aa,
+            model_color=color, layout=layout,
+            resize_shorter=256 if resize == "shorter_crop" else None,
+            pad_value=114.0 if resize == "letterbox" else 0.0, **norm,
+        ))
+    return specs
+
+
+@pytest.mark.parametrize("spec", _grid(), ids=lambda s: (
+    f"{s.resize}-{s.interpolation}-aa{int(s.antialias)}-{s.model_color}-{s.layout}"))
+def test_three_executions_agree_on_real_photos(spec: PreprocessSpec, photos) -> None:
+    sess = ort.InferenceSession(build_preprocess_model(spec).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    module = spec.to_torch()
+    tol = preprocess_tolerance(spec.interpolation, spec.antialias)
+    for name, frame in photos.items():
+        ref = spec.reference(frame)
+        graph = sess.run(None, {"frame": frame[None]})[0]
+        with torch.inference_mode():
+            eager = module(torch.from_numpy(frame[None])).numpy()
+        assert ref.shape == graph.shape == eager.shape == spec.model_input_shape(), name
+        assert np.isfinite(graph).all() and np.isfinite(eager).all()
+        assert np.abs(graph - ref).max() <= tol.max_abs, (name, "onnx vs reference")
+        assert np.abs(eager - ref).max() <= tol.max_abs, (name, "torch vs reference")
+
+
+def test_tolerance_is_tight_enough_to_catch_a_wrong_mean(photos) -> None:
+    """The registry bound must be far below the error of a classic preprocessing bug."""
+    good = PreprocessSpec(size=(224, 224), resize="shorter_crop", **IMAGENET)
+    wrong = PreprocessSpec(size=(224, 224), resize="shorter_crop", mean=(0.5, 0.5, 0.5),
+                           std=IMAGENET["std"])
+    swapped = PreprocessSpec(size=(224, 224), resize="shorter_crop", model_color="BGR",
+                             **IMAGENET)
+    tol = preprocess_tolerance("linear", False)
+    frame = photos["astronaut"]
+    for bad in (wrong, swapped):
+        assert np.abs(good.reference(frame) - bad.reference(frame)).max() > 100 * tol.max_abs
+
+
+def test_batch_of_frames_matches_single_frames(photos) -> None:
+    spec = PreprocessSpec(size=(96, 96), resize="letterbox", **IMAGENET)
+    sess = ort.InferenceSession(build_preprocess_model(spec).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    frame = photos["coffee"]
+    batch = np.stack([frame, frame[:, ::-1]])
+    out = sess.run(None, {"frame": batch})[0]
+    for i in range(2):
+        single = sess.run(None, {"frame": np.ascontiguousarray(batch[i:i + 1])})[0]
+        np.testing.assert_array_equal(out[i:i + 1], single)
+
+
+def test_gray_frame_into_gray_model() -> None:
+    spec = PreprocessSpec(size=(28, 28), frame_color="GRAY", model_color="GRAY",
+                          mean=(0.286,), std=(0.353,))
+    frame = (np.arange(56 * 56) % 251).astype(np.uint8).reshape(56, 56)
+    sess = ort.InferenceSession(build_preprocess_model(spec).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    graph = sess.run(None, {"frame": frame[None, :, :, None]})[0]
+    assert graph.shape == (1, 1, 28, 28)
+    np.testing.assert_allclose(graph, spec.reference(frame), atol=1e-5)
+
+
+def test_json_round_trip() -> None:
+    spec = PreprocessSpec(size=(240, 320), frame_color="RGB", model_color="BGR",
+                          resize="letterbox", interpolation="cubic", pad_value=114,
+                          layout="NHWC", **IMAGENET)
+    again = PreprocessSpec.from_json(spec.to_json())
+    assert again == spec and hash(again) == hash(spec)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"size": [224, 224], "model_color": "YUV"}, "model_color"),
+    ({"size": [224, 224], "interpolation": "nearest"}, "interpolation"),
+    ({"size": [0, 224]}, "size"),
+    ({"size": [224, 224], "std": [0.2, 0.0, 0.2]}, "std"),
+    ({"size": [224, 224], "mean": [0.1, 0.2]}, "mean"),
+    ({"size": [224, 224], "antialias": True, "interpolation": "cubic"}, "antialias"),
+    ({"size": [224, 224], "resize": "shorter_crop", "resize_shorter": 200}, "resize_shorter"),
+    ({"size": [224, 224], "colour": "RGB"}, "unknown spec field"),
+    ({"model_color": "RGB"}, "size"),
+    ({"size": "big"}, "size"),
+])
+def test_invalid_specs_raise_spec_error(bad: dict, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        PreprocessSpec.from_dict(bad)
+
+
+def test_invalid_json_raises_spec_error() -> None:
+    with pytest.raises(SpecError, match="JSON"):
+        PreprocessSpec.from_json("{not json")
+    with pytest.raises(SpecError, match="object"):
+        PreprocessSpec.from_json("[1, 2]")
