@@ -1,0 +1,72 @@
+"""The artifact contract shared by the converter (writes) and the runtime (reads).
+
+An edgeinfer artifact has one input, ``frame``: uint8, NHWC ``[batch, height, width, C]``
+with C = 3 (the spec's ``frame_color`` order) or 1 (GRAY); batch, height and width are
+dynamic in ONNX. It has one output, ``probs``: float32 ``[batch, num_classes]``, softmax
+probabilities. Its metadata (ONNX ``metadata_props``; TFLite: the same JSON in the
+flatbuffer's metadata) holds the keys below, each a JSON string.
+
+Numpy-only on purpose: the runtime imports this, so it must stay lean.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeinfer.errors import ModelError
+from edgeinfer.spec import PreprocessSpec
+
+INPUT_NAME = "frame"
+OUTPUT_NAME = "probs"
+FORMAT_VERSION = "1"
+
+KEY_FORMAT = "edgeinfer.format_version"
+KEY_SPEC = "edgeinfer.spec"
+KEY_LABELS = "edgeinfer.labels"
+KEY_PROVENANCE = "edgeinfer.provenance"
+KEY_PARITY = "edgeinfer.parity"
+
+
+@dataclass(frozen=True)
+class ArtifactMetadata:
+    """What an artifact says about itself: spec, labels, where it came from, its parity."""
+
+    spec: PreprocessSpec
+    labels: tuple[str, ...]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+
+    def to_props(self) -> dict[str, str]:
+        """The key -> JSON-string map stored in the artifact."""
+        return {
+            KEY_FORMAT: FORMAT_VERSION,
+            KEY_SPEC: self.spec.to_json(),
+            KEY_LABELS: json.dumps(list(self.labels)),
+            KEY_PROVENANCE: json.dumps(self.provenance, sort_keys=True),
+            KEY_PARITY: json.dumps(self.parity, sort_keys=True),
+        }
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source: str = "artifact") -> ArtifactMetadata:
+        """Parse stored metadata; a file without it is not an edgeinfer artifact."""
+        if KEY_SPEC not in props:
+            raise ModelError(f"{source} has no edgeinfer metadata (no '{KEY_SPEC}'): convert "
+                             "it with `edgeinfer convert`, or pass spec= and labels= to serve it")
+        version = props.get(KEY_FORMAT, "?")
+        if version != FORMAT_VERSION:
+            raise ModelError(f"{source} has edgeinfer format version {version}; this edgeinfer "
+                             f"reads version {FORMAT_VERSION}")
+        try:
+            spec = PreprocessSpec.from_json(props[KEY_SPEC])
+            labels = tuple(str(v) for v in json.loads(props.get(KEY_LABELS, "[]")))
+            provenance = json.loads(props.get(KEY_PROVENANCE, "{}"))
+            parity = json.loads(props.get(KEY_PARITY, "{}"))
+        except (ValueError, TypeError) as e:
+            raise ModelError(f"{source} has damaged edgeinfer metadata: {e}") from e
+        return cls(spec=spec, labels=labels, provenance=provenance, parity=parity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "labels": list(self.labels),
+                "provenance": self.provenance, "parity": self.parity}
