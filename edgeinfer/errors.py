@@ -46,3 +46,7 @@ class ParityError(EdgeInferError):
 
 class ProviderError(EdgeInferError):
     """A requested execution provider or backend is not available."""
+
+
+class ConfigError(EdgeInferError, ValueError):
+    """An argument is invalid (unknown TTA policy, top_k < 1, bad thread count, provider)."""
