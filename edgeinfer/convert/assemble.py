@@ -1,0 +1,125 @@
+"""Assemble an artifact: model graph -> fold BN -> softmax -> preprocessing prefix -> metadata.
+
+The core model takes the spec's float model input and returns one [N, K] tensor. The
+result takes the raw uint8 frame (``frame``) and returns probabilities (``probs``), so
+nothing on the device can preprocess differently or forget the softmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+from onnx import compose, helper, version_converter
+
+from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME, ArtifactMetadata
+from edgeinfer.convert.passes.base import count_ops
+from edgeinfer.convert.passes.fold_batchnorm import FoldBatchNorm
+from edgeinfer.convert.preprocess_graph import (
+    ANTIALIAS_OPSET,
+    MIN_OPSET,
+    PREFIX_OUTPUT,
+    build_preprocess_model,
+)
+from edgeinfer.errors import ConversionError
+from edgeinfer.spec import PreprocessSpec
+
+
+@dataclass(frozen=True)
+class Assembled:
+    model: onnx.ModelProto
+    bn_before: int
+    bn_after: int
+    softmax_added: bool
+    opset: int
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def check_core(model: onnx.ModelProto, spec: PreprocessSpec) -> None:
+    """One float input of the spec's model-input shape, one output: else a clear error."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1 or len(model.graph.output) != 1:
+        raise ConversionError(f"the model must have one input and one output, it has "
+                              f"{len(inputs)} and {len(model.graph.output)}")
+    tt = inputs[0].type.tensor_type
+    if tt.elem_type != onnx.TensorProto.FLOAT:
+        raise ConversionError(f"the model input '{inputs[0].name}' must be float32")
+    dims = [d.dim_value or None for d in tt.shape.dim]
+    want = spec.model_input_shape()[1:]
+    if len(dims) != 4 or any(d is not None and d != w for d, w in zip(dims[1:], want, strict=True)):
+        raise ConversionError(f"the model input '{inputs[0].name}' has shape {dims}, but the "
+                              f"spec produces [N, {', '.join(map(str, want))}] ({spec.layout}); "
+                              "fix the spec's size/layout/model_color")
+
+
+def _ends_in_softmax(model: onnx.ModelProto) -> bool:
+    out = model.graph.output[0].name
+    producer = next((n for n in model.graph.node if out in n.output), None)
+    # A LogSoftmax output still gets a Softmax: softmax(log_softmax(z)) == softmax(z).
+    return producer is not None and producer.op_type == "Softmax"
+
+
+def _finish_output(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
+    """Append Softmax over the last axis unless the model already ends in one."""
+    g = model.graph
+    old = g.output[0]
+    add = not _ends_in_softmax(model)
+    if add:
+        g.node.append(helper.make_node("Softmax", [old.name], [OUTPUT_NAME], axis=-1,
+                                       name="edgeinfer_softmax"))
+    else:
+        g.node.append(helper.make_node("Identity", [old.name], [OUTPUT_NAME],
+                                       name="edgeinfer_probs"))
+    g.output.pop()
+    g.output.append(helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT,
+                                                  ["batch", "classes"]))
+    return model, add
+
+
+def assemble(core: onnx.ModelProto, spec: PreprocessSpec) -> Assembled:
+    """Fold BN, add softmax and the preprocessing prefix; metadata is added by `with_metadata`."""
+    check_core(core, spec)
+    opset = default_opset(core)
+    need = max(MIN_OPSET, ANTIALIAS_OPSET if spec.antialias else 0)
+    if opset < need:
+        try:
+            core = version_converter.convert_version(core, need)
+        except Exception as e:  # noqa: BLE001
+            raise ConversionError(f"cannot convert the model from opset {opset} to {need}: "
+                                  f"{e}") from e
+        opset = need
+    bn_before = count_ops(core, "BatchNormalization")
+    core = FoldBatchNorm().call(core).model
+    bn_after = count_ops(core, "BatchNormalization")
+    core, softmax_added = _finish_output(core)
+
+    prefix = build_preprocess_model(spec, opset=opset)
+    prefix.ir_version = core.ir_version
+    core_input = next(i.name for i in core.graph.input
+                      if i.name not in {t.name for t in core.graph.initializer})
+    # Other domains the core uses (e.g. com.microsoft) must be declared on both sides.
+    for imp in core.opset_import:
+        if imp.domain not in ("", "ai.onnx"):
+            prefix.opset_import.append(imp)
+    try:
+        merged = compose.merge_models(prefix, core, io_map=[(PREFIX_OUTPUT, core_input)])
+    except Exception as e:  # noqa: BLE001
+        raise ConversionError(f"cannot attach the preprocessing prefix: {e}") from e
+    merged.graph.name = core.graph.name or "edgeinfer"
+    if merged.graph.input[0].name != INPUT_NAME:
+        raise ConversionError("internal: the artifact input is not 'frame'")
+    return Assembled(merged, bn_before, bn_after, softmax_added, opset)
+
+
+def with_metadata(model: onnx.ModelProto, meta: ArtifactMetadata) -> onnx.ModelProto:
+    """Replace edgeinfer metadata props, keep the model's own (e.g. a source's labels)."""
+    props = meta.to_props()
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, dict(kept) | props)
+    model.producer_name = "edgeinfer"
+    return model

@@ -1,0 +1,134 @@
+"""PyTorch frontend: load a module and its weights safely, lint it, force eval, export to ONNX.
+
+Why lint: the classic accuracy drops on devices come from models exported in training
+mode (dropout on, BatchNorm using batch statistics) and from BatchNorm layers that have
+no running statistics (they use batch statistics even in eval mode, so a single image is
+normalised by itself). The first is fixed by forcing eval; the second cannot be fixed
+and is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from edgeinfer.errors import ConversionError
+from edgeinfer.spec import PreprocessSpec
+
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@dataclass
+class LintReport:
+    """What the lint found; ``warnings`` are fixed by the converter, errors are raised."""
+
+    warnings: list[str] = field(default_factory=list)
+    train_mode_modules: int = 0
+    batchnorm_layers: int = 0
+    dropout_layers: int = 0
+
+
+def load_factory(factory: str):
+    """``package.module:function`` or ``path/to/file.py:function`` -> the callable."""
+    target, sep, attr = factory.rpartition(":")
+    if not sep or not target or not attr:
+        raise ConversionError(f"model factory {factory!r} must look like "
+                              "'package.module:function' or 'path/to/file.py:function'")
+    try:
+        if target.endswith(".py"):
+            from edgeinfer.convert.reference import _load_file
+
+            module = _load_file(Path(target))
+        else:
+            module = importlib.import_module(target)
+        fn = getattr(module, attr)
+    except ConversionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any import error becomes one clear line
+        raise ConversionError(f"cannot load model factory {factory!r}: "
+                              f"{type(e).__name__}: {e}") from e
+    if not callable(fn):
+        raise ConversionError(f"{factory!r} is not callable")
+    return fn
+
+
+def load_weights(model: nn.Module, weights: str | Path) -> str:
+    """Load a state dict with ``weights_only=True, strict=True``; returns its sha256."""
+    path = Path(weights)
+    if not path.is_file():
+        raise ConversionError(f"weights file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for damaged files
+        raise ConversionError(f"weights file {path} cannot be read (corrupted, truncated or "
+                              f"not a torch state dict): {type(e).__name__}") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ConversionError(f"weights file {path} holds a {type(state).__name__}, "
+                              "not a state dict")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ConversionError(f"weights file {path} does not match the model: "
+                              f"{' '.join(first[:2])[:300]}") from e
+    return hashlib.sha256(data).hexdigest()
+
+
+def lint(model: nn.Module) -> LintReport:
+    """Find what would make device predictions differ; raise for what cannot be fixed."""
+    report = LintReport()
+    for name, m in model.named_modules():
+        if m.training:
+            report.train_mode_modules += 1
+        if isinstance(m, _BN_TYPES):
+            report.batchnorm_layers += 1
+            if not m.track_running_stats or m.running_mean is None or m.running_var is None:
+                raise ConversionError(
+                    f"BatchNorm layer '{name or type(m).__name__}' has no running statistics "
+                    "(track_running_stats=False): it normalises every image by itself, so "
+                    "single-image predictions differ from batched ones; retrain with running "
+                    "statistics")
+            if int(m.num_batches_tracked) == 0 and bool(
+                    (m.running_mean == 0).all() and (m.running_var == 1).all()):
+                report.warnings.append(
+                    f"BatchNorm layer '{name}' still has its initial running statistics "
+                    "(mean 0, var 1): was the model trained, and were its weights loaded?")
+        if isinstance(m, nn.Dropout | nn.Dropout2d | nn.AlphaDropout):
+            report.dropout_layers += 1
+    if report.train_mode_modules:
+        report.warnings.append(
+            f"{report.train_mode_modules} module(s) were in training mode; converting in "
+            "eval mode (dropout off, BatchNorm on running statistics)")
+    return report
+
+
+def export_onnx(model: nn.Module, spec: PreprocessSpec) -> onnx.ModelProto:
+    """Export an eval-mode module with a dynamic batch axis; input is the spec's model input."""
+    model.eval()
+    example = torch.zeros(spec.model_input_shape(2), dtype=torch.float32)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    # The exporter logs one warning per missing torchvision op; nothing here uses them.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, external_data=False, verbose=False,
+                input_names=["x"], dynamic_shapes=({0: batch},), optimize=True,
+            )
+        except Exception as e:  # noqa: BLE001 - exporter errors are long; keep the gist
+            msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise ConversionError(f"torch.onnx.export failed: {msg}") from e
+    return program.model_proto
