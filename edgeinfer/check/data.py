@@ -13,7 +13,7 @@ from edgeinfer.errors import EdgeInferError
 from edgeinfer.spec import PreprocessSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-NAMED = ("fashion-test", "photos")
+NAMED = ("fashion-test", "fashion-train", "photos")
 
 
 @dataclass
@@ -38,12 +38,15 @@ def to_frame_color(bgr_or_gray: np.ndarray, frame_color: str) -> np.ndarray:
 
 def load_frames(source: str, spec: PreprocessSpec, limit: int | None = None) -> FrameSet:
     """``fashion-test`` | ``photos`` | a directory of images (sorted by name)."""
-    if source == "fashion-test":
-        images, labels = datasets.load_fashion_mnist("test")
+    if source in ("fashion-test", "fashion-train"):
+        split = source.split("-")[1]
+        images, labels = datasets.load_fashion_mnist(split)
         if limit:
-            images, labels = images[:limit], labels[:limit]
+            # spread over the whole split (the files are not shuffled by class everywhere)
+            idx = np.linspace(0, len(images) - 1, min(limit, len(images))).astype(int)
+            images, labels = images[idx], labels[idx]
         frames = [to_frame_color(im, spec.frame_color) for im in images]
-        return FrameSet(source, frames, labels, [f"test[{i}]" for i in range(len(frames))])
+        return FrameSet(source, frames, labels, [f"{split}[{i}]" for i in range(len(frames))])
     if source == "photos":
         photos = datasets.sample_photos()
         names = sorted(photos)[:limit] if limit else sorted(photos)

@@ -54,6 +54,7 @@ class _Source:
     labels: tuple[str, ...] | None
     make_runner: Callable[[bool], Any]  # apply_softmax -> runner of the source model
     lint_warnings: list[str] = field(default_factory=list)
+    module: Any = None  # the eval-mode torch module, for the TFLite path
 
 
 def _resolve_spec(spec: PreprocessSpec | str | Path | dict | None,
@@ -107,7 +108,8 @@ def _torch_source(factory: str, weights: str | Path | None, spec: PreprocessSpec
             "source": factory, "weights": str(weights) if weights else None,
             "weights_sha256": sha, "exporter": "torch.onnx.export(dynamo=True)",
             "batchnorm_in_source": report.batchnorm_layers}
-    return _Source(core, prov, None, lambda sm: TorchRunner(module, spec, sm), report.warnings)
+    return _Source(core, prov, None, lambda sm: TorchRunner(module, spec, sm), report.warnings,
+                   module)
 
 
 def _onnx_source(path: Path, spec: PreprocessSpec) -> _Source:
@@ -134,6 +136,10 @@ def _onnx_source(path: Path, spec: PreprocessSpec) -> _Source:
     return _Source(core, prov, labels, lambda sm: OnnxSourceRunner(data, spec, sm))
 
 
+FORMATS = ("onnx", "tflite")
+QUANTIZE = {"onnx": (None, "int8"), "tflite": (None, "fp16", "int8")}
+
+
 def convert(
     source: str | Path,
     output: str | Path,
@@ -141,12 +147,30 @@ def convert(
     weights: str | Path | None = None,
     spec: PreprocessSpec | str | Path | dict | None = None,
     labels: Sequence[str] | str | Path | None = None,
+    format: str = "onnx",
+    quantize: str | None = None,
+    calibration: str | None = None,
+    calibration_limit: int | None = 256,
+    per_channel: bool = True,
+    frame_size: tuple[int, int] | None = None,
     parity_data: str | None = None,
     parity_limit: int | None = None,
     progress: Progress | None = None,
 ) -> ConversionResult:
-    """Convert ``source`` to an ONNX artifact at ``output`` and prove its parity."""
+    """Convert ``source`` to an artifact at ``output`` and prove its parity.
+
+    ``format`` is ``onnx`` or ``tflite``; ``quantize`` is ``int8`` (ONNX QDQ or TFLite
+    full-integer, calibrated on ``calibration`` frames: ``fashion-train``, ``photos`` or a
+    directory) or ``fp16`` (TFLite). ``frame_size`` (height, width) fixes the TFLite
+    input frame size. The fp32 ONNX graph is always built and parity-checked first: it is
+    the reference every other format is compared with, step by step.
+    """
     say: Progress = progress or (lambda _msg: None)
+    if format not in FORMATS:
+        raise ConversionError(f"format {format!r} is not one of {', '.join(FORMATS)}")
+    if quantize not in QUANTIZE[format]:
+        raise ConversionError(f"quantize={quantize!r} is not available for {format}; choose "
+                              f"from {', '.join(str(q) for q in QUANTIZE[format])}")
     src = str(source)
     ref = REFERENCE_MODELS.get(src)
     spec = _resolve_spec(spec, ref)
@@ -166,6 +190,9 @@ def convert(
         raise AssertionError("unreachable")
     for w in s.lint_warnings:
         say(f"warning: {w}")
+    if format == "tflite" and s.module is None:
+        raise ConversionError("TFLite conversion needs a torch source (litert-torch converts "
+                              "torch modules); convert ONNX sources to ONNX artifacts")
 
     say("folding BatchNorm and baking the preprocessing prefix")
     asm = assemble(s.core, spec)
@@ -178,6 +205,7 @@ def convert(
         "edgeinfer_version": __version__, "onnx_version": onnx.__version__,
         "opset": asm.opset, "batchnorm_before": asm.bn_before, "batchnorm_left": asm.bn_after,
         "softmax_added": asm.softmax_added, "lint_warnings": s.lint_warnings,
+        "format": format, "quantize": quantize,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     meta = ArtifactMetadata(spec=spec, labels=labels_t, provenance=provenance)
@@ -189,23 +217,87 @@ def convert(
     frames = load_frames(data_name, spec, limit=parity_limit)
     say(f"parity on {len(frames.frames)} real frames ({frames.name})")
     ref_probs = s.make_runner(asm.softmax_added).run(frames.frames)
-    art_probs = OrtArtifactRunner(blob).run(frames.frames)
-    cmp = compare(ref_probs, art_probs, tolerance("onnx", "fp32"),
+    fp32_probs = OrtArtifactRunner(blob).run(frames.frames)
+    cmp = compare(ref_probs, fp32_probs, tolerance("onnx", "fp32"),
                   reference=s.provenance["framework"], target="onnx-fp32")
-    parity = {"data": frames.name, **cmp.to_dict()}
-    if frames.labels is not None:
-        parity["accuracy_source"] = float((ref_probs.argmax(-1) == frames.labels).mean())
-        parity["accuracy_artifact"] = float((art_probs.argmax(-1) == frames.labels).mean())
     say(cmp.summary())
     if not cmp.passed or asm.bn_after:
         raise ParityError(f"artifact not written: {cmp.summary()}; "
                           f"BatchNorm left: {asm.bn_after}")
+    parity: dict[str, Any] = {"data": frames.name, **cmp.to_dict()}
+    if frames.labels is not None:
+        parity["accuracy_source"] = float((ref_probs.argmax(-1) == frames.labels).mean())
+        parity["accuracy_artifact"] = float((fp32_probs.argmax(-1) == frames.labels).mean())
+
+    if format == "onnx" and quantize is None:
+        meta = ArtifactMetadata(spec=spec, labels=labels_t, provenance=provenance, parity=parity)
+        out_bytes = with_metadata(model, meta).SerializeToString()
+    else:
+        cal_name = calibration or _default_calibration(data_name)
+        cal = load_frames(cal_name, spec, limit=calibration_limit)
+        if quantize is not None:
+            say(f"calibrating on {len(cal.frames)} real frames ({cal.name})")
+            provenance["calibration"] = {"data": cal.name, "n": len(cal.frames),
+                                         "per_channel": per_channel}
+        tag = f"{format}-{quantize or 'fp32'}"
+        if format == "onnx":
+            from edgeinfer.convert.quantize_onnx import quantize_int8
+
+            def finish(props_meta: ArtifactMetadata) -> bytes:
+                return with_metadata(qmodel, props_meta).SerializeToString()
+
+            qmodel = quantize_int8(model, cal.frames, per_channel=per_channel, progress=say)
+            target_runner = OrtArtifactRunner(qmodel.SerializeToString(), name=tag)
+        else:
+            from edgeinfer.check.runners_tflite import TFLiteArtifactRunner
+            from edgeinfer.convert.tflite_export import export_tflite
+
+            hw = frame_size or _default_frame_size(frames.frames, spec)
+            provenance["frame_size"] = list(hw)
+
+            def finish(props_meta: ArtifactMetadata) -> bytes:
+                return export_tflite(s.module, spec, hw, quantize, cal.frames,
+                                     props_meta.to_props(), progress=say)
+
+            target_runner = TFLiteArtifactRunner(finish(meta), name=tag)
+        out_probs = target_runner.run(frames.frames)
+        dtype = quantize or "fp32"
+        cmp_src = compare(ref_probs, out_probs, tolerance(format, dtype),
+                          reference=s.provenance["framework"], target=tag)
+        cmp_fp32 = compare(fp32_probs, out_probs, tolerance(format, dtype),
+                           reference="onnx-fp32", target=tag)
+        say(cmp_src.summary())
+        say(cmp_fp32.summary())
+        parity = {"data": frames.name, **cmp_src.to_dict(),
+                  "vs_onnx_fp32": cmp_fp32.to_dict(), "onnx_fp32_vs_source": cmp.to_dict()}
+        if frames.labels is not None:
+            parity["accuracy_source"] = float((ref_probs.argmax(-1) == frames.labels).mean())
+            parity["accuracy_artifact"] = float((out_probs.argmax(-1) == frames.labels).mean())
+        if not (cmp_src.passed and cmp_fp32.passed):
+            raise ParityError(f"artifact not written: {cmp_src.summary()}; "
+                              f"{cmp_fp32.summary()}")
+        meta = ArtifactMetadata(spec=spec, labels=labels_t, provenance=provenance, parity=parity)
+        out_bytes = finish(meta)
+        cmp = cmp_src
+
     meta = ArtifactMetadata(spec=spec, labels=labels_t, provenance=provenance, parity=parity)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(with_metadata(model, meta).SerializeToString())
+    out.write_bytes(out_bytes)
     say(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return ConversionResult(out, meta, cmp, s.lint_warnings)
+
+
+def _default_calibration(parity_data: str) -> str:
+    """Calibrate on data disjoint from the parity data where a split exists."""
+    return "fashion-train" if parity_data == "fashion-test" else parity_data
+
+
+def _default_frame_size(frames: Sequence, spec: PreprocessSpec) -> tuple[int, int]:
+    """TFLite frames have a fixed size: the parity frames' size when they agree, else the
+    spec's model size (frames of other sizes are then resized on the host, inside parity)."""
+    shapes = {f.shape[:2] for f in frames}
+    return tuple(shapes.pop()) if len(shapes) == 1 else tuple(spec.size)
 
 
 def _num_classes(model: onnx.ModelProto) -> int:
