@@ -1,0 +1,436 @@
+"""Turn what a user hands the runtime (a path, encoded bytes, a numpy array) into a frame.
+
+A *frame* is what an artifact's ``frame`` input takes for one image: a C-contiguous uint8
+array ``H x W x C`` with C = ``spec.frame_channels`` (3 in the spec's ``frame_color``
+order, or 1 for GRAY). See :func:`load_image` for the rules, which are also the README's.
+
+Only numpy, OpenCV and the standard library: the runtime depends on this module.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import struct
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgeinfer.errors import ConfigError, ImageDecodeError, ImageFormatError, ImageTooLargeError
+from edgeinfer.spec import PreprocessSpec
+
+#: Default pixel limit (width x height) for any input: 50 megapixels, e.g. 8660 x 5773.
+DEFAULT_MAX_PIXELS = 50_000_000
+#: Default limit on the size of encoded input (a file or bytes): 128 MiB.
+DEFAULT_MAX_BYTES = 128 * 2**20
+
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WebP", "TIFF", "PNM")
+
+# IMREAD_COLOR_RGB needs OpenCV >= 4.11; older ones decode BGR and convert.
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+_IMREAD = {"BGR": cv2.IMREAD_COLOR, "RGB": _IMREAD_RGB or cv2.IMREAD_COLOR,
+           "GRAY": cv2.IMREAD_GRAYSCALE}
+
+ImageInput = Any  # str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
+
+
+def load_image(
+    image: ImageInput,
+    spec: PreprocessSpec,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> np.ndarray:
+    """One image as an ``H x W x C`` uint8 frame in the spec's ``frame_color`` order.
+
+    Accepted input:
+
+    * **A path** (``str`` or ``os.PathLike``) to a JPEG, PNG, BMP, GIF, WebP, TIFF or
+      PNM (PPM/PGM/PBM/PAM) file. The file is read as bytes and decoded with
+      ``cv2.imdecode``, so non-ASCII paths work everywhere. ``bytes`` are never a path.
+    * **Encoded bytes** (``bytes``, ``bytearray``, ``memoryview``) of such a file.
+      Decoding goes straight to the frame colour: ``cv2.IMREAD_COLOR`` for BGR
+      frames, ``IMREAD_COLOR_RGB`` for RGB, ``IMREAD_GRAYSCALE`` for GRAY. As with
+      ``cv2.imread``, an EXIF orientation is applied, an alpha channel is dropped (not
+      composited) and 16-bit images are reduced to 8 bits.
+    * **A numpy uint8 array**, taken as pixels already in the spec's frame colour order
+      (BGR for what OpenCV gives you):
+
+      - ``H x W`` or ``H x W x 1``: gray. Replicated to 3 channels when the frame is
+        colour; kept as is when the frame is GRAY.
+      - ``H x W x 3``: colour in frame order. For a GRAY frame it is taken as BGR
+        (OpenCV's order) and converted with ``cv2.cvtColor`` (BT.601 luma).
+      - ``H x W x 4``: colour plus alpha, as ``cv2.imread(..., IMREAD_UNCHANGED)`` gives
+        (BGRA). The alpha channel is dropped, not composited over a background.
+
+      Non-contiguous arrays (slices, flips) are fine. A contiguous array that needs no
+      conversion is returned as is, without a copy: the runtime never writes to it.
+      Other dtypes are refused rather than guessed at: float (which could be 0..1 or
+      0..255, and may hold NaN), uint16, bool, signed and object arrays all raise
+      :class:`ImageFormatError` with a hint for converting to uint8.
+
+    Limits (decompression-bomb guard): an image may have at most ``max_pixels`` pixels
+    (default 50 MP) and encoded input at most ``max_bytes`` bytes (default 128 MiB);
+    beyond either, :class:`ImageTooLargeError`. For encoded input the dimensions are read
+    from the format's header (JPEG SOF, PNG IHDR, BMP/GIF/WebP/TIFF/PNM headers) *before*
+    anything is decoded, so a few-kilobyte file that claims 100000 x 100000 pixels is
+    refused without allocating its pixels. Formats whose header edgeinfer does not parse
+    (JPEG 2000, AVIF, OpenEXR, HDR, ...) are refused for the same reason: decode them
+    yourself and pass the array. edgeinfer does not rely on OpenCV's own limit
+    (``OPENCV_IO_MAX_IMAGE_PIXELS``, 2**30 pixels by default): it is read once when cv2 is
+    imported, which edgeinfer cannot order, and would still allow a 3 GB allocation.
+    Arrays are checked too, and so is the size a ``shorter_crop`` spec would resize to,
+    which an extreme aspect ratio (say 1 x 50000) would blow up.
+
+    Truncated JPEG and PNG data is detected by walking the file's structure (a JPEG must
+    reach its end-of-image marker, a PNG its IEND chunk) and raises
+    :class:`ImageDecodeError` instead of decoding a partly grey image. Bytes after the end
+    of the image (some cameras append data) are ignored.
+
+    Errors: :class:`ImageDecodeError` (missing, unreadable, empty, truncated, corrupt or
+    non-image data), :class:`ImageFormatError` (wrong type, dtype, shape or channel
+    count), :class:`ImageTooLargeError` (above a limit). All are ``ImageError``.
+    """
+    _check_limits(max_pixels, max_bytes)
+    return _load(image, spec, max_pixels, max_bytes)
+
+
+def _check_limits(max_pixels: int, max_bytes: int) -> None:
+    for name, v in (("max_pixels", max_pixels), ("max_bytes", max_bytes)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _load(image: ImageInput, spec: PreprocessSpec, max_pixels: int, max_bytes: int) -> np.ndarray:
+    """load_image without re-validating the limits (the Predictor checks them once)."""
+    if isinstance(image, np.ndarray):
+        return _from_array(image, spec, max_pixels)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        if len(data) > max_bytes:
+            raise ImageTooLargeError(f"the image data is {len(data)} bytes, above the limit of "
+                                     f"{max_bytes}; pass a smaller image or raise max_bytes")
+        return _decode(data, spec, max_pixels, "the image data")
+    if isinstance(image, (str, os.PathLike)):
+        name = _display(image)
+        return _decode(_read_file(image, name, max_bytes), spec, max_pixels, f"image file {name}")
+    raise ImageFormatError(f"cannot use a {type(image).__name__} as an image: pass a file "
+                           "path, encoded image bytes or a uint8 numpy array (H x W x 3)")
+
+
+# ---------------------------------------------------------------------------- arrays
+def _from_array(a: np.ndarray, spec: PreprocessSpec, max_pixels: int) -> np.ndarray:
+    if type(a) is not np.ndarray:  # subclasses (masked arrays, np.matrix): plain data
+        a = np.asarray(a).view(np.ndarray)
+    if a.dtype != np.uint8:
+        raise ImageFormatError(_dtype_hint(a.dtype))
+    ndim = a.ndim
+    if ndim == 2:
+        c = 1
+    elif ndim == 3:
+        c = a.shape[2]
+    else:
+        raise ImageFormatError(f"an image array must be H x W or H x W x C, got shape "
+                               f"{a.shape}; for several images use predict_batch")
+    h, w = a.shape[0], a.shape[1]
+    if h == 0 or w == 0 or c == 0:
+        raise ImageFormatError(f"the image array is empty (shape {a.shape}): pass at least "
+                               "one pixel")
+    if c not in (1, 3, 4):
+        raise ImageFormatError(f"an image array must have 1, 3 or 4 channels (gray, BGR, "
+                               f"BGRA), got {c} (shape {a.shape})")
+    _check_size(h, w, spec, max_pixels, "the image array")
+    if spec.frame_channels == 3:
+        if c == 3:
+            return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+        if c == 4:
+            return cv2.cvtColor(a, cv2.COLOR_BGRA2BGR)  # drops alpha, keeps channel order
+        return cv2.cvtColor(a.reshape(h, w) if ndim == 3 else a, cv2.COLOR_GRAY2BGR)
+    # GRAY frame
+    if c == 1:
+        a = a.reshape(h, w, 1) if ndim == 2 else a
+        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    code = cv2.COLOR_BGR2GRAY if c == 3 else cv2.COLOR_BGRA2GRAY
+    return cv2.cvtColor(a, code).reshape(h, w, 1)
+
+
+def _dtype_hint(dtype: np.dtype) -> str:
+    kind = dtype.kind
+    if kind == "f":
+        return (f"float arrays are not accepted (got {dtype}): pass uint8 pixels 0..255, e.g. "
+                "np.clip(x * 255, 0, 255).astype(np.uint8) for values in 0..1")
+    if kind == "b":
+        return "bool arrays are not accepted: pass uint8 pixels, e.g. x.astype(np.uint8) * 255"
+    if kind == "u" and dtype.itemsize == 2:
+        return ("uint16 arrays are not accepted: pass uint8 pixels, e.g. (x >> 8).astype(np.uint8) "
+                "for 16-bit images")
+    if kind in "iu":
+        return (f"{dtype} arrays are not accepted: pass uint8 pixels 0..255, e.g. "
+                "np.clip(x, 0, 255).astype(np.uint8)")
+    return f"arrays of dtype {dtype} are not accepted: pass a uint8 array (H x W x 3)"
+
+
+def _check_size(h: int, w: int, spec: PreprocessSpec, max_pixels: int, source: str) -> None:
+    if h * w > max_pixels:
+        raise ImageTooLargeError(f"{source} is {w}x{h} pixels ({h * w / 1e6:.1f} MP), above the "
+                                 f"limit of {max_pixels / 1e6:g} MP: downscale it first or "
+                                 "raise max_pixels")
+    if spec.resize == "shorter_crop":
+        nh, nw = spec.resized_size(h, w)
+        if nh * nw > max_pixels:
+            raise ImageTooLargeError(f"{source} is {w}x{h} pixels; the spec would resize it to "
+                                     f"{nw}x{nh} before cropping, above the limit of "
+                                     f"{max_pixels / 1e6:g} MP: crop it to a less extreme "
+                                     "aspect ratio first")
+
+
+# ---------------------------------------------------------------------------- files, bytes
+def _display(path: Any) -> str:
+    """A path as one line of text for error messages."""
+    s = os.fsdecode(os.fspath(path))
+    return s.encode("unicode_escape").decode("ascii") if not s.isprintable() else s
+
+
+def _read_file(path: Any, name: str, max_bytes: int) -> bytes:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageDecodeError(f"image file {name} does not exist: check the path") from None
+    except (OSError, ValueError) as e:  # permissions, ENAMETOOLONG, embedded NUL bytes
+        raise ImageDecodeError(f"cannot read image file {name}: {_reason(e)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageDecodeError(f"image file {name} is a directory, not a file")
+    if st.st_size > max_bytes:
+        raise ImageTooLargeError(f"image file {name} is {st.st_size} bytes, above the limit "
+                                 f"of {max_bytes}; pass a smaller file or raise max_bytes")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise ImageDecodeError(f"cannot read image file {name}: {_reason(e)}") from None
+    if len(data) > max_bytes:  # a pipe or device whose stat size says nothing
+        raise ImageTooLargeError(f"image file {name} holds more than {max_bytes} bytes, the "
+                                 "limit; pass a smaller file or raise max_bytes")
+    return data
+
+
+def _reason(e: Exception) -> str:
+    return (getattr(e, "strerror", None) or str(e)).replace("\n", " ")
+
+
+def _decode(data: bytes, spec: PreprocessSpec, max_pixels: int, source: str) -> np.ndarray:
+    if not data:
+        raise ImageDecodeError(f"{source} is empty (0 bytes): pass a JPEG or PNG image")
+    fmt, h, w = probe(data, source)
+    _check_size(h, w, spec, max_pixels, source)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD[spec.frame_color])
+    except cv2.error as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else "decoder error"
+        raise ImageDecodeError(f"{source} is a corrupt {fmt} image ({msg})") from None
+    if img is None or img.size == 0:
+        raise ImageDecodeError(f"{source} is a corrupt {fmt} image: OpenCV cannot decode it; "
+                               "check the file or re-encode it")
+    if img.dtype != np.uint8:  # cannot happen with these flags; do not trust it blindly
+        raise ImageDecodeError(f"{source} decoded to {img.dtype}, not uint8")
+    h, w = img.shape[:2]
+    _check_size(h, w, spec, max_pixels, source)  # EXIF rotation may swap h and w
+    if spec.frame_color == "RGB" and _IMREAD_RGB is None:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.ndim == 2:
+        img = img.reshape(h, w, 1)
+    if img.shape[2] != spec.frame_channels:
+        raise ImageDecodeError(f"{source} decoded to {img.shape[2]} channels, the frame "
+                               f"needs {spec.frame_channels}")
+    return img if img.flags.c_contiguous else np.ascontiguousarray(img)
+
+
+# ---------------------------------------------------------------------------- header probes
+def probe(data: bytes, source: str = "the image data") -> tuple[str, int, int]:
+    """(format, height, width) read from an encoded image's header, without decoding.
+
+    For JPEG and PNG the whole structure is walked to its end marker, so truncated data
+    raises :class:`ImageDecodeError` here. Unsupported or unrecognised formats raise it too.
+    """
+    head = data[:16]
+    try:
+        if head.startswith(b"\xff\xd8"):
+            return ("JPEG", *_probe_jpeg(data, source))
+        if head.startswith(b"\x89PNG\r\n\x1a\n"):
+            return ("PNG", *_probe_png(data, source))
+        if head.startswith(b"BM"):
+            return ("BMP", *_probe_bmp(data, source))
+        if head.startswith((b"GIF87a", b"GIF89a")):
+            w, h = struct.unpack_from("<HH", data, 6)
+            return ("GIF", *_positive(h, w, "GIF", source))
+        if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+            return ("WebP", *_probe_webp(data, source))
+        if head.startswith((b"II*\x00", b"MM\x00*")):
+            return ("TIFF", *_probe_tiff(data, source))
+        if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567":
+            return ("PNM", *_probe_pnm(data, source))
+    except struct.error:
+        raise ImageDecodeError(f"{source} is truncated: its header is incomplete") from None
+    raise ImageDecodeError(f"{source} is not a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} image "
+                           f"(it starts with {head[:8]!r}); decode other formats yourself and "
+                           "pass a uint8 array")
+
+
+def _positive(h: int, w: int, fmt: str, source: str) -> tuple[int, int]:
+    if h <= 0 or w <= 0:
+        raise ImageDecodeError(f"{source} is a corrupt {fmt} image: its header says {w}x{h} "
+                               "pixels")
+    return h, w
+
+
+def _truncated(source: str, fmt: str, what: str) -> ImageDecodeError:
+    return ImageDecodeError(f"{source} is a truncated {fmt} image ({what}): the file was cut "
+                            "short; re-save or re-transfer it")
+
+
+def _corrupt(source: str, fmt: str, what: str) -> ImageDecodeError:
+    return ImageDecodeError(f"{source} is a corrupt {fmt} image ({what})")
+
+
+# SOF0..SOF15 minus DHT (C4), JPG (C8) and DAC (CC): every frame header carries the size.
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7,
+                       0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+# In entropy-coded data 0xFF is followed by 0x00 (stuffing), a restart marker D0..D7 or
+# another 0xFF (fill); anything else is the next marker.
+_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _probe_jpeg(d: bytes, source: str) -> tuple[int, int]:
+    """Walk JPEG segments from SOI to EOI: the first frame header's size, or an error."""
+    n = len(d)
+    pos = 2
+    size: tuple[int, int] | None = None
+    while True:
+        if pos >= n:
+            raise _truncated(source, "JPEG", "no end-of-image marker")
+        if d[pos] != 0xFF:
+            raise _corrupt(source, "JPEG", f"no marker at byte {pos}")
+        while pos < n and d[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise _truncated(source, "JPEG", "no end-of-image marker")
+        marker = d[pos]
+        pos += 1
+        if marker == 0xD9:  # EOI
+            if size is None:
+                raise _corrupt(source, "JPEG", "no frame header")
+            return size
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # RSTn / TEM: no payload
+            continue
+        if pos + 2 > n:
+            raise _truncated(source, "JPEG", "segment header cut")
+        length = (d[pos] << 8) | d[pos + 1]
+        if length < 2:
+            raise _corrupt(source, "JPEG", f"segment length {length}")
+        end = pos + length
+        if end > n:
+            raise _truncated(source, "JPEG", "segment cut")
+        if marker in _JPEG_SOF and size is None:
+            if length < 8:
+                raise _corrupt(source, "JPEG", "short frame header")
+            h, w = struct.unpack_from(">HH", d, pos + 3)
+            size = _positive(h, w, "JPEG", source)
+        if marker == 0xDA:  # SOS: entropy-coded data follows until the next marker
+            if size is None:
+                raise _corrupt(source, "JPEG", "scan before the frame header")
+            m = _JPEG_NEXT_MARKER.search(d, end)
+            if m is None:
+                raise _truncated(source, "JPEG", "no end-of-image marker")
+            pos = m.start()
+        else:
+            pos = end
+
+
+def _probe_png(d: bytes, source: str) -> tuple[int, int]:
+    """IHDR's size after walking the chunk list to IEND (CRCs are left to libpng)."""
+    n = len(d)
+    if n < 33:
+        raise _truncated(source, "PNG", "no complete IHDR chunk")
+    length, ctype = struct.unpack_from(">I4s", d, 8)
+    if ctype != b"IHDR" or length != 13:
+        raise _corrupt(source, "PNG", "the first chunk is not IHDR")
+    w, h = struct.unpack_from(">II", d, 16)
+    size = _positive(h, w, "PNG", source)
+    pos = 8
+    while True:
+        if pos + 12 > n:
+            raise _truncated(source, "PNG", "no IEND chunk")
+        length, ctype = struct.unpack_from(">I4s", d, pos)
+        if length > 0x7FFFFFFF:
+            raise _corrupt(source, "PNG", f"chunk length {length}")
+        if ctype == b"IEND":
+            return size
+        pos += 12 + length
+        if pos > n:
+            raise _truncated(source, "PNG", f"{ctype.decode('latin-1')!r} chunk cut")
+
+
+def _probe_bmp(d: bytes, source: str) -> tuple[int, int]:
+    (hdr,) = struct.unpack_from("<I", d, 14)
+    if hdr == 12:  # BITMAPCOREHEADER
+        w, h = struct.unpack_from("<HH", d, 18)
+    elif hdr >= 16:
+        w, h = struct.unpack_from("<ii", d, 18)
+        h = abs(h)  # negative height: top-down rows
+    else:
+        raise _corrupt(source, "BMP", f"info header size {hdr}")
+    return _positive(h, w, "BMP", source)
+
+
+def _probe_webp(d: bytes, source: str) -> tuple[int, int]:
+    chunk = d[12:16]
+    if chunk == b"VP8 ":  # lossy: frame tag (3), start code 9d 01 2a, 14-bit sizes
+        if d[23:26] != b"\x9d\x01\x2a":
+            raise _corrupt(source, "WebP", "bad VP8 start code")
+        w, h = struct.unpack_from("<HH", d, 26)
+        return _positive(h & 0x3FFF, w & 0x3FFF, "WebP", source)
+    if chunk == b"VP8L":  # lossless: signature 0x2f, then 14-bit width-1 and height-1
+        if d[20:21] != b"\x2f":
+            raise _corrupt(source, "WebP", "bad VP8L signature")
+        (bits,) = struct.unpack_from("<I", d, 21)
+        return _positive(((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1, "WebP", source)
+    if chunk == b"VP8X":  # extended: 24-bit canvas width-1 and height-1
+        w = int.from_bytes(struct.unpack_from("3s", d, 24)[0], "little") + 1
+        h = int.from_bytes(struct.unpack_from("3s", d, 27)[0], "little") + 1
+        return _positive(h, w, "WebP", source)
+    raise _corrupt(source, "WebP", f"unknown first chunk {chunk!r}")
+
+
+def _probe_tiff(d: bytes, source: str) -> tuple[int, int]:
+    """ImageWidth (256) and ImageLength (257) from the first IFD of a classic TIFF."""
+    e = "<" if d[:2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(e + "I", d, 4)
+    (count,) = struct.unpack_from(e + "H", d, ifd)
+    dims: dict[int, int] = {}
+    for i in range(count):
+        tag, typ = struct.unpack_from(e + "HH", d, ifd + 2 + 12 * i)
+        if tag in (256, 257):
+            fmt = {3: "H", 4: "I", 16: "Q"}.get(typ)  # SHORT, LONG, LONG8
+            if fmt is None:
+                raise _corrupt(source, "TIFF", f"tag {tag} has type {typ}")
+            (dims[tag],) = struct.unpack_from(e + fmt, d, ifd + 2 + 12 * i + 8)
+    if 256 not in dims or 257 not in dims:
+        raise _corrupt(source, "TIFF", "no ImageWidth/ImageLength in the first directory")
+    return _positive(dims[257], dims[256], "TIFF", source)
+
+
+_PNM_COMMENT = re.compile(rb"#[^\r\n]*")
+
+
+def _probe_pnm(d: bytes, source: str) -> tuple[int, int]:
+    head = d[:4096]
+    if head[1:2] == b"7":  # PAM: "WIDTH w" / "HEIGHT h" lines before ENDHDR
+        fields = dict(re.findall(rb"^(WIDTH|HEIGHT)[ \t]+(\d+)", head, re.MULTILINE))
+        if b"WIDTH" not in fields or b"HEIGHT" not in fields:
+            raise _corrupt(source, "PNM", "no WIDTH/HEIGHT in the PAM header")
+        return _positive(int(fields[b"HEIGHT"]), int(fields[b"WIDTH"]), "PNM", source)
+    tokens = _PNM_COMMENT.sub(b" ", head[2:]).split(maxsplit=2)
+    if len(tokens) < 2 or not (tokens[0].isdigit() and tokens[1].isdigit()):
+        raise _corrupt(source, "PNM", "no width and height in the header")
+    return _positive(int(tokens[1]), int(tokens[0]), "PNM", source)

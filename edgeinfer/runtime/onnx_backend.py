@@ -1,0 +1,229 @@
+"""ONNX Runtime backend: an edgeinfer ONNX artifact loaded into one InferenceSession.
+
+Session settings are chosen for latency on small CPUs: full graph optimisation
+(``ORT_ENABLE_ALL``), sequential execution, one inter-op thread and ``threads``
+intra-op threads. ``threads=None`` means the CPUs this process may run on (its affinity
+mask, else ``os.cpu_count()``), capped at 4: a Raspberry Pi's four physical cores, and
+past four threads a batch-1 CNN on an edge CPU rarely gets faster, only noisier.
+
+``InferenceSession.run`` is thread-safe, so one backend serves many threads.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
+from edgeinfer.errors import ConfigError, ModelError, ProviderError
+
+#: Short provider names accepted by ``providers=`` and the onnxruntime names they map to.
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+_SHORT = {v: k for k, v in PROVIDERS.items()}
+MAX_DEFAULT_THREADS = 4
+
+_EP_FAIL = getattr(getattr(ort.capi, "onnxruntime_pybind11_state", None), "EPFail", None)
+
+
+def default_threads() -> int:
+    """CPUs this process may use (affinity mask, else os.cpu_count()), capped at 4."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_DEFAULT_THREADS))
+
+
+def check_threads(threads: int | None) -> int:
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ConfigError(f"threads must be a positive integer or None (auto), got {threads!r}")
+    return int(threads)
+
+
+def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
+    """``"cuda"`` / ``["tensorrt", "cuda"]`` / onnxruntime names -> onnxruntime names."""
+    if providers is None:
+        return [PROVIDERS["cpu"]]
+    items = [providers] if isinstance(providers, str) else list(providers)
+    if not items:
+        raise ConfigError("providers must name at least one of: " + ", ".join(PROVIDERS))
+    out: list[str] = []
+    for p in items:
+        key = p.lower() if isinstance(p, str) else p
+        name = PROVIDERS.get(key) or (p if p in _SHORT else None)
+        if name is None:
+            raise ConfigError(f"unknown execution provider {p!r}; use one of: "
+                              f"{', '.join(PROVIDERS)}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class OnnxBackend:
+    """One edgeinfer ONNX artifact in an onnxruntime InferenceSession.
+
+    ``providers``: ``None`` (CPU), a short name (``"cpu"``, ``"cuda"``, ``"tensorrt"``) or
+    a list in order of preference; onnxruntime names (``"CUDAExecutionProvider"``) work
+    too. The CPU provider is always appended, so nodes another provider cannot run still
+    run. A requested provider that this onnxruntime build lacks, or that fails to
+    initialise, raises :class:`ProviderError`, unless ``allow_fallback=True``: then the
+    session runs on what is left (CPU at worst), a ``RuntimeWarning`` says so, and
+    :attr:`fallback_reason` keeps the message. :attr:`provider` is always the provider
+    onnxruntime actually put first (``session.get_providers()[0]``).
+
+    TensorRT options: ``trt_fp16`` enables FP16 kernels, ``trt_cache_dir`` enables the
+    engine cache there (built engines are reused across runs; frames of a new size build
+    a new engine, so feed fixed-size frames when using TensorRT).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        threads: int | None = None,
+        providers: str | Sequence[str] | None = None,
+        allow_fallback: bool = False,
+        trt_fp16: bool = False,
+        trt_cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.threads = check_threads(threads)
+        requested = resolve_providers(providers)
+        trt = PROVIDERS["tensorrt"]
+        if (trt_fp16 or trt_cache_dir is not None) and trt not in requested:
+            raise ConfigError("trt_fp16 and trt_cache_dir only apply with providers='tensorrt'")
+        self.fallback_reason: str | None = None
+
+        available = ort.get_available_providers()
+        missing = [p for p in requested if p not in available]
+        use = [p for p in requested if p in available]
+        if missing:
+            names = ", ".join(_SHORT.get(p, p) for p in missing)
+            have = ", ".join(_SHORT.get(p, p) for p in available if p in _SHORT)
+            msg = (f"execution provider(s) {names} not available in this onnxruntime build "
+                   f"(available: {have})")
+            if not allow_fallback:
+                raise ProviderError(f"{msg}; install the matching onnxruntime package (e.g. "
+                                    "onnxruntime-gpu) or pass allow_fallback=True")
+            self._fall_back(f"{msg}; using {', '.join(_SHORT[p] for p in use) or 'cpu'}")
+        if PROVIDERS["cpu"] not in use:
+            use.append(PROVIDERS["cpu"])
+
+        if not self.path.is_file():
+            what = "is a directory" if self.path.is_dir() else "does not exist"
+            raise ModelError(f"model file {self.path} {what}: check the path")
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3  # errors only; edgeinfer reports the rest itself
+
+        provider_args: list[Any] = []
+        for p in use:
+            if p == trt:
+                opts: dict[str, Any] = {"trt_fp16_enable": bool(trt_fp16)}
+                if trt_cache_dir is not None:
+                    cache = Path(trt_cache_dir)
+                    try:
+                        cache.mkdir(parents=True, exist_ok=True)
+                    except OSError as e:
+                        raise ConfigError(f"cannot create trt_cache_dir {cache}: "
+                                          f"{e.strerror or e}") from None
+                    opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache))
+                provider_args.append((p, opts))
+            else:
+                provider_args.append(p)
+
+        try:
+            self._session = ort.InferenceSession(str(self.path), sess_options=so,
+                                                 providers=provider_args)
+        except Exception as e:  # onnxruntime's pybind exceptions derive from Exception only
+            if _EP_FAIL is not None and isinstance(e, _EP_FAIL):
+                raise ProviderError(f"execution provider failed to initialise for {self.path}: "
+                                    f"{_one_line(e)}") from None
+            raise ModelError(f"cannot load {self.path} as an ONNX model (damaged, truncated "
+                             f"or not ONNX): {_one_line(e)}") from None
+
+        actual = self._session.get_providers()[0]
+        if actual != use[0]:
+            msg = (f"onnxruntime did not initialise {_SHORT.get(use[0], use[0])} (its libraries "
+                   f"may be missing); the session runs on {_SHORT.get(actual, actual)}")
+            if not allow_fallback:
+                raise ProviderError(f"{msg}; fix the installation or pass allow_fallback=True")
+            self._fall_back(msg)
+        self._provider = actual
+        self._check_io()
+        self._props = dict(self._session.get_modelmeta().custom_metadata_map)
+        self._outputs = [OUTPUT_NAME]
+        self._run = self._session.run
+
+    def _fall_back(self, msg: str) -> None:
+        self.fallback_reason = msg
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+    def _check_io(self) -> None:
+        inputs = self._session.get_inputs()
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        ins = ", ".join(f"{i.name!r} {i.type} {list(i.shape)}" for i in inputs)
+        hint = "convert it with `edgeinfer convert` first"
+        if (len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)"
+                or len(inputs[0].shape) != 4):
+            raise ModelError(f"{self.path} is not an edgeinfer artifact: it takes {ins}, not one "
+                             f"uint8 {INPUT_NAME!r} [N,H,W,C] input; {hint}")
+        c = inputs[0].shape[3]
+        if isinstance(c, int) and c not in (1, 3):
+            raise ModelError(f"{self.path} takes {c}-channel frames; an edgeinfer artifact takes "
+                             "1 (GRAY) or 3 (BGR/RGB)")
+        out = outputs.get(OUTPUT_NAME)
+        if out is None or out.type != "tensor(float)" or len(out.shape) != 2:
+            outs = ", ".join(f"{o.name!r} {o.type} {list(o.shape)}" for o in outputs.values())
+            raise ModelError(f"{self.path} is not an edgeinfer artifact: it outputs {outs}, not "
+                             f"float32 {OUTPUT_NAME!r} [N,K]; {hint}")
+        self._input_shape = tuple(inputs[0].shape)
+        self._output_shape = tuple(out.shape)
+
+    # ------------------------------------------------------------------ Backend
+    @property
+    def provider(self) -> str:
+        return self._provider
+
+    @property
+    def input_shape(self) -> tuple[int | str | None, ...]:
+        return self._input_shape
+
+    @property
+    def output_shape(self) -> tuple[int | str | None, ...]:
+        return self._output_shape
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The underlying session (for benchmarks and inspection)."""
+        return self._session
+
+    def metadata_props(self) -> dict[str, str]:
+        return dict(self._props)
+
+    def run(self, frames: np.ndarray) -> np.ndarray:
+        try:
+            return self._run(self._outputs, {INPUT_NAME: frames})[0]
+        except Exception as e:  # onnxruntime Fail / RuntimeException / InvalidArgument
+            raise ModelError(f"inference failed on {self.path} for frames of shape "
+                             f"{tuple(frames.shape)}: {_one_line(e)}") from None
