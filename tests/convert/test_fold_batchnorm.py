@@ -316,9 +316,7 @@ def test_mixed_precision_conv_batchnorm() -> None:
     """float16 Conv, float32 BN parameters (legal since opset 15).
 
     onnxscript's rule would give the Conv float32 weights, which no runtime accepts; the
-    pass must produce a valid float16 graph. There is no fp16 ``bn_fold`` entry; the bound
-    is the registry's fp16 artifact one, whose reason (3 significant digits) is what an
-    extra float16 rounding of the folded constants costs.
+    pass must produce a valid float16 graph, within the registry's fp16 ``bn_fold`` bound.
     """
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array((rng.normal(size=(4, 3, 3, 3)) / 5).astype(np.float16), "w")
@@ -341,7 +339,7 @@ def test_mixed_precision_conv_batchnorm() -> None:
     assert {t.data_type for t in folded.graph.initializer} == {TensorProto.FLOAT16}
 
     x = _small_batch().astype(np.float16)
-    assert _max_abs(_run(folded, x)[0], _run(model, x)[0]) <= tolerance("tflite", "fp16").max_abs
+    assert _max_abs(_run(folded, x)[0], _run(model, x)[0]) <= tolerance("bn_fold", "fp16").max_abs
 
 
 def test_batchnorm_inside_if_branch() -> None:
