@@ -286,7 +286,7 @@ def _positive(h: int, w: int, fmt: str, source: str) -> tuple[int, int]:
 
 def _truncated(source: str, fmt: str, what: str) -> ImageDecodeError:
     return ImageDecodeError(f"{source} is a truncated {fmt} image ({what}): the file was cut "
-                            "short; re-save or re-transfer it")
+                            "short or damaged; re-save or re-transfer it")
 
 
 def _corrupt(source: str, fmt: str, what: str) -> ImageDecodeError:
@@ -309,8 +309,10 @@ def _probe_jpeg(d: bytes, source: str) -> tuple[int, int]:
     while True:
         if pos >= n:
             raise _truncated(source, "JPEG", "no end-of-image marker")
-        if d[pos] != 0xFF:
-            raise _corrupt(source, "JPEG", f"no marker at byte {pos}")
+        if d[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them, so do we
+            pos = d.find(b"\xff", pos)
+            if pos < 0:
+                raise _truncated(source, "JPEG", "no end-of-image marker")
         while pos < n and d[pos] == 0xFF:  # fill bytes
             pos += 1
         if pos >= n:
