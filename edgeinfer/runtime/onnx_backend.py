@@ -12,6 +12,7 @@ past four threads a batch-1 CNN on an edge CPU rarely gets faster, only noisier.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,7 +73,12 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
 
 
 def _one_line(e: BaseException, limit: int = 300) -> str:
+    """An onnxruntime exception as one short line, without its '[ONNXRuntimeError] : 7 :'."""
     text = " ".join(str(e).split()) or type(e).__name__
+    m = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (.*)", text)
+    if m:
+        rest = re.sub(r"^Load model from .*? failed:\s*", "", m.group(2))
+        text = f"{rest.rstrip('.')} ({m.group(1)})"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -159,8 +165,9 @@ class OnnxBackend:
             if _EP_FAIL is not None and isinstance(e, _EP_FAIL):
                 raise ProviderError(f"execution provider failed to initialise for {self.path}: "
                                     f"{_one_line(e)}") from None
-            raise ModelError(f"cannot load {self.path} as an ONNX model (damaged, truncated "
-                             f"or not ONNX): {_one_line(e)}") from None
+            raise ModelError(f"cannot load {self.path} as an ONNX model: {_one_line(e)}; the "
+                             "file is damaged, truncated or not ONNX: copy or convert it "
+                             "again") from None
 
         actual = self._session.get_providers()[0]
         if actual != use[0]:
