@@ -1,0 +1,231 @@
+"""int8 ONNX: onnxruntime static quantisation (QDQ) of a fp32 artifact, calibrated on real frames.
+
+The input is the fp32 ARTIFACT (uint8 ``frame`` in, ``probs`` out), so calibration frames
+go through exactly the preprocessing that deploys. The preprocessing prefix
+(``edgeinfer_pre/...``) and the final Softmax stay float: quantising the normalisation at
+the very start of a model is a known source of int8 error, and a float prefix costs
+little (one 1x1 Conv on the resized image). The model's first Conv quantises its input,
+so the spec's scale and mean end up folded into that input's quantisation parameters.
+
+Choices (measured on the reference models, see docs/ladder/):
+- QDQ with uint8 activations and int8 weights (U8S8), what onnxruntime recommends for CPUs;
+  weights symmetric, per-channel by default (per-tensor on request).
+- ``reduce_range`` (7-bit weights) is ON. On x86 CPUs without VNNI (AVX2, AVX-512 before
+  Cascade Lake) onnxruntime's U8S8 kernels use VPMADDUBSW, whose 16-bit intermediate sums
+  saturate: EfficientNet-Lite0 fell to 4/6 top-1 agreement with fp32, while the same QDQ
+  graph run without kernel fusion (exact int8 arithmetic simulated in float) agreed 6/6.
+  7-bit weights cannot saturate; they cost almost nothing per-channel, and the artifact
+  then predicts the same on every CPU it may meet. U8U8 also avoids saturation but ran
+  about 2x slower here.
+- Calibration: MinMax over all calibration frames. Percentile (99.999) was no better on
+  the reference models and Entropy was much worse (EfficientNet-Lite0: 4/6 agreement).
+- Excluded (kept float): every node upstream of ``edgeinfer_pixels`` (the prefix) and the
+  final Softmax. Calibration feeds equal-sized frames in batches of 32, one batch per
+  collection, so frames of different sizes never need to share a tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
+from edgeinfer.convert.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
+from edgeinfer.errors import ConversionError
+
+Progress = Callable[[str], None]
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+CALIBRATION_BATCH = 32
+PERCENTILE = 99.999
+QUANT_NODE_PREFIX = "edgeinfer_q/"
+KEY_QUANTIZATION = "edgeinfer.quantization"
+
+
+class _FrameReader:
+    """A CalibrationDataReader over raw uint8 frames, equal-sized frames stacked in batches.
+
+    Frames of different sizes cannot share a batch; the artifact's height and width are
+    dynamic, so each group of equal-sized frames is fed on its own.
+    """
+
+    def __init__(self, frames: Sequence[np.ndarray], batch: int = CALIBRATION_BATCH,
+                 progress: Progress | None = None) -> None:
+        groups: dict[tuple, list[np.ndarray]] = defaultdict(list)
+        for f in frames:
+            groups[f.shape].append(f if f.ndim == 3 else f[..., None])
+        self.batches = [np.stack(g[s:s + batch]) for g in groups.values()
+                        for s in range(0, len(g), batch)]
+        self.n = len(frames)
+        self.i = 0
+        self.end = len(self.batches)
+        self.seen = 0
+        self.progress = progress
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= self.end:
+            return None
+        x = self.batches[self.i]
+        self.i += 1
+        self.seen += len(x)
+        if self.progress and (self.i == len(self.batches) or self.i % 8 == 0):
+            self.progress(f"calibration {self.seen}/{self.n} frames")
+        return {INPUT_NAME: x}
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Used with ``CalibStridedMinMax``: one batch per collection, so histogram
+        calibrators never stack tensors of different frame sizes."""
+        self.i, self.end = start_index, min(end_index, len(self.batches))
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def float_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that stay float: the preprocessing prefix and the final Softmax.
+
+    The prefix is found by name and, to be robust to nodes renamed or added by graph
+    optimisation, as everything upstream of the prefix output ``edgeinfer_pixels``.
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    keep: set[str] = set()
+    stack = [PREFIX_OUTPUT]
+    seen: set[int] = set()
+    while stack:
+        n = producer.get(stack.pop())
+        if n is None or id(n) in seen:
+            continue
+        seen.add(id(n))
+        keep.add(n.name)
+        stack.extend(n.input)
+    keep |= {n.name for n in model.graph.node if n.name.startswith(PREFIX_NODE_PREFIX)}
+    out = producer.get(OUTPUT_NAME)
+    if out is not None and out.op_type in ("Softmax", "Identity"):
+        keep.add(out.name)
+        if out.op_type == "Identity" and out.input[0] in producer:
+            keep.add(producer[out.input[0]].name)  # a source's own final Softmax
+    return sorted(k for k in keep if k)
+
+
+def _ensure_node_names(model: onnx.ModelProto) -> None:
+    used = {n.name for n in model.graph.node if n.name}
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            name = f"edgeinfer_node_{i}"
+            while name in used:
+                name += "_"
+            n.name = name
+            used.add(name)
+
+
+def _dedupe_opsets(model: onnx.ModelProto) -> None:
+    """compose.merge_models can list the default domain twice; keep the highest per domain."""
+    best: dict[str, int] = {}
+    for o in model.opset_import:
+        best[o.domain] = max(best.get(o.domain, 0), o.version)
+    del model.opset_import[:]
+    for d, v in best.items():
+        model.opset_import.append(onnx.helper.make_opsetid(d, v))
+
+
+def _tidy(model: onnx.ModelProto) -> None:
+    """Drop the opset imports the ORT optimiser added but no node uses (a portable artifact
+    declares only what it needs), and keep the ``edgeinfer_pre/`` names for float prefix
+    nodes: a Q/DQ pair inserted on the prefix output gets an ``edgeinfer_q/`` name."""
+    used = {n.domain or "" for n in model.graph.node} | {""}
+    keep = [o for o in model.opset_import if (o.domain or "") in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    _dedupe_opsets(model)
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and \
+                n.name.startswith(PREFIX_NODE_PREFIX):
+            n.name = QUANT_NODE_PREFIX + n.name[len(PREFIX_NODE_PREFIX):]
+
+
+def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
+                  per_channel: bool = True, progress: Progress | None = None, *,
+                  method: str = "minmax", reduce_range: bool = True,
+                  activation_type: str = "uint8", weight_type: str = "int8") -> onnx.ModelProto:
+    """Static int8 QDQ quantisation of a fp32 artifact, calibrated on raw uint8 frames.
+
+    Returns a new ModelProto with the input's metadata_props plus ``edgeinfer.quantization``
+    (the settings, as JSON); the preprocessing prefix and the final Softmax stay float.
+    ``method`` is one of ``CALIBRATION_METHODS``; ``activation_type``/``weight_type`` are
+    ``uint8`` or ``int8`` (default U8S8); ``reduce_range`` uses 7-bit weights (see module doc).
+    """
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    if not calibration:
+        raise ConversionError("int8 quantisation needs calibration frames; none were given")
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    if method not in methods:
+        raise ConversionError(f"calibration method {method!r} is not one of "
+                              f"{', '.join(CALIBRATION_METHODS)}")
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    if activation_type not in types or weight_type not in types:
+        raise ConversionError("activation_type and weight_type must be 'uint8' or 'int8'")
+    say: Progress = progress or (lambda _m: None)
+    props = {p.key: p.value for p in model.metadata_props}
+
+    src = onnx.ModelProto()
+    src.CopyFrom(model)
+    _dedupe_opsets(src)
+    _ensure_node_names(src)
+    scheme = ("U8" if activation_type == "uint8" else "S8") + \
+        ("U8" if weight_type == "uint8" else "S8")
+    with tempfile.TemporaryDirectory(prefix="edgeinfer_q_") as tmp:
+        d = Path(tmp)
+        fp32, pre, out = d / "fp32.onnx", d / "pre.onnx", d / "int8.onnx"
+        onnx.save_model(src, fp32)
+        say("quantisation pre-processing (shape inference, graph optimisation)")
+        # ONNX shape inference suffices (standard ops only); the symbolic pass only adds
+        # noise about the prefix's data-dependent crop sizes. It keeps metadata_props.
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        exclude = float_nodes(onnx.load_model(pre))
+        say(f"quantising: QDQ {scheme}{' reduce_range' if reduce_range else ''}, "
+            f"{'per-channel' if per_channel else 'per-tensor'} weights, {method} calibration "
+            f"on {len(calibration)} frames; {len(exclude)} prefix/softmax nodes kept float")
+        extra = {"WeightSymmetric": True, "ActivationSymmetric": False,
+                 "CalibStridedMinMax": 1}
+        if method == "percentile":
+            extra["CalibPercentile"] = PERCENTILE
+        try:
+            quantize_static(
+                str(pre), str(out), _FrameReader(calibration, progress=say),
+                quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                reduce_range=reduce_range, activation_type=types[activation_type],
+                weight_type=types[weight_type], nodes_to_exclude=exclude,
+                calibrate_method=methods[method], extra_options=extra,
+            )
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises assorted types
+            raise ConversionError(f"onnxruntime static quantisation failed: "
+                                  f"{type(e).__name__}: {e}") from e
+        q = onnx.load_model(out)
+    _tidy(q)
+    settings = {"format": "QDQ", "scheme": scheme, "reduce_range": reduce_range,
+                "per_channel": per_channel, "calibration_method": method,
+                "calibration_frames": len(calibration), "float_nodes": len(exclude),
+                "onnxruntime": _ort_version()}
+    del q.metadata_props[:]
+    onnx.helper.set_model_props(q, props | {KEY_QUANTIZATION: json.dumps(settings)})
+    q.producer_name = model.producer_name or q.producer_name
+    return q
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
