@@ -136,6 +136,42 @@ def _onnx_source(path: Path, spec: PreprocessSpec) -> _Source:
     return _Source(core, prov, labels, lambda sm: OnnxSourceRunner(data, spec, sm))
 
 
+def load_source(source: str | Path, spec: PreprocessSpec | str | Path | dict | None = None,
+                weights: str | Path | None = None, *, apply_softmax: bool = True,
+                fallback_spec: PreprocessSpec | None = None) -> tuple[Any, PreprocessSpec]:
+    """The source model in eval mode behind a runner, without exporting it (for ``check``).
+
+    ``source`` is what ``convert`` takes; the spec is ``spec``, else the bundled model's,
+    else ``fallback_spec`` (e.g. an artifact's). Returns (runner, spec).
+    """
+    src = str(source)
+    ref = REFERENCE_MODELS.get(src)
+    if spec is None and ref is None and fallback_spec is not None:
+        spec = fallback_spec
+    spec = _resolve_spec(spec, ref)
+    if ref is not None and ref.kind == "onnx":
+        src = str(ref.onnx_file())
+    elif ref is not None:
+        src, weights = ref.factory(), weights or ref.weights()
+    if src.endswith(".onnx"):
+        s = _onnx_source(Path(src), spec)
+        runner = s.make_runner(apply_softmax)
+        runner.name = f"source (onnx {Path(src).name})"
+        return runner, spec
+    if ":" not in src:
+        get_reference(src)  # raises with the list of bundled names
+    import torch
+
+    from edgeinfer.convert.frontend_torch import load_factory, load_weights
+
+    module = load_factory(src)()
+    if not isinstance(module, torch.nn.Module):
+        raise ConversionError(f"{src!r} returned {type(module).__name__}, not a torch nn.Module")
+    if weights is not None:
+        load_weights(module, weights)
+    return TorchRunner(module.eval(), spec, apply_softmax, name="source (torch eval)"), spec
+
+
 FORMATS = ("onnx", "tflite")
 QUANTIZE = {"onnx": (None, "int8"), "tflite": (None, "fp16", "int8")}
 
