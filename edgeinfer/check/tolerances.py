@@ -53,6 +53,26 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         0.25, 0.99,
         "same reasoning as ONNX int8: judged by top-1 agreement with fp32 on real data.",
     ),
+    ("consistency", "batch"): Tolerance(
+        1e-6, 1.0,
+        "a frame must get the same probabilities at batch 1, 8 and 32; onnxruntime was "
+        "bitwise identical (fp32 and int8, measured), 1e-6 allows other kernels' summation "
+        "order. BatchNorm on batch statistics (a train-mode export) moves them by >1e-2.",
+    ),
+    ("consistency", "rerun"): Tolerance(
+        1e-6, 1.0,
+        "running the same frames twice must repeat (measured: bitwise on CPU); dropout "
+        "left on by a train-mode export changes every run.",
+    ),
+    ("accuracy_drop", "int8"): Tolerance(
+        0.01, 0.0,
+        "int8 may cost at most 1 accuracy point on labelled data (the project's bar); on "
+        "10k Fashion-MNIST images the 95% interval of one accuracy is about +-0.6 points.",
+    ),
+    ("accuracy_drop", "fp16"): Tolerance(
+        0.005, 0.0,
+        "fp16 keeps ~3 significant digits: half a point is already a sign of overflow.",
+    ),
     ("preprocess", "linear"): Tolerance(
         0.01 / 255 / 0.226, 1.0,
         "graph Resize vs cv2.resize on float32 data agree to 0.006 of a 0..255 pixel "
