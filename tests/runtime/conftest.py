@@ -9,6 +9,7 @@ dtypes, bit-identity, errors), so they never wait on training.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -24,24 +25,43 @@ FASHION_WEIGHTS = REPO / "models" / "fashion" / "weights.pt"
 
 
 @pytest.fixture(scope="session")
-def fashion_artifact(request, tmp_path_factory) -> Path:
+def fashion_weights(tmp_path_factory) -> Path:
+    """Trained weights if present, else a seeded freshly initialised FashionNet's."""
     if FASHION_WEIGHTS.exists():
-        return request.getfixturevalue("fashion_conversion").path
+        return FASHION_WEIGHTS
     import importlib.util
 
     import torch
 
-    from edgeinfer.convert.api import convert
-
-    tmp = tmp_path_factory.mktemp("fashion-untrained")
     net_py = FASHION_WEIGHTS.parent / "net.py"
     mod_spec = importlib.util.spec_from_file_location("fashion_net", net_py)
     module = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(module)
     torch.manual_seed(0)
-    weights = tmp / "weights.pt"
+    weights = tmp_path_factory.mktemp("fashion-untrained") / "weights.pt"
     torch.save(module.build().state_dict(), weights)
-    return convert("fashion", tmp / "fashion.onnx", weights=weights, parity_limit=200).path
+    return weights
+
+
+@pytest.fixture(scope="session")
+def fashion_artifact(request, tmp_path_factory, fashion_weights) -> Path:
+    if FASHION_WEIGHTS.exists():
+        return request.getfixturevalue("fashion_conversion").path
+    from edgeinfer.convert.api import convert
+
+    out = tmp_path_factory.mktemp("artifacts-runtime") / "fashion.onnx"
+    return convert("fashion", out, weights=fashion_weights, parity_limit=200).path
+
+
+@pytest.fixture(scope="session")
+def fashion_gray_artifact(tmp_path_factory, fashion_weights) -> Path:
+    """The fashion model behind a GRAY frame: input [N, H, W, 1]."""
+    from edgeinfer.convert.api import convert
+
+    spec = json.loads((FASHION_WEIGHTS.parent / "spec.json").read_text())
+    spec["frame_color"] = "GRAY"
+    out = tmp_path_factory.mktemp("artifacts-runtime") / "fashion-gray.onnx"
+    return convert("fashion", out, weights=fashion_weights, spec=spec, parity_limit=200).path
 
 
 @pytest.fixture(scope="session")
