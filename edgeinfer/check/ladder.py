@@ -1,0 +1,582 @@
+"""The parity ladder: the source model (eval mode) and every artifact on the same raw frames.
+
+One question, answered step by step: will the model predict on the device what it predicted
+in the framework? Rungs run in a fixed order, source -> onnx-fp32 -> onnx-int8 ->
+tflite-fp32 -> tflite-fp16 -> tflite-int8 (whichever are given). Each rung is compared
+with the source AND with its parent (the nearest earlier fp32 rung: onnx-int8's parent is
+onnx-fp32, tflite-fp16's is tflite-fp32), so the step that breaks is named, and later
+rungs that only inherit the break say so. Per rung: elementwise statistics of the
+probabilities, top-1/top-5 agreement, accuracy with a 95% interval when labels exist, the
+classes whose predictions flipped, batch-size consistency (1, 8, 32) and run-to-run
+determinism, each judged against the tolerance registry. A failing int8 ONNX rung gets a
+per-layer diagnosis that names the first layer whose error jumps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.artifact import INPUT_NAME, ArtifactMetadata
+from edgeinfer.check.compare import compare
+from edgeinfer.check.data import load_frames
+from edgeinfer.check.runners import OrtArtifactRunner
+from edgeinfer.check.tolerances import TOLERANCES, Tolerance, tolerance
+from edgeinfer.errors import ConfigError, ModelError
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+RUNG_ORDER = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-int8")
+BATCH_SIZES = (1, 8, 32)
+CHUNK = 500  # frames per runner call, so the progress bar moves
+REL_FLOOR = 1e-3  # relative error of probabilities: |d| / max(|p_ref|, REL_FLOOR)
+
+
+# ---------------------------------------------------------------- rungs
+@dataclass
+class Rung:
+    name: str  # "onnx-int8"
+    format: str
+    dtype: str
+    runner: Any
+    path: str | None = None
+    size_bytes: int | None = None
+    model: bytes | None = None  # ONNX bytes, for the per-layer diagnosis
+
+
+def open_artifact(path: str | Path, threads: int | None = None) -> tuple[Rung, ArtifactMetadata]:
+    """An artifact file as a rung; its format and dtype come from its own provenance."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"artifact {p} does not exist")
+    if p.suffix == ".tflite":
+        try:
+            from edgeinfer.check.runners_tflite import TFLiteArtifactRunner
+            from edgeinfer.runtime.tflite_backend import read_tflite_metadata
+        except ImportError as e:
+            raise ModelError(f"{p}: checking TFLite artifacts needs the LiteRT interpreter "
+                             f"({e}); pip install 'edgeinfer[tflite]'") from e
+        meta = read_tflite_metadata(p)
+        fmt, dtype = "tflite", meta.provenance.get("quantize") or "fp32"
+        runner = TFLiteArtifactRunner(str(p), name=f"{fmt}-{dtype}", threads=threads)
+        return Rung(f"{fmt}-{dtype}", fmt, dtype, runner, str(p), p.stat().st_size), meta
+    from edgeinfer.runtime.inspect import read_metadata
+
+    meta = read_metadata(p)
+    fmt = meta.provenance.get("format", "onnx")
+    dtype = meta.provenance.get("quantize") or "fp32"
+    data = p.read_bytes()
+    runner = OrtArtifactRunner(data, name=f"{fmt}-{dtype}", threads=threads)
+    return Rung(f"{fmt}-{dtype}", fmt, dtype, runner, str(p), len(data), data), meta
+
+
+def order_rungs(rungs: Sequence[Rung]) -> list[Rung]:
+    """Canonical ladder order; two artifacts of one kind get suffixes (onnx-fp32#2)."""
+    rank = {n: i for i, n in enumerate(RUNG_ORDER)}
+    out = sorted(rungs, key=lambda r: rank.get(r.name, len(rank)))
+    seen: dict[str, int] = {}
+    for r in out:
+        seen[r.name] = seen.get(r.name, 0) + 1
+        if seen[r.name] > 1:
+            r.name = f"{r.name}#{seen[r.name]}"
+    return out
+
+
+def parent_of(i: int, rungs: Sequence[Rung]) -> int:
+    """Index of the rung that rung ``i`` is derived from (-1 = the source): the nearest
+    earlier fp32 rung, preferring the same format."""
+    earlier = [j for j in range(i) if rungs[j].dtype == "fp32"]
+    same = [j for j in earlier if rungs[j].format == rungs[i].format]
+    if rungs[i].dtype != "fp32" and same:
+        return same[-1]
+    if rungs[i].dtype == "fp32":
+        onnx_fp32 = [j for j in earlier if rungs[j].format == "onnx"]
+        return onnx_fp32[-1] if onnx_fp32 and rungs[i].format != "onnx" else -1
+    return earlier[-1] if earlier else -1
+
+
+# ---------------------------------------------------------------- statistics
+@dataclass
+class Stats:
+    """Target vs reference probabilities: elementwise errors, agreement, the verdict."""
+
+    reference: str
+    target: str
+    n: int
+    max_abs: float
+    mean_abs: float
+    p99_abs: float
+    max_rel: float
+    mean_rel: float
+    p99_rel: float
+    top1_agreement: float
+    top5_agreement: float
+    flips: int
+    nonfinite: int
+    tolerance_max_abs: float
+    tolerance_min_top1: float
+    passed: bool
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.nonfinite:
+            out.append(f"{self.nonfinite} NaN/inf outputs")
+        if self.top1_agreement < self.tolerance_min_top1:
+            out.append(f"top-1 agreement {self.top1_agreement:.2%} < "
+                       f"{self.tolerance_min_top1:.0%} vs {self.reference}")
+        if self.max_abs > self.tolerance_max_abs:
+            out.append(f"max|dp| {self.max_abs:.2e} > {self.tolerance_max_abs:.0e} "
+                       f"vs {self.reference}")
+        return out
+
+
+def topk_agreement(ref: np.ndarray, out: np.ndarray, k: int = 5) -> float:
+    """Fraction of frames whose reference top-1 class is among the target's top-k."""
+    if not len(ref):
+        return 1.0
+    k = min(k, ref.shape[-1])
+    top = np.argpartition(-out, k - 1, axis=-1)[:, :k]
+    return float((top == ref.argmax(-1)[:, None]).any(-1).mean())
+
+
+def output_stats(ref: np.ndarray, out: np.ndarray, tol: Tolerance, reference: str,
+                 target: str) -> Stats:
+    c = compare(ref, out, tol, reference=reference, target=target)
+    d = np.abs(ref.astype(np.float64) - out.astype(np.float64))
+    d = np.where(np.isfinite(d), d, np.inf)
+    rel = d / np.maximum(np.abs(ref.astype(np.float64)), REL_FLOOR)
+    return Stats(reference, target, c.n, c.max_abs, c.mean_abs, c.p99_abs,
+                 float(rel.max()) if rel.size else 0.0, float(rel.mean()) if rel.size else 0.0,
+                 float(np.percentile(rel, 99)) if rel.size else 0.0, c.top1_agreement,
+                 topk_agreement(ref, out), int((ref.argmax(-1) != out.argmax(-1)).sum()),
+                 c.nonfinite, c.tolerance_max_abs, c.tolerance_min_top1, c.passed)
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sound near 0 and 1, unlike p +- 2se)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return float(max(0.0, mid - half)), float(min(1.0, mid + half))
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    correct = int((probs.argmax(-1) == labels).sum())
+    lo, hi = wilson(correct, len(labels))
+    return {"accuracy": correct / max(len(labels), 1), "ci95": [lo, hi], "n": len(labels)}
+
+
+def flip_pairs(ref: np.ndarray, out: np.ndarray, labels: Sequence[str],
+               ids: Sequence[str] | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The (reference class -> target class) pairs of flipped top-1 predictions, most first."""
+    a, b = ref.argmax(-1), out.argmax(-1)
+    idx = np.flatnonzero(a != b)
+    pairs: dict[tuple[int, int], list[int]] = {}
+    for i in idx:
+        pairs.setdefault((int(a[i]), int(b[i])), []).append(int(i))
+
+    def name(c: int) -> str:
+        return labels[c] if c < len(labels) else str(c)
+
+    rows = [{"from": name(f), "to": name(t), "from_index": f, "to_index": t, "count": len(v),
+             "examples": [ids[i] if ids else str(i) for i in v[:3]]}
+            for (f, t), v in pairs.items()]
+    return sorted(rows, key=lambda r: -r["count"])[:limit]
+
+
+def flip_matrix(ref: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """K x K counts: row = reference top-1, column = target top-1 (diagonal = agreement)."""
+    k = ref.shape[-1]
+    m = np.zeros((k, k), np.int64)
+    np.add.at(m, (ref.argmax(-1), out.argmax(-1)), 1)
+    return m
+
+
+def run_frames(runner: Any, frames: Sequence[np.ndarray], progress: Progress | None = None,
+               stage: str = "", chunk: int = CHUNK) -> np.ndarray:
+    """``runner.run`` in chunks so a progress bar can follow."""
+    out = []
+    for s in range(0, len(frames), chunk):
+        out.append(np.asarray(runner.run(frames[s:s + chunk]), np.float64))
+        if progress:
+            progress(stage, min(s + chunk, len(frames)), len(frames))
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def batch_consistency(runner: Any, frames: Sequence[np.ndarray],
+                      sizes: Sequence[int] = BATCH_SIZES) -> dict[str, Any]:
+    """Run the same frames at each batch size; max |dp| of each against batch ``sizes[0]``."""
+    outs = {b: np.concatenate([np.asarray(runner.run(frames[i:i + b]), np.float64)
+                               for i in range(0, len(frames), b)]) for b in sizes}
+    base = outs[sizes[0]]
+    per = {str(b): float(np.abs(outs[b] - base).max()) for b in sizes[1:]}
+    flips = sum(int((outs[b].argmax(-1) != base.argmax(-1)).sum()) for b in sizes[1:])
+    tol = tolerance("consistency", "batch")
+    worst = max(per.values(), default=0.0)
+    return {"batch_sizes": list(sizes), "max_abs": worst, "per_size": per, "top1_changes": flips,
+            "n": len(frames), "tolerance": tol.max_abs,
+            "passed": bool(np.isfinite(worst) and worst <= tol.max_abs and flips == 0)}
+
+
+def determinism(runner: Any, frames: Sequence[np.ndarray], first: np.ndarray) -> dict[str, Any]:
+    """Run again; ``first`` is the earlier output for the same frames."""
+    again = np.asarray(runner.run(frames), np.float64)
+    d = float(np.abs(again - first).max()) if len(first) else 0.0
+    tol = tolerance("consistency", "rerun")
+    return {"max_abs": d, "n": len(frames), "tolerance": tol.max_abs,
+            "passed": bool(np.isfinite(d) and d <= tol.max_abs)}
+
+
+def latency_ms(runner: Any, frame: np.ndarray, repeats: int = 20) -> float:
+    """Median wall time of one single-frame call (after 3 warm-up calls)."""
+    for _ in range(3):
+        runner.run([frame])
+    t = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        runner.run([frame])
+        t.append(time.perf_counter() - t0)
+    return float(np.median(t) * 1e3)
+
+
+# ---------------------------------------------------------------- per-layer diagnosis
+@dataclass
+class LayerError:
+    index: int
+    tensor: str  # the fp32 tensor name
+    layer: str  # readable: the producing layer's weight name or node name
+    op_type: str
+    rel_error: float  # ||int8 - fp32|| / ||fp32|| over the frames
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Diagnosis:
+    frames: int
+    layers: list[LayerError]
+    first_jump: LayerError | None
+    worst: LayerError | None
+    jump_factor: float
+    floor: float
+
+    @property
+    def message(self) -> str:
+        if not self.layers:
+            return "no quantised layer could be matched between the fp32 and int8 models"
+        if self.first_jump is not None:
+            j = self.first_jump
+            prev = max((e.rel_error for e in self.layers[:j.index]), default=0.0)
+            return (f"first layer whose int8 error jumps: {j.layer} ({j.op_type}, tensor "
+                    f"'{j.tensor}'): relative error {j.rel_error:.1%} after at most {prev:.1%} "
+                    "in the layers before it")
+        w = self.worst
+        return (f"no single layer jumps (>{self.jump_factor:g}x); the error grows gradually "
+                f"to {w.rel_error:.1%} at {w.layer}" if w else "no error measured")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frames": self.frames, "message": self.message,
+                "first_jump": self.first_jump.to_dict() if self.first_jump else None,
+                "worst": self.worst.to_dict() if self.worst else None,
+                "jump_factor": self.jump_factor, "floor": self.floor,
+                "layers": [e.to_dict() for e in self.layers]}
+
+
+def _layer_name(tensor: str, producer: dict[str, Any], inits: set[str]) -> tuple[str, str]:
+    """A readable layer name: the weight of the Conv/Gemm/MatMul that produced the tensor
+    (through one activation such as Clip/Relu), else the node name."""
+    node = producer[tensor]
+    for n in (node, producer.get(node.input[0]) if node.input else None):
+        if n is not None and n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose"):
+            w = next((i for i in n.input[1:] if i in inits), None)
+            name = (w.removesuffix(".weight") if w else n.name)
+            op = n.op_type if n is node else f"{n.op_type}+{node.op_type}"
+            return name, op
+    return node.name or tensor, node.op_type
+
+
+def diagnose_int8(fp32_model: bytes, int8_model: bytes, frames: Sequence[np.ndarray],
+                  max_frames: int = 8, jump_factor: float = 3.0,
+                  floor: float = 0.05) -> Diagnosis:
+    """Compare every quantised activation of an int8 QDQ artifact with its fp32 tensor.
+
+    The QDQ model keeps each quantised activation's fp32 name as the input of its
+    QuantizeLinear; we expose the Q output (integer) and dequantise it here, not the DQ
+    output, because a DQ feeding a graph output would stop onnxruntime from fusing the
+    next layer into an integer kernel, and the numbers measured would not be the ones
+    deployed (the probabilities stay bitwise identical with these extra outputs). Layers in
+    topological order; the first whose relative error exceeds ``jump_factor`` times every
+    earlier one (and ``floor``) is named.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    f, q = onnx.load_model_from_string(fp32_model), onnx.load_model_from_string(int8_model)
+    q_inits = {i.name: i for i in q.graph.initializer}
+    f_prod = {o: n for n in f.graph.node for o in n.output}
+    order = {o: i for i, n in enumerate(f.graph.node) for o in n.output}
+    pairs = []
+    for n in q.graph.node:
+        t = n.input[0] if n.op_type == "QuantizeLinear" else None
+        if t is None or t in q_inits or t not in f_prod:
+            continue
+        if n.input[1] not in q_inits or len(n.input) < 3 or n.input[2] not in q_inits:
+            continue
+        scale = numpy_helper.to_array(q_inits[n.input[1]]).astype(np.float64)
+        zp = numpy_helper.to_array(q_inits[n.input[2]])
+        if scale.size != 1:
+            continue  # activations are per-tensor; skip anything else
+        pairs.append((t, n.output[0], float(scale.reshape(())), zp))
+    pairs.sort(key=lambda p: order[p[0]])
+    f_inits = {i.name for i in f.graph.initializer}
+    for t, tq, _s, zp in pairs:
+        f.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+        q.graph.output.append(helper.make_tensor_value_info(
+            tq, helper.np_dtype_to_tensor_dtype(zp.dtype), None))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sf = ort.InferenceSession(f.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sq = ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    num, den = np.zeros(len(pairs)), np.zeros(len(pairs))
+    use = list(frames[:max_frames])
+    for fr in use:
+        x = (fr if fr.ndim == 3 else fr[..., None])[None]
+        of, oq = sf.run(None, {INPUT_NAME: x})[1:], sq.run(None, {INPUT_NAME: x})[1:]
+        for i, (_t, _tq, s, zp) in enumerate(pairs):
+            a = of[i].astype(np.float64)
+            b = (oq[i].astype(np.float64) - float(zp.reshape(-1)[0])) * s
+            if a.shape != b.shape:
+                continue
+            num[i] += float(((a - b) ** 2).sum())
+            den[i] += float((a ** 2).sum())
+    layers = []
+    for i, (t, _tq, _s, _zp) in enumerate(pairs):
+        if den[i] <= 0:
+            continue
+        name, op = _layer_name(t, f_prod, f_inits)
+        if t == "edgeinfer_pixels" or t.startswith("edgeinfer_pre/"):
+            name, op = "model input (after the float preprocessing)", "input"
+        layers.append(LayerError(len(layers), t, name, op, float(np.sqrt(num[i] / den[i]))))
+    first, prev = None, floor / jump_factor
+    for e in layers:
+        if e.rel_error > max(floor, jump_factor * prev):
+            first = e
+            break
+        prev = max(prev, e.rel_error)
+    worst = max(layers, key=lambda e: e.rel_error, default=None)
+    return Diagnosis(len(use), layers, first, worst, jump_factor, floor)
+
+
+# ---------------------------------------------------------------- the ladder
+@dataclass
+class Step:
+    name: str
+    format: str
+    dtype: str
+    parent: str
+    path: str | None
+    size_bytes: int | None
+    latency_ms: float | None
+    vs_parent: Stats | None
+    vs_source: Stats | None
+    accuracy: dict[str, Any] | None
+    flips: list[dict[str, Any]]
+    flip_matrix: np.ndarray | None
+    batch: dict[str, Any]
+    rerun: dict[str, Any]
+    failures: list[str] = field(default_factory=list)
+    inherited: list[str] = field(default_factory=list)
+    diagnosis: Diagnosis | None = None
+    abs_errors: np.ndarray | None = None  # |dp| vs source, for the histogram
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and not self.inherited
+
+    @property
+    def verdict(self) -> str:
+        if self.failures:
+            return "FAIL"
+        return "FAIL (inherited)" if self.inherited else "PASS"
+
+    def to_dict(self) -> dict[str, Any]:
+        skip = ("flip_matrix", "abs_errors", "diagnosis", "vs_parent", "vs_source")
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        d["vs_parent"] = asdict(self.vs_parent) if self.vs_parent else None
+        d["vs_source"] = asdict(self.vs_source) if self.vs_source else None
+        d["diagnosis"] = self.diagnosis.to_dict() if self.diagnosis else None
+        d["verdict"] = self.verdict
+        return d
+
+
+@dataclass
+class LadderResult:
+    source: str
+    data: str
+    n: int
+    labels: tuple[str, ...]
+    steps: list[Step]  # steps[0] is the source
+
+    @property
+    def passed(self) -> bool:
+        return all(s.passed for s in self.steps)
+
+    @property
+    def first_failure(self) -> Step | None:
+        return next((s for s in self.steps if s.failures), None)
+
+    def verdict(self) -> str:
+        f = self.first_failure
+        if f is None:
+            return f"PASS: every step within tolerance on {self.n} frames ({self.data})"
+        return f"FAIL at step {f.name}: {'; '.join(f.failures)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "data": self.data, "n": self.n, "passed": self.passed,
+                "verdict": self.verdict(),
+                "first_failure": self.first_failure.name if self.first_failure else None,
+                "steps": [s.to_dict() for s in self.steps]}
+
+    def table(self) -> str:
+        return ladder_table(self)
+
+
+def _fmt_acc(a: dict | None) -> str:
+    if not a:
+        return "-"
+    lo, hi = a["ci95"]
+    return f"{a['accuracy']:.2%} [{lo:.1%}, {hi:.1%}]"
+
+
+def ladder_table(res: LadderResult) -> str:
+    """The ladder as fixed-width text: one row per comparison, verdict per step."""
+    head = ("step", "vs", "max|dp|", "p99|dp|", "top-1", "top-5", "flips", "accuracy (95% CI)",
+            "batch", "rerun", "size", "ms", "verdict")
+    rows = []
+    for s in res.steps:
+        size = f"{s.size_bytes / 1e6:.2f}MB" if s.size_bytes else "-"
+        ms = f"{s.latency_ms:.2f}" if s.latency_ms is not None else "-"
+        cons = (f"{s.batch['max_abs']:.0e}" if s.batch else "-",
+                f"{s.rerun['max_abs']:.0e}" if s.rerun else "-")
+        first = s.vs_parent or s.vs_source
+        if first is None:  # the source itself
+            rows.append((s.name, "-", "-", "-", "-", "-", "-", _fmt_acc(s.accuracy), *cons,
+                         size, ms, s.verdict))
+            continue
+        for k, st in enumerate([x for x in (s.vs_parent, s.vs_source) if x is not None]):
+            if k and st.reference == first.reference:
+                continue
+            lead = (s.name, st.reference) if k == 0 else ("", st.reference)
+            tail = ((_fmt_acc(s.accuracy), *cons, size, ms, s.verdict) if k == 0
+                    else ("", "", "", "", "", ""))
+            rows.append((*lead, f"{st.max_abs:.1e}", f"{st.p99_abs:.1e}",
+                         f"{st.top1_agreement:.2%}", f"{st.top5_agreement:.2%}",
+                         str(st.flips), *tail))
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([line(head), line(tuple("-" * w for w in widths)), *map(line, rows)])
+
+
+def _judge(step: Step, parent: Step | None) -> None:
+    own = list(step.vs_parent.problems()) if step.vs_parent else []
+    if step.vs_source is not None and not step.vs_source.passed:
+        if parent is not None and not parent.passed:
+            step.inherited.append(f"inherits {parent.name}'s difference from the source")
+        elif step.vs_parent is None or step.vs_parent.reference != step.vs_source.reference:
+            own += step.vs_source.problems()
+    if not step.batch.get("passed", True):
+        own.append(f"batch-size dependent: max|dp| {step.batch['max_abs']:.2e} between batch "
+                   f"sizes {step.batch['batch_sizes']} ({step.batch['top1_changes']} top-1 "
+                   "changes); BatchNorm on batch statistics? (a train-mode export)")
+    if not step.rerun.get("passed", True):
+        own.append(f"not deterministic: max|dp| {step.rerun['max_abs']:.2e} between two runs "
+                   "of the same frames; dropout left on? (a train-mode export)")
+    step.failures.extend(own)
+
+
+def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
+               weights: str | Path | None = None, spec: Any = None, limit: int | None = None,
+               batch_sizes: Sequence[int] = BATCH_SIZES, consistency_frames: int = 64,
+               diagnose: str = "auto", diagnose_frames: int = 8, threads: int | None = None,
+               timing: bool = True, progress: Progress | None = None) -> LadderResult:
+    """Run the source and every artifact on the same real frames; judge every step.
+
+    ``source`` is what ``convert`` takes (a bundled name, a torch factory with
+    ``weights``, or a .onnx file); ``data`` is ``fashion-test``, ``photos`` or a directory.
+    ``diagnose``: ``auto`` (per-layer diagnosis of failing int8 ONNX steps), ``always`` or
+    ``never``.
+    """
+    from edgeinfer.convert.api import load_source
+
+    if not artifacts:
+        raise ConfigError("check needs at least one artifact")
+    if diagnose not in ("auto", "always", "never"):
+        raise ConfigError(f"diagnose={diagnose!r} must be auto, always or never")
+    opened = [open_artifact(a, threads) for a in artifacts]
+    meta0 = opened[0][1]
+    rungs = order_rungs([r for r, _ in opened])
+    apply_softmax = bool(meta0.provenance.get("softmax_added", True))
+    src_runner, spec = load_source(source, spec, weights, apply_softmax=apply_softmax,
+                                   fallback_spec=meta0.spec)
+    labels = meta0.labels
+    for r, m in opened:
+        if m.spec != spec:
+            raise ModelError(f"{r.path} was built with another preprocessing spec than the "
+                             "source's; check artifacts of one model at a time")
+    frames = load_frames(data, spec, limit=limit)
+    n = len(frames.frames)
+    sub = frames.frames[:consistency_frames]
+    say = progress or (lambda *_a: None)
+
+    probs_src = run_frames(src_runner, frames.frames, say, "source")
+    src_step = Step("source", "source", "fp32", "-", str(source), None, None, None, None,
+                    accuracy(probs_src, frames.labels) if frames.labels is not None else None,
+                    [], None, batch_consistency(src_runner, sub, batch_sizes),
+                    determinism(src_runner, sub, probs_src[:len(sub)]))
+    _judge(src_step, None)
+    steps, probs = [src_step], []
+    for i, r in enumerate(rungs):
+        p_i = run_frames(r.runner, frames.frames, say, r.name)
+        probs.append(p_i)
+        j = parent_of(i, rungs)
+        tol = tolerance(r.format, r.dtype)
+        vs_src = output_stats(probs_src, p_i, tol, "source", r.name)
+        vs_par = output_stats(probs[j], p_i, tol, rungs[j].name, r.name) if j >= 0 else None
+        say(f"{r.name} consistency", 0, 1)
+        acc = accuracy(p_i, frames.labels) if frames.labels is not None else None
+        step = Step(r.name, r.format, r.dtype, rungs[j].name if j >= 0 else "source", r.path,
+                    r.size_bytes, latency_ms(r.runner, frames.frames[0]) if timing else None,
+                    vs_par, vs_src, acc,
+                    flip_pairs(probs_src, p_i, labels, frames.ids),
+                    flip_matrix(probs_src, p_i), batch_consistency(r.runner, sub, batch_sizes),
+                    determinism(r.runner, sub, p_i[:len(sub)]),
+                    abs_errors=np.abs(probs_src - p_i).ravel())
+        if acc is not None and src_step.accuracy is not None:
+            drop = src_step.accuracy["accuracy"] - acc["accuracy"]
+            acc["drop_vs_source"] = drop
+            key = ("accuracy_drop", r.dtype)
+            if key in TOLERANCES:
+                acc["max_drop"] = TOLERANCES[key].max_abs
+                if drop > TOLERANCES[key].max_abs:
+                    step.failures.append(f"accuracy drop {drop:.2%} > "
+                                         f"{TOLERANCES[key].max_abs:.0%} vs source")
+        parent_step = steps[1 + j] if j >= 0 else src_step
+        _judge(step, parent_step)
+        say(f"{r.name} consistency", 1, 1)
+        want = diagnose == "always" or (diagnose == "auto" and step.failures)
+        if want and r.format == "onnx" and r.dtype == "int8" and j >= 0 and rungs[j].model:
+            say(f"{r.name} per-layer diagnosis", 0, 1)
+            step.diagnosis = diagnose_int8(rungs[j].model, r.model, frames.frames,
+                                           max_frames=diagnose_frames)
+            say(f"{r.name} per-layer diagnosis", 1, 1)
+        steps.append(step)
+    return LadderResult(str(source), frames.name, n, labels, steps)
