@@ -167,6 +167,13 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return float(max(0.0, mid - half)), float(min(1.0, mid + half))
 
 
+def confusion(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    k = probs.shape[-1]
+    m = np.zeros((k, k), np.int64)
+    np.add.at(m, (labels, probs.argmax(-1)), 1)
+    return m
+
+
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     correct = int((probs.argmax(-1) == labels).sum())
     lo, hi = wilson(correct, len(labels))
@@ -397,6 +404,7 @@ class Step:
     inherited: list[str] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
     abs_errors: np.ndarray | None = None  # |dp| vs source, for the histogram
+    confusion: np.ndarray | None = None  # K x K: row = true label, column = prediction
 
     @property
     def passed(self) -> bool:
@@ -409,7 +417,7 @@ class Step:
         return "FAIL (inherited)" if self.inherited else "PASS"
 
     def to_dict(self) -> dict[str, Any]:
-        skip = ("flip_matrix", "abs_errors", "diagnosis", "vs_parent", "vs_source")
+        skip = ("flip_matrix", "abs_errors", "confusion", "diagnosis", "vs_parent", "vs_source")
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         d["vs_parent"] = asdict(self.vs_parent) if self.vs_parent else None
         d["vs_source"] = asdict(self.vs_source) if self.vs_source else None
@@ -538,10 +546,14 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
     say = progress or (lambda *_a: None)
 
     probs_src = run_frames(src_runner, frames.frames, say, "source")
+    say("source consistency", 0, 1)
     src_step = Step("source", "source", "fp32", "-", str(source), None, None, None, None,
                     accuracy(probs_src, frames.labels) if frames.labels is not None else None,
                     [], None, batch_consistency(src_runner, sub, batch_sizes),
                     determinism(src_runner, sub, probs_src[:len(sub)]))
+    say("source consistency", 1, 1)
+    if frames.labels is not None:
+        src_step.confusion = confusion(probs_src, frames.labels)
     _judge(src_step, None)
     steps, probs = [src_step], []
     for i, r in enumerate(rungs):
@@ -559,7 +571,9 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
                     flip_pairs(probs_src, p_i, labels, frames.ids),
                     flip_matrix(probs_src, p_i), batch_consistency(r.runner, sub, batch_sizes),
                     determinism(r.runner, sub, p_i[:len(sub)]),
-                    abs_errors=np.abs(probs_src - p_i).ravel())
+                    abs_errors=np.abs(probs_src - p_i).ravel(),
+                    confusion=confusion(p_i, frames.labels) if frames.labels is not None
+                    else None)
         if acc is not None and src_step.accuracy is not None:
             drop = src_step.accuracy["accuracy"] - acc["accuracy"]
             acc["drop_vs_source"] = drop
