@@ -374,3 +374,18 @@ def test_path_objects_other_than_pathlib(tmp_path, png_bytes, photo, bgr_spec) -
     (tmp_path / "x.png").write_bytes(png_bytes)
     np.testing.assert_array_equal(load_image(MyPath(), bgr_spec), photo)
     assert isinstance(Path(tmp_path), Path)
+
+
+def test_exif_orientation_is_applied(bgr_spec) -> None:
+    """As cv2.imread does: a JPEG tagged 'rotate 90 CW' (orientation 6) comes out upright."""
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :10] = 255  # white left band
+    jpg = _encode(".jpg", img)
+    tiff = (b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 0x0112, 3, 1, 6)
+            + struct.pack("<I", 0))
+    app1 = b"Exif\x00\x00" + tiff
+    data = jpg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpg[2:]
+    assert probe(data) == ("JPEG", 20, 40)  # the stored size
+    out = load_image(data, bgr_spec)
+    assert out.shape == (40, 20, 3)  # rotated: the left band is now the top
+    assert out[:8].mean() > 250 and out[-20:].mean() < 5
