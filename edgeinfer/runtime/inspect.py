@@ -11,10 +11,14 @@ from edgeinfer.errors import ModelError
 
 
 def read_metadata(path: str | Path) -> ArtifactMetadata:
-    """Metadata of an ONNX artifact (TFLite artifacts are handled by their backend)."""
+    """Metadata of an ONNX or TFLite artifact (.tflite: the flatbuffer's 'edgeinfer' entry)."""
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"artifact {p} does not exist")
+    if p.suffix.lower() == ".tflite":
+        from edgeinfer.runtime.tflite_backend import read_tflite_metadata
+
+        return read_tflite_metadata(p)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 4

@@ -84,6 +84,10 @@ class Predictor:
     :mod:`edgeinfer.runtime.tta`). ``max_pixels`` / ``max_bytes``: input limits (see
     :func:`~edgeinfer.runtime.image.load_image`).
 
+    A ``.tflite`` path is served by LiteRT (:mod:`edgeinfer.runtime.tflite_backend`,
+    XNNPACK, ``threads`` interpreter threads); ``spec=`` (and ``labels=``) let it serve a
+    third-party ``.tflite`` classifier that has no edgeinfer metadata.
+
     Raises ``ModelError`` for a missing, damaged or non-edgeinfer model file,
     ``ProviderError`` for an unavailable provider and ``ConfigError`` for bad arguments.
     """
@@ -100,12 +104,26 @@ class Predictor:
         max_bytes: int = DEFAULT_MAX_BYTES,
         trt_fp16: bool = False,
         trt_cache_dir: str | os.PathLike | None = None,
+        spec: PreprocessSpec | dict | str | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
         policy = get_policy(tta)  # cheap argument checks before loading anything
         _check_limits(max_pixels, max_bytes)
-        backend = OnnxBackend(path, threads=threads, providers=providers,
-                              allow_fallback=allow_fallback, trt_fp16=trt_fp16,
-                              trt_cache_dir=trt_cache_dir)
+        if os.fsdecode(path).lower().endswith(".tflite"):
+            # LiteRT backend; spec=/labels= serve a .tflite without edgeinfer metadata.
+            from edgeinfer.runtime.tflite_backend import TFLiteBackend
+
+            if providers not in (None, "cpu", ["cpu"], ("cpu",)) or trt_fp16 or trt_cache_dir:
+                raise ConfigError(".tflite models run on the CPU with LiteRT (XNNPACK); "
+                                  "providers= and trt_* options are for ONNX artifacts")
+            backend = TFLiteBackend(path, threads=threads, spec=spec, labels=labels)
+        else:
+            if spec is not None or labels is not None:
+                raise ConfigError("spec= and labels= are for .tflite files without edgeinfer "
+                                  "metadata; convert other models with `edgeinfer convert`")
+            backend = OnnxBackend(path, threads=threads, providers=providers,
+                                  allow_fallback=allow_fallback, trt_fp16=trt_fp16,
+                                  trt_cache_dir=trt_cache_dir)
         self._setup(backend, policy, max_pixels, max_bytes, str(path))
 
     @classmethod
