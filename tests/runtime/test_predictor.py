@@ -332,3 +332,23 @@ def test_efficientnet_batch_identity_and_a_cat(effnet_artifact, photos) -> None:
     assert np.array_equal(got, single)
     top = p.predict(photos["chelsea"], top_k=1)[0]
     assert "cat" in top.label.lower(), top
+
+
+def test_fashion_accuracy_through_the_predictor(fashion_artifact) -> None:
+    """Real test images as gray 28x28 arrays (replicated to BGR by load_image), batched."""
+    from edgeinfer.datasets import load_fashion_mnist
+
+    from .conftest import FASHION_WEIGHTS
+
+    images, labels = load_fashion_mnist("test")
+    images, labels = images[:1000], labels[:1000]
+    p = Predictor(fashion_artifact)
+    out = p.predict_batch(list(images), top_k=1)
+    top1 = np.array([o[0].index for o in out])
+    sess = ort.InferenceSession(str(fashion_artifact), providers=["CPUExecutionProvider"])
+    raw = sess.run(["probs"], {"frame": np.repeat(images[..., None], 3, axis=-1)})[0]
+    assert np.array_equal(top1, raw.argmax(1))
+    if FASHION_WEIGHTS.exists():  # trained weights (not the untrained stand-in)
+        assert (top1 == labels).mean() >= 0.9
+        hflip = Predictor(fashion_artifact, tta="hflip").predict_batch(list(images), top_k=1)
+        assert (np.array([o[0].index for o in hflip]) == labels).mean() >= 0.9
