@@ -41,8 +41,11 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "LiteRT fp32 with XNNPACK reorders sums like onnxruntime; same bound as ONNX fp32.",
     ),
     ("tflite", "fp16"): Tolerance(
-        5e-3, 0.99,
-        "fp16 weights carry ~3 significant digits; XNNPACK may also compute in fp16 on ARM.",
+        1e-2, 0.99,
+        "fp16 weights carry ~3 significant digits; XNNPACK may also compute in fp16 on ARM. "
+        "Measured (fp16 weights, fp32 compute, x86): fashion 10k test images max |dprob| "
+        "5.4e-3 (p99.99 4.8e-3, mean 4e-5, 5 images above 5e-3), top-1 99.98%; "
+        "EfficientNet-Lite0 on the photos 1.9e-3.",
     ),
     ("onnx", "int8"): Tolerance(
         0.25, 0.99,
