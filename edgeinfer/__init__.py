@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgeinfer.errors import (
+    ConfigError,
     ConversionError,
     EdgeInferError,
     ImageDecodeError,
@@ -42,6 +43,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ConfigError",
     "ConversionError",
     "EdgeInferError",
     "ImageDecodeError",
