@@ -1,0 +1,280 @@
+"""Report of an ``edgeinfer bench`` run: JSON, a Markdown table, PNG latency plots.
+
+The issue's targets are evaluated here, not asserted anywhere: a benchmark on a shared
+machine is evidence, not a pass/fail test, so the report states each target, the value
+measured and where, and leaves judging noise to the reader (the load average is printed).
+matplotlib is imported only for the plots.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgeinfer.check.bench import BenchResult
+
+#: (key, what, limit, "max" if the measured value must stay at or below the limit, else "min")
+TARGETS = (
+    ("overhead", "edgeinfer Predictor end to end vs raw onnxruntime (same artifact, input)",
+     1.05, "max"),
+    ("vs_torch", "speed-up over the PyTorch eager pipeline, end to end, efficientnet-lite0, "
+     "2 threads", 3.0, "min"),
+    ("tta_hflip", "two-view TTA (hflip) vs one view, end to end", 1.8, "max"),
+    ("import", "`import edgeinfer` (ms, without torch)", 150.0, "max"),
+    ("cold_start", "cold start to first prediction, fashion (ms)", 500.0, "max"),
+)
+
+
+def _where(r: dict[str, Any]) -> str:
+    return f"{r['artifact']} @{r['threads']}t"
+
+
+def evaluate_targets(res: BenchResult) -> list[dict[str, Any]]:
+    """Each target with every measured value, the worst one, and whether it is met."""
+    rows = res.results
+    onnx = [r for r in rows if r["format"] == "onnx"]
+    found: dict[str, list[tuple[float, str]]] = {k: [] for k, *_ in TARGETS}
+    for r in onnx:
+        q = r["ratios"]
+        if "edgeinfer_vs_raw_e2e" in q:
+            found["overhead"].append((q["edgeinfer_vs_raw_e2e"], _where(r)))
+        if ("speedup_vs_torch_e2e" in q and "efficientnet-lite0" in r["model"]
+                and r["threads"] == 2 and r["dtype"] == "fp32"):
+            found["vs_torch"].append((q["speedup_vs_torch_e2e"], _where(r)))
+        if "tta_hflip_vs_none" in q:
+            found["tta_hflip"].append((q["tta_hflip_vs_none"], _where(r)))
+        cs = r.get("cold_start", {}).get("edgeinfer")
+        if cs and "fashion" in r["model"] and r["dtype"] == "fp32":
+            found["cold_start"].append((cs["total_ms"], _where(r)))
+    if res.imports:
+        found["import"].append((res.imports["edgeinfer_ms"], "fresh process"))
+    out = []
+    for key, what, limit, sense in TARGETS:
+        vals = found[key]
+        if not vals:
+            out.append({"key": key, "target": what, "limit": limit, "sense": sense,
+                        "measured": None, "where": None, "met": None, "all": []})
+            continue
+        worst = max(vals) if sense == "max" else min(vals)
+        met = worst[0] <= limit if sense == "max" else worst[0] >= limit
+        if key == "import":
+            met = met and not res.imports.get("torch_imported", True)
+        out.append({"key": key, "target": what, "limit": limit, "sense": sense,
+                    "measured": worst[0], "where": worst[1], "met": bool(met),
+                    "all": [{"value": v, "where": w} for v, w in vals]})
+    return out
+
+
+def write_json(res: BenchResult, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(res.to_dict(), indent=1, default=float) + "\n")
+    return p
+
+
+# ---------------------------------------------------------------------------- Markdown
+def _f(v: float | None, fmt: str = ".2f", suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{fmt}}{suffix}"
+
+
+def _p50(r: dict[str, Any], key: str) -> float | None:
+    return r["latency_ms"].get(key, {}).get("p50")
+
+
+def latency_table(res: BenchResult) -> str:
+    """One row per artifact and thread count: p50 ms unless stated, ratios of p50s."""
+    head = ("| artifact | thr | MB | model: edgeinfer / raw | e2e p50 / p90 / p99 | raw e2e | "
+            "edgeinfer ÷ raw (e2e) | torch e2e | × faster than torch | TFLite ÷ ONNX | "
+            "GFLOP/s (% peak) |")
+    lines = [head, "|" + "---|" * 11]
+    for r in res.results:
+        lat, q = r["latency_ms"], r["ratios"]
+        e2e = lat["edgeinfer.e2e"]
+        gf = r.get("gflops")
+        pct = f" ({r['peak_fraction']:.0%})" if r.get("peak_fraction") else ""
+        lines.append(
+            f"| {r['artifact']} | {r['threads']} | {r['size_bytes'] / 1e6:.2f} | "
+            f"{_f(_p50(r, 'edgeinfer.model'))} / {_f(_p50(r, 'raw.model'))} | "
+            f"{e2e['p50']:.2f} / {e2e['p90']:.2f} / {e2e['p99']:.2f} | "
+            f"{_f(_p50(r, 'raw.e2e'))} | {_f(q.get('edgeinfer_vs_raw_e2e'), '.3f', '×')} | "
+            f"{_f(_p50(r, 'torch.e2e'))} | {_f(q.get('speedup_vs_torch_e2e'), '.1f', '×')} | "
+            f"{_f(q.get('tflite_vs_onnx_model'), '.2f', '×')} | "
+            f"{_f(gf, '.1f')}{pct} |")
+    return "\n".join(lines)
+
+
+def startup_table(res: BenchResult) -> str:
+    head = ("| artifact | thr | session ms: edgeinfer / raw | cold start ms: edgeinfer "
+            "(interpreter + imports + session + 1st call) | raw runtime | torch | "
+            "peak RSS MB: edgeinfer / raw / torch |")
+    lines = [head, "|" + "---|" * 7]
+    for r in res.results:
+        s, cs = r["session_ms"], r.get("cold_start", {})
+        e = cs.get("edgeinfer")
+        raw = cs.get(r["raw_runtime"])
+        t = cs.get("torch")
+        parts = (f"**{e['total_ms']:.0f}** ({e['interpreter_ms']:.0f} + {e['import_ms']:.0f} + "
+                 f"{e['session_ms']:.0f} + {e['first_ms']:.0f})") if e else "-"
+        lines.append(
+            f"| {r['artifact']} | {r['threads']} | {_f(s.get('edgeinfer'), '.1f')} / "
+            f"{_f(s.get('raw'), '.1f')} | {parts} | {_f(raw and raw['total_ms'], '.0f')} | "
+            f"{_f(t and t['total_ms'], '.0f')} | {_f(e and e['rss_mb'], '.0f')} / "
+            f"{_f(raw and raw['rss_mb'], '.0f')} / {_f(t and t['rss_mb'], '.0f')} |")
+    return "\n".join(lines)
+
+
+def tta_table(res: BenchResult) -> str:
+    lines = ["| artifact | thr | one view p50 ms | hflip p50 ms (×) | hflip+crops p50 ms (×) |",
+             "|---|---|---|---|---|"]
+    for r in res.results:
+        q = r["ratios"]
+        if "tta_hflip_vs_none" not in q:
+            continue
+        lines.append(
+            f"| {r['artifact']} | {r['threads']} | {_p50(r, 'edgeinfer.e2e'):.2f} | "
+            f"{_f(_p50(r, 'tta.hflip'))} ({_f(q.get('tta_hflip_vs_none'), '.2f')}×) | "
+            f"{_f(_p50(r, 'tta.hflip+crops'))} ({_f(q.get('tta_hflip+crops_vs_none'), '.2f')}×) |")
+    return "\n".join(lines)
+
+
+def targets_table(res: BenchResult) -> str:
+    lines = ["| target | limit | measured (worst) | where | met |", "|---|---|---|---|---|"]
+    for t in evaluate_targets(res):
+        sign = "≤" if t["sense"] == "max" else "≥"
+        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+        lines.append(f"| {t['target']} | {sign} {t['limit']:g} | {_f(t['measured'], '.3g')} | "
+                     f"{t['where'] or '-'} | {met} |")
+    return "\n".join(lines)
+
+
+def markdown(res: BenchResult, images: dict[str, str] | None = None,
+             note: str | None = None) -> str:
+    m, s, imp = res.machine, res.settings, res.imports
+    la = m.get("loadavg_start"), m.get("loadavg_end")
+    load = " → ".join("/".join(f"{v:.2f}" for v in x) for x in la if x) or "n/a"
+    peak = ", ".join(f"{k} thread(s) {v:.0f}" for k, v in res.peak_gflops.items())
+    out = [
+        "# edgeinfer bench",
+        "",
+        f"{m['cpu']} ({m['machine']}, {m['cores']} cores), Python {m['python']}, onnxruntime "
+        f"{m['onnxruntime']}, numpy {m['numpy']}, OpenCV {m['opencv']}. Load average (1/5/15 "
+        f"min) at start → end: {load}. {s['runs']} timed calls per case after {s['warmup']} "
+        f"warm-up calls (hflip+crops: a quarter), in {s['rounds']} interleaved rounds; "
+        f"top-{s['top_k']}. Created {s.get('created', '?')}.",
+        "",
+        f"`import edgeinfer`: {_f(imp.get('edgeinfer_ms'), '.0f')} ms; with the runtime "
+        f"(`from edgeinfer import Predictor`: numpy, OpenCV, onnxruntime): "
+        f"{_f(imp.get('runtime_ms'), '.0f')} ms; torch imported: "
+        f"{imp.get('torch_imported')}. Machine peak (float32 numpy matmul 2048², GFLOP/s): "
+        f"{peak}.",
+        "",
+        "## Targets",
+        "",
+        targets_table(res),
+        "",
+        "## Latency (ms, p50 unless stated)",
+        "",
+        "model: a decoded frame in, top-k out; e2e: JPEG bytes in, top-k out. raw: the "
+        "runtime as a user calls it (onnxruntime `InferenceSession.run`, LiteRT signature "
+        "runner). torch: OpenCV decode, numpy preprocessing, eager module under "
+        "`inference_mode`. GFLOP/s: the model's Conv/Gemm FLOPs over the raw model p50 (the "
+        "in-graph resize is in the time, not in the FLOPs).",
+        "",
+        latency_table(res),
+        "",
+        "## Start-up and memory",
+        "",
+        "Cold start: spawning a new Python process until its first prediction returns "
+        "(median of fresh processes); peak RSS of that process after 20 more predictions.",
+        "",
+        startup_table(res),
+        "",
+        "## Test-time augmentation (end to end)",
+        "",
+        tta_table(res),
+        "",
+    ]
+    imgs = sorted({(r["model"], r["image"]["name"], tuple(r["image"]["shape"]))
+                   for r in res.results})
+    out += ["Inputs: " + "; ".join(f"{mo}: {n} ({s_[1]}x{s_[0]})" for mo, n, s_ in imgs) + "."]
+    notes = [f"{r['artifact']} @{r['threads']}t: {n}" for r in res.results for n in r["notes"]]
+    flips = [f"{r['artifact']} @{r['threads']}t: top-1 {r['top1']}" for r in res.results
+             if len(set(r["top1"].values())) > 1]
+    if notes or flips or note:
+        out += ["", "Notes:", *[f"- {n}" for n in notes + flips + ([note] if note else [])]]
+    for key, name in (images or {}).items():
+        out += ["", f"![{key}]({name})"]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------- plots
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in s).strip("_").lower()
+
+
+def write_plots(res: BenchResult, directory: Path) -> dict[str, str]:
+    """Per model: latency distributions (box: p25-p75, whiskers p1-p99) per backend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    images: dict[str, str] = {}
+    models = dict.fromkeys(r["model"] for r in res.results)
+    threads = res.settings["threads"]
+    for model in models:
+        rows = [r for r in res.results if r["model"] == model]
+        fig, axes = plt.subplots(1, len(threads), figsize=(6.5 * len(threads), 4.8),
+                                 squeeze=False, sharey=True)
+        for ax, n in zip(axes[0], threads, strict=True):
+            data, names = [], []
+            torch_done = False
+            for r in rows:
+                if r["threads"] != n:
+                    continue
+                s = res.samples.get((r["artifact"], n), {})
+                for key in ("edgeinfer.e2e", "raw.e2e", "tta.hflip", "edgeinfer.model",
+                            "raw.model"):
+                    if key in s:
+                        who = key.replace("raw", r["raw_runtime"])
+                        data.append(s[key])
+                        names.append(f"{r['artifact']} {who}")
+                if not torch_done and "torch.e2e" in s:
+                    data += [s["torch.e2e"], s["torch.model"]]
+                    names += ["torch eager e2e", "torch eager model"]
+                    torch_done = True
+            if not data:
+                continue
+            ax.boxplot(data, vert=False, whis=(1, 99), showfliers=False)
+            ax.set_yticks(range(1, len(names) + 1), names, fontsize=7)
+            ax.set_xscale("log")
+            ax.set_xlabel("latency per call, ms (log)")
+            ax.set_title(f"{model}, {n} thread(s)", fontsize=9)
+            ax.grid(True, axis="x", which="both", alpha=0.3)
+        fig.tight_layout()
+        name = f"latency_{_slug(model)}.png"
+        fig.savefig(directory / name, dpi=90)
+        plt.close(fig)
+        images[f"latency: {model}"] = name
+    return images
+
+
+def write_report(res: BenchResult, directory: str | Path, plots: bool = True) -> list[Path]:
+    """``bench.json``, ``bench.md`` and the PNGs into ``directory``; returns the files."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    images: dict[str, str] = {}
+    note = None
+    if plots:
+        try:
+            images = write_plots(res, d)
+        except ImportError:
+            note = "plots skipped: matplotlib is not installed (pip install 'edgeinfer[report]')"
+    files = [write_json(res, d / "bench.json")]
+    md = d / "bench.md"
+    md.write_text(markdown(res, images, note))
+    files.append(md)
+    files += [d / v for v in images.values()]
+    return files
+
