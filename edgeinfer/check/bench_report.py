@@ -213,6 +213,10 @@ def _slug(s: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in s).strip("_").lower()
 
 
+_COLORS = (("tta", "#dddddd"), ("torch", "#f4a6a6"), ("edgeinfer", "#9ecae1"),
+           ("onnxruntime", "#fdd49e"), ("litert", "#fdd49e"))
+
+
 def write_plots(res: BenchResult, directory: Path) -> dict[str, str]:
     """Per model: latency distributions (box: p25-p75, whiskers p1-p99) per backend."""
     import matplotlib
@@ -246,7 +250,13 @@ def write_plots(res: BenchResult, directory: Path) -> dict[str, str]:
                     torch_done = True
             if not data:
                 continue
-            ax.boxplot(data, vert=False, whis=(1, 99), showfliers=False)
+            data, names = data[::-1], names[::-1]  # first case on top
+            horizontal = ({"orientation": "horizontal"} if hasattr(matplotlib, "__version_info__")
+                          and matplotlib.__version_info__ >= (3, 10) else {"vert": False})
+            box = ax.boxplot(data, whis=(1, 99), showfliers=False, patch_artist=True,
+                             **horizontal)
+            for patch, name in zip(box["boxes"], names, strict=True):
+                patch.set_facecolor(next((c for k, c in _COLORS if k in name), "white"))
             ax.set_yticks(range(1, len(names) + 1), names, fontsize=7)
             ax.set_xscale("log")
             ax.set_xlabel("latency per call, ms (log)")
