@@ -57,10 +57,11 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "same reasoning as ONNX int8: judged by top-1 agreement with fp32 on real data.",
     ),
     ("consistency", "batch"): Tolerance(
-        1e-6, 1.0,
-        "a frame must get the same probabilities at batch 1, 8 and 32; onnxruntime was "
-        "bitwise identical (fp32 and int8, measured), 1e-6 allows other kernels' summation "
-        "order. BatchNorm on batch statistics (a train-mode export) moves them by >1e-2.",
+        1e-5, 1.0,
+        "a frame must get the same probabilities at batch 1, 8 and 32; onnxruntime and "
+        "LiteRT were bitwise identical (fp32 and int8), torch eager differed by up to 4e-7 "
+        "(other conv algorithms per batch size); 1e-5 leaves room for other CPUs. BatchNorm "
+        "on batch statistics (a train-mode export) moved them by 0.1 (measured).",
     ),
     ("consistency", "rerun"): Tolerance(
         1e-6, 1.0,
