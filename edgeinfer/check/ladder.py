@@ -129,7 +129,7 @@ class Stats:
             out.append(f"top-1 agreement {self.top1_agreement:.2%} < "
                        f"{self.tolerance_min_top1:.0%} vs {self.reference}")
         if self.max_abs > self.tolerance_max_abs:
-            out.append(f"max|dp| {self.max_abs:.2e} > {self.tolerance_max_abs:.0e} "
+            out.append(f"max|dp| {self.max_abs:.2e} > {self.tolerance_max_abs:.2g} "
                        f"vs {self.reference}")
         return out
 
@@ -511,6 +511,40 @@ def _judge(step: Step, parent: Step | None) -> None:
     step.failures.extend(own)
 
 
+def _artifact_step(r: Rung, parent: Rung | None, p: np.ndarray, p_src: np.ndarray,
+                   p_parent: np.ndarray | None, frames: Any, labels: Sequence[str],
+                   sub: Sequence[np.ndarray], batch_sizes: Sequence[int],
+                   timing: bool) -> Step:
+    """Every measurement of one artifact rung; the verdict is added by ``_judge``."""
+    tol = tolerance(r.format, r.dtype)
+    has_labels = frames.labels is not None
+    return Step(
+        r.name, r.format, r.dtype, parent.name if parent else "source", r.path, r.size_bytes,
+        latency_ms(r.runner, frames.frames[0]) if timing else None,
+        output_stats(p_parent, p, tol, parent.name, r.name) if parent else None,
+        output_stats(p_src, p, tol, "source", r.name),
+        accuracy(p, frames.labels) if has_labels else None,
+        flip_pairs(p_src, p, labels, frames.ids), flip_matrix(p_src, p),
+        batch_consistency(r.runner, sub, batch_sizes), determinism(r.runner, sub, p[:len(sub)]),
+        abs_errors=np.abs(p_src - p).ravel(),
+        confusion=confusion(p, frames.labels) if has_labels else None)
+
+
+def _accuracy_verdict(step: Step, src: Step) -> None:
+    """Accuracy drop vs the source, judged where the registry has a bound for the dtype."""
+    if step.accuracy is None or src.accuracy is None:
+        return
+    drop = src.accuracy["accuracy"] - step.accuracy["accuracy"]
+    step.accuracy["drop_vs_source"] = drop
+    key = ("accuracy_drop", step.dtype)
+    if key in TOLERANCES:
+        bound = TOLERANCES[key].max_abs
+        step.accuracy["max_drop"] = bound
+        if drop > bound:
+            step.failures.append(f"accuracy drop {drop * 100:.2f} points > {bound * 100:.2f} "
+                                 "vs source")
+
+
 def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
                weights: str | Path | None = None, spec: Any = None, limit: int | None = None,
                batch_sizes: Sequence[int] = BATCH_SIZES, consistency_frames: int = 64,
@@ -551,42 +585,22 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
                     accuracy(probs_src, frames.labels) if frames.labels is not None else None,
                     [], None, batch_consistency(src_runner, sub, batch_sizes),
                     determinism(src_runner, sub, probs_src[:len(sub)]))
-    say("source consistency", 1, 1)
     if frames.labels is not None:
         src_step.confusion = confusion(probs_src, frames.labels)
     _judge(src_step, None)
+    say("source consistency", 1, 1)
     steps, probs = [src_step], []
     for i, r in enumerate(rungs):
-        p_i = run_frames(r.runner, frames.frames, say, r.name)
-        probs.append(p_i)
+        probs.append(run_frames(r.runner, frames.frames, say, r.name))
         j = parent_of(i, rungs)
-        tol = tolerance(r.format, r.dtype)
-        vs_src = output_stats(probs_src, p_i, tol, "source", r.name)
-        vs_par = output_stats(probs[j], p_i, tol, rungs[j].name, r.name) if j >= 0 else None
         say(f"{r.name} consistency", 0, 1)
-        acc = accuracy(p_i, frames.labels) if frames.labels is not None else None
-        step = Step(r.name, r.format, r.dtype, rungs[j].name if j >= 0 else "source", r.path,
-                    r.size_bytes, latency_ms(r.runner, frames.frames[0]) if timing else None,
-                    vs_par, vs_src, acc,
-                    flip_pairs(probs_src, p_i, labels, frames.ids),
-                    flip_matrix(probs_src, p_i), batch_consistency(r.runner, sub, batch_sizes),
-                    determinism(r.runner, sub, p_i[:len(sub)]),
-                    abs_errors=np.abs(probs_src - p_i).ravel(),
-                    confusion=confusion(p_i, frames.labels) if frames.labels is not None
-                    else None)
-        if acc is not None and src_step.accuracy is not None:
-            drop = src_step.accuracy["accuracy"] - acc["accuracy"]
-            acc["drop_vs_source"] = drop
-            key = ("accuracy_drop", r.dtype)
-            if key in TOLERANCES:
-                acc["max_drop"] = TOLERANCES[key].max_abs
-                if drop > TOLERANCES[key].max_abs:
-                    step.failures.append(f"accuracy drop {drop:.2%} > "
-                                         f"{TOLERANCES[key].max_abs:.0%} vs source")
-        parent_step = steps[1 + j] if j >= 0 else src_step
-        _judge(step, parent_step)
+        step = _artifact_step(r, rungs[j] if j >= 0 else None, probs[-1], probs_src,
+                              probs[j] if j >= 0 else None, frames, labels, sub,
+                              batch_sizes, timing)
+        _accuracy_verdict(step, src_step)
+        _judge(step, steps[1 + j] if j >= 0 else src_step)
         say(f"{r.name} consistency", 1, 1)
-        want = diagnose == "always" or (diagnose == "auto" and step.failures)
+        want = diagnose == "always" or (diagnose == "auto" and bool(step.failures))
         if want and r.format == "onnx" and r.dtype == "int8" and j >= 0 and rungs[j].model:
             say(f"{r.name} per-layer diagnosis", 0, 1)
             step.diagnosis = diagnose_int8(rungs[j].model, r.model, frames.frames,

@@ -71,7 +71,8 @@ def _acc(s: Step) -> str:
         return "-"
     a = s.accuracy
     lo, hi = a["ci95"]
-    drop = f" (Δ {-a['drop_vs_source'] * 100:+.2f} pt)" if "drop_vs_source" in a else ""
+    delta = round(-a.get("drop_vs_source", 0.0) * 100, 2) + 0.0  # no "-0.00"
+    drop = f" (Δ {delta:+.2f} pt)" if "drop_vs_source" in a else ""
     return f"{a['accuracy']:.2%} [{lo:.2%}, {hi:.2%}]{drop}"
 
 
@@ -179,7 +180,7 @@ def _matrix_png(plt: Any, m: np.ndarray, labels: tuple[str, ...], title: str, yl
     idx = _classes_to_show(m)
     sub = m[np.ix_(idx, idx)]
     names = [labels[i] if i < len(labels) else str(i) for i in idx]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.42 * len(idx), 1.0 + 0.42 * len(idx)), dpi=90)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.42 * len(idx), 1.0 + 0.42 * len(idx)), dpi=80)
     ax.imshow(np.log1p(sub), cmap="Blues")
     for (r, c), v in np.ndenumerate(sub):
         if v:
@@ -199,7 +200,7 @@ def _errors_png(plt: Any, result: LadderResult, path: Path) -> bool:
     steps = [s for s in result.steps if s.abs_errors is not None and s.abs_errors.size]
     if not steps:
         return False
-    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=90)
+    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=80)
     bins = np.logspace(-10, 0, 61)
     for s in steps:
         e = np.clip(s.abs_errors, 1e-10, 1.0)
@@ -219,7 +220,7 @@ def _errors_png(plt: Any, result: LadderResult, path: Path) -> bool:
 def _layers_png(plt: Any, s: Step, path: Path) -> None:
     diag = s.diagnosis
     errs = [e.rel_error for e in diag.layers]
-    fig, ax = plt.subplots(figsize=(7.0, 3.2), dpi=90)
+    fig, ax = plt.subplots(figsize=(7.0, 3.2), dpi=80)
     ax.plot(range(len(errs)), errs, marker=".", linewidth=1)
     if diag.first_jump is not None:
         j = diag.first_jump
@@ -252,8 +253,7 @@ def write_plots(result: LadderResult, directory: Path) -> dict[str, str]:
                         f"{s.name}: top-1 vs source ({s.vs_source.flips} flips)",
                         "source top-1", f"{s.name} top-1", directory / name)
             images[f"flips:{s.name}"] = name
-        if s.confusion is not None and (s.name == "source" or (s.vs_source and
-                                                               s.vs_source.flips)):
+        if s.confusion is not None and s.name == "source":
             name = f"confusion_{_slug(s.name)}.png"
             acc = s.accuracy["accuracy"] if s.accuracy else float("nan")
             _matrix_png(plt, s.confusion, result.labels,

@@ -42,7 +42,7 @@ def test_fashion_ladder_passes_on_all_test_images(fashion_ladder):
     assert lo < int8.accuracy["accuracy"] < hi and hi - lo < 0.015
     for s in res.steps:
         assert s.batch["passed"] and s.rerun["passed"]
-        assert s.batch["max_abs"] <= 1e-6
+        assert s.batch["max_abs"] <= 1e-5
     assert int8.size_bytes < fp32.size_bytes and int8.latency_ms > 0
     assert "onnx-int8" in res.table() and "PASS" in res.verdict()
     json.dumps(res.to_dict())  # the whole result is JSON-serialisable
