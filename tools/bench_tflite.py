@@ -4,8 +4,9 @@
 
 Converts the artifacts with the real converter (cached in ``--cache``), then times
 ``backend.run`` on one frame (batch 1) through the same backends the Predictor uses.
-Runs are interleaved round-robin over all configurations, so a slow spell on a shared
-machine hits every configuration alike and the ratios stay comparable; the table shows
+Runs are interleaved round-robin over all configurations (a short pause and two untimed
+runs before each block), so a slow spell on a shared machine hits every configuration
+alike and the ratios stay comparable; the table shows
 the median per configuration and its ratio to ONNX fp32 at the same thread count.
 
 Frames: the artifact's fixed TFLite frame size (fashion 28x28; EfficientNet-Lite0
@@ -17,6 +18,7 @@ step (included in the time); ONNX resizes it in its graph.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -72,6 +74,11 @@ def bench(model: str, cache: Path, frames: dict[str, np.ndarray], rounds: int,
     for _ in range(rounds):
         for c in configs:
             run, x, times = c["run"], c["x"], c["times"]
+            # Let the previous configuration's worker threads (onnxruntime spins after a
+            # run) go idle, and re-warm caches, so configurations do not slow each other.
+            time.sleep(0.02)
+            run(x)
+            run(x)
             for _ in range(per_round):
                 t = time.perf_counter()
                 run(x)
@@ -98,6 +105,7 @@ def main() -> int:
 
     from edgeinfer.datasets import load_fashion_mnist, sample_photos
 
+    load_before = os.getloadavg()
     rows = []
     for model in args.models:
         if model == "fashion":
@@ -124,8 +132,10 @@ def main() -> int:
                                        r["threads"]) == (m, f, fmt, dt, 2))
         print(f"| {m} | {f} | {fmt} {dt} | {one['size_mb']:.2f} | {one['median_ms']:.3f} | "
               f"{two['median_ms']:.3f} | {one['vs_onnx_fp32']:.2f} / {two['vs_onnx_fp32']:.2f} |")
-    print(f"\nmedian of {rows[0]['n']} (fashion) / {rows[-1]['n']} (effnet) batch-1 runs per "
-          "configuration, interleaved; backend.run only (no image decoding).")
+    print(f"\nmedian of {rows[0]['n']} / {rows[-1]['n']} batch-1 runs per configuration "
+          f"({', '.join(args.models)}), interleaved; backend.run only (no image decoding). "
+          f"Load average (1 min) before / after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs: other processes skew the 2-thread numbers first.")
     return 0
 
 
