@@ -297,16 +297,23 @@ class Diagnosis:
                 "layers": [e.to_dict() for e in self.layers]}
 
 
+ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh")
+
+
 def _layer_name(tensor: str, producer: dict[str, Any], inits: set[str]) -> tuple[str, str]:
-    """A readable layer name: the weight of the Conv/Gemm/MatMul that produced the tensor
-    (through one activation such as Clip/Relu), else the node name."""
+    """A readable layer name: the weight name of the Conv/Gemm/MatMul that produced the
+    tensor (directly or through one activation); "Add after <layer>" for residual adds and
+    other ops fed by one; else the node name."""
     node = producer[tensor]
     for n in (node, producer.get(node.input[0]) if node.input else None):
         if n is not None and n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose"):
             w = next((i for i in n.input[1:] if i in inits), None)
-            name = (w.removesuffix(".weight") if w else n.name)
-            op = n.op_type if n is node else f"{n.op_type}+{node.op_type}"
-            return name, op
+            name = w.removesuffix(".weight") if w else n.name
+            if n is node:
+                return name, n.op_type
+            if node.op_type in ACTIVATIONS:
+                return name, f"{n.op_type}+{node.op_type}"
+            return f"{node.op_type} after {name}", node.op_type
     return node.name or tensor, node.op_type
 
 
