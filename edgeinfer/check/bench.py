@@ -358,7 +358,9 @@ top1 = predict()[0]
 import cv2, numpy as np
 from ai_edge_litert.interpreter import Interpreter
 t_import = time.time()
-run = Interpreter(model_path=a["path"], num_threads=a["threads"]).get_signature_runner("frame")
+it = Interpreter(model_path=a["path"], num_threads=a["threads"])
+it.allocate_tensors()
+run = it.get_signature_runner("frame")
 t_session = time.time()
 def predict():
     img = cv2.imdecode(np.fromfile(a["image"], np.uint8), a["flag"])
@@ -541,8 +543,9 @@ def _raw_runner(a: Artifact, threads: int) -> Callable[[np.ndarray], np.ndarray]
     if a.format == "tflite":
         from ai_edge_litert.interpreter import Interpreter
 
-        run = Interpreter(model_path=str(a.path), num_threads=threads).get_signature_runner(
-            "frame")
+        it = Interpreter(model_path=str(a.path), num_threads=threads)
+        it.allocate_tensors()  # as every TFLite example does; else the first call allocates
+        run = it.get_signature_runner("frame")
         return lambda x: run(frame=x)["probs"]
     import onnxruntime as ort
 
