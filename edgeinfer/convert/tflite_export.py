@@ -349,8 +349,11 @@ def fix_bias_overflow(float_model: bytes, quant_model: bytes) -> tuple[bytes, in
                 continue
             req = np.abs(b.astype(np.float64)) / (float(s_x[0]) * _INT32_LIMIT)
             req = np.broadcast_to(req, s_w.shape) if s_w.size > 1 else np.array([req.max()])
+            # only channels that overflow; 0.1% above the bound so that the float32-stored
+            # scale stays above it (a second pass then changes nothing)
+            req = np.where(req > s_w, req * 1.001, s_w)
             prev = need.get(tw.buffer)
-            need[tw.buffer] = np.maximum(s_w, req) if prev is None else np.maximum(prev, req)
+            need[tw.buffer] = req if prev is None else np.maximum(prev, req)
             uses.append((tw, tb, float(s_x[0]), w, b))
 
     fixed = 0
