@@ -8,9 +8,23 @@ test double that counts calls, plugs in through ``Predictor.from_backend``.
 
 from __future__ import annotations
 
+import os
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+#: Default intra-op threads are capped here: a Raspberry Pi 4/5 has 4 cores, and more
+#: threads than cores only adds contention on small edge CPUs.
+MAX_DEFAULT_THREADS = 4
+
+
+def default_threads() -> int:
+    """CPUs this process may use (affinity mask, else os.cpu_count()), capped at 4."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_DEFAULT_THREADS))
 
 
 @runtime_checkable

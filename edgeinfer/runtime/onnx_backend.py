@@ -23,6 +23,7 @@ import onnxruntime as ort
 
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
 from edgeinfer.errors import ConfigError, ModelError, ProviderError
+from edgeinfer.runtime.backend import default_threads
 
 #: Short provider names accepted by ``providers=`` and the onnxruntime names they map to.
 PROVIDERS = {
@@ -31,18 +32,8 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 _SHORT = {v: k for k, v in PROVIDERS.items()}
-MAX_DEFAULT_THREADS = 4
 
 _EP_FAIL = getattr(getattr(ort.capi, "onnxruntime_pybind11_state", None), "EPFail", None)
-
-
-def default_threads() -> int:
-    """CPUs this process may use (affinity mask, else os.cpu_count()), capped at 4."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(n, MAX_DEFAULT_THREADS))
 
 
 def check_threads(threads: int | None) -> int:

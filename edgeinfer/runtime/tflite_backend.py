@@ -69,13 +69,13 @@ from edgeinfer.artifact import (
     ArtifactMetadata,
 )
 from edgeinfer.errors import ConfigError, ModelError, SpecError
+from edgeinfer.runtime.backend import default_threads
 from edgeinfer.spec import PreprocessSpec
 
 METADATA_NAME = "edgeinfer"
 SIG_FRAME = "frame"
 SIG_RESIZED = "resized"
 OUTPUT = "probs"
-MAX_DEFAULT_THREADS = 4
 TFLITE_IDENTIFIER = b"TFL3"
 
 try:  # the maintained LiteRT runtime
@@ -98,15 +98,6 @@ except ImportError:  # pragma: no cover - exercised only where ai-edge-litert is
 def _one_line(e: BaseException, limit: int = 300) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def default_threads() -> int:
-    """CPUs this process may use (affinity mask, else os.cpu_count()), capped at 4."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(n, MAX_DEFAULT_THREADS))
 
 
 def _positive_int(name: str, v: Any, default: int | None = None) -> int:
