@@ -705,6 +705,9 @@ def _bench_group(model: str, group: list[Artifact], n: int, runs: int, warmup: i
             mine |= {k: v for k, v in samples.items() if k.startswith("torch.")}
             row["top1"]["torch"] = torch_top1
         row["latency_ms"] = lat
+        row["notes"] += [f"{k}: p50 {v['p50']:.2f} ms is {v['p50'] / v['min']:.0f}x its minimum "
+                         f"{v['min']:.2f} ms: the cores were contended during this case"
+                         for k, v in lat.items() if v["p50"] > 5 * v["min"]]
         res.samples[(a.label, n)] = mine
         row["gflops"] = _gflops(a.flops, lat)
         peak = res.peak_gflops.get(str(n))

@@ -104,6 +104,31 @@ def latency_table(res: BenchResult) -> str:
     return "\n".join(lines)
 
 
+def summary_table(res: BenchResult) -> str:
+    """The compact table for a README: end to end p50s, the ratios, start-up and memory."""
+    lines = ["| artifact | thr | JPEG→top-5 p50 ms: edgeinfer / raw / torch | edgeinfer ÷ raw | "
+             "× faster than torch | hflip ÷ 1 view | cold start ms | peak RSS MB |",
+             "|" + "---|" * 8]
+    for r in res.results:
+        q, cs = r["ratios"], r.get("cold_start", {}).get("edgeinfer") or {}
+        lines.append(
+            f"| {r['artifact']} | {r['threads']} | {_p50(r, 'edgeinfer.e2e'):.2f} / "
+            f"{_f(_p50(r, 'raw.e2e'))} / {_f(_p50(r, 'torch.e2e'))} | "
+            f"{_f(q.get('edgeinfer_vs_raw_e2e'), '.3f')} | "
+            f"{_f(q.get('speedup_vs_torch_e2e'), '.1f')} | "
+            f"{_f(q.get('tta_hflip_vs_none'), '.2f')} | {_f(cs.get('total_ms'), '.0f')} | "
+            f"{_f(cs.get('rss_mb'), '.0f')} |")
+    return "\n".join(lines)
+
+
+def load_json(path: str | Path) -> BenchResult:
+    """A result back from ``bench.json`` (tables only: the samples behind the plots are not
+    stored)."""
+    d = json.loads(Path(path).read_text())
+    return BenchResult(settings=d["settings"], machine=d["machine"], imports=d["import"],
+                       peak_gflops=d["peak_gflops"], results=d["results"])
+
+
 def startup_table(res: BenchResult) -> str:
     head = ("| artifact | thr | session ms: edgeinfer / raw | cold start ms: edgeinfer "
             "(interpreter + imports + session + 1st call) | raw runtime | torch | "

@@ -18,7 +18,13 @@ from edgeinfer.check.bench import (
     summarize,
     user_preprocess,
 )
-from edgeinfer.check.bench_report import TARGETS, markdown, write_report
+from edgeinfer.check.bench_report import (
+    TARGETS,
+    load_json,
+    markdown,
+    summary_table,
+    write_report,
+)
 from edgeinfer.cli import main
 from edgeinfer.convert.reference import get_reference
 from edgeinfer.spec import PreprocessSpec
@@ -92,6 +98,9 @@ def test_report_files(fashion_bench, tmp_path):
     assert "| artifact | thr |" in md and "## Targets" in md and "latency_fashion.png" in md
     assert (tmp_path / "rep" / "latency_fashion.png").read_bytes()[:4] == b"\x89PNG"
     assert markdown(fashion_bench).count("\n| fashion.onnx | 1 |") == 3  # three tables
+    again = load_json(tmp_path / "rep" / "bench.json")  # tables re-render from the JSON
+    assert summary_table(again) == summary_table(fashion_bench)
+    assert "| fashion.onnx | 1 |" in summary_table(again)
 
 
 def test_fashion_flops_match_the_architecture(fashion_artifact):
