@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeinfer.check.bench import BenchResult
+from edgeinfer.check.report_files import write_bundle
 
 #: (key, what, limit, "max" if the measured value must stay at or below the limit, else "min")
 TARGETS = (
@@ -297,19 +298,6 @@ def write_plots(res: BenchResult, directory: Path) -> dict[str, str]:
 
 def write_report(res: BenchResult, directory: str | Path, plots: bool = True) -> list[Path]:
     """``bench.json``, ``bench.md`` and the PNGs into ``directory``; returns the files."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    images: dict[str, str] = {}
-    note = None
-    if plots:
-        try:
-            images = write_plots(res, d)
-        except ImportError:
-            note = "plots skipped: matplotlib is not installed (pip install 'edgeinfer[report]')"
-    files = [write_json(res, d / "bench.json")]
-    md = d / "bench.md"
-    md.write_text(markdown(res, images, note))
-    files.append(md)
-    files += [d / v for v in images.values()]
-    return files
+    return write_bundle(res, directory, "bench", write_json=write_json, markdown=markdown,
+                        write_plots=write_plots, plots=plots)
 

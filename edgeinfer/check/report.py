@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edgeinfer.check.ladder import LadderResult, Step
+from edgeinfer.check.report_files import write_bundle
 
 MAX_MATRIX_CLASSES = 20  # flip/confusion plots show at most this many classes
 
@@ -269,18 +270,5 @@ def write_plots(result: LadderResult, directory: Path) -> dict[str, str]:
 
 def write_report(result: LadderResult, directory: str | Path, plots: bool = True) -> list[Path]:
     """``report.json``, ``report.md`` and the PNGs into ``directory``; returns the files."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    images: dict[str, str] = {}
-    note = None
-    if plots:
-        try:
-            images = write_plots(result, d)
-        except ImportError:
-            note = "plots skipped: matplotlib is not installed (pip install 'edgeinfer[report]')"
-    files = [write_json(result, d / "report.json")]
-    md = d / "report.md"
-    md.write_text(markdown(result, images, note))
-    files.append(md)
-    files += [d / v for v in images.values()]
-    return files
+    return write_bundle(result, directory, "report", write_json=write_json, markdown=markdown,
+                        write_plots=write_plots, plots=plots)
