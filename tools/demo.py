@@ -63,7 +63,7 @@ def main() -> int:
         print(f"  truth {FASHION_LABELS[lab]:12s} predicted {top.label:12s} {top.probability:.2f}")
 
     print("\n== parity summary (artifact fed raw uint8 frames vs the framework in eval mode)")
-    print(f"  {'model':20s} {'BN in src':>9s} {'BN exported':>11s} {'BN left':>7s} "
+    print(f"  {'model':20s} {'BN in src':>9s} {'BN in ONNX':>11s} {'BN left':>7s} "
           f"{'data':>13s} {'n':>6s} {'max|dprob|':>10s} {'top-1 agree':>11s} "
           f"{'acc src/art':>13s} {'secs':>5s}")
     for name, bn_exp, bn_src, bn_left, p, secs in rows:
