@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from edgeinfer import __version__
@@ -265,15 +266,19 @@ def convert(
     if not cmp.passed or asm.bn_after:
         raise ParityError(f"artifact not written: {cmp.summary()}; "
                           f"BatchNorm left: {asm.bn_after}")
-    parity: dict[str, Any] = {"data": frames.name, **cmp.to_dict()}
-    if frames.labels is not None:
-        parity["accuracy_source"] = float((ref_probs.argmax(-1) == frames.labels).mean())
-        parity["accuracy_artifact"] = float((fp32_probs.argmax(-1) == frames.labels).mean())
+    def accuracies(out_probs: np.ndarray) -> dict[str, float]:
+        if frames.labels is None:
+            return {}
+        return {"accuracy_source": float((ref_probs.argmax(-1) == frames.labels).mean()),
+                "accuracy_artifact": float((out_probs.argmax(-1) == frames.labels).mean())}
 
-    if format == "onnx" and quantize is None:
-        meta = ArtifactMetadata(spec=spec, labels=labels_t, provenance=provenance, parity=parity)
-        out_bytes = with_metadata(model, meta).SerializeToString()
-    else:
+    parity: dict[str, Any] = {"data": frames.name, **cmp.to_dict(), **accuracies(fp32_probs)}
+
+    # Serialises the artifact with its final metadata; int8 and TFLite replace it below.
+    def finish(props_meta: ArtifactMetadata) -> bytes:
+        return with_metadata(model, props_meta).SerializeToString()
+
+    if format != "onnx" or quantize is not None:
         cal_name = calibration or _default_calibration(data_name)
         cal = load_frames(cal_name, spec, limit=calibration_limit)
         if quantize is not None:
@@ -310,21 +315,17 @@ def convert(
         say(cmp_src.summary())
         say(cmp_fp32.summary())
         parity = {"data": frames.name, **cmp_src.to_dict(),
-                  "vs_onnx_fp32": cmp_fp32.to_dict(), "onnx_fp32_vs_source": cmp.to_dict()}
-        if frames.labels is not None:
-            parity["accuracy_source"] = float((ref_probs.argmax(-1) == frames.labels).mean())
-            parity["accuracy_artifact"] = float((out_probs.argmax(-1) == frames.labels).mean())
+                  "vs_onnx_fp32": cmp_fp32.to_dict(), "onnx_fp32_vs_source": cmp.to_dict(),
+                  **accuracies(out_probs)}
         if not (cmp_src.passed and cmp_fp32.passed):
             raise ParityError(f"artifact not written: {cmp_src.summary()}; "
                               f"{cmp_fp32.summary()}")
-        meta = ArtifactMetadata(spec=spec, labels=labels_t, provenance=provenance, parity=parity)
-        out_bytes = finish(meta)
         cmp = cmp_src
 
     meta = ArtifactMetadata(spec=spec, labels=labels_t, provenance=provenance, parity=parity)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(out_bytes)
+    out.write_bytes(finish(meta))
     say(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return ConversionResult(out, meta, cmp, s.lint_warnings)
 
