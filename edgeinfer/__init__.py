@@ -27,8 +27,8 @@ __version__ = "0.1.0"
 
 
 def convert(*args: Any, **kwargs: Any) -> Any:
-    """Convert a model to an edgeinfer artifact; see ``edgeinfer.convert.api.convert``."""
-    from edgeinfer.convert.api import convert as _convert
+    """Convert a model to an edgeinfer artifact; see ``edgeinfer.converter.api.convert``."""
+    from edgeinfer.converter.api import convert as _convert
 
     return _convert(*args, **kwargs)
 

@@ -22,11 +22,35 @@ INPUT_NAME = "frame"
 OUTPUT_NAME = "probs"
 FORMAT_VERSION = "1"
 
+# TFLite: the flatbuffer's file identifier, the name of the metadata entry holding the
+# props below as one JSON object, and the two signatures (see converter/tflite_export.py).
+TFLITE_IDENTIFIER = b"TFL3"
+TFLITE_METADATA_NAME = "edgeinfer"
+SIG_FRAME = "frame"
+SIG_RESIZED = "resized"
+FORMATS = ("onnx", "tflite")
+
 KEY_FORMAT = "edgeinfer.format_version"
 KEY_SPEC = "edgeinfer.spec"
 KEY_LABELS = "edgeinfer.labels"
 KEY_PROVENANCE = "edgeinfer.provenance"
 KEY_PARITY = "edgeinfer.parity"
+
+
+def sniff_format(data: bytes | bytearray | memoryview) -> str:
+    """``"tflite"`` or ``"onnx"`` from a model file's first bytes, never from its name.
+
+    A TFLite flatbuffer carries ``TFL3`` at offset 4. An ONNX ModelProto is a protobuf whose
+    first field is a tag byte with wire type 0 or 2 (``0x08`` ir_version in every exporter
+    seen); anything else is refused here with a one-line error.
+    """
+    head = bytes(data[:8])
+    if len(head) >= 8 and head[4:8] == TFLITE_IDENTIFIER:
+        return "tflite"
+    if head and head[0] & 0x07 in (0, 2) and 0x08 <= head[0] <= 0xA2:
+        return "onnx"
+    raise ModelError("the file is neither ONNX (a protobuf ModelProto) nor TFLite (no 'TFL3' "
+                     f"identifier); it starts with {head[:8]!r}: is it complete?")
 
 
 @dataclass(frozen=True)

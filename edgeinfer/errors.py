@@ -50,3 +50,22 @@ class ProviderError(EdgeInferError):
 
 class ConfigError(EdgeInferError, ValueError):
     """An argument is invalid (unknown TTA policy, top_k < 1, bad thread count, provider)."""
+
+
+class MissingExtraError(EdgeInferError, ImportError):
+    """An optional extra is not installed; the message names the ``pip install`` to run."""
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """Import ``module`` or raise :class:`MissingExtraError` naming the extra to install.
+
+    ``what`` says what needed it ("converting torch models"), so the one line a user sees
+    explains both the cause and the fix.
+    """
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise MissingExtraError(f"{what} needs {module!r}, which is not installed ({e.name or e}): "
+                                f"pip install 'edgeinfer[{extra}]'") from None

@@ -18,6 +18,7 @@ This module imports only numpy and OpenCV: the runtime depends on it.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -250,7 +251,7 @@ class PreprocessSpec:
 
     def to_torch(self) -> Any:
         """The same preprocessing as a ``torch.nn.Module`` (needs the ``convert`` extra)."""
-        from edgeinfer.convert.torch_preprocess import PreprocessModule
+        from edgeinfer.spec_torch import PreprocessModule
 
         return PreprocessModule(self)
 
@@ -297,3 +298,25 @@ def _filter_matrix(n_in: int, n_out: int) -> np.ndarray:
     d = (np.arange(n_in)[None, :] - centers[:, None]) / support
     wgt = np.clip(1.0 - np.abs(d), 0.0, None)
     return (wgt / wgt.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def resolve_spec(value: PreprocessSpec | dict | str | os.PathLike) -> PreprocessSpec:
+    """The one spec resolver: a PreprocessSpec, its dict, its JSON text or a JSON file path."""
+    if isinstance(value, PreprocessSpec):
+        return value
+    if isinstance(value, dict):
+        return PreprocessSpec.from_dict(value)
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if isinstance(text, str) and text.lstrip().startswith("{"):
+            return PreprocessSpec.from_json(text)
+        from pathlib import Path
+
+        p = Path(text)
+        if not p.is_file():
+            raise SpecError(f"spec file {p} does not exist (give a PreprocessSpec, a dict, JSON "
+                            "text or a JSON file)")
+        return PreprocessSpec.from_json(p.read_text())
+    raise SpecError(f"a spec must be a PreprocessSpec, a dict, JSON text or a JSON file path, "
+                    f"got {type(value).__name__}")
+

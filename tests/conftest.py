@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeinfer.convert.api import ConversionResult, convert
+from edgeinfer.converter.api import ConversionResult, convert
 
 
 def _convert(tmp_path_factory: pytest.TempPathFactory, name: str, **kw) -> ConversionResult:

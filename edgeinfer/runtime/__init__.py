@@ -1,6 +1,6 @@
 """The lean runtime: serve an edgeinfer artifact with numpy, onnxruntime and OpenCV only.
 
-Nothing here imports torch, tensorflow, onnx or ``edgeinfer.convert``.
+Nothing here imports torch, tensorflow, onnx or ``edgeinfer.converter``.
 """
 
 from __future__ import annotations

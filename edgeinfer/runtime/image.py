@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import struct
 from typing import Any
 
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 
 from edgeinfer.errors import ConfigError, ImageDecodeError, ImageFormatError, ImageTooLargeError
+from edgeinfer.runtime.files import display, read_regular
 from edgeinfer.spec import PreprocessSpec
 
 #: Default pixel limit (width x height) for any input: 50 megapixels, e.g. 8660 x 5773.
@@ -113,7 +113,7 @@ def _load(image: ImageInput, spec: PreprocessSpec, max_pixels: int, max_bytes: i
                                      f"{max_bytes}; pass a smaller image or raise max_bytes")
         return _decode(data, spec, max_pixels, "the image data")
     if isinstance(image, (str, os.PathLike)):
-        name = _display(image)
+        name = display(image)
         return _decode(_read_file(image, name, max_bytes), spec, max_pixels, f"image file {name}")
     raise ImageFormatError(f"cannot use a {type(image).__name__} as an image: pass a file "
                            "path, encoded image bytes or a uint8 numpy array (H x W x 3)")
@@ -186,37 +186,12 @@ def _check_size(h: int, w: int, spec: PreprocessSpec, max_pixels: int, source: s
 
 
 # ---------------------------------------------------------------------------- files, bytes
-def _display(path: Any) -> str:
-    """A path as one line of text for error messages."""
-    s = os.fsdecode(os.fspath(path))
-    return s.encode("unicode_escape").decode("ascii") if not s.isprintable() else s
-
-
 def _read_file(path: Any, name: str, max_bytes: int) -> bytes:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise ImageDecodeError(f"image file {name} does not exist: check the path") from None
-    except (OSError, ValueError) as e:  # permissions, ENAMETOOLONG, embedded NUL bytes
-        raise ImageDecodeError(f"cannot read image file {name}: {_reason(e)}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageDecodeError(f"image file {name} is a directory, not a file")
-    if st.st_size > max_bytes:
-        raise ImageTooLargeError(f"image file {name} is {st.st_size} bytes, above the limit "
-                                 f"of {max_bytes}; pass a smaller file or raise max_bytes")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except OSError as e:
-        raise ImageDecodeError(f"cannot read image file {name}: {_reason(e)}") from None
-    if len(data) > max_bytes:  # a pipe or device whose stat size says nothing
+    data = read_regular(path, "image file", ImageDecodeError, max_bytes, ImageTooLargeError)
+    if len(data) > max_bytes:  # grew between stat and read
         raise ImageTooLargeError(f"image file {name} holds more than {max_bytes} bytes, the "
                                  "limit; pass a smaller file or raise max_bytes")
     return data
-
-
-def _reason(e: Exception) -> str:
-    return (getattr(e, "strerror", None) or str(e)).replace("\n", " ")
 
 
 def _decode(data: bytes, spec: PreprocessSpec, max_pixels: int, source: str) -> np.ndarray:

@@ -23,7 +23,8 @@ import onnxruntime as ort
 
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
 from edgeinfer.errors import ConfigError, ModelError, ProviderError
-from edgeinfer.runtime.backend import default_threads
+from edgeinfer.runtime.backend import default_threads, positive_int
+from edgeinfer.runtime.files import ModelSource, load_model_bytes
 
 #: Short provider names accepted by ``providers=`` and the onnxruntime names they map to.
 PROVIDERS = {
@@ -34,14 +35,6 @@ PROVIDERS = {
 _SHORT = {v: k for k, v in PROVIDERS.items()}
 
 _EP_FAIL = getattr(getattr(ort.capi, "onnxruntime_pybind11_state", None), "EPFail", None)
-
-
-def check_threads(threads: int | None) -> int:
-    if threads is None:
-        return default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ConfigError(f"threads must be a positive integer or None (auto), got {threads!r}")
-    return int(threads)
 
 
 def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
@@ -92,15 +85,15 @@ class OnnxBackend:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        model: ModelSource,
         threads: int | None = None,
         providers: str | Sequence[str] | None = None,
         allow_fallback: bool = False,
         trt_fp16: bool = False,
         trt_cache_dir: str | os.PathLike | None = None,
+        source: str | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.threads = check_threads(threads)
+        self.threads = positive_int("threads", threads, default_threads())
         requested = resolve_providers(providers)
         trt = PROVIDERS["tensorrt"]
         if (trt_fp16 or trt_cache_dir is not None) and trt not in requested:
@@ -122,9 +115,8 @@ class OnnxBackend:
         if PROVIDERS["cpu"] not in use:
             use.append(PROVIDERS["cpu"])
 
-        if not self.path.is_file():
-            what = "is a directory" if self.path.is_dir() else "does not exist"
-            raise ModelError(f"model file {self.path} {what}: check the path")
+        data, name = load_model_bytes(model)
+        self.path = source or name  # for messages
 
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -150,7 +142,7 @@ class OnnxBackend:
                 provider_args.append(p)
 
         try:
-            self._session = ort.InferenceSession(str(self.path), sess_options=so,
+            self._session = ort.InferenceSession(data, sess_options=so,
                                                  providers=provider_args)
         except Exception as e:  # onnxruntime's pybind exceptions derive from Exception only
             if _EP_FAIL is not None and isinstance(e, _EP_FAIL):

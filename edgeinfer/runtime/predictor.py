@@ -36,7 +36,8 @@ from edgeinfer.runtime.image import (
     _check_limits,
     _load,
 )
-from edgeinfer.runtime.onnx_backend import OnnxBackend
+from edgeinfer.runtime.files import ModelSource
+from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.tta import TTAPolicy, average_views, get_policy
 from edgeinfer.spec import PreprocessSpec
 
@@ -84,7 +85,8 @@ class Predictor:
     :mod:`edgeinfer.runtime.tta`). ``max_pixels`` / ``max_bytes``: input limits (see
     :func:`~edgeinfer.runtime.image.load_image`).
 
-    A ``.tflite`` path is served by LiteRT (:mod:`edgeinfer.runtime.tflite_backend`,
+    The backend is chosen by the file's content (:func:`~edgeinfer.runtime.loader.open_backend`):
+    a TFLite file is served by LiteRT (:mod:`edgeinfer.runtime.tflite_backend`,
     XNNPACK, ``threads`` interpreter threads); ``spec=`` (and ``labels=``) let it serve a
     third-party ``.tflite`` classifier that has no edgeinfer metadata.
 
@@ -94,7 +96,7 @@ class Predictor:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: ModelSource,
         threads: int | None = None,
         providers: str | Sequence[str] | None = None,
         tta: str | None = None,
@@ -109,22 +111,11 @@ class Predictor:
     ) -> None:
         policy = get_policy(tta)  # cheap argument checks before loading anything
         _check_limits(max_pixels, max_bytes)
-        if os.fsdecode(path).lower().endswith(".tflite"):
-            # LiteRT backend; spec=/labels= serve a .tflite without edgeinfer metadata.
-            from edgeinfer.runtime.tflite_backend import TFLiteBackend
-
-            if providers not in (None, "cpu", ["cpu"], ("cpu",)) or trt_fp16 or trt_cache_dir:
-                raise ConfigError(".tflite models run on the CPU with LiteRT (XNNPACK); "
-                                  "providers= and trt_* options are for ONNX artifacts")
-            backend = TFLiteBackend(path, threads=threads, spec=spec, labels=labels)
-        else:
-            if spec is not None or labels is not None:
-                raise ConfigError("spec= and labels= are for .tflite files without edgeinfer "
-                                  "metadata; convert other models with `edgeinfer convert`")
-            backend = OnnxBackend(path, threads=threads, providers=providers,
-                                  allow_fallback=allow_fallback, trt_fp16=trt_fp16,
-                                  trt_cache_dir=trt_cache_dir)
-        self._setup(backend, policy, max_pixels, max_bytes, str(path))
+        backend = open_backend(path, threads, providers=providers,
+                               allow_fallback=allow_fallback, trt_fp16=trt_fp16,
+                               trt_cache_dir=trt_cache_dir, spec=spec, labels=labels)
+        name = getattr(backend, "source", None) or getattr(backend, "path", "artifact")
+        self._setup(backend, policy, max_pixels, max_bytes, str(name))
 
     @classmethod
     def from_backend(

@@ -17,7 +17,7 @@ A frame of the fixed size goes straight into ``frame``. A frame of any other siz
 one documented host-side step: the spec's geometry runs on the host with the spec's own
 numpy/OpenCV reference (``PreprocessSpec.reference``, float32, nothing rounded back to
 uint8) and the result goes into ``resized``; colour, normalisation, the model and the
-softmax still run in the graph. The parity check (``edgeinfer.check.runners_tflite``)
+softmax still run in the graph. The parity check (``edgeinfer.parity.runners``)
 goes through this same class, so the host step is measured, not hidden. (Why fixed:
 litert-torch cannot lower a resize whose size depends on a dynamic input shape.)
 
@@ -52,9 +52,7 @@ import contextlib
 import json
 import os
 import queue
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -66,17 +64,19 @@ from edgeinfer.artifact import (
     KEY_PARITY,
     KEY_PROVENANCE,
     KEY_SPEC,
+    OUTPUT_NAME,
+    SIG_FRAME,
+    SIG_RESIZED,
+    TFLITE_IDENTIFIER,
     ArtifactMetadata,
 )
+from edgeinfer.artifact import TFLITE_METADATA_NAME as METADATA_NAME
 from edgeinfer.errors import ConfigError, ModelError, SpecError
-from edgeinfer.runtime.backend import default_threads
-from edgeinfer.spec import PreprocessSpec
+from edgeinfer.runtime.backend import default_threads, positive_int
+from edgeinfer.runtime.files import read_regular
+from edgeinfer.spec import PreprocessSpec, resolve_spec
 
-METADATA_NAME = "edgeinfer"
-SIG_FRAME = "frame"
-SIG_RESIZED = "resized"
-OUTPUT = "probs"
-TFLITE_IDENTIFIER = b"TFL3"
+OUTPUT = OUTPUT_NAME
 
 try:  # the maintained LiteRT runtime
     from ai_edge_litert.interpreter import Interpreter as _Interpreter
@@ -100,28 +100,6 @@ def _one_line(e: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _positive_int(name: str, v: Any, default: int | None = None) -> int:
-    if v is None and default is not None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ConfigError(f"{name} must be a positive integer"
-                          f"{' or None (auto)' if default is not None else ''}, got {v!r}")
-    return int(v)
-
-
-# ---------------------------------------------------------------------------- geometry
-def geometry(spec: PreprocessSpec) -> Callable[[np.ndarray], np.ndarray]:
-    """The spec's geometric step on the host: uint8 frame ``H x W x C`` -> float32
-    ``[1, h, w, C]`` at ``spec.size``, frame colour order, 0..255 (nothing rounded).
-
-    It is ``PreprocessSpec.reference`` with the colour map and the normalisation set to
-    the identity, i.e. the very code the reference executions use.
-    """
-    g = replace(spec, model_color=spec.frame_color, scale=1.0, mean=(0.0,), std=(1.0,),
-                layout="NHWC")
-    return g.reference
-
-
 # ---------------------------------------------------------------------------- metadata
 def read_props(data: bytes | bytearray | memoryview,
                source: str = "model") -> dict[str, str] | None:
@@ -134,7 +112,7 @@ def read_props(data: bytes | bytearray | memoryview,
         from ai_edge_litert import schema_py_generated as schema
     except ImportError as e:  # pragma: no cover - tflite_runtime-only installs
         raise ModelError(f"reading metadata from {source} needs ai-edge-litert's schema "
-                         "bindings: pip install ai-edge-litert") from e
+                         "bindings: pip install 'edgeinfer[tflite]' (ai-edge-litert)") from e
     try:
         m = schema.Model.GetRootAs(data, 0)
         for i in range(m.MetadataLength()):
@@ -160,11 +138,8 @@ def read_props(data: bytes | bytearray | memoryview,
 
 def read_tflite_metadata(path: str | os.PathLike) -> ArtifactMetadata:
     """Metadata of an edgeinfer .tflite artifact (ModelError if missing or damaged)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"artifact {p} does not exist")
-    props = read_props(p.read_bytes(), str(p))
-    return ArtifactMetadata.from_props(props or {}, str(p))
+    props = read_props(read_regular(path, "artifact", ModelError), str(path))
+    return ArtifactMetadata.from_props(props or {}, str(path))
 
 
 # ---------------------------------------------------------------------------- backend
@@ -201,22 +176,18 @@ class TFLiteBackend:
         softmax: bool | None = None,
         source: str | None = None,
     ) -> None:
-        self.threads = _positive_int("threads", threads, default_threads())
-        self.pool_size = _positive_int("pool_size", pool_size)
+        self.threads = positive_int("threads", threads, default_threads())
+        self.pool_size = positive_int("pool_size", pool_size)
         self.xnnpack = bool(xnnpack)
         if _Interpreter is None:
             raise ModelError("serving .tflite files needs a LiteRT interpreter: "
-                             "pip install ai-edge-litert")
+                             "pip install 'edgeinfer[tflite]' (ai-edge-litert)")
         if isinstance(model, (bytes, bytearray, memoryview)):
             data = bytes(model)
             self.source = source or "tflite model"
         else:
-            p = Path(model)
-            self.source = source or str(p)
-            if not p.is_file():
-                what = "is a directory" if p.is_dir() else "does not exist"
-                raise ModelError(f"model file {p} {what}: check the path")
-            data = p.read_bytes()
+            self.source = source or str(model)
+            data = read_regular(model, "model file", ModelError)
         if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
             raise ModelError(f"{self.source} is not a TFLite model (no 'TFL3' file identifier;"
                              f" {len(data)} bytes): is the file complete?")
@@ -273,7 +244,7 @@ class TFLiteBackend:
         self.frame_size = (fs[1], fs[2])
         self._input_shape = (None, fs[1], fs[2], c)
         self._output_shape = (None, int(out["shape"][-1]))
-        self._geometry = geometry(self.spec)
+        self._geometry = self.spec.geometry()
 
     def _init_plain(self, it: Any, spec: Any, labels: Sequence[str] | None) -> None:
         self.mode = "plain"
@@ -290,15 +261,9 @@ class TFLiteBackend:
                              "saying how a frame becomes that input, and labels=, to serve it; "
                              "or convert the source model with `edgeinfer convert`")
         try:
-            if isinstance(spec, dict):
-                spec = PreprocessSpec.from_dict(spec)
-            elif isinstance(spec, str):
-                spec = PreprocessSpec.from_json(spec)
+            spec = resolve_spec(spec)
         except SpecError as e:
             raise ConfigError(f"spec= for {self.source}: {e}") from None
-        if not isinstance(spec, PreprocessSpec):
-            raise ConfigError(f"spec= must be a PreprocessSpec, a dict or JSON, got "
-                              f"{type(spec).__name__}")
         self.spec = spec
         shape = tuple(int(v) for v in self._in["shape"])
         want = spec.model_input_shape(1)

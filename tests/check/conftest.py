@@ -13,9 +13,9 @@ import pytest
 from onnx import compose, numpy_helper
 
 from edgeinfer.artifact import ArtifactMetadata
-from edgeinfer.check.data import load_frames
-from edgeinfer.convert.api import ConversionResult, convert
-from edgeinfer.convert.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
+from edgeinfer.parity.frames import load_frames
+from edgeinfer.converter.api import ConversionResult, convert
+from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
 
 
 @pytest.fixture(scope="session")
@@ -92,9 +92,9 @@ def train_mode_artifact(fashion_artifact, tmp_path_factory) -> Path:
     wrapped like an artifact without the converter (which refuses such graphs)."""
     import torch
 
-    from edgeinfer.convert.assemble import _finish_output, with_metadata
-    from edgeinfer.convert.preprocess_graph import build_preprocess_model
-    from edgeinfer.convert.reference import _load_file, get_reference
+    from edgeinfer.converter.assemble import _finish_output, with_metadata
+    from edgeinfer.converter.preprocess_graph import build_preprocess_model
+    from edgeinfer.converter.reference import _load_file, get_reference
 
     ref = get_reference("fashion")
     net = _load_file(ref.path / "net.py").build()

@@ -26,7 +26,7 @@ from edgeinfer.check.bench_report import (
     write_report,
 )
 from edgeinfer.cli import main
-from edgeinfer.convert.reference import get_reference
+from edgeinfer.converter.reference import get_reference
 from edgeinfer.spec import PreprocessSpec
 
 CASES = ("edgeinfer.model", "edgeinfer.e2e", "raw.model", "raw.e2e", "tta.hflip",

@@ -7,15 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from edgeinfer.check.ladder import (
-    Rung,
-    diagnose_int8,
-    order_rungs,
-    parent_of,
-    run_ladder,
-    topk_agreement,
-    wilson,
-)
+from edgeinfer.check.diagnose import diagnose_int8
+from edgeinfer.check.ladder import Rung, order_rungs, parent_of, run_ladder
+from edgeinfer.parity.stats import topk_agreement, wilson
 from edgeinfer.check.report import ProgressBar, write_report
 from edgeinfer.errors import ConfigError, ModelError
 

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeinfer.check.runners import OrtArtifactRunner
-from edgeinfer.convert.api import convert
-from edgeinfer.convert.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
-from edgeinfer.convert.quantize_onnx import (
+from edgeinfer.parity.runners import ArtifactRunner
+from edgeinfer.converter.api import convert
+from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
+from edgeinfer.converter.quantize_onnx import (
     KEY_QUANTIZATION,
     _FrameReader,
     float_nodes,
@@ -22,11 +22,11 @@ from edgeinfer.errors import ConversionError
 
 @pytest.fixture(scope="module")
 def fp32_probs(fashion_artifact, fashion_test):
-    return OrtArtifactRunner(str(fashion_artifact)).run(fashion_test.frames)
+    return ArtifactRunner(str(fashion_artifact)).run(fashion_test.frames)
 
 
 def _agreement_and_accuracy(path, fashion_test, fp32_probs):
-    p = OrtArtifactRunner(str(path)).run(fashion_test.frames)
+    p = ArtifactRunner(str(path)).run(fashion_test.frames)
     agree = float((p.argmax(-1) == fp32_probs.argmax(-1)).mean())
     acc = float((p.argmax(-1) == fashion_test.labels).mean())
     acc32 = float((fp32_probs.argmax(-1) == fashion_test.labels).mean())
@@ -104,7 +104,7 @@ def test_quantize_int8_direct_call_keeps_props_and_takes_mixed_sizes(fashion_art
     frames += [np.resize(f, (40, 36, 3)).astype(np.uint8) for f in fashion_test.frames[:5]]
     q = quantize_int8(m, frames, per_channel=True, method="percentile")
     assert {p.key for p in m.metadata_props} < {p.key for p in q.metadata_props}
-    assert OrtArtifactRunner(q.SerializeToString()).run(frames).shape == (25, 10)
+    assert ArtifactRunner(q.SerializeToString()).run(frames).shape == (25, 10)
 
 
 def test_quantize_int8_refuses_no_frames_and_bad_method(fashion_artifact):

@@ -27,9 +27,9 @@ from onnx import TensorProto, helper, numpy_helper
 from skimage import data as skdata
 from torch import nn
 
-from edgeinfer.check.tolerances import tolerance
-from edgeinfer.convert.passes.base import count_ops
-from edgeinfer.convert.passes.fold_batchnorm import FoldBatchNorm
+from edgeinfer.parity.tolerances import tolerance
+from edgeinfer.converter.passes.base import count_ops
+from edgeinfer.converter.passes.fold_batchnorm import FoldBatchNorm
 from edgeinfer.errors import ConversionError
 
 BN_FOLD = tolerance("bn_fold", "fp32")

@@ -47,7 +47,7 @@ def fashion_weights(tmp_path_factory) -> Path:
 def fashion_artifact(request, tmp_path_factory, fashion_weights) -> Path:
     if FASHION_WEIGHTS.exists():
         return request.getfixturevalue("fashion_conversion").path
-    from edgeinfer.convert.api import convert
+    from edgeinfer.converter.api import convert
 
     out = tmp_path_factory.mktemp("artifacts-runtime") / "fashion.onnx"
     return convert("fashion", out, weights=fashion_weights, parity_limit=200).path
@@ -56,7 +56,7 @@ def fashion_artifact(request, tmp_path_factory, fashion_weights) -> Path:
 @pytest.fixture(scope="session")
 def fashion_gray_artifact(tmp_path_factory, fashion_weights) -> Path:
     """The fashion model behind a GRAY frame: input [N, H, W, 1]."""
-    from edgeinfer.convert.api import convert
+    from edgeinfer.converter.api import convert
 
     spec = json.loads((FASHION_WEIGHTS.parent / "spec.json").read_text())
     spec["frame_color"] = "GRAY"

@@ -303,7 +303,7 @@ def test_fresh_interpreter_imports_no_frameworks(fashion_artifact, tmp_path, jpe
         import numpy as np
         Predictor({str(fashion_artifact)!r}, tta="hflip+crops").predict_batch(
             [np.zeros((30, 40, 3), np.uint8), b"junk"])
-        banned = ("torch", "tensorflow", "onnx", "litert_torch", "edgeinfer.convert")
+        banned = ("torch", "tensorflow", "onnx", "litert_torch", "edgeinfer.converter")
         bad = sorted(m for m in sys.modules
                      if any(m == b or m.startswith(b + ".") for b in banned))
         print("BANNED:", bad)

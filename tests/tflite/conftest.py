@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeinfer.convert.api import ConversionResult, convert
+from edgeinfer.converter.api import ConversionResult, convert
 
 
 def _convert(tmp_path_factory: pytest.TempPathFactory, name: str, tag: str,
@@ -52,8 +52,8 @@ def plain_fashion_tflite(tmp_path_factory) -> Path:
     import litert_torch
     import torch
 
-    from edgeinfer.convert.frontend_torch import load_factory, load_weights
-    from edgeinfer.convert.reference import get_reference
+    from edgeinfer.converter.frontend_torch import load_factory, load_weights
+    from edgeinfer.converter.reference import get_reference
 
     ref = get_reference("fashion")
     model = load_factory(ref.factory())()

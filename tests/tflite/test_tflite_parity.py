@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgeinfer.check.runners import TorchRunner
-from edgeinfer.check.tolerances import tolerance
-from edgeinfer.convert.frontend_torch import load_factory, load_weights
-from edgeinfer.convert.reference import get_reference
+from edgeinfer.parity.runners import TorchRunner
+from edgeinfer.parity.tolerances import tolerance
+from edgeinfer.converter.frontend_torch import load_factory, load_weights
+from edgeinfer.converter.reference import get_reference
 from edgeinfer.datasets import load_fashion_mnist, sample_photos
 from edgeinfer.runtime import Predictor
 from edgeinfer.spec import PreprocessSpec

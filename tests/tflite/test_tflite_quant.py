@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeinfer.check.runners_tflite import TFLiteArtifactRunner
-from edgeinfer.convert import tflite_export as te
+from edgeinfer.parity.runners import ArtifactRunner
+from edgeinfer.converter import tflite_export as te
 from edgeinfer.spec import PreprocessSpec
 
 SPEC = PreprocessSpec(size=(16, 16), frame_color="BGR", model_color="RGB",
@@ -40,8 +40,8 @@ def test_dead_channel_bias_survives_int8() -> None:
         warnings.simplefilter("ignore")
         fp32 = te.convert_float(net, SPEC, (16, 16))
         q = te.quantize_int8(fp32, SPEC, (16, 16), frames)
-    a = TFLiteArtifactRunner(te.embed_metadata(fp32, props)).run(frames)
-    b = TFLiteArtifactRunner(te.embed_metadata(q, props)).run(frames)
+    a = ArtifactRunner(te.embed_metadata(fp32, props)).run(frames)
+    b = ArtifactRunner(te.embed_metadata(q, props)).run(frames)
     assert np.abs(a - b).max() < 0.02
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
 

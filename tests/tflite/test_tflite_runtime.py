@@ -14,16 +14,16 @@ import pytest
 import torch
 
 from edgeinfer.artifact import ArtifactMetadata
-from edgeinfer.check.runners import TorchRunner
-from edgeinfer.check.runners_tflite import TFLiteArtifactRunner
-from edgeinfer.check.tolerances import tolerance
+from edgeinfer.parity.runners import TorchRunner
+from edgeinfer.parity.runners import ArtifactRunner
+from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.cli import main
-from edgeinfer.convert.frontend_torch import load_factory, load_weights
-from edgeinfer.convert.reference import get_reference
+from edgeinfer.converter.frontend_torch import load_factory, load_weights
+from edgeinfer.converter.reference import get_reference
 from edgeinfer.datasets import load_fashion_mnist
 from edgeinfer.errors import ConfigError, ModelError
 from edgeinfer.runtime import Predictor
-from edgeinfer.runtime.inspect import read_metadata
+from edgeinfer.runtime.metadata import read_metadata
 from edgeinfer.runtime.tflite_backend import TFLiteBackend, read_props
 from edgeinfer.spec import PreprocessSpec
 
@@ -89,7 +89,7 @@ def test_other_frame_sizes_take_the_documented_host_step(fashion_tflite, fashion
     reference geometry on the host and the 'resized' signature, and still matches torch."""
     frames, _ = fashion_frames
     big = [cv2.resize(f, (70, 56), interpolation=cv2.INTER_LINEAR) for f in frames[:40]]
-    runner = TFLiteArtifactRunner(fashion_tflite.path.read_bytes())
+    runner = ArtifactRunner(fashion_tflite.path.read_bytes())
     assert runner.backend.frame_size == (28, 28)
     got = runner.run(big)
     ref = _fashion_torch().run(big)
@@ -213,7 +213,7 @@ def test_spec_and_labels_are_refused_for_onnx(tmp_path) -> None:
 
 # ---------------------------------------------------------------------------- lean runtime
 def test_tflite_backend_imports_no_converter_libraries() -> None:
-    code = ("import sys, edgeinfer.runtime.tflite_backend, edgeinfer.runtime.inspect; "
+    code = ("import sys, edgeinfer.runtime.tflite_backend, edgeinfer.runtime.metadata; "
             "bad = [m for m in ('torch', 'tensorflow', 'litert_torch', 'onnx', "
             "'ai_edge_quantizer') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -44,7 +44,7 @@ from onnxscript.rewriter.rules.common import (
     fuse_batchnorm_into_gemm_rule,
 )
 
-from edgeinfer.convert.passes.base import GraphPass, PassResult, count_ops
+from edgeinfer.converter.passes.base import GraphPass, PassResult, count_ops
 from edgeinfer.errors import ConversionError
 
 _LIBRARY_RULES = RewriteRuleSet(

@@ -39,7 +39,7 @@ import numpy as np
 import onnx
 
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
-from edgeinfer.convert.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
+from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
 from edgeinfer.errors import ConversionError
 
 Progress = Callable[[str], None]

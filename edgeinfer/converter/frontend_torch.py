@@ -14,6 +14,7 @@ import importlib
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import onnx
 import torch
 from torch import nn
 
+from edgeinfer.converter.frontend import Source
 from edgeinfer.errors import ConversionError
 from edgeinfer.spec import PreprocessSpec
 
@@ -45,7 +47,7 @@ def load_factory(factory: str):
                               "'package.module:function' or 'path/to/file.py:function'")
     try:
         if target.endswith(".py"):
-            from edgeinfer.convert.reference import _load_file
+            from edgeinfer.converter.reference import _load_file
 
             module = _load_file(Path(target))
         else:
@@ -107,10 +109,8 @@ def lint(model: nn.Module) -> LintReport:
                     "(mean 0, var 1): was the model trained, and were its weights loaded?")
         if isinstance(m, nn.Dropout | nn.Dropout2d | nn.AlphaDropout):
             report.dropout_layers += 1
-    if report.train_mode_modules:
-        report.warnings.append(
-            f"{report.train_mode_modules} module(s) were in training mode; converting in "
-            "eval mode (dropout off, BatchNorm on running statistics)")
+    # Every freshly built module is in training mode, so that alone is no warning: the
+    # converter switches to eval mode and records it in the provenance.
     return report
 
 
@@ -132,3 +132,61 @@ def export_onnx(model: nn.Module, spec: PreprocessSpec) -> onnx.ModelProto:
             msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             raise ConversionError(f"torch.onnx.export failed: {msg}") from e
     return program.model_proto
+
+
+def build_from_factory(factory: str) -> nn.Module:
+    """Call a ``pkg.module:fn`` factory; it must take no arguments and return an nn.Module."""
+    fn = load_factory(factory)
+    try:
+        module = fn()
+    except TypeError as e:
+        raise ConversionError(f"model factory {factory!r} cannot be called without arguments "
+                              f"({e}); wrap it in a function that takes none") from None
+    except Exception as e:  # noqa: BLE001 - user code: any failure becomes one line
+        raise ConversionError(f"model factory {factory!r} failed: {type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:200]}") from None
+    if not isinstance(module, nn.Module):
+        raise ConversionError(f"{factory!r} returned {type(module).__name__}, not a torch "
+                              "nn.Module")
+    return module
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """sha256 over the state dict (names, shapes, bytes): provenance of an in-memory module."""
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        t = v.detach().cpu().contiguous()
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def torch_source(module: nn.Module, spec: PreprocessSpec, weights: str | Path | None,
+                 name: str, progress: Callable[[str], None]) -> Source:
+    """An nn.Module (built by a factory or handed over as is) as a converter source."""
+    from edgeinfer.parity.runners import TorchRunner
+
+    sha = load_weights(module, weights) if weights is not None else None
+    report = lint(module)
+    was_training = report.train_mode_modules > 0
+    module.eval()
+    prov = {"framework": "torch", "framework_version": torch.__version__, "source": name,
+            "class": f"{type(module).__module__}.{type(module).__qualname__}",
+            "weights": str(weights) if weights else None,
+            "weights_sha256": sha or weights_fingerprint(module),
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "batchnorm_in_source": report.batchnorm_layers,
+            "dropout_in_source": report.dropout_layers,
+            "eval_mode": "switched from training mode" if was_training else "already in eval"}
+
+    def export() -> onnx.ModelProto:
+        progress(f"exporting with torch.onnx (dynamo), {report.batchnorm_layers} BatchNorm, "
+                 f"{report.dropout_layers} dropout layers")
+        return export_onnx(module, spec)
+
+    def runner(apply_softmax: bool) -> TorchRunner:
+        return TorchRunner(module, spec, apply_softmax, name="source (torch eval)")
+
+    return Source("source (torch eval)", "torch", prov, runner, export, None,
+                  report.warnings, module)

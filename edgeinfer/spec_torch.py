@@ -7,11 +7,14 @@ puts in front of the model before conversion (frame sizes are then static, which
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeinfer.spec import PreprocessSpec
+if TYPE_CHECKING:  # the spec imports this module lazily; no import cycle at run time
+    from edgeinfer.spec import PreprocessSpec
 
 _TORCH_MODE = {"linear": "bilinear", "cubic": "bicubic"}
 

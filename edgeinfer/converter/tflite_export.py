@@ -5,7 +5,7 @@ What the file holds (see also ``edgeinfer.runtime.tflite_backend``):
 * Signature ``frame``: input ``frame`` uint8 ``[1, H, W, C]`` at the frame size fixed at
   conversion (``frame_hw``), output ``probs`` float32 ``[1, K]``. The whole spec (cast,
   resize, crop/letterbox, colour, normalisation, layout) runs in the graph: it is
-  :class:`~edgeinfer.convert.torch_preprocess.PreprocessModule` converted by litert-torch,
+  :class:`~edgeinfer.spec_torch.PreprocessModule` converted by litert-torch,
   followed by the model and a softmax.
 * Signature ``resized``: input ``resized`` float32 ``[1, h, w, C]`` (``spec.size``, frame
   colour order, 0..255): a frame after the spec's *geometric* step. The graph runs the
@@ -61,15 +61,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeinfer.convert.torch_preprocess import PreprocessModule
+from edgeinfer.artifact import SIG_FRAME, SIG_RESIZED
+from edgeinfer.artifact import TFLITE_METADATA_NAME as METADATA_NAME
 from edgeinfer.errors import ConversionError
-from edgeinfer.runtime.tflite_backend import (
-    METADATA_NAME,
-    SIG_FRAME,
-    SIG_RESIZED,
-    geometry,
-)
 from edgeinfer.spec import PreprocessSpec
+from edgeinfer.spec_torch import PreprocessModule
 
 Progress = Callable[[str], None]
 
@@ -254,7 +250,7 @@ def calibration_inputs(spec: PreprocessSpec, frame_hw: tuple[int, int],
     if not same:
         same = [cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, c)
                 for f in frames]
-    geo = geometry(spec)
+    geo = spec.geometry()
     return {
         SIG_FRAME: [{SIG_FRAME: np.ascontiguousarray(f.reshape(1, h, w, c))} for f in same],
         SIG_RESIZED: [{SIG_RESIZED: geo(f)} for f in frames],
@@ -420,60 +416,32 @@ def _name(v: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- entry point
-_CACHE: dict[tuple, tuple[Any, bytes]] = {}
-_CACHE_MAX = 4
-
-
 def export_tflite(
     module: nn.Module,
     spec: PreprocessSpec,
     frame_hw: tuple[int, int],
     quantize: str | None,
-    calibration: list[np.ndarray],
-    metadata_props: dict[str, str],
+    calibration: Sequence[np.ndarray],
     progress: Progress | None = None,
     per_channel: bool = True,
 ) -> bytes:
-    """One .tflite artifact: uint8 frames of ``frame_hw`` in, softmax probabilities out.
+    """One .tflite model (no metadata yet): uint8 frames of ``frame_hw`` in, probabilities out.
 
     ``quantize``: ``None`` (fp32), ``"fp16"`` or ``"int8"`` (calibrated on
-    ``calibration``, real uint8 frames in the spec's frame colour order).
-    ``metadata_props`` are embedded in the file. The conversion itself is cached for the
-    same module/spec/size/quantisation/calibration list, so re-embedding new metadata
-    (the converter does so after the parity check) does not convert twice.
+    ``calibration``, real uint8 frames in the spec's frame colour order). The converter
+    embeds the metadata with :func:`embed_metadata` once the parity gate has passed.
     """
     if quantize not in QUANTIZE:
         raise ConversionError(f"TFLite quantize={quantize!r} is not one of "
                               f"{', '.join(str(q) for q in QUANTIZE)}")
     say = progress or (lambda _m: None)
     hw = (int(frame_hw[0]), int(frame_hw[1]))
-    key = (id(module), spec.to_json(), hw, quantize,
-           id(calibration) if quantize == "int8" else None, per_channel)
-    hit = _CACHE.get(key)
-    if hit is None:
-        fkey = (id(module), spec.to_json(), hw, None, None, True)
-        fhit = _CACHE.get(fkey)
-        float_model = fhit[1] if fhit else convert_float(module, spec, hw, say)
-        _remember(fkey, (module,), float_model)
-        if quantize is None:
-            data = float_model
-        elif quantize == "fp16":
-            say("quantising weights to float16 (ai_edge_quantizer FLOAT_CASTING)")
-            data = quantize_fp16(float_model)
-        else:
-            say(f"int8 full-integer quantisation calibrated on {len(calibration)} frames "
-                f"(prefix and softmax kept float, weights per-"
-                f"{'channel' if per_channel else 'tensor'})")
-            data = quantize_int8(float_model, spec, hw, calibration, per_channel, say)
-        _remember(key, (module, calibration), data)
-    else:
-        data = hit[1]
-    return embed_metadata(data, metadata_props)
-
-
-def _remember(key: tuple, refs: Any, data: bytes) -> None:
-    # refs keep the keyed objects alive, so their ids cannot be reused by others.
-    _CACHE.pop(key, None)
-    _CACHE[key] = (refs, data)
-    while len(_CACHE) > _CACHE_MAX:
-        _CACHE.pop(next(iter(_CACHE)))
+    float_model = convert_float(module, spec, hw, say)
+    if quantize is None:
+        return float_model
+    if quantize == "fp16":
+        say("quantising weights to float16 (ai_edge_quantizer FLOAT_CASTING)")
+        return quantize_fp16(float_model)
+    say(f"int8 full-integer quantisation calibrated on {len(calibration)} frames "
+        f"(prefix and softmax kept float, weights per-{'channel' if per_channel else 'tensor'})")
+    return quantize_int8(float_model, spec, hw, list(calibration), per_channel, say)

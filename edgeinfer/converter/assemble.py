@@ -13,9 +13,9 @@ import onnx
 from onnx import compose, helper, version_converter
 
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME, ArtifactMetadata
-from edgeinfer.convert.passes.base import count_ops
-from edgeinfer.convert.passes.fold_batchnorm import FoldBatchNorm
-from edgeinfer.convert.preprocess_graph import (
+from edgeinfer.converter.passes.base import count_ops
+from edgeinfer.converter.passes.fold_batchnorm import FoldBatchNorm
+from edgeinfer.converter.preprocess_graph import (
     ANTIALIAS_OPSET,
     MIN_OPSET,
     PREFIX_OUTPUT,
@@ -123,3 +123,18 @@ def with_metadata(model: onnx.ModelProto, meta: ArtifactMetadata) -> onnx.ModelP
     onnx.helper.set_model_props(model, dict(kept) | props)
     model.producer_name = "edgeinfer"
     return model
+
+
+def num_classes(model: onnx.ModelProto) -> int:
+    """Static class count from the ``probs`` output, 0 when unknown."""
+    from onnx import shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(model)
+        vi = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+        producer = next(n for n in inferred.graph.node if OUTPUT_NAME in n.output)
+        dims = vi[producer.input[0]].type.tensor_type.shape.dim
+        return int(dims[-1].dim_value)
+    except (StopIteration, KeyError, IndexError, shape_inference.InferenceError):
+        return 0
+

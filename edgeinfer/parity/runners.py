@@ -1,30 +1,28 @@
 """Runners: every execution that parity compares, behind one tiny interface.
 
-As in Polygraphy, a runner takes the same input (a list of raw uint8 frames in the
-spec's frame colour order) and returns probabilities [N, K], so one comparator works
-over any pair: the framework in eval mode fed by the reference preprocessing, the
-source ONNX model, and any artifact fed the raw frames.
+As in Polygraphy, a runner takes the same input (a list of raw uint8 frames in the spec's
+frame colour order) and returns float64 probabilities [N, K], so one comparison works over
+any pair: the framework in inference mode fed by the reference preprocessing, the source
+ONNX model, and any artifact fed the raw frames. Artifacts run through the runtime's own
+:func:`~edgeinfer.runtime.loader.open_backend`, exactly as the Predictor runs them.
+Framework imports (torch, tensorflow) happen inside the runners that need them.
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
-from edgeinfer.artifact import INPUT_NAME
+from edgeinfer.runtime.backend import Backend
+from edgeinfer.runtime.files import ModelSource
+from edgeinfer.runtime.loader import open_backend
 from edgeinfer.spec import PreprocessSpec
 
 BATCH = 256
-
-
-class Runner(Protocol):
-    name: str
-
-    def run(self, frames: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -46,30 +44,27 @@ def by_size(frames: Sequence[np.ndarray], fn: Callable[[np.ndarray], np.ndarray]
             res = fn(np.stack([frames[i] for i in chunk]))
             for j, i in enumerate(chunk):
                 out[i] = res[j]
-    return np.stack(out)
+    return np.stack(out) if out else np.zeros((0, 0))
 
 
-class OrtArtifactRunner:
-    """An ONNX artifact fed raw uint8 frames: what deploys, run by onnxruntime."""
+class ArtifactRunner:
+    """An artifact (ONNX or TFLite, path or bytes) fed raw uint8 frames: what deploys."""
 
-    def __init__(self, model: str | bytes, name: str = "onnx", threads: int | None = None,
-                 options: ort.SessionOptions | None = None) -> None:
+    def __init__(self, model: ModelSource | Backend, name: str = "artifact",
+                 threads: int | None = None) -> None:
         self.name = name
-        so = options or ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        files = (str, bytes, bytearray, memoryview, os.PathLike)
+        self.backend: Backend = (open_backend(model, threads) if isinstance(model, files)
+                                 else model)
 
     def run(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         def fn(x: np.ndarray) -> np.ndarray:
-            if x.ndim == 3:
-                x = x[..., None]
-            return self.session.run(None, {INPUT_NAME: x})[0]
+            return self.backend.run(x if x.ndim == 4 else x[..., None])
 
-        return by_size(frames, fn)
+        return by_size(frames, fn).astype(np.float64)
 
 
-class _ReferencePreprocessed:
+class ReferencePreprocessed:
     """Base for sources: the numpy/OpenCV reference preprocessing, then the model."""
 
     name = "source"
@@ -81,19 +76,21 @@ class _ReferencePreprocessed:
     def model(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def preprocess(self, stack: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.spec.reference(f) for f in stack])
+
     def run(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         def fn(stack: np.ndarray) -> np.ndarray:
-            x = np.concatenate([self.spec.reference(f) for f in stack])
-            y = self.model(x).astype(np.float64)
+            y = self.model(self.preprocess(stack)).astype(np.float64)
             return softmax(y) if self.apply_softmax else y
 
         return by_size(frames, fn)
 
 
-class TorchRunner(_ReferencePreprocessed):
+class TorchRunner(ReferencePreprocessed):
     """The torch module in eval mode, as the user runs it in the framework."""
 
-    def __init__(self, module, spec: PreprocessSpec, apply_softmax: bool,
+    def __init__(self, module: Any, spec: PreprocessSpec, apply_softmax: bool,
                  name: str = "torch") -> None:
         super().__init__(spec, apply_softmax)
         self.module = module.eval()
@@ -106,11 +103,13 @@ class TorchRunner(_ReferencePreprocessed):
             return self.module(torch.from_numpy(x)).double().numpy()
 
 
-class OnnxSourceRunner(_ReferencePreprocessed):
+class OnnxSourceRunner(ReferencePreprocessed):
     """The source ONNX model as given (BN unfolded), fed by the reference preprocessing."""
 
     def __init__(self, model: str | bytes, spec: PreprocessSpec, apply_softmax: bool,
                  name: str = "source-onnx") -> None:
+        import onnxruntime as ort
+
         super().__init__(spec, apply_softmax)
         self.session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name

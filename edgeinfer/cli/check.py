@@ -1,0 +1,51 @@
+"""``edgeinfer check``: the parity ladder, source vs every artifact on the same frames."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgeinfer.cli.common import DATA_HELP, EXIT_FAILED, SOURCE_HELP, positive, progress
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeinfer.check.ladder import run_ladder
+    from edgeinfer.check.report import ProgressBar, write_json, write_report
+
+    result = run_ladder(args.source, args.artifacts, args.data, weights=args.weights,
+                        spec=args.spec, limit=args.limit, diagnose=args.diagnose,
+                        threads=args.threads, timing=not args.no_timing,
+                        progress=None if args.quiet else ProgressBar())
+    print(result.table())
+    for s in result.steps:
+        if s.diagnosis is not None:
+            print(f"{s.name}: {s.diagnosis.message}")
+    print(result.verdict())
+    if args.json:
+        progress(f"wrote {write_json(result, args.json)}")
+    if args.report:
+        files = write_report(result, args.report)
+        progress(f"wrote {len(files)} report files to {args.report}")
+    return 0 if result.passed else EXIT_FAILED
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check", help="parity ladder: source vs every artifact on the same real frames",
+        description="Run the source model (eval mode) and every artifact on the same raw "
+        "frames and judge each step (source -> onnx fp32 -> onnx int8 -> tflite ...) "
+        "against the tolerance registry. Exit status: 0 every step passes, 1 a step fails "
+        "(the first failing step is named), 2 bad input or usage.")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".onnx / .tflite artifacts")
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    p.add_argument("--limit", type=positive, help="use at most this many frames")
+    p.add_argument("--weights", help="torch state dict for a factory source")
+    p.add_argument("--spec", help="PreprocessSpec JSON (default: the first artifact's)")
+    p.add_argument("--json", metavar="OUT", help="write the full result as JSON")
+    p.add_argument("--report", metavar="DIR", help="write report.json, report.md and PNG plots")
+    p.add_argument("--diagnose", choices=["auto", "always", "never"], default="auto",
+                   help="per-layer int8 diagnosis: auto = when an int8 ONNX step fails")
+    p.add_argument("--threads", type=positive, help="intra-op threads for the artifacts")
+    p.add_argument("--no-timing", action="store_true", help="skip the latency measurement")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)

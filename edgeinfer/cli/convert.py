@@ -1,0 +1,56 @@
+"""``edgeinfer convert``: a trained model in, one parity-checked artifact out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from edgeinfer.cli.common import DATA_HELP, SOURCE_HELP, parse_size, positive, progress
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeinfer.converter.api import convert
+
+    frame_size = parse_size(args.frame_size, "--frame-size") if args.frame_size else None
+    result = convert(args.source, args.output, weights=args.weights, spec=args.spec,
+                     labels=args.labels, format=args.format, quantize=args.quantize,
+                     calibration=args.calibration, calibration_limit=args.calibration_limit,
+                     per_channel=not args.per_tensor, frame_size=frame_size,
+                     parity_data=args.parity_data, parity_limit=args.parity_limit,
+                     progress=progress, verbose=args.verbose)
+    if args.json:
+        print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
+        return 0
+    p = result.metadata.parity
+    print(f"{result.path}: BatchNorm {result.metadata.provenance['batchnorm_before']} -> "
+          f"{result.bn_left} nodes; parity on {p['n']} frames ({p['data']}): "
+          f"max|dprob| {p['max_abs']:.2e}, top-1 agreement {p['top1_agreement']:.2%}"
+          + (f"; accuracy {p['accuracy_source']:.2%} -> {p['accuracy_artifact']:.2%}"
+             if "accuracy_artifact" in p else ""))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert a model to a parity-checked ONNX/TFLite artifact")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("-o", "--output", required=True,
+                   help="artifact path; its extension must match --format (.onnx / .tflite)")
+    p.add_argument("--format", choices=["onnx", "tflite"], default=None,
+                   help="artifact format (default: from the output's extension, else onnx)")
+    p.add_argument("--quantize", choices=["fp16", "int8"],
+                   help="int8: ONNX QDQ or TFLite full-integer; fp16: TFLite only")
+    p.add_argument("--calibration", help="int8 calibration frames: " + DATA_HELP)
+    p.add_argument("--calibration-limit", type=positive, default=256,
+                   help="at most this many calibration frames (default 256)")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="int8: per-tensor weight scales (default per-channel)")
+    p.add_argument("--frame-size", help="TFLite input frame HxW, e.g. 480x640 (fixed size)")
+    p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
+    p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one)")
+    p.add_argument("--labels", help="class names, one per line")
+    p.add_argument("--parity-data", help=DATA_HELP)
+    p.add_argument("--parity-limit", type=positive, help="use at most this many parity frames")
+    p.add_argument("--json", action="store_true", help="print the artifact metadata as JSON")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show third-party exporter/quantiser output (hidden unless it fails)")
+    p.set_defaults(handler=run)

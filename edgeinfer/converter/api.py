@@ -1,0 +1,252 @@
+"""``edgeinfer.convert``: a trained model in, one parity-checked artifact out.
+
+Two phases, kept apart: *build* (frontend -> fp32 ONNX with folded BatchNorm and the
+baked preprocessing prefix -> optionally int8 ONNX or a TFLite file) and *gate* (the
+candidate against the framework, and against fp32 ONNX for derived formats, on real
+frames; :mod:`edgeinfer.converter.gate`). The artifact is written only after the gate
+passed; otherwise ``ParityError`` is raised and nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer import __version__
+from edgeinfer.artifact import FORMATS, ArtifactMetadata
+from edgeinfer.converter.frontend import Progress, Source
+from edgeinfer.converter.gate import GateResult, gate
+from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
+from edgeinfer.errors import ConfigError, ConversionError, require
+from edgeinfer.parity.frames import FrameSet, builtin_name, load_frames
+from edgeinfer.parity.runners import ArtifactRunner
+from edgeinfer.parity.stats import Comparison
+from edgeinfer.spec import PreprocessSpec
+
+QUANTIZE = {"onnx": (None, "int8"), "tflite": (None, "fp16", "int8")}
+SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
+
+
+@dataclass
+class ConversionResult:
+    path: Path
+    metadata: ArtifactMetadata
+    parity: Comparison | None
+    lint_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bn_left(self) -> int:
+        return int(self.metadata.provenance.get("batchnorm_left", -1))
+
+
+def load_source(source: Any, spec: Any = None, weights: str | Path | None = None, *,
+                apply_softmax: bool = True, fallback_spec: PreprocessSpec | None = None,
+                progress: Progress | None = None) -> tuple[Any, PreprocessSpec]:
+    """The source model in inference mode behind a runner, without exporting it.
+
+    For ``check``, ``pack`` and ``doctor``. The spec is ``spec``, else the bundled
+    model's, else ``fallback_spec`` (e.g. an artifact's). Returns (runner, spec).
+    """
+    spec = source_spec(source, spec, fallback_spec)
+    s = resolve_source(source, spec, weights, progress)
+    return s.make_runner(apply_softmax), spec
+
+
+def output_format(output: str | Path, format: str | None) -> str:
+    """The artifact format; an output extension that contradicts it is refused."""
+    suffix = Path(output).suffix.lower()
+    by_suffix = {v: k for k, v in SUFFIX.items()}.get(suffix)
+    fmt = format or by_suffix or "onnx"
+    if fmt not in FORMATS:
+        raise ConfigError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if by_suffix is not None and by_suffix != fmt:
+        raise ConfigError(f"output {output} ends in {suffix} but the format is {fmt}: name it "
+                          f"*{SUFFIX[fmt]} (the runtime reads the content, people read the name)")
+    return fmt
+
+
+def convert(
+    source: Any,
+    output: str | Path,
+    *,
+    weights: str | Path | None = None,
+    spec: PreprocessSpec | str | Path | dict | None = None,
+    labels: Sequence[str] | str | Path | None = None,
+    format: str | None = None,
+    quantize: str | None = None,
+    calibration: str | None = None,
+    calibration_limit: int | None = 256,
+    per_channel: bool = True,
+    frame_size: tuple[int, int] | None = None,
+    parity_data: str | None = None,
+    parity_limit: int | None = None,
+    progress: Progress | None = None,
+    verbose: bool = False,
+) -> ConversionResult:
+    """Convert ``source`` to an artifact at ``output`` and prove its parity.
+
+    ``source``: a bundled name, a torch factory (``pkg.module:fn`` with ``weights``), an
+    ``.onnx`` file, or a ``torch.nn.Module`` object (used as is). ``format`` is ``onnx``
+    or ``tflite`` (default: from the output's extension). ``quantize`` is ``int8`` (ONNX
+    QDQ or TFLite full-integer, calibrated on ``calibration`` frames) or ``fp16``
+    (TFLite). ``frame_size`` (height, width) fixes the TFLite frame size. The fp32 ONNX
+    graph is always built and gated first: it is the reference every other format is
+    compared with, step by step. ``verbose`` shows the exporters' own output.
+    """
+    say: Progress = progress or (lambda _msg: None)
+    fmt = output_format(output, format)
+    if quantize not in QUANTIZE[fmt]:
+        raise ConversionError(f"quantize={quantize!r} is not available for {fmt}; choose "
+                              f"from {', '.join(str(q) for q in QUANTIZE[fmt])}")
+    require("onnx", "convert", "converting models")
+    spec = source_spec(source, spec)
+    s = resolve_source(source, spec, weights, say)
+    for w in _warnings(s, spec):
+        say(f"warning: {w}")
+    if fmt == "tflite" and s.module is None:
+        raise ConversionError("TFLite conversion needs a framework source (torch or Keras); "
+                              "convert ONNX sources to ONNX artifacts")
+
+    fp32 = _build_onnx(s, spec, labels, fmt, quantize)
+    data_name = parity_data or (s.reference.parity_data if s.reference else "builtin:photos")
+    frames = load_frames(data_name, spec, limit=parity_limit)
+    say(f"parity on {len(frames.frames)} real frames ({frames.name})")
+    ref_probs = s.make_runner(fp32.softmax_added).run(frames.frames)
+    fp32_probs = ArtifactRunner(fp32.blob(), name="onnx-fp32").run(frames.frames)
+    result = gate(fp32_probs, "onnx-fp32", "onnx", "fp32", frames,
+                  {s.framework: ref_probs}, say)
+    if fp32.bn_left:
+        raise ConversionError(f"artifact not written: {fp32.bn_left} BatchNormalization "
+                              "node(s) left after folding")
+    if fmt == "onnx" and quantize is None:
+        return _write(output, fp32.blob(fp32.final(result, frames)), fp32, result, s, say)
+
+    tag = f"{fmt}-{quantize or 'fp32'}"
+    cal = _calibration(fp32, calibration, data_name, spec, calibration_limit, quantize, say,
+                       per_channel)
+    if fmt == "onnx":
+        from edgeinfer.converter.quantize_onnx import quantize_int8
+
+        with_props = _quantized_onnx(quantize_int8(fp32.model, cal, per_channel=per_channel,
+                                                   progress=say))
+    else:
+        hw = frame_size or _default_frame_size(frames.frames, spec)
+        fp32.provenance["frame_size"] = list(hw)
+        from edgeinfer.converter.quiet import captured
+        from edgeinfer.converter.tflite_export import embed_metadata, export_tflite
+
+        with captured(verbose):
+            bare = export_tflite(s.module, spec, hw, quantize, cal, say, per_channel)
+        with_props = lambda meta: embed_metadata(bare, meta.to_props())  # noqa: E731
+    out_probs = ArtifactRunner(with_props(fp32.meta()), name=tag).run(frames.frames)
+    derived = gate(out_probs, tag, fmt, quantize or "fp32", frames,
+                   {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say)
+    derived.others["onnx_fp32_vs_source"] = result.primary
+    return _write(output, with_props(fp32.final(derived, frames)), fp32, derived, s, say)
+
+
+# ---------------------------------------------------------------- build steps
+@dataclass
+class _Built:
+    """The fp32 ONNX artifact and the metadata every format of this conversion shares."""
+
+    model: Any  # onnx.ModelProto, with the prefix and softmax, no metadata
+    spec: PreprocessSpec
+    labels: tuple[str, ...]
+    provenance: dict[str, Any]
+    softmax_added: bool
+    bn_left: int
+    parity: dict[str, Any] = field(default_factory=dict)
+
+    def meta(self) -> ArtifactMetadata:
+        return ArtifactMetadata(self.spec, self.labels, self.provenance, self.parity)
+
+    def final(self, result: GateResult, frames: FrameSet) -> ArtifactMetadata:
+        self.parity = result.to_parity(frames.name)
+        return self.meta()
+
+    def blob(self, meta: ArtifactMetadata | None = None) -> bytes:
+        from edgeinfer.converter.assemble import with_metadata
+
+        return with_metadata(self.model, meta or self.meta()).SerializeToString()
+
+
+def _warnings(s: Source, spec: PreprocessSpec) -> list[str]:
+    out = list(s.lint_warnings)
+    if spec.interpolation == "cubic":
+        out.append("the spec resizes bicubically: onnxruntime's cubic Resize is ~80x slower "
+                   "than linear (about 100 ms for a 640x480 frame on a 2-core x86); prefer "
+                   "'linear' unless the model depends on it")
+    return out
+
+
+def _build_onnx(s: Source, spec: PreprocessSpec, labels: Any, fmt: str,
+                quantize: str | None) -> _Built:
+    import onnx
+
+    from edgeinfer.converter.assemble import assemble, num_classes
+
+    core = s.export()
+    asm = assemble(core, spec)
+    n_classes = num_classes(asm.model)
+    labels_t = (resolve_labels(labels, s.reference) or s.labels
+                or tuple(str(i) for i in range(n_classes)))
+    if n_classes and len(labels_t) != n_classes:
+        raise ConversionError(f"{len(labels_t)} labels given for a model with {n_classes} "
+                              "outputs")
+    provenance = s.provenance | {
+        "edgeinfer_version": __version__, "onnx_version": onnx.__version__,
+        "opset": asm.opset, "batchnorm_before": asm.bn_before, "batchnorm_left": asm.bn_after,
+        "softmax_added": asm.softmax_added, "lint_warnings": _warnings(s, spec),
+        "format": fmt, "quantize": quantize,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    built = _Built(asm.model, spec, labels_t, provenance, asm.softmax_added, asm.bn_after)
+    onnx.checker.check_model(built.model, full_check=True)
+    return built
+
+
+def _calibration(fp32: _Built, calibration: str | None, parity_data: str,
+                 spec: PreprocessSpec, limit: int | None, quantize: str | None,
+                 say: Progress, per_channel: bool) -> list[np.ndarray]:
+    if quantize != "int8":
+        return []
+    name = calibration or _default_calibration(parity_data)
+    cal = load_frames(name, spec, limit=limit)
+    say(f"calibrating on {len(cal.frames)} real frames ({cal.name})")
+    fp32.provenance["calibration"] = {"data": cal.name, "n": len(cal.frames),
+                                      "per_channel": per_channel}
+    return cal.frames
+
+
+def _quantized_onnx(qmodel: Any) -> Any:
+    from edgeinfer.converter.assemble import with_metadata
+
+    return lambda meta: with_metadata(qmodel, meta).SerializeToString()
+
+
+def _write(output: str | Path, data: bytes, fp32: _Built, result: GateResult, s: Source,
+           say: Progress) -> ConversionResult:
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    say(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return ConversionResult(out, fp32.meta(), result.primary, s.lint_warnings)
+
+
+def _default_calibration(parity_data: str) -> str:
+    """Calibrate on data disjoint from the parity data where a split exists."""
+    return ("builtin:fashion-train" if builtin_name(parity_data) == "fashion-test"
+            else parity_data)
+
+
+def _default_frame_size(frames: Sequence, spec: PreprocessSpec) -> tuple[int, int]:
+    """TFLite frames have a fixed size: the parity frames' size when they agree, else the
+    spec's model size (frames of other sizes are then resized on the host, inside parity)."""
+    shapes = {f.shape[:2] for f in frames}
+    return tuple(shapes.pop()) if len(shapes) == 1 else tuple(spec.size)

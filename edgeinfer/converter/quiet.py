@@ -1,0 +1,55 @@
+"""Hide third-party chatter (torchao, absl, TF C++ logs, FutureWarnings) during export.
+
+litert-torch, ai-edge-quantizer, TensorFlow and tf2onnx print pages of warnings and log
+lines from Python *and* C++, which bury the few lines a user needs. Everything written
+to file descriptors 1/2 and every Python warning inside :func:`captured` goes to a
+temporary file; it is replayed on stderr only if the block fails, or always when
+``verbose`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def captured(verbose: bool = False, tail_lines: int = 60) -> Iterator[None]:
+    if verbose:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    root = logging.getLogger()
+    old_level = root.level
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        ok = False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                root.setLevel(logging.ERROR)
+                yield
+            ok = True
+        finally:
+            root.setLevel(old_level)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            if not ok:
+                log.seek(0)
+                lines = log.read().decode("utf-8", "replace").splitlines()[-tail_lines:]
+                if lines:
+                    print("[edgeinfer] third-party output before the failure (last "
+                          f"{len(lines)} lines):", file=sys.stderr)
+                    print("\n".join(lines), file=sys.stderr)

@@ -1,0 +1,157 @@
+"""Real frames for parity: bundled data sets, an image folder (flat or one subfolder per
+class) or a CSV of ``image,label`` rows, as raw uint8 frames with labels when known.
+
+Bundled sets are spelled ``builtin:fashion-test``, ``builtin:fashion-train`` and
+``builtin:photos``; a path that exists always wins, so a user folder named ``photos`` is
+never shadowed (the bare names still work when no such path exists).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeinfer import datasets
+from edgeinfer.errors import ConfigError, EdgeInferError
+from edgeinfer.runtime.files import read_regular
+from edgeinfer.spec import PreprocessSpec
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+BUILTIN = ("fashion-test", "fashion-train", "photos")
+PREFIX = "builtin:"
+
+
+@dataclass
+class FrameSet:
+    """Frames in the spec's frame colour order, with ground-truth labels when known.
+
+    ``labels`` are class indices into ``class_names`` (the model's label order).
+    """
+
+    name: str
+    frames: list[np.ndarray]
+    labels: np.ndarray | None = None
+    ids: list[str] | None = None
+    class_names: tuple[str, ...] | None = None
+
+
+def to_frame_color(bgr_or_gray: np.ndarray, frame_color: str) -> np.ndarray:
+    """Convert an OpenCV BGR (or gray) image to the colour order a spec's frame uses."""
+    img = bgr_or_gray
+    if img.ndim == 2:
+        return img if frame_color == "GRAY" else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if frame_color == "GRAY":
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if frame_color == "RGB" else img
+
+
+def builtin_name(source: str) -> str | None:
+    """The bundled set ``source`` names, or None when it is a path (an existing path wins)."""
+    if Path(source).exists():
+        return None
+    name = source.removeprefix(PREFIX)
+    if name in BUILTIN:
+        return name
+    if source.startswith(PREFIX):
+        raise ConfigError(f"unknown bundled data set {source!r}; bundled: "
+                          f"{', '.join(PREFIX + b for b in BUILTIN)}")
+    return None
+
+
+def load_frames(source: str, spec: PreprocessSpec, limit: int | None = None,
+                class_names: Sequence[str] | None = None) -> FrameSet:
+    """``builtin:NAME`` | an image folder | a labelled folder | a CSV (``image,label``).
+
+    ``class_names``: the model's labels, in output order; a labelled folder's or CSV's class
+    names must all be among them. Without them, sorted folder names give the order.
+    """
+    name = builtin_name(str(source))
+    if name is not None:
+        return _builtin(name, spec, limit)
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return _from_csv(path, spec, limit, class_names)
+    if not path.is_dir():
+        raise EdgeInferError(f"data {source!r} is neither a directory of images, a CSV of "
+                             f"image,label rows nor one of "
+                             f"{', '.join(PREFIX + b for b in BUILTIN)}")
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir())
+    flat = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if subdirs and not flat:
+        items = [(f, d.name) for d in subdirs for f in sorted(d.iterdir())
+                 if f.suffix.lower() in IMAGE_SUFFIXES]
+        return _labelled(str(path), items, spec, limit, class_names, [d.name for d in subdirs])
+    frames, ids = [], []
+    for f in flat[:limit]:
+        frames.append(_read(f, spec))
+        ids.append(f.name)
+    if not frames:
+        raise EdgeInferError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
+    return FrameSet(str(path), frames, None, ids)
+
+
+def _builtin(name: str, spec: PreprocessSpec, limit: int | None) -> FrameSet:
+    if name in ("fashion-test", "fashion-train"):
+        split = name.split("-")[1]
+        images, labels = datasets.load_fashion_mnist(split)
+        if limit:
+            # spread over the whole split (the files are not shuffled by class everywhere)
+            idx = np.linspace(0, len(images) - 1, min(limit, len(images))).astype(int)
+            images, labels = images[idx], labels[idx]
+        frames = [to_frame_color(im, spec.frame_color) for im in images]
+        return FrameSet(name, frames, labels, [f"{split}[{i}]" for i in range(len(frames))],
+                        datasets.FASHION_LABELS)
+    photos = datasets.sample_photos()
+    names = sorted(photos)[:limit] if limit else sorted(photos)
+    return FrameSet(name, [to_frame_color(photos[n], spec.frame_color) for n in names],
+                    None, names)
+
+
+def _read(f: Path, spec: PreprocessSpec) -> np.ndarray:
+    data = read_regular(f, "parity image", EdgeInferError)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise EdgeInferError(f"parity image {f} cannot be decoded")
+    return to_frame_color(img, spec.frame_color)
+
+
+def _from_csv(path: Path, spec: PreprocessSpec, limit: int | None,
+              class_names: Sequence[str] | None) -> FrameSet:
+    try:
+        rows = list(csv.DictReader(path.read_text().splitlines()))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise EdgeInferError(f"cannot read CSV {path}: {e}") from None
+    if not rows or not {"image", "label"} <= set(rows[0]):
+        raise EdgeInferError(f"CSV {path} needs a header with the columns image,label")
+    items = [((path.parent / r["image"]), r["label"].strip()) for r in rows]
+    return _labelled(str(path), items, spec, limit, class_names,
+                     sorted({lab for _f, lab in items}))
+
+
+def _labelled(name: str, items: list[tuple[Path, str]], spec: PreprocessSpec,
+              limit: int | None, class_names: Sequence[str] | None,
+              found: Sequence[str]) -> FrameSet:
+    order = tuple(class_names) if class_names else tuple(found)
+    index = {c: i for i, c in enumerate(order)}
+    unknown = sorted(set(found) - set(index))
+    if class_names and unknown and all(c.isdigit() for c in found):
+        index = {c: int(c) for c in found}  # classes given as indices
+        unknown = [c for c in found if int(c) >= len(order)]
+    if unknown:
+        raise ConfigError(f"{name}: classes {unknown[:5]} are not among the model's labels "
+                          f"({', '.join(order[:5])}{', ...' if len(order) > 5 else ''}); "
+                          "name the folders (or CSV labels) after labels.txt")
+    if limit and len(items) > limit:
+        idx = np.linspace(0, len(items) - 1, limit).astype(int)  # keep every class
+        items = [items[i] for i in idx]
+    if not items:
+        raise EdgeInferError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {name}")
+    frames = [_read(f, spec) for f, _lab in items]
+    labels = np.array([index[lab] for _f, lab in items], np.int64)
+    ids = [f"{lab}/{f.name}" for f, lab in items]
+    return FrameSet(name, frames, labels, ids, order)
