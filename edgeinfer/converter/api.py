@@ -108,9 +108,9 @@ def convert(
     s = resolve_source(source, spec, weights, say)
     for w in _warnings(s, spec):
         say(f"warning: {w}")
-    if fmt == "tflite" and s.module is None:
-        raise ConversionError("TFLite conversion needs a framework source (torch or Keras); "
-                              "convert ONNX sources to ONNX artifacts")
+    if fmt == "tflite" and s.to_tflite is None:
+        raise ConversionError(f"TFLite conversion needs a framework source (torch or Keras); "
+                              f"this {s.framework} source converts to ONNX artifacts only")
 
     fp32 = _build_onnx(s, spec, labels, fmt, quantize)
     data_name = parity_data or (s.reference.parity_data if s.reference else "builtin:photos")
@@ -138,10 +138,10 @@ def convert(
         hw = frame_size or _default_frame_size(frames.frames, spec)
         fp32.provenance["frame_size"] = list(hw)
         from edgeinfer.converter.quiet import captured
-        from edgeinfer.converter.tflite_export import embed_metadata, export_tflite
+        from edgeinfer.converter.tflite_export import embed_metadata
 
         with captured(verbose):
-            bare = export_tflite(s.module, spec, hw, quantize, cal, say, per_channel)
+            bare = s.to_tflite(hw, quantize, cal, say, per_channel)
         with_props = lambda meta: embed_metadata(bare, meta.to_props())  # noqa: E731
     out_probs = ArtifactRunner(with_props(fp32.meta()), name=tag).run(frames.frames)
     derived = gate(out_probs, tag, fmt, quantize or "fp32", frames,

@@ -25,3 +25,6 @@ class Source:
     lint_warnings: list[str] = field(default_factory=list)
     module: Any = None  # the eval-mode framework model (torch nn.Module / keras.Model)
     reference: Any = None  # the bundled ReferenceModel, when the source is one
+    #: (frame_hw, quantize, calibration frames, progress, per_channel) -> .tflite bytes
+    #: without metadata; None when this framework has no TFLite route.
+    to_tflite: Callable[..., bytes] | None = None

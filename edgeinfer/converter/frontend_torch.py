@@ -188,5 +188,11 @@ def torch_source(module: nn.Module, spec: PreprocessSpec, weights: str | Path | 
     def runner(apply_softmax: bool) -> TorchRunner:
         return TorchRunner(module, spec, apply_softmax, name="source (torch eval)")
 
+    def to_tflite(hw: tuple[int, int], quantize: str | None, calibration: list,
+                  say: Callable[[str], None], per_channel: bool) -> bytes:
+        from edgeinfer.converter.tflite_export import export_tflite
+
+        return export_tflite(module, spec, hw, quantize, calibration, say, per_channel)
+
     return Source("source (torch eval)", "torch", prov, runner, export, None,
-                  report.warnings, module)
+                  report.warnings, module, to_tflite=to_tflite)
