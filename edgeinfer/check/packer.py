@@ -1,0 +1,71 @@
+"""Making a parity pack on the workstation: run the framework source once on real frames.
+
+This is the half of ``verify`` that needs the framework (torch, or onnx for an ONNX
+source); the device later reads the pack with :mod:`edgeinfer.parity.pack` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.errors import ConfigError, EdgeInferError
+from edgeinfer.parity.frames import FrameSet, builtin_name, load_frames
+from edgeinfer.parity.pack import ParityPack, make_pack
+from edgeinfer.runtime.files import read_regular
+
+Progress = Callable[[str], None]
+DEFAULT_LIMIT = 200
+#: Rows summing to 1 within this (and non-negative) are taken as probabilities already.
+PROB_SUM_TOL = 1e-4
+
+
+def looks_like_probs(y: np.ndarray) -> bool:
+    """True when a model's outputs are already softmax probabilities (a final Softmax)."""
+    return bool(len(y) and (y >= 0).all() and np.abs(y.sum(-1) - 1).max() < PROB_SUM_TOL)
+
+
+def encoded_files(data: str, fs: FrameSet) -> list[bytes] | None:
+    """The original encoded files behind an image-folder FrameSet, in frame order.
+
+    Only folders map ids back to files (flat: ``name``; labelled: ``class/name``); bundled
+    sets and CSVs get None (no encoded bytes in the pack, no decode check on the device).
+    """
+    root = Path(data)
+    if builtin_name(data) is not None or not root.is_dir() or not fs.ids:
+        return None
+    return [read_regular(root / i, "parity image", EdgeInferError) for i in fs.ids]
+
+
+def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None = None,
+               labels: Any = None, limit: int | None = DEFAULT_LIMIT, encoded: bool = True,
+               progress: Progress | None = None) -> ParityPack:
+    """Run the framework source in inference mode on ``data`` and pack its probabilities."""
+    from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
+
+    say = progress or (lambda _m: None)
+    spec_ = source_spec(source, spec)
+    src = resolve_source(source, spec_, weights, progress=say)
+    names = resolve_labels(labels, src.reference) or src.labels
+    fs = load_frames(data, spec_, limit=limit, class_names=names)
+    say(f"running {src.name} on {len(fs.frames)} frames ({fs.name})")
+    raw = src.make_runner(False).run(fs.frames)
+    softmax = not looks_like_probs(raw)
+    if softmax:
+        from edgeinfer.parity.runners import softmax as _softmax
+
+        raw = _softmax(raw)
+    k = raw.shape[1]
+    names = names or tuple(str(i) for i in range(k))
+    if len(names) != k:
+        raise ConfigError(f"{len(names)} labels for a model with {k} outputs")
+    truth = fs.labels
+    if truth is not None and fs.class_names and tuple(fs.class_names) != tuple(names):
+        raise ConfigError(f"{data}: its classes are not the model's labels")
+    blobs = encoded_files(data, fs) if encoded else None
+    prov = dict(src.provenance) | {"softmax_applied": softmax, "runner": src.name}
+    return make_pack(spec_, names, fs.frames, raw, source=prov, data_name=fs.name, ids=fs.ids,
+                     truth=truth, class_names=fs.class_names, encoded=blobs)

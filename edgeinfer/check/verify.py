@@ -1,0 +1,272 @@
+"""``verify``: the on-device half of the parity ladder, on the lean install.
+
+A Raspberry Pi or a Jetson has numpy + onnxruntime (or LiteRT) + OpenCV, not the framework.
+The workstation runs the framework once and writes a parity pack
+(:mod:`edgeinfer.parity.pack`); here the artifact runs on the device's own kernels, on the
+pack's frames, and is judged against the framework's probabilities with the registry's
+tolerance for the artifact's own format and dtype (from its provenance). This module
+imports only the runtime and ``edgeinfer.parity`` (a test checks ``sys.modules`` in a fresh
+interpreter): never torch, tensorflow or onnx.
+
+Verdicts: PASS; FAIL (a figure out of tolerance, named); NOT CERTIFIED when every figure is
+within tolerance but the 95% Wilson interval of top-1 agreement reaches below the
+registry's minimum (a statistical bound such as int8's 99%): too few frames to claim it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.errors import ConfigError
+from edgeinfer.parity.pack import ParityPack, read_pack
+from edgeinfer.parity.runners import ArtifactRunner
+from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs, wilson
+from edgeinfer.parity.targets import machine_target, target_warning
+from edgeinfer.parity.tolerances import TOLERANCES, tolerance
+from edgeinfer.runtime.files import load_model_bytes
+from edgeinfer.runtime.loader import open_backend
+from edgeinfer.runtime.metadata import artifact_format, read_metadata
+
+Progress = Callable[[str], None]
+PASS, FAIL, NOT_CERTIFIED = "PASS", "FAIL", "NOT CERTIFIED"
+LATENCY_RUNS = 50
+CONSISTENCY_FRAMES = 8
+
+
+def frames_to_certify(min_top1: float, cap: int = 100_000) -> int | None:
+    """Frames needed, all agreeing, for the Wilson lower bound to reach ``min_top1``."""
+    if min_top1 >= 1.0:
+        return None  # an exact bound: the point estimate decides, not an interval
+    lo, hi = 1, cap
+    if wilson(hi, hi)[0] < min_top1:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if wilson(mid, mid)[0] < min_top1 else (lo, mid)
+    return lo
+
+
+@dataclass
+class VerifyStep:
+    """One judged comparison: the artifact on the pack's frames, or on device-decoded ones."""
+
+    name: str
+    comparison: Comparison
+    verdict: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "verdict": self.verdict, "notes": self.notes,
+                **self.comparison.to_dict()}
+
+
+@dataclass
+class VerifyResult:
+    artifact: str
+    pack: str
+    format: str
+    dtype: str
+    steps: list[VerifyStep]
+    machine: dict[str, Any]
+    accuracy: dict[str, Any] | None
+    decode: dict[str, Any] | None
+    consistency: dict[str, float]
+    latency_ms: dict[str, float]
+    peak_rss_mb: float
+    warnings: list[str]
+    flips: list[dict[str, Any]]
+    probs: np.ndarray
+    reference: np.ndarray
+    seconds: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        vs = [s.verdict for s in self.steps]
+        return FAIL if FAIL in vs else NOT_CERTIFIED if NOT_CERTIFIED in vs else PASS
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.verdict == FAIL else 0
+
+    def message(self) -> str:
+        """One line: the verdict, and what failed or why it is not certified."""
+        bad = [f"{s.name}: {'; '.join(s.notes)}" for s in self.steps if s.verdict != PASS]
+        main = self.steps[0].comparison
+        lo, hi = main.top1_ci95
+        head = (f"{self.verdict}: {self.format}-{self.dtype} on {main.n} frames, max|dp| "
+                f"{main.max_abs:.2e}, top-1 agreement {main.top1_agreement:.2%} "
+                f"[95% CI {lo:.1%}, {hi:.1%}]")
+        return head + (" - " + "; ".join(bad) if bad else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": self.artifact, "pack": self.pack, "format": self.format,
+                "dtype": self.dtype, "verdict": self.verdict, "message": self.message(),
+                "steps": [s.to_dict() for s in self.steps], "machine": self.machine,
+                "accuracy": self.accuracy, "decode": self.decode,
+                "consistency": self.consistency, "latency_ms": self.latency_ms,
+                "peak_rss_mb": self.peak_rss_mb, "warnings": self.warnings,
+                "flips": self.flips, "seconds": self.seconds}
+
+
+def judge(name: str, cmp: Comparison, extra: list[str] | None = None) -> VerifyStep:
+    """PASS / FAIL / NOT CERTIFIED for one comparison (see the module docstring)."""
+    notes = cmp.problems() + list(extra or [])
+    if notes:
+        return VerifyStep(name, cmp, FAIL, notes)
+    need = frames_to_certify(cmp.tolerance_min_top1)
+    lo = cmp.top1_ci95[0]
+    if cmp.tolerance_min_top1 < 1.0 and lo < cmp.tolerance_min_top1:
+        more = f"; about {need} agreeing frames would" if need else ""
+        return VerifyStep(name, cmp, NOT_CERTIFIED, [
+            f"not enough frames to certify top-1 agreement >= {cmp.tolerance_min_top1:.0%}: "
+            f"the 95% interval's lower bound is {lo:.2%} on {cmp.n} frames{more}"])
+    return VerifyStep(name, cmp, PASS)
+
+
+def check_match(pack: ParityPack, spec: Any, labels: tuple[str, ...],
+                provenance: dict[str, Any], pack_name: str) -> None:
+    """Refuse (ConfigError, exit 2) a pack made for another model or another spec."""
+    a, b = pack.spec.to_dict(), spec.to_dict()
+    diff = [f"{k}: pack {a.get(k)!r} vs artifact {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+    if diff:
+        raise ConfigError(f"parity pack {pack_name} was made with a different preprocessing "
+                          f"spec ({'; '.join(diff[:3])}): make a pack for this artifact")
+    if pack.labels and labels and tuple(pack.labels) != tuple(labels):
+        what = (f"{len(pack.labels)} classes vs {len(labels)}" if len(pack.labels) != len(labels)
+                else "the class names differ")
+        raise ConfigError(f"parity pack {pack_name} is from another model ({what}): make a "
+                          "pack from this artifact's source")
+    sa, sb = pack.source.get("weights_sha256"), provenance.get("weights_sha256")
+    if sa and sb and sa != sb:
+        raise ConfigError(f"parity pack {pack_name} is from another model (source weights "
+                          f"sha256 {sa[:12]}... vs the artifact's {sb[:12]}...): make a pack "
+                          "from this artifact's source")
+
+
+def decode_frames(pack: ParityPack) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Decode the pack's encoded files with the runtime's own decoder (this device's OpenCV)."""
+    from edgeinfer.runtime.image import load_image
+
+    out, identical, worst, mean = [], 0, 0, []
+    for raw, f in zip(pack.encoded or [], pack.frames, strict=True):
+        d = load_image(raw, pack.spec)
+        if d.shape != f.shape:
+            out.append(d)
+            worst, mean = 255, mean + [255.0]
+            continue
+        diff = np.abs(d.astype(np.int16) - f.astype(np.int16))
+        identical += int(not diff.any())
+        worst = max(worst, int(diff.max()))
+        mean.append(float(diff.mean()))
+        out.append(d)
+    return out, {"n": len(out), "identical": identical, "max_abs_pixel": worst,
+                 "mean_abs_pixel": float(np.mean(mean)) if mean else 0.0}
+
+
+def latency(backend: Any, frames: list[np.ndarray], runs: int) -> dict[str, float]:
+    """Batch-1 latency of the artifact call (frame in, probabilities out), ms."""
+    pick = [f[None] for f in frames[:max(1, min(len(frames), 16))]]
+    for x in pick[:3]:
+        backend.run(x)
+    ms = []
+    for i in range(runs):
+        t = time.perf_counter()
+        backend.run(pick[i % len(pick)])
+        ms.append((time.perf_counter() - t) * 1e3)
+    a = np.array(ms)
+    return {"runs": runs, "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "min": float(a.min())}
+
+
+def consistency(runner: ArtifactRunner, frames: list[np.ndarray],
+                probs: np.ndarray) -> dict[str, float]:
+    """Batch-1 vs the batched run, and a rerun, on the first frames: max |dp| each."""
+    k = min(CONSISTENCY_FRAMES, len(frames))
+    one = np.concatenate([runner.run([f]) for f in frames[:k]]) if k else probs[:0]
+    again = runner.run(frames[:k])
+    return {"batch": float(np.abs(one - probs[:k]).max()) if k else 0.0,
+            "rerun": float(np.abs(again - probs[:k]).max()) if k else 0.0}
+
+
+def machine() -> dict[str, Any]:
+    return {"machine": platform.machine(), "python": platform.python_version(),
+            "system": platform.system(), "target": machine_target(),
+            "cpu_flags": _cpu_flags(), "load_average": list(os.getloadavg())}
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    wanted = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "asimd", "asimddp", "i8mm"}
+    words = set(text.replace("\t", " ").split())
+    return sorted(words & wanted)
+
+
+def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
+           threads: int | None = None, latency_runs: int = LATENCY_RUNS,
+           progress: Progress | None = None) -> VerifyResult:
+    """Run ``artifact`` on the pack's frames on this machine and judge it (see module doc)."""
+    say = progress or (lambda _m: None)
+    t0 = time.perf_counter()
+    data, name = load_model_bytes(artifact)
+    meta = read_metadata(data)
+    pack = read_pack(pack_path)
+    pack_name = os.fsdecode(os.fspath(pack_path))
+    check_match(pack, meta.spec, meta.labels, meta.provenance, pack_name)
+    fmt = artifact_format(data)
+    dtype = meta.provenance.get("quantize") or "fp32"
+    if (fmt, dtype) not in TOLERANCES:
+        raise ConfigError(f"{name}: no tolerance for {fmt} {dtype} in the registry")
+    tol = tolerance(fmt, dtype)
+    backend = open_backend(data, threads, source=name)
+    runner = ArtifactRunner(backend, name=f"{fmt}-{dtype}")
+    say(f"running {fmt}-{dtype} on {pack.n} frames ({pack.data_name}) on {platform.machine()}")
+    probs = runner.run(pack.frames)
+    ref_name = str(pack.source.get("framework", "framework"))
+    cmp = compare(pack.reference, probs, tol, reference=f"{ref_name} (pack)",
+                  target=f"{fmt}-{dtype}")
+    acc = None
+    extra: list[str] = []
+    if pack.truth is not None:
+        acc = {"reference": accuracy(pack.reference, pack.truth),
+               "artifact": accuracy(probs, pack.truth)}
+        drop = acc["reference"]["accuracy"] - acc["artifact"]["accuracy"]
+        acc["drop"] = drop
+        bound = TOLERANCES.get(("accuracy_drop", dtype))
+        if bound is not None and drop > bound.max_abs:
+            extra.append(f"accuracy drop {drop:.2%} > {bound.max_abs:.1%}")
+    steps = [judge("artifact", cmp, extra)]
+    cons = consistency(runner, pack.frames, probs)
+    for key, value in cons.items():
+        if value > tolerance("consistency", key).max_abs:
+            steps[0].notes.append(f"{key} consistency {value:.1e} > "
+                                  f"{tolerance('consistency', key).max_abs:.0e}")
+            steps[0].verdict = FAIL
+    decode = None
+    if pack.encoded:
+        say(f"decode check: {len(pack.encoded)} encoded files through this device's decoder")
+        decoded, decode = decode_frames(pack)
+        dcmp = compare(pack.reference, runner.run(decoded), tol,
+                       reference=f"{ref_name} (pack)", target=f"{fmt}-{dtype} (decoded here)")
+        steps.append(judge("decode", dcmp))
+    say(f"latency: {latency_runs} batch-1 calls")
+    lat = latency(backend, pack.frames, latency_runs)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    warns = [w for w in [target_warning(backend.metadata_props(), meta.provenance)] if w]
+    return VerifyResult(
+        artifact=name, pack=pack_name, format=fmt, dtype=dtype, steps=steps, machine=machine(),
+        accuracy=acc, decode=decode, consistency=cons, latency_ms=lat, peak_rss_mb=rss,
+        warnings=warns, flips=flip_pairs(pack.reference, probs, pack.labels, pack.ids),
+        probs=probs, reference=pack.reference, seconds=time.perf_counter() - t0)

@@ -1,0 +1,118 @@
+"""The ``verify`` report: JSON (everything), Markdown (for a person), PNG (error and latency).
+
+Plots need matplotlib (the ``report`` extra), which a device usually lacks: the JSON and
+Markdown are written regardless and the Markdown says why there are no plots.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.check.report_files import write_bundle
+from edgeinfer.check.verify import VerifyResult
+
+
+def write_json(result: VerifyResult, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(result.to_dict(), indent=2, default=_default))
+    return p
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def table(result: VerifyResult) -> str:
+    """The per-step table, as printed on the terminal and in the Markdown."""
+    rows = ["| step | vs | n | max\\|dp\\| | p99\\|dp\\| | top-1 (95% CI) | top-5 | flips | "
+            "tolerance | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in result.steps:
+        c = s.comparison
+        lo, hi = c.top1_ci95
+        rows.append(f"| {s.name} ({c.target}) | {c.reference} | {c.n} | {c.max_abs:.2e} | "
+                    f"{c.p99_abs:.1e} | {c.top1_agreement:.2%} [{lo:.1%}, {hi:.1%}] | "
+                    f"{c.top5_agreement:.2%} | {c.flips} | max\\|dp\\| <= "
+                    f"{c.tolerance_max_abs:g}, top-1 >= {c.tolerance_min_top1:.0%} | "
+                    f"{s.verdict} |")
+    return "\n".join(rows)
+
+
+def markdown(result: VerifyResult, images: dict[str, str] | None = None,
+             note: str | None = None) -> str:
+    m, lat, images = result.machine, result.latency_ms, images or {}
+    out = [f"# verify: {Path(result.artifact).name}", "",
+           f"**{result.message()}**", "",
+           f"- artifact: `{result.artifact}` ({result.format}, {result.dtype})",
+           f"- pack: `{result.pack}`",
+           f"- machine: {m['machine']} ({m['target']}), Python {m['python']}, CPU flags "
+           f"{', '.join(m['cpu_flags']) or '-'}, load average "
+           f"{', '.join(f'{v:.2f}' for v in m['load_average'])}", "",
+           table(result), ""]
+    for s in result.steps:
+        for n in s.notes:
+            out.append(f"- {s.name}: {n}")
+    if result.accuracy:
+        a, r = result.accuracy["artifact"], result.accuracy["reference"]
+        out += ["", f"Accuracy on the pack's labels: framework {r['accuracy']:.2%} "
+                f"[{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}], artifact {a['accuracy']:.2%} "
+                f"[{a['ci95'][0]:.1%}, {a['ci95'][1]:.1%}] (n={a['n']})."]
+    if result.decode:
+        d = result.decode
+        out += ["", f"Decode check: {d['identical']}/{d['n']} encoded files decode to exactly "
+                f"the pack's frames here (max |pixel diff| {d['max_abs_pixel']}, mean "
+                f"{d['mean_abs_pixel']:.3f})."]
+    c = result.consistency
+    out += ["", f"Batch-1 vs batched max|dp| {c['batch']:.1e}; rerun {c['rerun']:.1e}.", "",
+            f"Latency (batch 1, {lat['runs']} calls, ms): p50 {lat['p50']:.2f}, p90 "
+            f"{lat['p90']:.2f}, p99 {lat['p99']:.2f}; peak RSS {result.peak_rss_mb:.0f} MB; "
+            f"verify took {result.seconds:.1f} s."]
+    if result.warnings:
+        out += [""] + [f"> warning: {w}" for w in result.warnings]
+    if result.flips:
+        out += ["", "Flipped top-1 (framework -> artifact): " + ", ".join(
+            f"{f['from']} -> {f['to']} x{f['count']}" for f in result.flips[:10])]
+    for title, name in images.items():
+        out += ["", f"![{title}]({name})"]
+    if note:
+        out += ["", f"_{note}_"]
+    return "\n".join(out) + "\n"
+
+
+def write_plots(result: VerifyResult, directory: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    err = np.abs(result.probs - result.reference).max(axis=1)
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax[0].semilogy(np.sort(err)[::-1] + 1e-12, ".", ms=3)
+    tol = result.steps[0].comparison.tolerance_max_abs
+    ax[0].axhline(tol, color="r", lw=1, label=f"tolerance {tol:g}")
+    ax[0].set_xlabel("frame (sorted)")
+    ax[0].set_ylabel("max |dprob| per frame")
+    ax[0].legend(fontsize=8)
+    ax[0].set_title(f"{result.format}-{result.dtype} vs framework")
+    lat = result.latency_ms
+    ax[1].bar(["p50", "p90", "p99"], [lat["p50"], lat["p90"], lat["p99"]], color="#4878a8")
+    ax[1].set_ylabel("ms (batch 1)")
+    ax[1].set_title(f"latency on {result.machine['machine']}")
+    fig.tight_layout()
+    name = "verify.png"
+    fig.savefig(directory / name, dpi=90)
+    plt.close(fig)
+    return {"errors and latency": name}
+
+
+def write_report(result: VerifyResult, directory: str | Path, plots: bool = True) -> list[Path]:
+    return write_bundle(result, directory, "verify", write_json=write_json, markdown=markdown,
+                        write_plots=write_plots, plots=plots)

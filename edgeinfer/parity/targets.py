@@ -1,0 +1,114 @@
+"""int8 targets: which quantisation settings suit which CPU, and which machine this is.
+
+Why per target and not per conversion machine: onnxruntime's U8S8 kernels on x86 CPUs
+without VNNI (AVX2, AVX-512 before Cascade Lake) multiply with VPMADDUBSW, whose 16-bit
+intermediate sums saturate with full 8-bit weights, so 7-bit weights (``reduce_range``) are
+needed there; on VNNI CPUs (VPDPBUSD, 32-bit sums) and on ARM (SDOT/UDOT or widening
+multiplies) nothing saturates and 7-bit weights only cost precision (onnxruntime's docs,
+and docs/int8/ for the measurements here). A workstation with VNNI converting for a
+Raspberry Pi must therefore pick the Pi's settings, and ``verify`` on the device can warn
+when an artifact was made for another kind of CPU.
+
+Numpy-free and framework-free: the converter and the lean ``verify`` both read it.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeinfer.errors import ConfigError
+
+TARGETS = ("x86-avx2", "x86-vnni", "arm64")
+KEY_QUANTIZATION = "edgeinfer.quantization"
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """onnxruntime static-quantisation settings for one kind of CPU."""
+
+    target: str
+    reduce_range: bool
+    activation_type: str  # uint8 | int8
+    weight_type: str
+    per_channel: bool
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SETTINGS = {
+    "x86-avx2": TargetSettings(
+        "x86-avx2", True, "uint8", "int8", True,
+        "7-bit weights: VPMADDUBSW's 16-bit sums saturate with 8-bit weights without VNNI"),
+    "x86-vnni": TargetSettings(
+        "x86-vnni", False, "uint8", "int8", True,
+        "full 8-bit weights: VNNI (VPDPBUSD) accumulates in 32 bits, nothing saturates"),
+    "arm64": TargetSettings(
+        "arm64", False, "uint8", "int8", True,
+        "full 8-bit weights: ARM's dot-product/widening kernels do not saturate"),
+}
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The flag words of /proc/cpuinfo (x86 ``flags``, ARM ``Features``)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return set()
+    out: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            out |= set(value.split())
+    return out
+
+
+def machine_target(arch: str | None = None, flags: set[str] | None = None) -> str:
+    """``arm64``, ``x86-vnni`` or ``x86-avx2`` for this machine (or the given arch/flags)."""
+    arch = (arch or platform.machine()).lower()
+    if arch in ("aarch64", "arm64"):
+        return "arm64"
+    flags = cpu_flags() if flags is None else flags
+    return "x86-vnni" if flags & {"avx512_vnni", "avx_vnni"} else "x86-avx2"
+
+
+def resolve_target(target: str | None) -> str | None:
+    """``auto`` -> this machine's target; None stays None (the historical default)."""
+    if target is None:
+        return None
+    if target == "auto":
+        return machine_target()
+    if target not in TARGETS:
+        raise ConfigError(f"int8 target {target!r} is not one of {', '.join(TARGETS)} or auto")
+    return target
+
+
+def target_warning(props: dict[str, str], provenance: dict[str, Any],
+                   here: str | None = None) -> str | None:
+    """A warning when an int8 ONNX artifact runs on a CPU where its settings lose accuracy."""
+    import json
+
+    raw = props.get(KEY_QUANTIZATION)
+    if not raw:
+        return None
+    try:
+        q = json.loads(raw)
+    except ValueError:
+        return None
+    here = here or machine_target()
+    made_for = q.get("target") or provenance.get("target") or "unspecified"
+    u8s8 = str(q.get("scheme", "U8S8")).upper() == "U8S8"
+    if here == "x86-avx2" and u8s8 and not q.get("reduce_range", True):
+        return (f"this int8 artifact has full 8-bit weights (made for {made_for}) and runs on an "
+                "x86 CPU without VNNI, where onnxruntime's U8S8 kernels can saturate and lose "
+                "accuracy (fashion: 99.3% -> 96.9% agreement): convert with --target x86-avx2")
+    if here in ("x86-vnni", "arm64") and q.get("reduce_range"):
+        return (f"this int8 artifact has 7-bit weights (made for {made_for}), needed only on x86 "
+                f"CPUs without VNNI; on this {here} machine they cost precision: convert with "
+                f"--target {here}")
+    return None
