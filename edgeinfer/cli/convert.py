@@ -15,7 +15,8 @@ def run(args: argparse.Namespace) -> int:
     result = convert(args.source, args.output, weights=args.weights, spec=args.spec,
                      labels=args.labels, format=args.format, quantize=args.quantize,
                      calibration=args.calibration, calibration_limit=args.calibration_limit,
-                     per_channel=not args.per_tensor, frame_size=frame_size,
+                     per_channel=not args.per_tensor, target=args.target,
+                     frame_size=frame_size,
                      parity_data=args.parity_data, parity_limit=args.parity_limit,
                      progress=progress, verbose=args.verbose)
     if args.json:
@@ -44,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="at most this many calibration frames (default 256)")
     p.add_argument("--per-tensor", action="store_true",
                    help="int8: per-tensor weight scales (default per-channel)")
+    p.add_argument("--target", choices=["x86-avx2", "x86-vnni", "arm64", "auto"],
+                   help="int8 ONNX: the CPU the artifact will run on (weight range, types); "
+                   "auto = this machine; default x86-avx2 settings (safe on any CPU)")
     p.add_argument("--frame-size", help="TFLite input frame HxW, e.g. 480x640 (fixed size)")
     p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
     p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one)")

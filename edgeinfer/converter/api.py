@@ -82,6 +82,7 @@ def convert(
     calibration: str | None = None,
     calibration_limit: int | None = 256,
     per_channel: bool = True,
+    target: str | None = None,
     frame_size: tuple[int, int] | None = None,
     parity_data: str | None = None,
     parity_limit: int | None = None,
@@ -133,7 +134,7 @@ def convert(
         from edgeinfer.converter.quantize_onnx import quantize_int8
 
         with_props = _quantized_onnx(quantize_int8(fp32.model, cal, per_channel=per_channel,
-                                                   progress=say))
+                                                   progress=say, target=target))
     else:
         hw = frame_size or _default_frame_size(frames.frames, spec)
         fp32.provenance["frame_size"] = list(hw)

@@ -154,14 +154,25 @@ def _tidy(model: onnx.ModelProto) -> None:
 def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
                   per_channel: bool = True, progress: Progress | None = None, *,
                   method: str = "minmax", reduce_range: bool = True,
-                  activation_type: str = "uint8", weight_type: str = "int8") -> onnx.ModelProto:
+                  activation_type: str = "uint8", weight_type: str = "int8",
+                  target: str | None = None) -> onnx.ModelProto:
     """Static int8 QDQ quantisation of a fp32 artifact, calibrated on raw uint8 frames.
 
     Returns a new ModelProto with the input's metadata_props plus ``edgeinfer.quantization``
     (the settings, as JSON); the preprocessing prefix and the final Softmax stay float.
     ``method`` is one of ``CALIBRATION_METHODS``; ``activation_type``/``weight_type`` are
     ``uint8`` or ``int8`` (default U8S8); ``reduce_range`` uses 7-bit weights (see module doc).
+    ``target`` (``x86-avx2``, ``x86-vnni``, ``arm64`` or ``auto``, see
+    :mod:`edgeinfer.parity.targets`) overrides ``reduce_range`` and the types with the
+    settings that suit that CPU; without it the settings are x86-avx2's (safe on any CPU).
     """
+    from edgeinfer.parity.targets import SETTINGS, resolve_target
+
+    target = resolve_target(target)
+    if target is not None:
+        t = SETTINGS[target]
+        reduce_range, activation_type, weight_type = (t.reduce_range, t.activation_type,
+                                                      t.weight_type)
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -219,6 +230,7 @@ def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
         q = onnx.load_model(out)
     _tidy(q)
     settings = {"format": "QDQ", "scheme": scheme, "reduce_range": reduce_range,
+                "target": target or ("x86-avx2" if reduce_range else "unspecified"),
                 "per_channel": per_channel, "calibration_method": method,
                 "calibration_frames": len(calibration), "float_nodes": len(exclude),
                 "onnxruntime": _ort_version()}
