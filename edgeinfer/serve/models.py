@@ -1,0 +1,151 @@
+"""The models a server holds: one Predictor per artifact, named by the file's stem.
+
+A served model turns a parsed request into frames (decoding each image by the runtime's
+own rules, so a JPEG served over HTTP gives exactly the probabilities ``Predictor.predict``
+gives in process) and a stack of equal-size frames into probabilities, with the
+Predictor's TTA views. It also answers the protocol's metadata and Triton-style config.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
+from edgeinfer.errors import ConfigError, ImageTooLargeError, ModelError
+from edgeinfer.runtime.image import load_image, probe
+from edgeinfer.runtime.predictor import Predictor
+from edgeinfer.runtime.tta import average_views, get_policy
+from edgeinfer.serve.config import ServeConfig
+from edgeinfer.serve.protocol import InferRequest
+
+VERSION = "1"
+PLATFORMS = {"onnx": "onnxruntime_onnx", "tflite": "tensorflow_lite"}
+
+
+class ServedModel:
+    """One artifact behind the protocol: metadata, frame preparation, batched inference."""
+
+    def __init__(self, name: str, predictor: Predictor, fmt: str, tta: str | None = None) -> None:
+        self.name = name
+        self.version = VERSION
+        self.predictor = predictor
+        self.platform = PLATFORMS.get(fmt, fmt)
+        self.spec = predictor.spec
+        self.labels = predictor.labels
+        self._policy = get_policy(tta)
+        self._views = self._policy.num_views
+        self._run = predictor.backend.run
+        self._k = len(self.labels)
+
+    # ------------------------------------------------------------------ inference
+    def infer(self, frames: np.ndarray) -> np.ndarray:
+        """float32 ``[n, K]`` for a stack of equal-size frames ``[n, H, W, C]``.
+
+        Runs the TTA views of all n frames in one backend call; a frame's result is
+        bit-identical to ``Predictor.predict_probs`` on it alone (the runtime guarantees
+        that a frame's probabilities do not depend on its batch).
+        """
+        v = self._views
+        if v == 1:
+            batch = frames
+        else:
+            n = frames.shape[0]
+            batch = np.empty((n * v, *self._policy.view_shape(frames.shape[1:])), np.uint8)
+            for j in range(n):
+                self._policy.views(frames[j], out=batch[j * v:(j + 1) * v])
+        probs = self._run(batch)
+        if probs.shape != (batch.shape[0], self._k):
+            raise ModelError(f"{self.name} returned probabilities of shape {probs.shape} for "
+                             f"{batch.shape[0]} frames; expected (N, {self._k})")
+        return average_views(probs, v)
+
+    def frames(self, req: InferRequest, cfg: ServeConfig) -> list[np.ndarray]:
+        """The request's images as frames, refusing oversize input before decoding it."""
+        spec, budget = self.spec, cfg.max_pixels
+        if req.images is not None:
+            total = 0
+            for i, data in enumerate(req.images):
+                _, h, w = probe(data, f"image {i}")  # header only: no pixels allocated yet
+                total += h * w
+                if total > budget:
+                    raise ImageTooLargeError(
+                        f"the request's images add up to more than {budget / 1e6:g} MP (image "
+                        f"{i} is {w}x{h}): send fewer or smaller images per request")
+            return [load_image(d, spec, budget, cfg.max_body_bytes) for d in req.images]
+        t = req.tensor
+        n, h, w = t.shape[:3]
+        if n * h * w > budget:
+            raise ImageTooLargeError(f"the frame tensor holds {n} x {w}x{h} pixels, above the "
+                                     f"limit of {budget / 1e6:g} MP per request")
+        return [load_image(t[i], spec, budget) for i in range(n)]
+
+    # ------------------------------------------------------------------ descriptions
+    def metadata(self) -> dict[str, Any]:
+        """The protocol's model metadata response."""
+        c = self.spec.frame_channels
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": self.platform,
+            "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, -1, -1, c]}],
+            "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, self._k]}],
+        }
+
+    def config(self, max_batch: int) -> dict[str, Any]:
+        """A Triton-style model configuration (what ``GET .../config`` returns in Triton)."""
+        c = self.spec.frame_channels
+        return {
+            "name": self.name,
+            "platform": self.platform,
+            "max_batch_size": max_batch,
+            "input": [{"name": INPUT_NAME, "data_type": "TYPE_UINT8", "dims": [-1, -1, c],
+                       "format": "FORMAT_NHWC"}],
+            "output": [{"name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [self._k]}],
+            "parameters": {
+                "edgeinfer.frame_color": {"string_value": self.spec.frame_color},
+                "edgeinfer.spec": {"string_value": self.spec.to_json()},
+                "edgeinfer.tta": {"string_value": self._policy.name},
+            },
+            "labels": list(self.labels),
+        }
+
+
+class ModelSet:
+    """The served models by name (an artifact's file stem), loaded once at start-up."""
+
+    def __init__(self, models: Sequence[ServedModel]) -> None:
+        self._models: dict[str, ServedModel] = {}
+        for m in models:
+            if m.name in self._models:
+                raise ConfigError(f"two artifacts would both be served as {m.name!r}: rename "
+                                  "one (models are named by their file stem)")
+            self._models[m.name] = m
+
+    @classmethod
+    def load(cls, paths: Sequence[str | os.PathLike], cfg: ServeConfig) -> ModelSet:
+        if not paths:
+            raise ConfigError("give at least one artifact to serve")
+        models = []
+        for p in paths:
+            pred = Predictor(p, threads=cfg.threads, max_pixels=cfg.max_pixels,
+                             max_bytes=cfg.max_body_bytes)
+            fmt = "tflite" if "tflite" in type(pred.backend).__name__.lower() else "onnx"
+            models.append(ServedModel(Path(p).stem, pred, fmt, cfg.tta))
+        return cls(models)
+
+    def get(self, name: str) -> ServedModel | None:
+        return self._models.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def __iter__(self) -> Iterator[ServedModel]:
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)

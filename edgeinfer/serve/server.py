@@ -1,0 +1,97 @@
+"""Run the app under uvicorn with a graceful, exit-0 shutdown on SIGTERM or SIGINT.
+
+Why a uvicorn subclass: on SIGTERM uvicorn already stops accepting connections, lets
+in-flight requests finish (bounded by ``timeout_graceful_shutdown``) and runs the app's
+shutdown, but it then re-raises the signal, so the process dies *by* SIGTERM (exit status
+143) even though it shut down cleanly. Orchestrators (Kubernetes, systemd) read that as
+a crash. Here the signal only starts the drain: readiness turns 503 at once (so a load
+balancer stops sending), requests still arriving on open connections get 503 with
+``Connection: close``, and ``serve`` returns 0 when the drain is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Generator, Sequence
+
+from edgeinfer.errors import ConfigError, require
+from edgeinfer.serve.config import ServeConfig
+
+require("uvicorn", "serve", "edgeinfer serve")
+
+import uvicorn  # noqa: E402 - after the extra check
+
+from edgeinfer.serve.app import ServerState, create_app  # noqa: E402
+from edgeinfer.serve.models import ModelSet  # noqa: E402
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self._state = state
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+        # Unlike uvicorn's own, do not re-raise the signal: the drain was the whole point.
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        self._state.draining = True
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: any free port), bound before the models load."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(artifacts: Sequence[str | os.PathLike], cfg: ServeConfig | None = None, *,
+          log_level: str = "warning", access_log: bool = False,
+          announce: Callable[[str], None] | None = None) -> int:
+    """Serve ``artifacts`` until SIGTERM/SIGINT; returns 0 after a graceful drain.
+
+    ``announce`` receives one line with the address once the socket is bound (default:
+    printed to stderr), e.g. for a caller that asked for port 0.
+    """
+    cfg = cfg or ServeConfig()
+    sock = bind(cfg.host, cfg.port)
+    try:
+        models = ModelSet.load(artifacts, cfg)
+        app = create_app(models, cfg)
+        host, port = sock.getsockname()[:2]
+        config = uvicorn.Config(app, log_level=log_level, access_log=access_log,
+                                lifespan="on", timeout_graceful_shutdown=int(cfg.timeout_s) + 5,
+                                timeout_keep_alive=5)
+        server = _Server(config, app.state.server)
+        url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+        line = (f"serving {', '.join(models.names())} on {url} (Open Inference Protocol: "
+                f"{url}/v2/models/NAME/infer; {url}/predict; {url}/metrics)")
+        (announce or (lambda s: print(f"[edgeinfer] {s}", file=sys.stderr, flush=True)))(line)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
