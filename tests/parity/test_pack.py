@@ -1,0 +1,197 @@
+"""Parity packs: lossless round trip of real frames (any sizes), encoded files and labels;
+every kind of damaged or foreign file is one ModelError line, never a traceback."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeinfer import datasets
+from edgeinfer.errors import ModelError
+from edgeinfer.parity.frames import load_frames
+from edgeinfer.parity.pack import (
+    MANIFEST,
+    PACK_VERSION,
+    ParityPack,
+    make_pack,
+    read_pack,
+    registry_entries,
+    write_pack,
+)
+from edgeinfer.parity.runners import softmax
+from edgeinfer.spec import PreprocessSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def spec() -> PreprocessSpec:
+    return PreprocessSpec.from_json((ROOT / "models/efficientnet_lite0/spec.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def photo_pack(spec) -> ParityPack:
+    """Six real photos of different sizes, their PNG encodings and a per-photo reference
+    (softmax of a fixed projection of the pixels: any [N, K] float array will do here)."""
+    fs = load_frames("builtin:photos", spec)
+    enc = [cv2.imencode(".png", f)[1].tobytes() for f in fs.frames]
+    feats = np.stack([cv2.resize(f, (4, 4)).astype(np.float64).ravel() for f in fs.frames])
+    ref = softmax(feats[:, :10] / 50.0)
+    return make_pack(spec, [f"c{i}" for i in range(10)], fs.frames, ref, source={
+        "framework": "torch", "weights_sha256": "ab" * 32}, data_name=fs.name, ids=fs.ids,
+        truth=np.arange(len(fs.frames)) % 10, encoded=enc)
+
+
+@pytest.fixture(scope="module")
+def pack_file(photo_pack, tmp_path_factory) -> Path:
+    return write_pack(photo_pack, tmp_path_factory.mktemp("pack") / "photos.pack")
+
+
+def test_round_trip_is_lossless(photo_pack, pack_file):
+    back = read_pack(pack_file)
+    assert back.n == photo_pack.n == 6
+    assert len({f.shape for f in back.frames}) > 1  # frames of several sizes
+    for a, b in zip(photo_pack.frames, back.frames, strict=True):
+        assert a.dtype == b.dtype == np.uint8 and np.array_equal(a, b)
+    assert np.array_equal(back.reference, photo_pack.reference.astype(np.float64))
+    assert back.encoded == photo_pack.encoded
+    assert np.array_equal(back.truth, photo_pack.truth)
+    assert back.spec == photo_pack.spec and back.labels == photo_pack.labels
+    assert back.ids == photo_pack.ids and back.source["weights_sha256"] == "ab" * 32
+    # the PNGs decode back to exactly the frames (lossless encodings)
+    for raw, f in zip(back.encoded, back.frames, strict=True):
+        assert np.array_equal(cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR), f)
+
+
+def test_manifest_is_versioned_and_documents_tolerances(pack_file):
+    m = json.loads(zipfile.ZipFile(pack_file).read(MANIFEST))
+    assert m["format"] == "edgeinfer-parity-pack" and m["version"] == PACK_VERSION
+    assert m["tolerances"] == registry_entries()
+    assert m["tolerances"]["onnx/int8"]["reason"]
+    assert set(m["members"]) >= {"frames.npy", "frame_shapes.npy", "reference.npy"}
+
+
+def test_fashion_pack_is_small(tmp_path):
+    images, labels = datasets.load_fashion_mnist("test")
+    idx = np.linspace(0, len(images) - 1, 200).astype(int)
+    frames = [cv2.cvtColor(images[i], cv2.COLOR_GRAY2BGR) for i in idx]
+    ref = np.full((200, 10), 0.1)
+    spec = PreprocessSpec.from_json((ROOT / "models/fashion/spec.json").read_text())
+    p = write_pack(make_pack(spec, datasets.FASHION_LABELS, frames, ref, truth=labels[idx]),
+                   tmp_path / "f.pack")
+    assert p.stat().st_size < 250_000  # 200 x 28 x 28 x 3 = 470 kB raw, deflated
+
+
+def _rewrite(src: Path, dst: Path, edit) -> Path:
+    """Copy a pack member by member, letting ``edit(name, bytes)`` change or drop members."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = edit(info.filename, zin.read(info.filename))
+            if data is not None:
+                zout.writestr(info.filename, data)
+    return dst
+
+
+def _manifest_edit(change):
+    def edit(name: str, data: bytes) -> bytes:
+        if name != MANIFEST:
+            return data
+        m = json.loads(data)
+        change(m)
+        return json.dumps(m).encode()
+    return edit
+
+
+def _flip_in_member(member: str):
+    def edit(name: str, data: bytes) -> bytes:
+        if name != member:
+            return data
+        b = bytearray(data)
+        b[-5] ^= 0xFF
+        return bytes(b)
+    return edit
+
+
+def _bad_shapes(m: dict) -> None:
+    m["data"]["ids"] = m["data"]["ids"][:2]
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("truncated", "not a zip archive, or truncated"),
+    ("text", "not a zip archive"),
+    ("empty", "not a zip archive"),
+    ("no_manifest", "no manifest.json"),
+    ("foreign_zip", "format None"),
+    ("version", "version 99"),
+    ("flipped_frames", "does not match its sha256"),
+    ("missing_member", "lacks reference.npy"),
+    ("inconsistent", "inconsistent"),
+])
+def test_damaged_or_foreign_pack_is_one_line(pack_file, tmp_path, case, expect):
+    p = tmp_path / f"{case}.pack"
+    raw = pack_file.read_bytes()
+    if case == "truncated":
+        p.write_bytes(raw[: len(raw) // 2])
+    elif case == "text":
+        p.write_text("this is not a pack\n")
+    elif case == "empty":
+        p.write_bytes(b"")
+    elif case == "no_manifest":
+        _rewrite(pack_file, p, lambda n, d: None if n == MANIFEST else d)
+    elif case == "foreign_zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr(MANIFEST, json.dumps({"name": "something else"}))
+        p.write_bytes(buf.getvalue())
+    elif case == "version":
+        _rewrite(pack_file, p, _manifest_edit(lambda m: m.update(version=99)))
+    elif case == "flipped_frames":
+        _rewrite(pack_file, p, _flip_in_member("frames.npy"))
+    elif case == "missing_member":
+        _rewrite(pack_file, p, lambda n, d: None if n == "reference.npy" else d)
+    elif case == "inconsistent":
+        _rewrite(pack_file, p, _manifest_edit(_bad_shapes))
+    with pytest.raises(ModelError) as e:
+        read_pack(p)
+    msg = str(e.value)
+    assert expect in msg and "\n" not in msg and str(p) in msg
+
+
+def test_a_byte_flipped_on_disk_is_caught(pack_file, tmp_path):
+    """Damage in the raw file (not a re-zipped member): zip CRC or sha256 catches it."""
+    raw = bytearray(pack_file.read_bytes())
+    for k in range(40, len(raw) - 200, max(1, len(raw) // 7)):
+        bad = bytearray(raw)
+        bad[k] ^= 0x55
+        p = tmp_path / f"flip{k}.pack"
+        p.write_bytes(bytes(bad))
+        with pytest.raises(ModelError):
+            read_pack(p)
+
+
+def test_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "pipe.pack"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelError, match="named pipe"):
+        read_pack(fifo)  # refused before open(): never blocks
+    with pytest.raises(ModelError, match="does not exist"):
+        read_pack(tmp_path / "missing.pack")
+    with pytest.raises(ModelError, match="directory"):
+        read_pack(tmp_path)
+
+
+def test_make_pack_checks_lengths(spec):
+    f = [np.zeros((8, 8, 3), np.uint8)] * 3
+    with pytest.raises(ValueError, match="do not match 3 frames"):
+        make_pack(spec, ["a", "b"], f, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="3 labels for 2 outputs"):
+        make_pack(spec, ["a", "b", "c"], f, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="uint8"):
+        make_pack(spec, ["a", "b"], [np.zeros((8, 8, 3))] * 3, np.zeros((3, 2)))
