@@ -67,10 +67,15 @@ def evaluate_targets(res: BenchResult) -> list[dict[str, Any]]:
     return out
 
 
+def to_json(res: BenchResult) -> dict[str, Any]:
+    """The JSON report: the result and the targets evaluated on it."""
+    return {**res.to_dict(), "targets": evaluate_targets(res)}
+
+
 def write_json(res: BenchResult, path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(res.to_dict(), indent=1, default=float) + "\n")
+    p.write_text(json.dumps(to_json(res), indent=1, default=float) + "\n")
     return p
 
 
@@ -87,13 +92,14 @@ def latency_table(res: BenchResult) -> str:
     """One row per artifact and thread count: p50 ms unless stated, ratios of p50s."""
     head = ("| artifact | thr | MB | model: edgeinfer / raw | e2e p50 / p90 / p99 | raw e2e | "
             "edgeinfer ÷ raw (e2e) | torch e2e | × faster than torch | TFLite ÷ ONNX | "
-            "GFLOP/s (% peak) |")
-    lines = [head, "|" + "---|" * 11]
+            "GFLOP/s (% of peak) | load |")
+    lines = [head, "|" + "---|" * 12]
     for r in res.results:
         lat, q = r["latency_ms"], r["ratios"]
         e2e = lat["edgeinfer.e2e"]
-        gf = r.get("gflops")
-        pct = f" ({r['peak_fraction']:.0%})" if r.get("peak_fraction") else ""
+        gf, frac = r.get("gflops"), r.get("peak_fraction")
+        pct = f" ({frac:.0%})" if frac else (" (above peak)" if gf and _peak(res, r) else "")
+        load = r.get("loadavg")
         lines.append(
             f"| {r['artifact']} | {r['threads']} | {r['size_bytes'] / 1e6:.2f} | "
             f"{_f(_p50(r, 'edgeinfer.model'))} / {_f(_p50(r, 'raw.model'))} | "
@@ -101,13 +107,29 @@ def latency_table(res: BenchResult) -> str:
             f"{_f(_p50(r, 'raw.e2e'))} | {_f(q.get('edgeinfer_vs_raw_e2e'), '.3f', '×')} | "
             f"{_f(_p50(r, 'torch.e2e'))} | {_f(q.get('speedup_vs_torch_e2e'), '.1f', '×')} | "
             f"{_f(q.get('tflite_vs_onnx_model'), '.2f', '×')} | "
-            f"{_f(gf, '.1f')}{pct} |")
+            f"{_f(gf, '.1f')}{pct} | {_f(load[0] if load else None, '.1f')} |")
     return "\n".join(lines)
+
+
+def _peak(res: BenchResult, r: dict[str, Any]) -> float | None:
+    return (res.peak.get(str(r["threads"])) or {}).get("gflops")
+
+
+def peak_text(res: BenchResult) -> str:
+    """The peak per thread count, the method that gave it, and the other method's figure."""
+    parts = []
+    for n, pk in res.peak.items():
+        others = "; ".join(
+            f"{m['method']} {m['gflops']:.0f}" if m["gflops"] else f"{m['method']}: "
+            f"{m['detail']}" for m in pk["methods"])
+        best = f"**{pk['gflops']:.0f} GFLOP/s** ({pk['method']})" if pk["gflops"] else "none"
+        parts.append(f"{n} thread(s): {best} [{others}]")
+    return "; ".join(parts) or "not measured"
 
 
 def summary_table(res: BenchResult) -> str:
     """The compact table for a README: end to end p50s, the ratios, start-up and memory."""
-    lines = ["| artifact | thr | JPEG→top-5 p50 ms: edgeinfer / raw / torch | edgeinfer ÷ raw | "
+    lines = ["| artifact | thr | image→top-5 p50 ms: edgeinfer / raw / torch | edgeinfer ÷ raw | "
              "× faster than torch | hflip ÷ 1 view | cold start ms | peak RSS MB |",
              "|" + "---|" * 8]
     for r in res.results:
@@ -127,7 +149,7 @@ def load_json(path: str | Path) -> BenchResult:
     stored)."""
     d = json.loads(Path(path).read_text())
     return BenchResult(settings=d["settings"], machine=d["machine"], imports=d["import"],
-                       peak_gflops=d["peak_gflops"], results=d["results"])
+                       peak=d["peak"], results=d["results"], notes=d.get("notes", []))
 
 
 def startup_table(res: BenchResult) -> str:
@@ -179,21 +201,27 @@ def markdown(res: BenchResult, images: dict[str, str] | None = None,
     m, s, imp = res.machine, res.settings, res.imports
     la = m.get("loadavg_start"), m.get("loadavg_end")
     load = " → ".join("/".join(f"{v:.2f}" for v in x) for x in la if x) or "n/a"
-    peak = ", ".join(f"{k} thread(s) {v:.0f}" for k, v in res.peak_gflops.items())
+    flags = ", ".join(m.get("cpu_flags") or []) or "none of the listed"
     out = [
         "# edgeinfer bench",
         "",
-        f"{m['cpu']} ({m['machine']}, {m['cores']} cores), Python {m['python']}, onnxruntime "
-        f"{m['onnxruntime']}, numpy {m['numpy']}, OpenCV {m['opencv']}. Load average (1/5/15 "
-        f"min) at start → end: {load}. {s['runs']} timed calls per case after {s['warmup']} "
-        f"warm-up calls (hflip+crops: a quarter), in {s['rounds']} interleaved rounds; "
-        f"top-{s['top_k']}. Created {s.get('created', '?')}.",
+        f"{m['cpu']} ({m['machine']}, {m['cores']} cores; CPU flags: {flags}), Python "
+        f"{m['python']}, onnxruntime {m['onnxruntime']}, numpy {m['numpy']}, OpenCV "
+        f"{m['opencv']}. Load average (1/5/15 min) at start → end: {load}; the `load` column "
+        f"is the 1-minute load average when that model's cases started. {s['runs']} timed "
+        f"calls per case after {s['warmup']} warm-up calls (hflip+crops: a quarter), in "
+        f"{s['rounds']} interleaved rounds; top-{s['top_k']}. Created {s.get('created', '?')}.",
         "",
-        f"`import edgeinfer`: {_f(imp.get('edgeinfer_ms'), '.0f')} ms; with the runtime "
-        f"(`from edgeinfer import Predictor`: numpy, OpenCV, onnxruntime): "
-        f"{_f(imp.get('runtime_ms'), '.0f')} ms; torch imported: "
-        f"{imp.get('torch_imported')}. Machine peak (float32 numpy matmul 2048², GFLOP/s): "
-        f"{peak}.",
+        f"`import edgeinfer`: {_f(imp.get('edgeinfer_ms'), '.0f')} ms (python -X importtime); "
+        f"with the runtime (`from edgeinfer import Predictor`: numpy, OpenCV, onnxruntime): "
+        f"{_f(imp.get('runtime_ms'), '.0f')} ms; torch imported: {imp.get('torch_imported')}.",
+        "",
+        f"Machine peak, float32 matmul 2048², best of 6 calls, the larger of two methods: "
+        f"{peak_text(res)}. `onnxruntime-matmul` runs one MatMul through onnxruntime (MLAS, "
+        "the kernels behind the ONNX artifacts' Conv/Gemm) with the backend's session "
+        "options; `numpy-matmul` runs numpy in a child process with OPENBLAS_CORETYPE and "
+        "OPENBLAS_L2_SIZE unset (BLAS kernel named). TFLite artifacts run on XNNPACK, whose "
+        "peak is not measured separately.",
         "",
         "## Targets",
         "",
@@ -201,18 +229,21 @@ def markdown(res: BenchResult, images: dict[str, str] | None = None,
         "",
         "## Latency (ms, p50 unless stated)",
         "",
-        "model: a decoded frame in, top-k out; e2e: JPEG bytes in, top-k out. raw: the "
+        "model: a decoded frame in, top-k out; e2e: the encoded image in, top-k out. raw: the "
         "runtime as a user calls it (onnxruntime `InferenceSession.run`, LiteRT signature "
         "runner). torch: OpenCV decode, numpy preprocessing, eager module under "
         "`inference_mode`. GFLOP/s: the model's Conv/Gemm FLOPs over the raw model p50 (the "
-        "in-graph resize is in the time, not in the FLOPs).",
+        "in-graph resize is in the time, not in the FLOPs); % of the peak above at the same "
+        "thread count.",
         "",
         latency_table(res),
         "",
         "## Start-up and memory",
         "",
-        "Cold start: spawning a new Python process until its first prediction returns "
-        "(median of fresh processes); peak RSS of that process after 20 more predictions.",
+        "Cold start: spawning `python -m edgeinfer.check.startup_child` until its first "
+        "prediction returns (median of fresh processes; the interpreter phase includes the "
+        "`edgeinfer` package import that `-m` does first, for every runtime alike); peak RSS "
+        "of that process after 20 more predictions.",
         "",
         startup_table(res),
         "",
@@ -224,11 +255,12 @@ def markdown(res: BenchResult, images: dict[str, str] | None = None,
     imgs = sorted({(r["model"], r["image"]["name"], tuple(r["image"]["shape"]))
                    for r in res.results})
     out += ["Inputs: " + "; ".join(f"{mo}: {n} ({s_[1]}x{s_[0]})" for mo, n, s_ in imgs) + "."]
-    notes = [f"{r['artifact']} @{r['threads']}t: {n}" for r in res.results for n in r["notes"]]
-    flips = [f"{r['artifact']} @{r['threads']}t: top-1 {r['top1']}" for r in res.results
-             if len(set(r["top1"].values())) > 1]
-    if notes or flips or note:
-        out += ["", "Notes:", *[f"- {n}" for n in notes + flips + ([note] if note else [])]]
+    notes = list(res.notes)
+    notes += [f"{r['artifact']} @{r['threads']}t: {n}" for r in res.results for n in r["notes"]]
+    notes += [f"{r['artifact']} @{r['threads']}t: top-1 differs: {r['top1']}"
+              for r in res.results if len(set(r["top1"].values())) > 1]
+    if notes or note:
+        out += ["", "Notes:", *[f"- {n}" for n in notes + ([note] if note else [])]]
     for key, name in (images or {}).items():
         out += ["", f"![{key}]({name})"]
     return "\n".join(out) + "\n"
