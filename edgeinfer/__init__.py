@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeinfer._version import __version__
 from edgeinfer.errors import (
     ConfigError,
     ConversionError,
@@ -23,7 +24,6 @@ from edgeinfer.errors import (
 )
 from edgeinfer.spec import PreprocessSpec
 
-__version__ = "0.1.0"
 
 
 def convert(*args: Any, **kwargs: Any) -> Any:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -254,6 +255,18 @@ class PreprocessSpec:
         from edgeinfer.spec_torch import PreprocessModule
 
         return PreprocessModule(self)
+
+    def geometry(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The spec's geometric step alone: uint8 frame ``H x W x C`` -> float32
+        ``[1, h, w, C]`` at ``size``, frame colour order, 0..255 (nothing rounded).
+
+        It is :meth:`reference` with the colour map and the normalisation set to the
+        identity, i.e. the very code the reference executions use; a fixed-size TFLite
+        artifact runs it on the host for frames of another size.
+        """
+        g = replace(self, model_color=self.frame_color, scale=1.0, mean=(0.0,), std=(1.0,),
+                    layout="NHWC")
+        return g.reference
 
 
 def _seq(v: Any) -> tuple:

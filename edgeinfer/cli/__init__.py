@@ -22,7 +22,7 @@ COMMANDS = ("convert", "info", "predict", "check", "bench", "verify")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edgeinfer import __version__
+    from edgeinfer._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="edgeinfer", description="Convert, serve and check image CNNs for edge devices.")

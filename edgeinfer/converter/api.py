@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer import __version__
+from edgeinfer._version import __version__
 from edgeinfer.artifact import FORMATS, ArtifactMetadata
 from edgeinfer.converter.frontend import Progress, Source
 from edgeinfer.converter.gate import GateResult, gate
@@ -92,7 +92,8 @@ def convert(
     """Convert ``source`` to an artifact at ``output`` and prove its parity.
 
     ``source``: a bundled name, a torch factory (``pkg.module:fn`` with ``weights``), an
-    ``.onnx`` file, or a ``torch.nn.Module`` object (used as is). ``format`` is ``onnx``
+    ``.onnx`` file, a Keras ``.keras``/``.h5`` file or SavedModel directory, or a
+    ``torch.nn.Module`` / ``keras.Model`` object (used as is). ``format`` is ``onnx``
     or ``tflite`` (default: from the output's extension). ``quantize`` is ``int8`` (ONNX
     QDQ or TFLite full-integer, calibrated on ``calibration`` frames) or ``fp16``
     (TFLite). ``frame_size`` (height, width) fixes the TFLite frame size. The fp32 ONNX
@@ -107,6 +108,7 @@ def convert(
     require("onnx", "convert", "converting models")
     spec = source_spec(source, spec)
     s = resolve_source(source, spec, weights, say)
+    spec = s.spec or spec  # a frontend may have lifted preprocessing layers into the spec
     for w in _warnings(s, spec):
         say(f"warning: {w}")
     if fmt == "tflite" and s.to_tflite is None:

@@ -4,7 +4,8 @@ litert-torch, ai-edge-quantizer, TensorFlow and tf2onnx print pages of warnings 
 lines from Python *and* C++, which bury the few lines a user needs. Everything written
 to file descriptors 1/2 and every Python warning inside :func:`captured` goes to a
 temporary file; it is replayed on stderr only if the block fails, or always when
-``verbose`` is set.
+``verbose`` is set. Python-level ``sys.stdout``/``sys.stderr`` keep pointing at the real
+terminal, so edgeinfer's own progress lines still show while C++ logs are hidden.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def captured(verbose: bool = False, tail_lines: int = 60) -> Iterator[None]:
     root = logging.getLogger()
     old_level = root.level
     with tempfile.TemporaryFile(mode="w+b") as log:
+        py_out, py_err = sys.stdout, sys.stderr
+        sys.stdout = open(saved[0], "w", closefd=False)  # noqa: SIM115 - restored below
+        sys.stderr = open(saved[1], "w", closefd=False)  # noqa: SIM115
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         ok = False
@@ -42,6 +46,7 @@ def captured(verbose: bool = False, tail_lines: int = 60) -> Iterator[None]:
             root.setLevel(old_level)
             sys.stdout.flush()
             sys.stderr.flush()
+            sys.stdout, sys.stderr = py_out, py_err
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])

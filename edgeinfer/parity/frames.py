@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeinfer import datasets
+import edgeinfer.datasets as datasets
 from edgeinfer.errors import ConfigError, EdgeInferError
 from edgeinfer.runtime.files import read_regular
 from edgeinfer.spec import PreprocessSpec

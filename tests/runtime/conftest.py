@@ -1,10 +1,7 @@
 """Runtime fixtures: real artifacts from the real converter, real photos and their encodings.
 
-``fashion_artifact`` overrides the root fixture of the same name: with trained weights
-(``models/fashion/weights.pt``) it is the root's parity-checked conversion, shared with
-the converter tests; without them (a checkout where training has not run) it converts
-a seeded, freshly initialised FashionNet, which is all the runtime tests need (shapes,
-dtypes, bit-identity, errors), so they never wait on training.
+The fashion artifact is the root fixture's parity-checked conversion (trained weights
+committed in ``models/fashion/weights.pt``), shared with the converter tests.
 """
 
 from __future__ import annotations
@@ -25,32 +22,10 @@ FASHION_WEIGHTS = REPO / "models" / "fashion" / "weights.pt"
 
 
 @pytest.fixture(scope="session")
-def fashion_weights(tmp_path_factory) -> Path:
-    """Trained weights if present, else a seeded freshly initialised FashionNet's."""
-    if FASHION_WEIGHTS.exists():
-        return FASHION_WEIGHTS
-    import importlib.util
-
-    import torch
-
-    net_py = FASHION_WEIGHTS.parent / "net.py"
-    mod_spec = importlib.util.spec_from_file_location("fashion_net", net_py)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    torch.manual_seed(0)
-    weights = tmp_path_factory.mktemp("fashion-untrained") / "weights.pt"
-    torch.save(module.build().state_dict(), weights)
-    return weights
-
-
-@pytest.fixture(scope="session")
-def fashion_artifact(request, tmp_path_factory, fashion_weights) -> Path:
-    if FASHION_WEIGHTS.exists():
-        return request.getfixturevalue("fashion_conversion").path
-    from edgeinfer.converter.api import convert
-
-    out = tmp_path_factory.mktemp("artifacts-runtime") / "fashion.onnx"
-    return convert("fashion", out, weights=fashion_weights, parity_limit=200).path
+def fashion_weights() -> Path:
+    """The committed trained weights; their absence is a broken checkout, not a skip."""
+    assert FASHION_WEIGHTS.exists(), f"{FASHION_WEIGHTS} is missing: the checkout is incomplete"
+    return FASHION_WEIGHTS
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,111 @@
+"""The import graph, read from the source with ``ast`` (lazy imports inside functions too):
+no cycles, and imports flow one way (design.md):
+errors/spec/artifact <- runtime <- parity <- converter <- check <- cli; serve uses runtime."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import edgeinfer
+
+ROOT = Path(edgeinfer.__file__).parent
+
+# Layer of each top-level room; a module may import only its own layer or lower ones.
+LAYERS = {
+    "_version": 0, "errors": 0, "spec": 0, "spec_torch": 0, "artifact": 0, "datasets": 0,
+    "runtime": 1, "serve": 2, "parity": 2, "converter": 3, "check": 4, "cli": 5,
+    "__init__": 5, "__main__": 6,
+}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """edgeinfer modules imported anywhere in the file, except under ``if TYPE_CHECKING``."""
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for b in node.body for n in ast.walk(b)}
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("edgeinfer")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and node.module.startswith("edgeinfer"):
+            subs = {f"{node.module}.{a.name}" for a in node.names}
+            out |= subs
+            if node.module != "edgeinfer" or not subs <= MODULES:
+                out.add(node.module)  # names from the package facade itself
+    return out
+
+
+MODULES = {_module_name(p) for p in ROOT.rglob("*.py")}
+
+
+def graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    g = {}
+    for name, path in files.items():
+        g[name] = {m for m in _imports(path) if m in files and m != name}
+    return g
+
+
+def room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_the_graph_is_read():
+    g = graph()
+    assert "edgeinfer.converter.api" in g["edgeinfer.cli.convert"]
+    assert "edgeinfer.parity.stats" in g["edgeinfer.converter.gate"]
+
+
+def test_no_import_cycles():
+    g = graph()
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(n: str, stack: list[str]) -> None:
+        state[n] = 1
+        for m in sorted(g[n]):
+            if state.get(m) == 1:
+                cycles.append([*stack[stack.index(m):], m] if m in stack else [n, m])
+            elif m not in state:
+                visit(m, [*stack, m])
+        state[n] = 2
+
+    for n in sorted(g):
+        if n not in state:
+            visit(n, [n])
+    assert not cycles, f"import cycles: {cycles[:5]}"
+
+
+def test_imports_flow_one_way():
+    bad = []
+    for mod, deps in graph().items():
+        src = room(mod)
+        for d in deps:
+            if d == "edgeinfer":
+                continue  # the lean facade (Predictor, errors, spec): any layer may use it
+            dst = room(d)
+            lean = ("serve", "runtime", "errors", "spec", "artifact", "_version")
+            if (src == "serve" and dst not in lean) or LAYERS[dst] > LAYERS[src]:
+                bad.append(f"{mod} -> {d}")
+    assert not bad, "imports against the layering: " + ", ".join(sorted(bad))
+
+
+def test_converter_never_imports_ladder_bench_or_reports():
+    bad = [f"{m} -> {d}" for m, deps in graph().items() if room(m) == "converter"
+           for d in deps if room(d) == "check"]
+    assert not bad, bad
