@@ -93,6 +93,14 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "from torch/PIL (measured up to 10.8 of 255 on the sample photos, mean < 0.01); "
         "the interior agrees to 0.003. Prefer antialias=False where parity matters.",
     ),
+    ("preprocess", "uint8_resize"): Tolerance(
+        1.0 / 255 / 0.226, 1.0,
+        "the hand-written torch baseline of `edgeinfer bench` resizes the uint8 frame with "
+        "OpenCV (fixed point, rounded to integers) before normalising, as users do; vs the "
+        "spec's float reference that is up to 0.76 of a 0..255 pixel (measured, china.jpg "
+        "to EfficientNet-Lite0's 224 crop): one pixel, after /255 and the smallest ImageNet "
+        "std (0.226).",
+    ),
 }
 
 
