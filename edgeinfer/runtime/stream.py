@@ -134,6 +134,11 @@ class Stream:
         self._started = False
 
     # ------------------------------------------------------------------ public
+    @property
+    def latest(self) -> bool:
+        """True when stale frames are dropped (latest-frame semantics)."""
+        return self._latest
+
     def __iter__(self) -> Iterator[StreamResult]:
         if self._started:
             raise ConfigError("a Stream can be iterated once; open a new one")
