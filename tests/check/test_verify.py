@@ -1,0 +1,177 @@
+"""``edgeinfer verify`` on real artifacts and a real parity pack (200 Fashion-MNIST test frames):
+passes fp32, fails a perturbed artifact naming the figure, will not certify int8 on too few
+frames, refuses foreign/damaged packs with one line (exit 2), runs without any framework."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgeinfer import datasets
+from edgeinfer.check.packer import build_pack
+from edgeinfer.check.verify import NOT_CERTIFIED, PASS, frames_to_certify, verify
+from edgeinfer.cli import main
+from edgeinfer.converter.api import convert
+from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX
+from edgeinfer.parity.pack import make_pack, read_pack, write_pack
+from edgeinfer.parity.stats import wilson
+from edgeinfer.parity.targets import KEY_QUANTIZATION, target_warning
+from edgeinfer.spec import PreprocessSpec
+
+N = 200
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("verify")
+
+
+@pytest.fixture(scope="module")
+def fp32(work) -> Path:
+    return convert("fashion", work / "fashion.onnx", parity_limit=N).path
+
+
+@pytest.fixture(scope="module")
+def int8(work) -> Path:
+    """8-bit weights for this VNNI-class target; gated by the converter on 200 test frames."""
+    return convert("fashion", work / "fashion-int8.onnx", quantize="int8", target="x86-vnni",
+                   calibration_limit=128, parity_limit=N).path
+
+
+@pytest.fixture(scope="module")
+def pack(work) -> Path:
+    return write_pack(build_pack("fashion", "builtin:fashion-test", limit=N),
+                      work / "fashion.pack")
+
+
+@pytest.fixture(scope="module")
+def perturbed(fp32, work) -> Path:
+    """The fp32 artifact with its last layer's weights scaled by 1.3: metadata unchanged."""
+    m = onnx.load_model(fp32)
+    inits = [i for i in m.graph.initializer if not i.name.startswith(PREFIX_NODE_PREFIX)
+             and len(i.dims) == 2]
+    w = inits[-1]
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * 1.3, w.name))
+    out = work / "perturbed.onnx"
+    onnx.save_model(m, out)
+    return out
+
+
+def _cli(capsys, *args) -> tuple[int, str, str]:
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_fp32_passes_with_report(fp32, pack, work, capsys):
+    rc, out, _ = _cli(capsys, "verify", fp32, pack, "--json", work / "v.json",
+                      "--report", work / "rep", "--latency-runs", 10)
+    assert rc == 0, out
+    assert out.strip().splitlines()[-1].startswith("PASS: onnx-fp32 on 200 frames")
+    d = json.loads((work / "v.json").read_text())
+    step = d["steps"][0]
+    assert d["verdict"] == PASS and step["n"] == N and step["max_abs"] < 1e-4
+    assert d["accuracy"]["artifact"]["n"] == N
+    assert {"p50", "p90", "p99"} <= set(d["latency_ms"]) and d["peak_rss_mb"] > 10
+    assert d["consistency"]["rerun"] == 0.0
+    assert {p.name for p in (work / "rep").iterdir()} >= {"verify.json", "verify.md",
+                                                          "verify.png"}
+
+
+def test_perturbed_weights_fail_naming_the_figure(perturbed, pack, capsys):
+    rc, out, _ = _cli(capsys, "verify", perturbed, pack, "-q", "--latency-runs", 3)
+    assert rc == 1
+    line = out.strip().splitlines()[-1]
+    assert line.startswith("FAIL:") and "max|dp|" in line and "> 0.0001" in line
+
+
+def test_int8_on_200_frames_is_not_certified(int8, pack, capsys):
+    """Every figure is in tolerance, but 200 frames cannot certify >= 99% agreement."""
+    res = verify(int8, pack, latency_runs=3)
+    assert res.dtype == "int8" and res.steps[0].comparison.top1_agreement >= 0.99
+    assert res.verdict == NOT_CERTIFIED and res.exit_code == 0
+    assert "not enough frames to certify" in res.message()
+    rc, out, _ = _cli(capsys, "verify", int8, pack, "-q", "--strict", "--latency-runs", 3)
+    assert rc == 1 and "NOT CERTIFIED" in out
+
+
+def test_frames_to_certify_is_the_smallest_n():
+    n = frames_to_certify(0.99)
+    assert wilson(n, n)[0] >= 0.99 > wilson(n - 1, n - 1)[0]
+    assert frames_to_certify(1.0) is None
+
+
+def test_verify_imports_no_framework(fp32, pack):
+    """A fresh interpreter runs the whole CLI verify: torch/tensorflow/onnx never load."""
+    code = ("import sys; from edgeinfer.cli import main\n"
+            f"rc = main(['verify', {str(fp32)!r}, {str(pack)!r}, '-q', '--latency-runs', '3'])\n"
+            "bad = {'torch', 'tensorflow', 'keras', 'onnx', 'litert_torch'} & set(sys.modules)\n"
+            "print('LOADED', sorted(bad)); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "LOADED []" in r.stdout
+
+
+def _variant(pack: Path, out: Path, **change) -> Path:
+    p = read_pack(pack)
+    kw = {"source": p.source, "truth": p.truth, "ids": p.ids} | change
+    spec, labels = kw.pop("spec", p.spec), kw.pop("labels", p.labels)
+    return write_pack(make_pack(spec, labels, p.frames, p.reference, **kw), out)
+
+
+def test_pack_from_another_model_or_spec_is_exit_2(fp32, pack, work, capsys):
+    cases = {
+        "labels": (_variant(pack, work / "l.pack", labels=[f"x{i}" for i in range(10)]),
+                   "another model (the class names differ)"),
+        "weights": (_variant(pack, work / "w.pack", source={"weights_sha256": "0" * 64}),
+                    "another model (source weights sha256"),
+        "spec": (_variant(pack, work / "s.pack", spec=PreprocessSpec.from_dict(
+            read_pack(pack).spec.to_dict() | {"mean": [0.5]})), "different preprocessing spec"),
+    }
+    for path, expect in cases.values():
+        rc, out, err = _cli(capsys, "verify", fp32, path)
+        assert rc == 2 and out == ""
+        assert expect in err and err.count("\n") == 1 and err.startswith("edgeinfer: error:")
+
+
+def test_damaged_pack_is_exit_2(fp32, pack, work, capsys):
+    raw = pack.read_bytes()
+    (work / "cut.pack").write_bytes(raw[:len(raw) // 3])
+    rc, out, err = _cli(capsys, "verify", fp32, work / "cut.pack")
+    assert rc == 2 and "not a zip archive, or truncated" in err and err.count("\n") == 1
+    rc, _, err = _cli(capsys, "verify", pack, pack)  # a pack given as the artifact
+    assert rc == 2 and err.count("\n") == 1
+
+
+def test_decode_check_with_encoded_files(fp32, work, capsys):
+    """A folder of PNG files: the pack keeps the encoded bytes, the device decodes them."""
+    images, _ = datasets.load_fashion_mnist("test")
+    d = work / "pngs"
+    d.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(d / f"{i:02d}.png"), images[i * 97])
+    p = write_pack(build_pack("fashion", str(d)), work / "png.pack")
+    assert read_pack(p).encoded is not None
+    res = verify(fp32, p, latency_runs=3)
+    assert [s.name for s in res.steps] == ["artifact", "decode"]
+    assert res.decode["identical"] == 12 and res.steps[1].verdict == PASS
+
+
+def test_target_warning_on_a_cpu_without_vnni(int8):
+    m = onnx.load_model(int8)
+    props = {p.key: p.value for p in m.metadata_props}
+    q = json.loads(props[KEY_QUANTIZATION])
+    assert q["target"] == "x86-vnni" and q["reduce_range"] is False
+    assert "without VNNI" in target_warning(props, {}, here="x86-avx2")
+    assert target_warning(props, {}, here="x86-vnni") is None
+    assert target_warning(props, {}, here="arm64") is None
+    seven = props | {KEY_QUANTIZATION: json.dumps(q | {"reduce_range": True,
+                                                        "target": "x86-avx2"})}
+    assert "7-bit weights" in target_warning(seven, {}, here="arm64")
