@@ -133,13 +133,9 @@ def load_torch_model(factory: str, weights: str | None) -> Any:
     Loads through the converter's torch frontend (the same loader ``convert`` used, with
     ``weights_only=True, strict=True``). A package in the current folder imports when the
     current folder is on ``sys.path``, as under ``python -m`` and the CLI."""
-    import torch
+    from edgeinfer.converter.frontend_torch import build_from_factory, load_weights
 
-    from edgeinfer.converter.frontend_torch import load_factory, load_weights
-
-    net = load_factory(factory)()
-    if not isinstance(net, torch.nn.Module):
-        raise Skipped(f"{factory!r} returned {type(net).__name__}, not a torch nn.Module")
+    net = build_from_factory(factory)
     if weights:
         load_weights(net, weights)
     return net.eval()

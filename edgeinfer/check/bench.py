@@ -114,8 +114,9 @@ def run_bench(artifacts: Sequence[str | os.PathLike], threads: Sequence[int] = (
                                 "rounds": rounds, "top_k": TOP_K, "cold_repeats": cold_repeats,
                                 "created": timestamp()},
                       machine=machine_info())
-    say("import time (fresh processes)")
-    res.imports = import_time()
+    if cold_repeats:
+        say("import time (fresh processes)")
+        res.imports = import_time(cold_repeats)
     def measure_peak(n: int) -> None:
         if peak:
             say(f"machine peak: float32 matmul, {n} thread(s)")
