@@ -56,6 +56,31 @@ class MissingExtraError(EdgeInferError, ImportError):
     """An optional extra is not installed; the message names the ``pip install`` to run."""
 
 
+def one_line(msg: object, limit: int | None = 300) -> str:
+    """Any message or exception as one line (the CLI prints nothing else), cut at ``limit``."""
+    text = " ".join(str(msg).split())
+    if not text and isinstance(msg, BaseException):
+        text = type(msg).__name__
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def positive_int(name: str, v: object, default: int | None = None) -> int:
+    """The one positive-int validator: ``v`` as an int >= 1, else ConfigError naming ``name``.
+
+    ``None`` means ``default`` when one is given (e.g. threads: auto).
+    """
+    import numbers
+
+    if v is None and default is not None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or int(v) < 1:
+        raise ConfigError(f"{name} must be a positive integer"
+                          f"{' or None (auto)' if default is not None else ''}, got {v!r}")
+    return int(v)
+
+
 def require(module: str, extra: str, what: str) -> None:
     """Import ``module`` or raise :class:`MissingExtraError` naming the extra to install.
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from edgeinfer.errors import ConfigError, one_line, positive_int
+
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # a check ran and something is out of tolerance
 Handler = Callable[[argparse.Namespace], int]
@@ -17,13 +19,8 @@ DATA_HELP = ("builtin:fashion-test | builtin:fashion-train | builtin:photos | an
              "(flat, or one subfolder per class) | a CSV of image,label rows")
 
 
-def one_line(msg: object) -> str:
-    """Any message as one line (errors must never spill over several lines)."""
-    return " ".join(str(msg).split())
-
-
 def err(msg: object) -> None:
-    print(f"edgeinfer: error: {one_line(msg)}", file=sys.stderr)
+    print(f"edgeinfer: error: {one_line(msg, None)}", file=sys.stderr)
 
 
 def progress(msg: str) -> None:
@@ -46,9 +43,6 @@ def parse_size(text: str, flag: str) -> tuple[int, int]:
 def positive(text: str) -> int:
     """argparse type for counts: a positive integer, else a usage error (exit 2)."""
     try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return v
+        return positive_int("the value", int(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer") from None

@@ -10,7 +10,7 @@ passed; otherwise ``ParityError`` is raised and nothing is written.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,8 @@ def load_source(source: Any, spec: Any = None, weights: str | Path | None = None
     """
     spec = source_spec(source, spec, fallback_spec)
     s = resolve_source(source, spec, weights, progress)
-    return s.make_runner(apply_softmax), spec
+    # the artifact-side spec: a Keras frontend may have lifted Rescaling into it
+    return s.make_runner(apply_softmax), s.spec or spec
 
 
 def output_format(output: str | Path, format: str | None) -> str:
@@ -117,7 +118,7 @@ def convert(
 
     fp32 = _build_onnx(s, spec, labels, fmt, quantize)
     data_name = parity_data or (s.reference.parity_data if s.reference else "builtin:photos")
-    frames = load_frames(data_name, spec, limit=parity_limit)
+    frames = load_frames(data_name, spec, limit=parity_limit, class_names=fp32.labels)
     say(f"parity on {len(frames.frames)} real frames ({frames.name})")
     ref_probs = s.make_runner(fp32.softmax_added).run(frames.frames)
     fp32_probs = ArtifactRunner(fp32.blob(), name="onnx-fp32").run(frames.frames)
@@ -132,20 +133,8 @@ def convert(
     tag = f"{fmt}-{quantize or 'fp32'}"
     cal = _calibration(fp32, calibration, data_name, spec, calibration_limit, quantize, say,
                        per_channel)
-    if fmt == "onnx":
-        from edgeinfer.converter.quantize_onnx import quantize_int8
-
-        with_props = _quantized_onnx(quantize_int8(fp32.model, cal, per_channel=per_channel,
-                                                   progress=say, target=target))
-    else:
-        hw = frame_size or _default_frame_size(frames.frames, spec)
-        fp32.provenance["frame_size"] = list(hw)
-        from edgeinfer.converter.quiet import captured
-        from edgeinfer.converter.tflite_export import embed_metadata
-
-        with captured(verbose):
-            bare = s.to_tflite(hw, quantize, cal, say, per_channel)
-        with_props = lambda meta: embed_metadata(bare, meta.to_props())  # noqa: E731
+    hw = frame_size or _default_frame_size(frames.frames, spec)
+    with_props = _build_derived(s, fp32, fmt, quantize, cal, hw, per_channel, verbose, say)
     out_probs = ArtifactRunner(with_props(fp32.meta()), name=tag).run(frames.frames)
     derived = gate(out_probs, tag, fmt, quantize or "fp32", frames,
                    {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say)
@@ -227,10 +216,23 @@ def _calibration(fp32: _Built, calibration: str | None, parity_data: str,
     return cal.frames
 
 
-def _quantized_onnx(qmodel: Any) -> Any:
-    from edgeinfer.converter.assemble import with_metadata
+def _build_derived(s: Source, fp32: _Built, fmt: str, quantize: str | None,
+                   cal: list[np.ndarray], hw: tuple[int, int], per_channel: bool,
+                   verbose: bool, say: Progress) -> Callable[[ArtifactMetadata], bytes]:
+    """Build the int8 ONNX or TFLite artifact once; returns metadata -> file bytes."""
+    if fmt == "onnx":
+        from edgeinfer.converter.assemble import with_metadata
+        from edgeinfer.converter.quantize_onnx import quantize_int8
 
-    return lambda meta: with_metadata(qmodel, meta).SerializeToString()
+        qmodel = quantize_int8(fp32.model, cal, per_channel=per_channel, progress=say)
+        return lambda meta: with_metadata(qmodel, meta).SerializeToString()
+    from edgeinfer.converter.quiet import captured
+    from edgeinfer.converter.tflite_export import embed_metadata
+
+    fp32.provenance["frame_size"] = list(hw)
+    with captured(verbose):
+        bare = s.to_tflite(hw, quantize, cal, say, per_channel)
+    return lambda meta: embed_metadata(bare, meta.to_props())
 
 
 def _write(output: str | Path, data: bytes, fp32: _Built, result: GateResult, s: Source,

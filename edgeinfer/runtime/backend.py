@@ -9,11 +9,11 @@ test double that counts calls, plugs in through ``Predictor.from_backend``.
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from edgeinfer.errors import ConfigError
+from edgeinfer.errors import positive_int  # noqa: F401 - re-exported for backends
 
 #: Default intra-op threads are capped here: a Raspberry Pi 4/5 has 4 cores, and more
 #: threads than cores only adds contention on small edge CPUs.
@@ -29,14 +29,6 @@ def default_threads() -> int:
     return max(1, min(n, MAX_DEFAULT_THREADS))
 
 
-def positive_int(name: str, v: Any, default: int | None = None) -> int:
-    """``v`` as a positive int; ``None`` means ``default`` when one is given."""
-    if v is None and default is not None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ConfigError(f"{name} must be a positive integer"
-                          f"{' or None (auto)' if default is not None else ''}, got {v!r}")
-    return int(v)
 
 
 @runtime_checkable

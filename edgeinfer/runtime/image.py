@@ -17,7 +17,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeinfer.errors import ConfigError, ImageDecodeError, ImageFormatError, ImageTooLargeError
+from edgeinfer.errors import (
+    ImageDecodeError,
+    ImageFormatError,
+    ImageTooLargeError,
+    positive_int,
+)
 from edgeinfer.runtime.files import display, read_regular
 from edgeinfer.spec import PreprocessSpec
 
@@ -97,9 +102,8 @@ def load_image(
 
 
 def _check_limits(max_pixels: int, max_bytes: int) -> None:
-    for name, v in (("max_pixels", max_pixels), ("max_bytes", max_bytes)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    positive_int("max_pixels", max_pixels)
+    positive_int("max_bytes", max_bytes)
 
 
 def _load(image: ImageInput, spec: PreprocessSpec, max_pixels: int, max_bytes: int) -> np.ndarray:

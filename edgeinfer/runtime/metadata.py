@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import onnxruntime as ort
 
 from edgeinfer.artifact import ArtifactMetadata, sniff_format

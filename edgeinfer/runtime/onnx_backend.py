@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
-from edgeinfer.errors import ConfigError, ModelError, ProviderError
+from edgeinfer.errors import ConfigError, ModelError, ProviderError, one_line
 from edgeinfer.runtime.backend import default_threads, positive_int
 from edgeinfer.runtime.files import ModelSource, load_model_bytes
 
@@ -56,14 +56,14 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     return out
 
 
-def _one_line(e: BaseException, limit: int = 300) -> str:
+def _one_line(e: BaseException) -> str:
     """An onnxruntime exception as one short line, without its '[ONNXRuntimeError] : 7 :'."""
-    text = " ".join(str(e).split()) or type(e).__name__
+    text = one_line(e, None)
     m = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (.*)", text)
     if m:
         rest = re.sub(r"^Load model from .*? failed:\s*", "", m.group(2))
         text = f"{rest.rstrip('.')} ({m.group(1)})"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return one_line(text)
 
 
 class OnnxBackend:

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata
-from edgeinfer.errors import ConfigError, EdgeInferError, ModelError
+from edgeinfer.errors import ConfigError, EdgeInferError, ModelError, positive_int
 from edgeinfer.runtime.backend import Backend
+from edgeinfer.runtime.files import ModelSource
 from edgeinfer.runtime.image import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -36,7 +37,6 @@ from edgeinfer.runtime.image import (
     _check_limits,
     _load,
 )
-from edgeinfer.runtime.files import ModelSource
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.tta import TTAPolicy, average_views, get_policy
 from edgeinfer.spec import PreprocessSpec
@@ -226,9 +226,7 @@ class Predictor:
         ``N x H x W x C`` uint8 array.
         """
         k = self._check_top_k(top_k)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        positive_int("batch_size", batch_size)
         if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike)) or (
                 isinstance(images, np.ndarray) and images.ndim != 4):
             raise ConfigError("predict_batch takes a list of images (or an N x H x W x C "
@@ -300,9 +298,7 @@ class Predictor:
 
     @staticmethod
     def _check_top_k(top_k: int) -> int:
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-            raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
-        return int(top_k)
+        return positive_int("top_k", top_k)
 
     def __repr__(self) -> str:
         return (f"Predictor({self._source!r}, classes={self._num_classes}, "

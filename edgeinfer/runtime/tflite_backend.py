@@ -72,6 +72,7 @@ from edgeinfer.artifact import (
 )
 from edgeinfer.artifact import TFLITE_METADATA_NAME as METADATA_NAME
 from edgeinfer.errors import ConfigError, ModelError, SpecError
+from edgeinfer.errors import one_line as _one_line
 from edgeinfer.runtime.backend import default_threads, positive_int
 from edgeinfer.runtime.files import read_regular
 from edgeinfer.spec import PreprocessSpec, resolve_spec
@@ -94,10 +95,6 @@ except ImportError:  # pragma: no cover - exercised only where ai-edge-litert is
         _OpResolverType = None
         RUNTIME = ""
 
-
-def _one_line(e: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------- metadata
