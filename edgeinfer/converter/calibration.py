@@ -16,6 +16,7 @@ Only numpy/OpenCV at import; the photo packages load lazily.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import cv2
@@ -66,10 +67,8 @@ def package_photos() -> dict[str, np.ndarray]:
                              "pip install 'edgeinfer[reference]'") from e
     for name in ("astronaut", "chelsea", "coffee", "rocket"):
         out[f"skimage/{name}"] = _bgr(getattr(sk, name)())
-    try:
+    with contextlib.suppress(Exception):  # a skimage without the bundled stereo pair
         out["skimage/motorcycle"] = _bgr(sk.stereo_motorcycle()[0])
-    except Exception:  # noqa: BLE001 - older/newer skimage without the bundled file
-        pass
     for name in ("china.jpg", "flower.jpg"):
         out[f"sklearn/{name}"] = _bgr(load_sample_image(name))
     try:
