@@ -46,6 +46,21 @@ def table(result: VerifyResult) -> str:
     return "\n".join(rows)
 
 
+def text_table(result: VerifyResult) -> str:
+    """The per-step table for a terminal."""
+    head = (f"{'step':<9}{'target':<26}{'vs':<14}{'n':>6}  {'max|dp|':<9}{'p99|dp|':<9}"
+            f"{'top-1 (95% CI)':<26}{'top-5':<9}{'flips':<6}verdict")
+    rows = [head]
+    for s in result.steps:
+        c = s.comparison
+        lo, hi = c.top1_ci95
+        top1 = f"{c.top1_agreement:.2%} [{lo:.1%}, {hi:.1%}]"
+        rows.append(f"{s.name:<9}{c.target:<26}{c.reference:<14}{c.n:>6}  {c.max_abs:<9.2e}"
+                    f"{c.p99_abs:<9.1e}{top1:<26}{c.top5_agreement:<9.2%}{c.flips:<6}"
+                    f"{s.verdict}")
+    return "\n".join(rows)
+
+
 def markdown(result: VerifyResult, images: dict[str, str] | None = None,
              note: str | None = None) -> str:
     m, lat, images = result.machine, result.latency_ms, images or {}

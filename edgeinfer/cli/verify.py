@@ -46,10 +46,10 @@ def run_verify(args: argparse.Namespace) -> int:
         import numpy as np
 
         np.save(args.probs, result.probs)
-    from edgeinfer.check.verify_report import table
+    from edgeinfer.check.verify_report import text_table
 
     if not args.quiet:
-        print(table(result))
+        print(text_table(result))
         lat = result.latency_ms
         print(f"latency ms p50/p90/p99 {lat['p50']:.2f}/{lat['p90']:.2f}/{lat['p99']:.2f}, "
               f"peak RSS {result.peak_rss_mb:.0f} MB, {result.machine['machine']} "
