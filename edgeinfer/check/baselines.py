@@ -103,7 +103,8 @@ def user_preprocess(data: bytes, p: dict[str, Any]) -> np.ndarray:
 
 
 def torch_source(prov: dict[str, Any]) -> tuple[str, str | None]:
-    """(factory, weights) of the torch model behind an artifact, from its provenance.
+    """(source, weights) of the torch model behind an artifact, from its provenance: the
+    bundled model's name, or the ``pkg.mod:fn`` / ``file.py:fn`` factory ``convert`` read.
 
     Raises :class:`Skipped` saying why there is none."""
     if prov.get("framework") != "torch":
@@ -111,14 +112,7 @@ def torch_source(prov: dict[str, Any]) -> tuple[str, str | None]:
                       f"{prov.get('framework') or 'unknown'})")
     ref = prov.get("reference")
     if ref:
-        from edgeinfer.converter.reference import REFERENCE_MODELS
-
-        r = REFERENCE_MODELS.get(str(ref))
-        if r is not None and r.kind == "torch":
-            try:
-                return r.factory(), str(r.weights())
-            except (EdgeInferError, ImportError, OSError) as e:
-                raise Skipped(f"the bundled model {ref!r} cannot be loaded here: {e}") from None
+        return str(ref), None
     src, w = prov.get("source"), prov.get("weights")
     if not src or ":" not in str(src):
         raise Skipped("the artifact's provenance names no torch factory")
@@ -127,34 +121,35 @@ def torch_source(prov: dict[str, Any]) -> tuple[str, str | None]:
     return str(src), w
 
 
-def load_torch_model(factory: str, weights: str | None) -> Any:
-    """``pkg.mod:fn`` / ``file.py:fn`` + a state dict -> the module in eval mode.
+def load_torch_model(source: str, weights: str | None, spec: PreprocessSpec) -> Any:
+    """The eval-mode module of ``source`` (a bundled name or a factory) + its weights.
 
-    Loads through the converter's torch frontend (the same loader ``convert`` used, with
+    Loaded by the converter's own source resolver, as ``convert`` loaded it (weights with
     ``weights_only=True, strict=True``). A package in the current folder imports when the
     current folder is on ``sys.path``, as under ``python -m`` and the CLI."""
-    from edgeinfer.converter.frontend_torch import build_from_factory, load_weights
+    from edgeinfer.converter.sources import resolve_source
 
-    net = build_from_factory(factory)
-    if weights:
-        load_weights(net, weights)
-    return net.eval()
+    s = resolve_source(source, spec, weights)
+    if s.framework != "torch" or s.module is None:
+        raise Skipped(f"{source!r} is not a torch model ({s.framework})")
+    return s.module.eval()
 
 
-def open_torch_baseline(prov: dict[str, Any]) -> tuple[Any, str, str | None]:
-    """(eval module, factory, weights) of the torch source; :class:`Skipped` with the reason
+def open_torch_baseline(prov: dict[str, Any], spec: PreprocessSpec
+                        ) -> tuple[Any, str, str | None]:
+    """(eval module, source, weights) of the torch source; :class:`Skipped` with the reason
     when torch is missing or the source cannot be loaded (never a traceback)."""
-    factory, weights = torch_source(prov)
+    source, weights = torch_source(prov)
     try:
         import torch  # noqa: F401
     except ImportError:
         raise Skipped("torch is not installed (a lean runtime install); the PyTorch eager "
                       "baseline needs pip install 'edgeinfer[convert]'") from None
     try:
-        return load_torch_model(factory, weights), factory, weights
+        return load_torch_model(source, weights, spec), source, weights
     except EdgeInferError as e:
         raise Skipped(f"the torch source could not be loaded: {e}") from None
-    except ImportError as e:  # the frontend's own imports (onnx) on a partial install
+    except ImportError as e:  # the converter's own imports (onnx) on a partial install
         raise Skipped(f"the torch source could not be loaded ({e}); pip install "
                       "'edgeinfer[convert]'") from None
 

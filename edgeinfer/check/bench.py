@@ -138,7 +138,8 @@ def run_bench(artifacts: Sequence[str | os.PathLike], threads: Sequence[int] = (
         torch_src = None
         if torch_baseline:
             try:
-                torch_src = baselines.open_torch_baseline(group[0].meta.provenance)
+                torch_src = baselines.open_torch_baseline(group[0].meta.provenance,
+                                                          group[0].meta.spec)
             except baselines.Skipped as e:
                 res.notes.append(f"{model}: PyTorch eager baseline skipped: {e}")
         else:
@@ -257,8 +258,9 @@ def _bench_group(model: str, group: list[BenchArtifact], n: int, inp: BenchInput
             if torch_src is not None:
                 if torch_cold is None:
                     torch_cold = cold_start("torch", {
-                        **args, "factory": torch_src[1], "weights": torch_src[2],
-                        "pipeline": baselines.pipeline_params(spec)}, cold_repeats)
+                        **args, "source": torch_src[1], "weights": torch_src[2],
+                        "spec": spec.to_json(), "pipeline": baselines.pipeline_params(spec)},
+                        cold_repeats)
                 row["cold_start"]["torch"] = torch_cold
         out.append(row)
     tflite_vs_onnx(out)

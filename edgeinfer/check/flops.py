@@ -39,14 +39,27 @@ def onnx_flops(model: bytes, spec: PreprocessSpec) -> float | None:
 
     m = onnx.load_model_from_string(model)
     g = m.graph
-    core = [n for n in g.node
-            if not n.name.startswith(PREFIX_NODE_PREFIX) and PREFIX_OUTPUT not in n.output]
-    if not any(PREFIX_OUTPUT in n.input for n in core):
+    ends = [i for i, n in enumerate(g.node)
+            if n.name.startswith(PREFIX_NODE_PREFIX) or PREFIX_OUTPUT in n.output]
+    if not ends:
         return None  # not an edgeinfer artifact graph: no prefix boundary to start from
+    # The prefix ends with its last node (nodes are in topological order); quantisation may
+    # drop the Identity that names it. The prefix region is what depends on the frame but
+    # not on that boundary; everything else (weights and their DequantizeLinear) is core.
+    boundary = g.node[max(ends)].output[0]
+    on_frame, on_boundary = {g.input[0].name}, {boundary}
+    core = []
+    for n in g.node:
+        if any(i in on_boundary for i in n.input):
+            on_boundary.update(n.output)
+            core.append(n)
+        elif any(i in on_frame for i in n.input):
+            on_frame.update(n.output)
+        else:
+            core.append(n)
     shape = [1, *spec.model_input_shape()[1:]]
     sub = helper.make_graph(core, "core",
-                            [helper.make_tensor_value_info(PREFIX_OUTPUT, TensorProto.FLOAT,
-                                                           shape)],
+                            [helper.make_tensor_value_info(boundary, TensorProto.FLOAT, shape)],
                             list(g.output), list(g.initializer))
     sub_model = helper.make_model(sub, opset_imports=list(m.opset_import))
     sub_model.ir_version = m.ir_version
@@ -85,11 +98,14 @@ def onnx_flops(model: bytes, spec: PreprocessSpec) -> float | None:
     return 2.0 * macs or None
 
 
-def tflite_flops(model: bytes) -> float | None:
+def tflite_flops(model: bytes, spec: PreprocessSpec) -> float | None:
     """FLOPs of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops, from LiteRT's op table.
 
-    The interpreter only reads the file's structure here; timing runs go through the
-    backend. ``_get_ops_details`` is LiteRT's (private) op listing: without it, no count."""
+    The prefix's colour conversion is a FULLY_CONNECTED with a [model channels, frame
+    channels] weight on the 4-D frame (a classifier's dense layer takes 2-D input): it is
+    left out, as in :func:`onnx_flops`. The interpreter only reads the file's structure
+    here; timing runs go through the backend. ``_get_ops_details`` is LiteRT's (private) op
+    listing: without it, no count."""
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -98,6 +114,7 @@ def tflite_flops(model: bytes) -> float | None:
         ops = it._get_ops_details()
     except Exception:  # noqa: BLE001 - private API or old LiteRT: no count
         return None
+    colour = (spec.model_channels, spec.frame_channels)
     macs = 0
     for op in ops:
         name, ins, outs = op["op_name"], list(op["inputs"]), list(op["outputs"])
@@ -108,14 +125,14 @@ def tflite_flops(model: bytes) -> float | None:
             macs += _prod(out) * _prod(w[1:])
         elif name == "DEPTHWISE_CONV_2D":
             macs += _prod(out) * _prod(w[1:3])
-        elif name == "FULLY_CONNECTED":
+        elif name == "FULLY_CONNECTED" and not (len(shapes[ins[0]]) == 4 and w == colour):
             macs += _prod(out) * w[-1]
     return 2.0 * macs or None
 
 
 def artifact_flops(model: bytes, fmt: str, spec: PreprocessSpec) -> float | None:
     """FLOPs of one frame for an artifact of format ``fmt`` (``onnx`` / ``tflite``)."""
-    return tflite_flops(model) if fmt == "tflite" else onnx_flops(model, spec)
+    return tflite_flops(model, spec) if fmt == "tflite" else onnx_flops(model, spec)
 
 
 __all__ = ["artifact_flops", "onnx_flops", "tflite_flops"]

@@ -82,10 +82,11 @@ def _torch(a: dict[str, Any]) -> tuple[float, Callable[[], int]]:
     import torch
 
     from edgeinfer.check.baselines import load_torch_model, user_preprocess
+    from edgeinfer.spec import PreprocessSpec
 
     torch.set_num_threads(a["threads"])
     t_import = time.time()
-    net = load_torch_model(a["factory"], a["weights"])
+    net = load_torch_model(a["source"], a["weights"], PreprocessSpec.from_json(a["spec"]))
 
     def predict() -> int:
         with open(a["image"], "rb") as f:
