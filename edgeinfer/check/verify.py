@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.errors import ConfigError
+from edgeinfer.parity.certify import NOT_CERTIFIED, uncertified
 from edgeinfer.parity.pack import ParityPack, read_pack
 from edgeinfer.parity.runners import ArtifactRunner
-from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs, wilson
+from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs
 from edgeinfer.parity.targets import machine_target, target_warning
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
 from edgeinfer.runtime.files import load_model_bytes
@@ -37,22 +38,9 @@ from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.metadata import artifact_format, read_metadata
 
 Progress = Callable[[str], None]
-PASS, FAIL, NOT_CERTIFIED = "PASS", "FAIL", "NOT CERTIFIED"
+PASS, FAIL = "PASS", "FAIL"
 LATENCY_RUNS = 50
 CONSISTENCY_FRAMES = 8
-
-
-def frames_to_certify(min_top1: float, cap: int = 100_000) -> int | None:
-    """Frames needed, all agreeing, for the Wilson lower bound to reach ``min_top1``."""
-    if min_top1 >= 1.0:
-        return None  # an exact bound: the point estimate decides, not an interval
-    lo, hi = 1, cap
-    if wilson(hi, hi)[0] < min_top1:
-        return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (mid + 1, hi) if wilson(mid, mid)[0] < min_top1 else (lo, mid)
-    return lo
 
 
 @dataclass
@@ -122,13 +110,9 @@ def judge(name: str, cmp: Comparison, extra: list[str] | None = None) -> VerifyS
     notes = cmp.problems() + list(extra or [])
     if notes:
         return VerifyStep(name, cmp, FAIL, notes)
-    need = frames_to_certify(cmp.tolerance_min_top1)
-    lo = cmp.top1_ci95[0]
-    if cmp.tolerance_min_top1 < 1.0 and lo < cmp.tolerance_min_top1:
-        more = f"; about {need} agreeing frames would" if need else ""
-        return VerifyStep(name, cmp, NOT_CERTIFIED, [
-            f"not enough frames to certify top-1 agreement >= {cmp.tolerance_min_top1:.0%}: "
-            f"the 95% interval's lower bound is {lo:.2%} on {cmp.n} frames{more}"])
+    why = uncertified(cmp)
+    if why:
+        return VerifyStep(name, cmp, NOT_CERTIFIED, [why])
     return VerifyStep(name, cmp, PASS)
 
 

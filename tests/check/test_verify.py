@@ -16,10 +16,11 @@ from onnx import numpy_helper
 
 from edgeinfer import datasets
 from edgeinfer.check.packer import build_pack
-from edgeinfer.check.verify import NOT_CERTIFIED, PASS, frames_to_certify, verify
+from edgeinfer.check.verify import NOT_CERTIFIED, PASS, verify
 from edgeinfer.cli import main
 from edgeinfer.converter.api import convert
 from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX
+from edgeinfer.parity.certify import frames_to_certify
 from edgeinfer.parity.pack import make_pack, read_pack, write_pack
 from edgeinfer.parity.stats import wilson
 from edgeinfer.parity.targets import KEY_QUANTIZATION, target_warning
