@@ -38,6 +38,9 @@ CONFIGS = {
     "vnni-package400aug-entropy": ("x86-vnni", "package400aug", "entropy"),
     "avx2-package400aug-minmax": ("x86-avx2", "package400aug", "minmax"),
     "avx2-package400aug-percentile": ("x86-avx2", "package400aug", "percentile"),
+    # fashion (HELDOUT_DIR builtin:fashion-test, the fashion fp32 artifact)
+    "fashion-avx2-minmax": ("x86-avx2", "fashion-train256", "minmax"),
+    "fashion-vnni-minmax": ("x86-vnni", "fashion-train256", "minmax"),
 }
 
 
@@ -48,6 +51,8 @@ def cal_set(name: str, spec) -> list[np.ndarray]:
         return calibration_frames(1000, augmented=False)[0]
     if name == "package400aug":
         return calibration_frames(400)[0]
+    if name == "fashion-train256":
+        return load_frames("builtin:fashion-train", spec, limit=256).frames
     raise KeyError(name)
 
 
