@@ -31,7 +31,7 @@ from edgeinfer.errors import (
 )
 
 require("starlette", "serve", "edgeinfer serve")
-require("multipart", "serve", "edgeinfer serve (multipart uploads)")
+require("python_multipart", "serve", "edgeinfer serve (multipart uploads)")
 
 from starlette.applications import Starlette  # noqa: E402 - after the extra check
 from starlette.datastructures import Headers, UploadFile  # noqa: E402

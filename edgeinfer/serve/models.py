@@ -17,7 +17,8 @@ import numpy as np
 
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
 from edgeinfer.errors import ConfigError, ImageTooLargeError, ModelError
-from edgeinfer.runtime.image import load_image, probe
+from edgeinfer.runtime.image import load_image
+from edgeinfer.runtime.image_probe import probe
 from edgeinfer.runtime.predictor import Predictor
 from edgeinfer.runtime.tta import average_views, get_policy
 from edgeinfer.serve.config import ServeConfig

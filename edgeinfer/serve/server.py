@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 from edgeinfer.errors import ConfigError, require
 from edgeinfer.serve.config import ServeConfig
@@ -95,3 +95,38 @@ def serve(artifacts: Sequence[str | os.PathLike], cfg: ServeConfig | None = None
     finally:
         sock.close()
     return 0
+
+
+@contextlib.contextmanager
+def serve_in_thread(artifacts: Sequence[str | os.PathLike] | ModelSet,
+                    cfg: ServeConfig | None = None) -> Iterator[str]:
+    """Run a real server in a background thread for the ``with`` block; yields its URL.
+
+    For tests and notebooks: the same app, uvicorn and sockets as ``serve``, without
+    signal handling (only the main thread may own signals). Leaving the block drains the
+    server as SIGTERM would.
+    """
+    cfg = cfg or ServeConfig(port=0)
+    sock = bind(cfg.host, cfg.port)
+    try:
+        models = artifacts if isinstance(artifacts, ModelSet) else ModelSet.load(artifacts, cfg)
+        app = create_app(models, cfg)
+        server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                        timeout_graceful_shutdown=int(cfg.timeout_s) + 5),
+                         app.state.server)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                                  name="edgeinfer-serve", daemon=True)
+        thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                raise ConfigError("the server thread ended during start-up; see the log")
+            threading.Event().wait(0.01)
+        host, port = sock.getsockname()[:2]
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            app.state.server.draining = True
+            server.should_exit = True
+            thread.join(timeout=cfg.timeout_s + 10)
+    finally:
+        sock.close()

@@ -1,0 +1,195 @@
+"""A real server on 127.0.0.1, real clients (tritonclient.http, httpx): results equal the
+in-process Predictor's, bit for bit; every refusal is a JSON 4xx naming the problem."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from edgeinfer.serve.config import ServeConfig
+from edgeinfer.serve.server import serve_in_thread
+from tests.serve.conftest import encode
+
+
+def _client(url: str) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(url.removeprefix("http://"))
+
+
+def _bytes_input(images: list[bytes], binary: bool = True) -> triton.InferInput:
+    inp = triton.InferInput("frame", [len(images)], "BYTES")
+    inp.set_data_from_numpy(np.array(images, dtype=np.object_), binary_data=binary)
+    return inp
+
+
+def test_metadata_and_health(server) -> None:
+    c = _client(server)
+    assert c.is_server_live() and c.is_server_ready() and c.is_model_ready("fashion")
+    assert {"classification", "binary_tensor_data"} <= set(c.get_server_metadata()["extensions"])
+    meta = c.get_model_metadata("fashion")
+    assert meta["inputs"] == [{"name": "frame", "datatype": "UINT8", "shape": [-1, -1, -1, 3]}]
+    assert meta["outputs"] == [{"name": "probs", "datatype": "FP32", "shape": [-1, 10]}]
+    assert c.get_model_metadata("fashion", model_version="1")["name"] == "fashion"
+    config = c.get_model_config("fashion")
+    assert config["parameters"]["edgeinfer.frame_color"]["string_value"] == "BGR"
+    assert len(config["labels"]) == 10
+    for call in (lambda: c.get_model_metadata("nope"),
+                 lambda: c.get_model_metadata("fashion", model_version="2")):
+        with pytest.raises(InferenceServerException, match="nope|version"):
+            call()
+    assert not c.is_model_ready("nope")
+
+
+def test_infer_encoded_images_equals_predictor(server, jpegs, predictor) -> None:
+    """JPEG bytes of two sizes (Fashion frames and a real photo) in one BYTES batch."""
+    expected = np.stack([predictor.predict_probs(j) for j in jpegs])
+    c = _client(server)
+    for binary in (True, False):  # binary tensor data (the client's default) and JSON
+        out = triton.InferRequestedOutput("probs", binary_data=binary)
+        res = c.infer("fashion", [_bytes_input(jpegs, binary=True)], outputs=[out])
+        np.testing.assert_array_equal(res.as_numpy("probs"), expected)
+    # no outputs named: the client asks for all outputs in binary
+    np.testing.assert_array_equal(c.infer("fashion", [_bytes_input(jpegs)]).as_numpy("probs"),
+                                  expected)
+
+
+def test_infer_uint8_tensor_equals_predictor(server, fashion_frames, predictor) -> None:
+    frames = np.ascontiguousarray(fashion_frames[0][:5])
+    expected = np.stack([predictor.predict_probs(f) for f in frames])
+    c = _client(server)
+    for binary in (True, False):
+        inp = triton.InferInput("frame", list(frames.shape), "UINT8")
+        inp.set_data_from_numpy(frames, binary_data=binary)
+        res = c.infer("fashion", [inp], outputs=[triton.InferRequestedOutput("probs", binary)])
+        np.testing.assert_array_equal(res.as_numpy("probs"), expected)
+
+
+def test_classification_extension(server, jpegs, predictor) -> None:
+    c = _client(server)
+    for binary in (True, False):
+        out = triton.InferRequestedOutput("probs", binary_data=binary, class_count=3)
+        got = c.infer("fashion", [_bytes_input(jpegs)], outputs=[out]).as_numpy("probs")
+        assert got.shape == (len(jpegs), 3)
+        for row, jpeg in zip(got, jpegs, strict=True):
+            want = [f"{p.probability:f}:{p.index}:{p.label}"
+                    for p in predictor.predict(jpeg, top_k=3)]
+            strings = [s.decode() if isinstance(s, bytes) else s for s in row]
+            assert strings == want
+            assert all(re.fullmatch(r"\d\.\d{6}:\d+:.+", s) for s in strings)
+
+
+def test_plain_predict_raw_and_multipart(server, jpegs, predictor) -> None:
+    want = [{"label": p.label, "index": p.index, "probability": p.probability}
+            for p in predictor.predict(jpegs[0], top_k=3)]
+    raw = httpx.post(f"{server}/predict?top_k=3", content=jpegs[0],
+                     headers={"content-type": "image/jpeg"})
+    form = httpx.post(f"{server}/predict?top_k=3&model=fashion",
+                      files={"image": ("shoe.jpg", jpegs[0], "image/jpeg")})
+    for r in (raw, form):
+        assert r.status_code == 200, r.text
+        assert r.json() == {"model": "fashion", "predictions": want}
+
+
+def test_metrics_count_requests_errors_batches(server, jpegs) -> None:
+    httpx.post(f"{server}/v2/models/fashion/infer", content=b"{")
+    httpx.post(f"{server}/predict", content=jpegs[1])
+    text = httpx.get(f"{server}/metrics").text
+    assert 'edgeinfer_requests_total{model="fashion",route="infer",status="400"}' in text
+    assert 'edgeinfer_errors_total{type="RequestError"}' in text
+    assert "edgeinfer_request_seconds_bucket" in text and "edgeinfer_in_flight 0.0" in text
+    assert re.search(r'edgeinfer_batch_frames_count\{model="fashion"\} [1-9]', text)
+
+
+def _post(url: str, **kw) -> httpx.Response:
+    return httpx.post(url, timeout=10, **kw)
+
+
+@pytest.mark.parametrize("path, kw, status, match", [
+    ("/v2/models/nope/infer", {"content": b"{}"}, 404, "unknown model 'nope'"),
+    ("/v2/models/fashion/infer", {"content": b"[1"}, 400, "not valid JSON"),
+    ("/v2/models/fashion/infer", {"content": b"{}", "headers": {"content-encoding": "gzip"}},
+     415, "Content-Encoding"),
+    ("/v2/models/fashion/infer", {"content": b"{}", "headers": {"content-type": "text/plain"}},
+     415, "Content-Type"),
+    ("/v2/models/fashion/infer", {"json": {"inputs": [
+        {"name": "frame", "datatype": "BYTES", "shape": [1], "data": ["bm90IGFuIGltYWdl"]}]}},
+     400, "not a JPEG"),
+    ("/v2/models/fashion/infer", {"json": {"inputs": [
+        {"name": "frame", "datatype": "UINT8", "shape": [1, 2, 2, 2], "data": [0] * 8}]}},
+     400, "channels"),
+    ("/predict", {"content": b"\xff\xd8\xff\xe0truncated"}, 400, "truncated"),
+    ("/predict?top_k=0", {"content": b"x"}, 400, "top_k"),
+    ("/predict", {"json": {"image": "x"}}, 415, "Content-Type"),
+    ("/nowhere", {"content": b""}, 404, "no route"),
+])
+def test_refusals_are_json_4xx(server, path, kw, status, match) -> None:
+    r = _post(server + path, **kw)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert re.search(match, r.json()["error"])
+    assert httpx.get(f"{server}/v2/models/fashion/infer").status_code == 405
+
+
+def test_limits(fashion_artifact, jpegs) -> None:
+    """Body size (declared and streamed), pixels from the header, a full queue, a slow body."""
+    import asyncio
+
+    cfg = ServeConfig(port=0, max_body_bytes=64 * 1024, max_pixels=1_000_000, max_queue=1,
+                      timeout_s=1.0)
+    with serve_in_thread([fashion_artifact], cfg) as url:
+        big = b"\0" * (65 * 1024)
+        assert _post(f"{url}/predict", content=big).status_code == 413
+        chunked = _post(f"{url}/predict", content=iter([big[:40000], big[40000:]]))
+        assert chunked.status_code == 413 and "limit" in chunked.json()["error"]
+        png = bytearray(encode(np.zeros((8, 8, 3), np.uint8), ".png"))
+        png[16:24] = (20000).to_bytes(4, "big") * 2  # IHDR claims 20000 x 20000
+        bomb = _post(f"{url}/predict", content=bytes(png))
+        assert bomb.status_code == 413 and bomb.json()["type"] == "ImageTooLargeError"
+
+        async def slow_and_second() -> tuple[httpx.Response, httpx.Response]:
+            async def body():
+                yield b'{"inputs": '
+                await asyncio.sleep(1.6)  # past the 1 s deadline
+                yield b"[]}"
+
+            async with httpx.AsyncClient(timeout=10) as c:
+                slow = asyncio.create_task(c.post(f"{url}/v2/models/fashion/infer",
+                                                  content=body()))
+                await asyncio.sleep(0.3)  # the slow request holds the only slot
+                second = await c.post(f"{url}/predict", content=jpegs[0])
+                return await slow, second
+
+        slow, second = asyncio.run(slow_and_second())
+        assert second.status_code == 503 and second.headers["retry-after"] == "1"
+        assert slow.status_code == 408 and "did not arrive" in slow.json()["error"]
+        assert _post(f"{url}/predict", content=jpegs[0]).status_code == 200
+
+
+def test_micro_batching_merges_concurrent_requests(fashion_artifact, jpegs, predictor) -> None:
+    cfg = ServeConfig(port=0, max_batch=8, batch_window_ms=30)
+    images = jpegs[:6] * 2
+    results: dict[int, np.ndarray] = {}
+    with serve_in_thread([fashion_artifact], cfg) as url:
+        barrier = threading.Barrier(len(images))
+
+        def one(i: int) -> None:
+            c = _client(url)
+            barrier.wait()
+            results[i] = c.infer("fashion", [_bytes_input([images[i]])]).as_numpy("probs")[0]
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(images))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        text = httpx.get(f"{url}/metrics").text
+    for i, img in enumerate(images):
+        np.testing.assert_array_equal(results[i], predictor.predict_probs(img))
+    calls = float(re.search(r'edgeinfer_batch_frames_count\{model="fashion"\} (\S+)', text)[1])
+    frames = float(re.search(r'edgeinfer_batch_frames_sum\{model="fashion"\} (\S+)', text)[1])
+    assert frames == len(images) and calls < len(images)
