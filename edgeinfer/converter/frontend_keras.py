@@ -19,6 +19,7 @@ whole model as the user runs it, fed by the user's spec.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -35,8 +36,22 @@ _MAX_FILE = 4 << 30
 
 
 def _quiet_tf() -> None:
-    """TensorFlow's C++ start-up chatter is no help to a converter user."""
+    """Import TensorFlow, Keras and tf2onnx with their C++ start-up chatter hidden.
+
+    absl/oneDNN print to file descriptor 2 at import whatever TF_CPP_MIN_LOG_LEVEL says,
+    and the CLI promises one line per error: the imports run inside ``captured()``.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import sys
+
+    if "tf2onnx" in sys.modules:
+        return
+    from edgeinfer.converter.quiet import captured
+
+    with captured():
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+        import tf2onnx  # noqa: F401
 
 
 def _first_line(e: BaseException, limit: int = 200) -> str:
@@ -205,8 +220,9 @@ def _culprit(e: BaseException, model: Any) -> str:
 def keras_source(model_or_path: Any, spec: PreprocessSpec, progress: Progress | None = None,
                  lift: bool = True) -> Source:
     """A Keras model (object, .keras, .h5 or SavedModel directory) as a converter source."""
-    require("tensorflow", "keras", "converting Keras / TensorFlow models")
-    require("tf2onnx", "keras", "converting Keras / TensorFlow models")
+    for mod in ("tensorflow", "keras", "tf2onnx"):
+        if importlib.util.find_spec(mod) is None:
+            require(mod, "keras", "converting Keras / TensorFlow models")
     _quiet_tf()
     import keras
     import tensorflow as tf
@@ -266,7 +282,13 @@ def keras_source(model_or_path: Any, spec: PreprocessSpec, progress: Progress | 
     def export() -> Any:
         say(f"exporting with tf2onnx from_keras (inference mode), {report.batchnorm_layers} "
             f"BatchNorm, {report.dropout_layers} dropout layers")
-        return export_onnx(core, art_spec, report.custom_layers)
+        from edgeinfer.converter.passes.fold_conv_affine import FoldConvAffine
+
+        proto = export_onnx(core, art_spec, report.custom_layers)
+        n = len(proto.graph.node)
+        proto = FoldConvAffine().call(proto).model
+        prov["conv_affine_ops_folded"] = n - len(proto.graph.node)
+        return proto
 
     def runner(apply_softmax: bool) -> KerasRunner:
         return KerasRunner(model, spec, apply_softmax, name=name)

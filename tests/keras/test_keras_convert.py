@@ -1,0 +1,115 @@
+"""Keras sources end to end: .keras, legacy .h5, SavedModel and in-memory models -> artifacts.
+
+Every artifact is compared, independently of the converter's own gate, with the Keras
+model as its user runs it (``model(x, training=False)`` behind the reference
+preprocessing) on real Fashion-MNIST test frames fed as raw uint8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+import edgeinfer
+from edgeinfer.converter.reference import get_reference
+from edgeinfer.parity.runners import ArtifactRunner
+from edgeinfer.parity.runners_keras import KerasRunner
+from edgeinfer.parity.stats import compare
+from edgeinfer.parity.tolerances import tolerance
+from edgeinfer.runtime.loader import open_backend
+from edgeinfer.runtime.metadata import read_metadata
+
+from .conftest import H5_FILE, KERAS_FILE, LABELS_FILE, SPEC_FILE
+
+
+def _ops(path) -> list[str]:
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+def _independent_parity(model, spec, artifact, frames, kind: str = "onnx"):
+    ref = KerasRunner(model, spec, apply_softmax=False).run(frames.frames)
+    out = ArtifactRunner(str(artifact)).run(frames.frames)
+    return compare(ref, out, tolerance(kind, "fp32"), reference="keras", target=kind)
+
+
+@pytest.mark.parametrize("path", [KERAS_FILE, H5_FILE], ids=["keras", "h5"])
+def test_model_file_to_onnx(path, tmp_path, keras_model, keras_spec, test_frames):
+    out = tmp_path / "fashion-keras.onnx"
+    res = edgeinfer.convert(path, out, spec=SPEC_FILE, labels=LABELS_FILE,
+                            parity_data="builtin:fashion-test", parity_limit=400)
+    ops = _ops(out)
+    assert "BatchNormalization" not in ops
+    prov = res.metadata.provenance
+    assert prov["framework"] == "keras" and prov["tensorflow_version"]
+    assert prov["model_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert prov["batchnorm_in_source"] == 5 and prov["batchnorm_left"] == 0
+    # the BN after the DepthwiseConv2D arrives as Mul+Add and is folded into the conv
+    assert prov["conv_affine_ops_folded"] == 2
+    # Rescaling(1/255) is lifted into the artifact's spec: one canonical preprocessing graph
+    assert prov["preprocessing_layers"]["lifted_into_spec"] == ["rescale (Rescaling)"]
+    assert res.metadata.spec.std == (255.0,) and prov["spec_given"]["std"] == [1.0]
+    cmp = _independent_parity(keras_model, keras_spec, out, test_frames)
+    assert cmp.passed, cmp.summary()
+    assert cmp.top1_agreement == 1.0
+    assert res.metadata.parity["accuracy_source"] == res.metadata.parity["accuracy_artifact"]
+
+
+def test_in_memory_models_twice_in_one_process(tmp_path, keras_model, keras_spec, test_frames):
+    """keras.Model and torch nn.Module objects, each converted twice in one process."""
+    from edgeinfer.converter.frontend_torch import build_from_factory, load_weights
+
+    hashes = []
+    for i in range(2):
+        out = tmp_path / f"k{i}.onnx"
+        res = edgeinfer.convert(keras_model, out, spec=keras_spec, labels=LABELS_FILE,
+                                parity_data="builtin:fashion-test", parity_limit=200)
+        prov = res.metadata.provenance
+        assert prov["source"] == "keras.Model object" and "Functional" in prov["class"]
+        hashes.append(prov["weights_sha256"])
+        assert _independent_parity(keras_model, keras_spec, out, test_frames).top1_agreement == 1.0
+    assert hashes[0] == hashes[1]
+
+    ref = get_reference("fashion")
+    module = build_from_factory(ref.factory())
+    load_weights(module, ref.weights())
+    torch_hashes = []
+    for i in range(2):
+        res = edgeinfer.convert(module, tmp_path / f"t{i}.onnx", spec=ref.spec_path,
+                                parity_data="builtin:fashion-test", parity_limit=200)
+        assert res.metadata.provenance["framework"] == "torch"
+        assert res.parity.passed and res.parity.top1_agreement == 1.0
+        torch_hashes.append(res.metadata.provenance["weights_sha256"])
+    assert torch_hashes[0] == torch_hashes[1]
+
+
+def test_savedmodel_directory(tmp_path, keras_model, keras_spec, test_frames):
+    sm = tmp_path / "saved_model"
+    keras_model.export(str(sm), format="tf_saved_model", verbose=False)
+    out = tmp_path / "sm.onnx"
+    res = edgeinfer.convert(sm, out, spec=SPEC_FILE, labels=LABELS_FILE,
+                            parity_data="builtin:fashion-test", parity_limit=200)
+    assert res.metadata.provenance["model_format"] == "saved_model"
+    assert "BatchNormalization" not in _ops(out)
+    assert _independent_parity(keras_model, keras_spec, out, test_frames).top1_agreement == 1.0
+
+
+def test_tflite_fp32_keeps_the_artifact_contract(tmp_path, keras_model, keras_spec, test_frames):
+    out = tmp_path / "fashion-keras.tflite"
+    res = edgeinfer.convert(KERAS_FILE, out, spec=SPEC_FILE, labels=LABELS_FILE,
+                            parity_data="builtin:fashion-test", parity_limit=200)
+    assert res.parity.passed
+    backend = open_backend(str(out))
+    assert type(backend).__name__ == "TFLiteBackend"
+    meta = read_metadata(str(out))
+    assert meta.provenance["framework"] == "keras" and meta.spec == res.metadata.spec
+    cmp = _independent_parity(keras_model, keras_spec, out, test_frames, kind="tflite")
+    assert cmp.passed and cmp.top1_agreement == 1.0, cmp.summary()
+    # a frame of another size takes the documented host step into the 'resized' signature
+    big = [cv2.resize(f, (56, 56), interpolation=cv2.INTER_LINEAR) for f in test_frames.frames[:32]]
+    ref = KerasRunner(keras_model, keras_spec, apply_softmax=False).run(big)
+    got = ArtifactRunner(str(out)).run(big)
+    assert np.abs(ref - got).max() <= tolerance("tflite", "fp32").max_abs
