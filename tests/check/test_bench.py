@@ -172,11 +172,30 @@ def test_report_files(fashion_bench, tmp_path):
     assert "| fashion.onnx | 1 |" in summary_table(again)
 
 
-def test_fashion_flops_match_the_architecture(fashion_artifact):
-    # conv 1->32 @28², 32->64 @14², 64->64 @7² (3x3), fc 576->128, 128->10: multiply-adds
-    macs = 28 * 28 * 32 * 9 + 14 * 14 * 64 * 9 * 32 + 7 * 7 * 64 * 9 * 64 + 576 * 128 + 128 * 10
-    a = BenchArtifact.open(fashion_artifact)
-    assert onnx_flops(a.data, a.meta.spec) == 2 * macs
+FASHION_MACS = (28 * 28 * 32 * 9 + 14 * 14 * 64 * 9 * 32 + 7 * 7 * 64 * 9 * 64 + 576 * 128
+                + 128 * 10)  # conv 1->32 @28², 32->64 @14², 64->64 @7² (3x3), fc 576->128->10
+
+
+def test_fashion_flops_match_the_architecture(fashion_artifact, fashion_int8):
+    """The prefix (colour/normalise 1x1 conv) is not counted, in fp32 and in int8 QDQ graphs
+    (where quantisation removed the Identity that marks the prefix's end)."""
+    for path in (fashion_artifact, fashion_int8):
+        a = BenchArtifact.open(path)
+        assert onnx_flops(a.data, a.meta.spec) == 2 * FASHION_MACS, path.name
+
+
+def test_effnet_bench_agrees_with_torch_on_a_camera_photo(effnet_artifact):
+    """A photo model gets a camera JPEG at its natural size; every path names the same class
+    and the FLOPs are EfficientNet-Lite0's 385 M multiply-adds."""
+    res = run_bench([effnet_artifact], threads=(1,), runs=2, warmup=0, rounds=1, tta=False,
+                    cold_repeats=0, peak=False)
+    (row,) = res.results
+    assert row["image"] == {"name": "china.jpg (640x427 JPEG, builtin:photos)",
+                            "bytes": row["image"]["bytes"], "shape": [427, 640, 3]}
+    assert set(row["top1"]) == {"edgeinfer", "raw", "torch"}
+    assert len(set(row["top1"].values())) == 1, row["top1"]
+    assert round(row["flops"] / 2 / 1e6) == 385
+    assert res.notes == [] and row["peak_fraction"] is None  # no peak measured: no fraction
 
 
 def test_default_input_is_a_fashion_test_frame_at_its_natural_size(fashion_artifact):
