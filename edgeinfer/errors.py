@@ -40,6 +40,10 @@ class ConversionError(EdgeInferError):
     """The converter refused a model (train mode, missing BN statistics, export failure)."""
 
 
+class SpecAuditError(ConversionError):
+    """The spec audit found that the given spec most likely differs from training."""
+
+
 class ParityError(EdgeInferError):
     """An artifact does not predict what the source model predicts within tolerance."""
 
