@@ -113,3 +113,37 @@ def test_tflite_fp32_keeps_the_artifact_contract(tmp_path, keras_model, keras_sp
     ref = KerasRunner(keras_model, keras_spec, apply_softmax=False).run(big)
     got = ArtifactRunner(str(out)).run(big)
     assert np.abs(ref - got).max() <= tolerance("tflite", "fp32").max_abs
+
+
+def test_labelled_folder_gives_accuracy_in_convert_check_and_report(tmp_path, keras_model,
+                                                                   keras_spec):
+    """A folder with one subfolder per class (named after labels.txt), real PNGs."""
+    from edgeinfer.check.ladder import run_ladder
+    from edgeinfer.check.report import markdown
+    from edgeinfer.datasets import FASHION_LABELS, load_fashion_mnist
+
+    images, labels = load_fashion_mnist("test")
+    folder = tmp_path / "labelled"
+    chosen = []
+    for cls in (1, 5, 7, 8, 9):  # folder names must be file names: no "T-shirt/top" here
+        d = folder / FASHION_LABELS[cls]
+        d.mkdir(parents=True)
+        for i in np.flatnonzero(labels == cls)[:12]:
+            cv2.imwrite(str(d / f"{i}.png"), images[i])
+            chosen.append((i, cls))
+    out = tmp_path / "lab.onnx"
+    res = edgeinfer.convert(KERAS_FILE, out, spec=SPEC_FILE, labels=LABELS_FILE,
+                            parity_data=str(folder))
+    par = res.metadata.parity
+    frames = [cv2.cvtColor(images[i], cv2.COLOR_GRAY2BGR) for i, _c in sorted(chosen)]
+    truth = np.array([c for _i, c in sorted(chosen)])
+    want = float((KerasRunner(keras_model, keras_spec, False).run(frames).argmax(-1)
+                  == truth).mean())
+    assert par["accuracy_source"] == pytest.approx(want)
+    assert par["accuracy_artifact"] == pytest.approx(want)
+
+    # check: the Keras source against its artifact on the same folder (spec from the artifact)
+    result = run_ladder(str(KERAS_FILE), [out], str(folder), timing=False)
+    assert result.passed, result.verdict()
+    assert [s.accuracy["accuracy"] for s in result.steps] == pytest.approx([want, want])
+    assert f"{want:.2%}" in markdown(result)
