@@ -181,14 +181,23 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         body = await read_body(request, ctx)
         header_length = request.headers.get(HEADER_LENGTH)
 
+        sched = schedulers[m.name]
+
         def prepare() -> tuple[InferRequest, list[np.ndarray]]:
             req = parse_infer(body, header_length, "frame", "probs", cfg.max_images)
             return req, m.frames(req, cfg)
 
-        loop = asyncio.get_running_loop()
-        req, frames = await loop.run_in_executor(decode_pool, prepare)
-        probs = await schedulers[m.name].run(frames)
-        data, headers = encode_infer_response(m.name, m.version, req, probs, m.labels)
+        if sched.batching:  # decode here, then join a batch
+            req, probs = await sched.run_decoded(prepare, decode_pool)
+            data, headers = encode_infer_response(m.name, m.version, req, probs, m.labels)
+        else:  # one job in one worker thread: parse, decode, run, encode
+
+            def job() -> tuple[bytes, dict[str, str]]:
+                req, frames = prepare()
+                probs = sched.infer_now(frames)
+                return encode_infer_response(m.name, m.version, req, probs, m.labels)
+
+            data, headers = await sched.call(job)
         return Response(data, 200, headers)
 
     async def predict(request: Request, ctx: _Ctx) -> Response:
@@ -211,9 +220,12 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
                                "image/png, application/octet-stream) or multipart/form-data "
                                "with one file", 415)
         req = InferRequest(id=None, outputs=[], images=[data])
-        loop = asyncio.get_running_loop()
-        frames = await loop.run_in_executor(decode_pool, m.frames, req, cfg)
-        probs = (await schedulers[m.name].run(frames))[0]
+        sched = schedulers[m.name]
+        if sched.batching:
+            _, probs = await sched.run_decoded(lambda: (None, m.frames(req, cfg)), decode_pool)
+            probs = probs[0]
+        else:
+            probs = (await sched.call(lambda: sched.infer_now(m.frames(req, cfg))))[0]
         order = np.argsort(-probs, kind="stable")[:top_k]
         return JSONResponse({"model": m.name, "predictions": [
             {"label": m.labels[i], "index": int(i), "probability": float(probs[i])}
