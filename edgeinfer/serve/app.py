@@ -23,7 +23,6 @@ import numpy as np
 
 from edgeinfer.errors import (
     ConfigError,
-    EdgeInferError,
     ImageError,
     ImageTooLargeError,
     ModelError,
@@ -58,10 +57,6 @@ from edgeinfer.serve.scheduler import Scheduler  # noqa: E402
 log = logging.getLogger("edgeinfer.serve")
 EXTENSIONS = ["classification", "binary_tensor_data"]
 JSON_TYPES = ("", "application/json", "application/octet-stream")
-
-
-class Overloaded(EdgeInferError):
-    """Too many requests in flight, or the server is draining: retry later (503)."""
 
 
 @dataclass

@@ -193,3 +193,18 @@ def test_micro_batching_merges_concurrent_requests(fashion_artifact, jpegs, pred
     calls = float(re.search(r'edgeinfer_batch_frames_count\{model="fashion"\} (\S+)', text)[1])
     frames = float(re.search(r'edgeinfer_batch_frames_sum\{model="fashion"\} (\S+)', text)[1])
     assert frames == len(images) and calls < len(images)
+
+
+def test_listening_socket_disables_nagle() -> None:
+    """asyncio sets TCP_NODELAY on accepted sockets only when the socket's proto is TCP;
+    without it every keep-alive response waited ~40 ms for the client's delayed ACK."""
+    import socket
+
+    from edgeinfer.serve.server import bind
+
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        sock.close()
