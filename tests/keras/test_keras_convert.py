@@ -98,9 +98,12 @@ def test_savedmodel_directory(tmp_path, keras_model, keras_spec, test_frames):
 
 
 def test_tflite_fp32_keeps_the_artifact_contract(tmp_path, keras_model, keras_spec, test_frames):
+    """Frame size fixed at 56x56: 56x56 frames run the in-graph TF resize ('frame'),
+    the 28x28 test frames take the host step into 'resized'; both must match Keras."""
     out = tmp_path / "fashion-keras.tflite"
     res = edgeinfer.convert(KERAS_FILE, out, spec=SPEC_FILE, labels=LABELS_FILE,
-                            parity_data="builtin:fashion-test", parity_limit=200)
+                            parity_data="builtin:fashion-test", parity_limit=200,
+                            frame_size=(56, 56))
     assert res.parity.passed
     backend = open_backend(str(out))
     assert type(backend).__name__ == "TFLiteBackend"
@@ -108,7 +111,6 @@ def test_tflite_fp32_keeps_the_artifact_contract(tmp_path, keras_model, keras_sp
     assert meta.provenance["framework"] == "keras" and meta.spec == res.metadata.spec
     cmp = _independent_parity(keras_model, keras_spec, out, test_frames, kind="tflite")
     assert cmp.passed and cmp.top1_agreement == 1.0, cmp.summary()
-    # a frame of another size takes the documented host step into the 'resized' signature
     big = [cv2.resize(f, (56, 56), interpolation=cv2.INTER_LINEAR) for f in test_frames.frames[:32]]
     ref = KerasRunner(keras_model, keras_spec, apply_softmax=False).run(big)
     got = ArtifactRunner(str(out)).run(big)
