@@ -28,3 +28,6 @@ class Source:
     #: (frame_hw, quantize, calibration frames, progress, per_channel) -> .tflite bytes
     #: without metadata; None when this framework has no TFLite route.
     to_tflite: Callable[..., bytes] | None = None
+    #: the spec the artifact bakes in when the frontend lifted preprocessing layers out of
+    #: the model into it (Keras Rescaling/Normalization); None: the given spec, unchanged.
+    spec: Any = None

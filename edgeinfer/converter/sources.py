@@ -59,6 +59,10 @@ def resolve_source(source: Any, spec: PreprocessSpec, weights: str | Path | None
         from edgeinfer.converter.frontend_torch import torch_source
 
         return torch_source(source, spec, None, name=type(source).__name__, progress=say)
+    if _is_keras_model(source) or (isinstance(source, (str, Path)) and _keras_path(source)):
+        from edgeinfer.converter.frontend_keras import keras_source
+
+        return keras_source(source, spec, say)
     if not isinstance(source, (str, Path)):
         raise ConversionError(f"cannot convert a {type(source).__name__}: give a torch "
                               "nn.Module, a keras.Model, a bundled name, a factory "
@@ -78,8 +82,21 @@ def resolve_source(source: Any, spec: PreprocessSpec, weights: str | Path | None
         return _factory_source(src, weights, spec, say)
     if not Path(src).exists():
         get_reference(src)  # raises with the list of bundled names
-    raise ConversionError(f"{src}: not a model this converter reads (.onnx, a torch factory "
-                          "'pkg.module:fn' or 'file.py:fn', or a bundled name)")
+    raise ConversionError(f"{src}: not a model this converter reads (.onnx, .keras, .h5, a "
+                          "SavedModel directory, a torch factory 'pkg.module:fn' or "
+                          "'file.py:fn', or a bundled name)")
+
+
+def _is_keras_model(obj: Any) -> bool:
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(obj, keras.Model)
+
+
+def _keras_path(source: str | Path) -> bool:
+    """A .keras / .h5 / .hdf5 file or a TensorFlow SavedModel directory."""
+    p = Path(source)
+    return (p.suffix.lower() in (".keras", ".h5", ".hdf5")
+            or (p.is_dir() and (p / "saved_model.pb").is_file()))
 
 
 def _is_torch_module(obj: Any) -> bool:
