@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from edgeinfer import PreprocessSpec, SpecError
-from edgeinfer.parity.tolerances import preprocess_tolerance
 from edgeinfer.converter.preprocess_graph import build_preprocess_model
 from edgeinfer.datasets import sample_photos
+from edgeinfer.parity.tolerances import preprocess_tolerance
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 

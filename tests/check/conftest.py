@@ -13,9 +13,9 @@ import pytest
 from onnx import compose, numpy_helper
 
 from edgeinfer.artifact import ArtifactMetadata
-from edgeinfer.parity.frames import load_frames
 from edgeinfer.converter.api import ConversionResult, convert
 from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
+from edgeinfer.parity.frames import load_frames
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.converter.api import convert
 from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
 from edgeinfer.converter.quantize_onnx import (
@@ -18,6 +17,7 @@ from edgeinfer.converter.quantize_onnx import (
     quantize_int8,
 )
 from edgeinfer.errors import ConversionError
+from edgeinfer.parity.runners import ArtifactRunner
 
 
 @pytest.fixture(scope="module")

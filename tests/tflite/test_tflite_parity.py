@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from edgeinfer.parity.runners import TorchRunner
-from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.converter.frontend_torch import load_factory, load_weights
 from edgeinfer.converter.reference import get_reference
 from edgeinfer.datasets import load_fashion_mnist, sample_photos
+from edgeinfer.parity.runners import TorchRunner
+from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.runtime import Predictor
 from edgeinfer.spec import PreprocessSpec
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.converter import tflite_export as te
+from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.spec import PreprocessSpec
 
 SPEC = PreprocessSpec(size=(16, 16), frame_color="BGR", model_color="RGB",

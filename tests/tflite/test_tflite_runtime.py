@@ -14,14 +14,13 @@ import pytest
 import torch
 
 from edgeinfer.artifact import ArtifactMetadata
-from edgeinfer.parity.runners import TorchRunner
-from edgeinfer.parity.runners import ArtifactRunner
-from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.cli import main
 from edgeinfer.converter.frontend_torch import load_factory, load_weights
 from edgeinfer.converter.reference import get_reference
 from edgeinfer.datasets import load_fashion_mnist
 from edgeinfer.errors import ConfigError, ModelError
+from edgeinfer.parity.runners import ArtifactRunner, TorchRunner
+from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.runtime import Predictor
 from edgeinfer.runtime.metadata import read_metadata
 from edgeinfer.runtime.tflite_backend import TFLiteBackend, read_props
@@ -129,9 +128,13 @@ def test_damaged_tflite_is_a_one_line_model_error(fashion_tflite, tmp_path, dama
 def test_missing_file_and_onnx_renamed(tmp_path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
         Predictor(tmp_path / "nope.tflite")
+    # The content decides, not the name: protobuf bytes named .tflite are tried as ONNX.
     p = tmp_path / "model.tflite"
     p.write_bytes(b"\x08\x07\x12\x04onnx-ish protobuf bytes")
-    with pytest.raises(ModelError, match="not a TFLite model"):
+    with pytest.raises(ModelError, match="as an ONNX model"):
+        Predictor(p)
+    p.write_bytes(b"\x00garbage that is neither")
+    with pytest.raises(ModelError, match="neither ONNX"):
         Predictor(p)
 
 
@@ -204,11 +207,9 @@ def test_byo_tflite_with_a_wrong_spec(plain_fashion_tflite) -> None:
         Predictor(plain_fashion_tflite, spec={"size": [28]})
 
 
-def test_spec_and_labels_are_refused_for_onnx(tmp_path) -> None:
-    p = tmp_path / "m.onnx"
-    p.write_bytes(b"")
+def test_spec_and_labels_are_refused_for_onnx(fashion_artifact) -> None:
     with pytest.raises(ConfigError, match="tflite"):
-        Predictor(p, spec=FASHION_SPEC)
+        Predictor(fashion_artifact, spec=FASHION_SPEC)
 
 
 # ---------------------------------------------------------------------------- lean runtime
