@@ -119,6 +119,8 @@ def load_model(path: Path) -> tuple[Any, str]:
     data = read_regular(path, "Keras model file", ModelError, _MAX_FILE)
     sha = hashlib.sha256(data).hexdigest()
     kind = "Keras 3 .keras" if path.suffix.lower() == ".keras" else "legacy Keras .h5 (HDF5)"
+    if path.suffix.lower() == ".keras":
+        _check_zip(path, data)
     try:
         with captured():
             try:
@@ -136,6 +138,25 @@ def load_model(path: Path) -> tuple[Any, str]:
     if not isinstance(model, keras.Model):
         raise ModelError(f"{path} holds a {type(model).__name__}, not a keras.Model")
     return model, sha
+
+
+def _check_zip(path: Path, data: bytes) -> None:
+    """A .keras file is a zip archive; Keras reports a damaged one as 'File not found'."""
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            bad = z.testzip()
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise ModelError(f"{path} is not a loadable Keras 3 .keras model: the zip archive is "
+                         f"damaged or truncated ({_first_line(e)}); is the file complete?"
+                         ) from None
+    if bad is not None or "config.json" not in names:
+        what = f"member {bad} is corrupt" if bad else "it has no config.json"
+        raise ModelError(f"{path} is not a loadable Keras 3 .keras model ({what}); is the "
+                         "file complete?")
 
 
 def _wrap_savedmodel(layer: Any, spec: PreprocessSpec) -> Any:
