@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
                      per_channel=not args.per_tensor, target=args.target,
                      frame_size=frame_size,
                      parity_data=args.parity_data, parity_limit=args.parity_limit,
-                     progress=progress, verbose=args.verbose)
+                     progress=progress, verbose=args.verbose,
+                     accept_spec=args.accept_spec, strict=args.strict)
     if args.json:
         print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
         return 0
@@ -57,4 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the artifact metadata as JSON")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show third-party exporter/quantiser output (hidden unless it fails)")
+    p.add_argument("--accept-spec", action="store_true",
+                   help="convert even when the spec audit finds the spec wrong")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse on label-free spec-audit warnings too")
     p.set_defaults(handler=run)

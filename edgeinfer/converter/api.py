@@ -89,6 +89,8 @@ def convert(
     parity_limit: int | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
+    accept_spec: bool = False,
+    strict: bool = False,
 ) -> ConversionResult:
     """Convert ``source`` to an artifact at ``output`` and prove its parity.
 
@@ -100,6 +102,9 @@ def convert(
     (TFLite). ``frame_size`` (height, width) fixes the TFLite frame size. The fp32 ONNX
     graph is always built and gated first: it is the reference every other format is
     compared with, step by step. ``verbose`` shows the exporters' own output.
+    The spec audit (``converter.audit``) runs on the parity frames: a spec that labelled
+    frames show to be wrong raises ``SpecAuditError`` unless ``accept_spec``; label-free
+    evidence only warns, unless ``strict``.
     """
     say: Progress = progress or (lambda _msg: None)
     fmt = output_format(output, format)
@@ -127,6 +132,11 @@ def convert(
     if fp32.bn_left:
         raise ConversionError(f"artifact not written: {fp32.bn_left} BatchNormalization "
                               "node(s) left after folding")
+    from edgeinfer.converter.audit import audit_spec, enforce
+
+    audit = audit_spec(s, spec, frames)
+    fp32.provenance["spec_audit"] = audit.to_dict()
+    enforce(audit, accept_spec, strict, say)
     if fmt == "onnx" and quantize is None:
         return _write(output, fp32.blob(fp32.final(result, frames)), fp32, result, s, say)
 

@@ -69,26 +69,32 @@ class BNFit:
 
 
 class _Moments:
-    """Per-channel running sums in float64 (batches of any size, one pass)."""
+    """Per-channel mean/variance over many batches (Chan et al.'s pairwise combination, in
+    float64), so batches of any size give the statistics of the whole set in one pass."""
 
     def __init__(self) -> None:
         self.n = 0
-        self.s: np.ndarray | None = None
-        self.ss: np.ndarray | None = None
+        self.mean: np.ndarray | None = None
+        self.m2: np.ndarray | None = None
 
     def add(self, x: np.ndarray, channel_axis: int) -> None:
         x = np.moveaxis(np.asarray(x, np.float64), channel_axis, -1)
         x = x.reshape(-1, x.shape[-1])
-        self.add_sums(x.sum(0), (x * x).sum(0), x.shape[0])
+        self.add_moments(x.mean(0), x.var(0), x.shape[0])
 
-    def add_sums(self, s: np.ndarray, ss: np.ndarray, n: int) -> None:
-        self.s = s if self.s is None else self.s + s
-        self.ss = ss if self.ss is None else self.ss + ss
-        self.n += n
+    def add_moments(self, mean: np.ndarray, var: np.ndarray, n: int) -> None:
+        mean, m2 = np.asarray(mean, np.float64), np.asarray(var, np.float64) * n
+        if self.mean is None:
+            self.n, self.mean, self.m2 = n, mean, m2
+            return
+        tot = self.n + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / tot)
+        self.m2 = self.m2 + m2 + delta * delta * (self.n * n / tot)
+        self.n = tot
 
     def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
-        mean = self.s / self.n
-        return mean, np.maximum(self.ss / self.n - mean * mean, 0.0)
+        return self.mean, self.m2 / self.n
 
 
 def layer_fit(name: str, mean: np.ndarray, var: np.ndarray, run_mean: np.ndarray,
@@ -152,6 +158,8 @@ class BNProbe:
     def _evaluate_torch(self, batches: Sequence[np.ndarray],
                         forward: Callable[[np.ndarray], np.ndarray]
                         ) -> tuple[np.ndarray, BNFit | None]:
+        import torch
+
         # Hooks fire in execution order, which can differ from registration order; keep the
         # first max_layers layers *as executed*.
         order: list[str] = []
@@ -165,10 +173,11 @@ class BNProbe:
                         return
                     order.append(name)
                     moments[name] = _Moments()
-                x = args[0].detach().double()  # sums in torch: no activation copy to numpy
+                x = args[0].detach()  # moments in torch, per batch: no activation copies
                 dims = [d for d in range(x.ndim) if d != 1]
-                moments[name].add_sums(x.sum(dims).cpu().numpy(),
-                                       (x * x).sum(dims).cpu().numpy(), x.numel() // x.shape[1])
+                var, mean = torch.var_mean(x, dims, correction=0)
+                moments[name].add_moments(mean.cpu().numpy(), var.cpu().numpy(),
+                                          x.numel() // x.shape[1])
             return pre
 
         handles = [m.register_forward_pre_hook(hook(n)) for n, m in self._torch_layers]

@@ -1,0 +1,246 @@
+"""The spec audit: does the spec the user gave match how the model was trained?
+
+The parity gate compares the artifact with the framework model under the SAME spec, so it
+cannot fail when the spec itself is wrong (a digits CNN at 99% passes the gate with a
+mean/std on the wrong scale and then predicts at chance). The audit looks before the model:
+the parity frames also run through one corrected-spec hypothesis per mistake of the culprit
+vocabulary (:func:`edgeinfer.parity.culprits.spec_hypotheses`), and each is judged by
+
+* accuracy, when the frames are labelled: a hypothesis that is right where the given spec
+  is wrong clearly more often than the reverse (a paired sign test, z >= 3, and a gain of at
+  least 3 points) means the given spec is wrong: verdict ``refuse``;
+* the BatchNorm-statistics fit, label-free (:mod:`edgeinfer.parity.bn_fit`): a hypothesis
+  whose fit is at most half the given spec's (and better by >= 0.1) AND that changes more
+  than 10% of the predictions: verdict ``warn``. The agreement condition keeps a hypothesis
+  that fits the statistics a little better but predicts the same from raising an alarm;
+  the factor of two keeps the close calls (EfficientNet-Lite0: stretch vs centre crop
+  0.34 vs 0.36) silent, so label-free the audit catches gross mistakes only.
+
+Neither signal available (an ONNX source without BN probe, unlabelled frames): verdict
+``unverified``. Thresholds are measured, see docs/doctor/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.errors import SpecAuditError
+from edgeinfer.parity.culprits import (
+    CULPRITS,
+    Outcome,
+    Simulator,
+    Variant,
+    prepare,
+    spec_hypotheses,
+)
+from edgeinfer.parity.frames import FrameSet
+from edgeinfer.spec import PreprocessSpec
+
+MIN_GAIN = 0.03  # accuracy points a hypothesis must gain (labelled)
+MIN_Z = 3.0  # paired sign test on the frames where the two specs disagree on correctness
+BN_RATIO = 0.5  # label-free: hypothesis fit <= this x the given spec's fit
+BN_MIN_DIFF = 0.1
+MAX_AGREEMENT = 0.98  # ... and it must change at least 2% of the top-1 predictions
+CORROBORATE_GAIN = 0.01  # labelled, with BN evidence: a smaller gain suffices
+CORROBORATE_Z = 1.0
+DEFAULT_LIMIT = 256
+
+
+@dataclass
+class AuditRow:
+    """The evidence for one hypothesis (or for the given spec itself: culprit ``none``)."""
+
+    culprit: str
+    detail: str
+    spec: PreprocessSpec
+    accuracy: float | None
+    agreement: float | None  # top-1 agreement with the given spec
+    bn_fit: float | None
+    z: float | None = None  # paired sign test against the given spec (labelled)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"culprit": self.culprit, "detail": self.detail, "accuracy": self.accuracy,
+                "agreement": self.agreement, "bn_fit": self.bn_fit, "z": self.z,
+                "note": self.note, "spec": self.spec.to_dict()}
+
+
+@dataclass
+class AuditResult:
+    verdict: str  # pass | warn | refuse | unverified
+    culprit: str
+    message: str
+    corrected_spec: PreprocessSpec | None
+    labelled: bool
+    n: int
+    seconds: float
+    given: AuditRow
+    rows: list[AuditRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict and its evidence, as stored under ``provenance.spec_audit``."""
+        return {"verdict": self.verdict, "culprit": self.culprit, "message": self.message,
+                "corrected_spec": self.corrected_spec.to_dict() if self.corrected_spec
+                else None, "labelled": self.labelled, "n": self.n,
+                "seconds": round(self.seconds, 3), "thresholds": {
+                    "min_gain": MIN_GAIN, "min_z": MIN_Z, "bn_ratio": BN_RATIO,
+                    "bn_min_diff": BN_MIN_DIFF, "max_agreement": MAX_AGREEMENT},
+                "given": self.given.to_dict() | {"spec": None},
+                "hypotheses": [r.to_dict() for r in self.rows], "notes": self.notes}
+
+
+def audit_spec(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
+               limit: int | None = DEFAULT_LIMIT) -> AuditResult:
+    """Audit ``spec`` against ``source`` (a ``converter.sources.Source``) on real frames:
+    at most ``limit`` of them, spread evenly over the set so every class keeps its share."""
+    t0 = time.perf_counter()
+    idx = _subset(len(frames.frames), limit)
+    sub = [frames.frames[i] for i in idx]
+    labels = frames.labels[idx] if frames.labels is not None else None
+    sim = Simulator(source, spec)
+    given_v = Variant("none", "the given spec", spec)
+    given = sim.run(given_v, sub)
+    if given.probs is None:
+        raise SpecAuditError(f"spec audit: the model cannot run the given spec ({given.error})")
+    ref_inputs = prepare(given_v, sub)
+    g_row = _row(given, given, labels)
+    rows = [_row(sim.run(v, sub, ref_inputs), given, labels)
+            for v in spec_hypotheses(spec, sub)]
+    result = _verdict(g_row, rows, labels is not None, len(idx), time.perf_counter() - t0)
+    if not sim.probe.available:
+        result.notes.append(f"BN fit unavailable: {sim.probe.reason}")
+    return result
+
+
+def _subset(n: int, limit: int | None) -> list[int]:
+    if limit is None or n <= limit:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, limit).astype(int).tolist()))
+
+
+def _row(o: Outcome, given: Outcome, labels: np.ndarray | None) -> AuditRow:
+    v = o.variant
+    if o.probs is None:
+        note = ("same model input as the given spec on these frames" if o.identical
+                else f"the model cannot take this input ({o.error})")
+        return AuditRow(v.culprit, v.detail, v.spec, None, None, None, note=note)
+    pred, gpred = o.probs.argmax(-1), given.probs.argmax(-1)
+    acc = z = None
+    if labels is not None:
+        right, gright = pred == labels, gpred == labels
+        acc = float(right.mean())
+        b, c = int((right & ~gright).sum()), int((gright & ~right).sum())
+        z = (b - c) / math.sqrt(b + c) if b + c else 0.0
+    return AuditRow(v.culprit, v.detail, v.spec, acc, float((pred == gpred).mean()),
+                    o.bn_fit.score if o.bn_fit else None, z)
+
+
+def _bn_hit(r: AuditRow, g: AuditRow) -> bool:
+    """Label-free: the hypothesis fits the BN statistics far better and changes predictions."""
+    return (r.bn_fit is not None and g.bn_fit is not None and r.agreement is not None
+            and r.bn_fit <= BN_RATIO * g.bn_fit and g.bn_fit - r.bn_fit >= BN_MIN_DIFF
+            and r.agreement <= MAX_AGREEMENT)
+
+
+def _acc_hit(r: AuditRow, g: AuditRow) -> bool:
+    """Labels alone: a clear, significant accuracy gain."""
+    return (r.accuracy is not None and r.z is not None
+            and r.accuracy - g.accuracy >= MIN_GAIN and r.z >= MIN_Z)
+
+
+def _corroborated(r: AuditRow, g: AuditRow) -> bool:
+    """BN evidence, and the labels agree: the hypothesis is right more often than wrong
+    where the two specs differ, and more accurate overall."""
+    return (_bn_hit(r, g) and r.accuracy is not None and r.z is not None
+            and r.accuracy - g.accuracy >= CORROBORATE_GAIN and r.z >= CORROBORATE_Z)
+
+
+def _pick(hits: list[AuditRow], key: Callable[[AuditRow], float], slack: float) -> AuditRow:
+    """The best hit by ``key`` (lower is better); hits within ``slack`` of it count as a tie,
+    broken by the vocabulary's order (a named mistake before a guessed mean/std)."""
+    best = min(key(r) for r in hits)
+    return min((r for r in hits if key(r) <= best + slack), key=_prio)
+
+
+def _verdict(g: AuditRow, rows: list[AuditRow], labelled: bool, n: int,
+             seconds: float) -> AuditResult:
+    what = f"{n} {'labelled' if labelled else 'unlabelled'} frames"
+    refuse = [r for r in rows if _acc_hit(r, g) or _corroborated(r, g)] if labelled else []
+    warn = [r for r in rows if _bn_hit(r, g)]
+    if refuse:
+        best = _pick(refuse, lambda r: -r.accuracy, 0.01)
+        bn = (f"; BN fit {best.bn_fit:.3g} vs {g.bn_fit:.3g}" if best.bn_fit is not None
+              and g.bn_fit is not None else "")
+        msg = (f"spec audit: the spec most likely contains '{best.culprit}' "
+               f"({CULPRITS[best.culprit][0]}): with {best.detail} the model is right on "
+               f"{best.accuracy:.1%} of {what}, with the given spec on {g.accuracy:.1%}{bn}; "
+               f"corrected spec: {_compact(best.spec)}")
+        return AuditResult("refuse", best.culprit, msg, best.spec, True, n, seconds, g, rows)
+    if warn:
+        best = _pick(warn, lambda r: r.bn_fit, 0.1 * min(r.bn_fit for r in warn) + 0.01)
+        msg = (f"spec audit: the spec most likely contains '{best.culprit}' "
+               f"({CULPRITS[best.culprit][0]}): with {best.detail} the frames fit the model's "
+               f"BatchNorm statistics far better (BN fit {best.bn_fit:.3g} vs {g.bn_fit:.3g}, "
+               f"{what}) and {1 - best.agreement:.0%} of the predictions change"
+               + (f" (accuracy {best.accuracy:.1%} vs {g.accuracy:.1%}, not a clear gain)"
+                  if labelled else "") + f"; corrected spec: {_compact(best.spec)}")
+        return AuditResult("warn", best.culprit, msg, best.spec, labelled, n, seconds, g, rows)
+    if labelled:
+        msg = (f"spec audit: pass ({what}, accuracy {g.accuracy:.1%}"
+               + (f", BN fit {g.bn_fit:.3g}" if g.bn_fit is not None else "")
+               + "; no variant of the spec does clearly better)")
+        return AuditResult("pass", "none", msg, None, True, n, seconds, g, rows)
+    if g.bn_fit is None:
+        return AuditResult("unverified", "none", "spec audit: not verifiable (unlabelled "
+                           "frames and no BatchNorm statistics to compare with)", None, False,
+                           n, seconds, g, rows)
+    return AuditResult("pass", "none", f"spec audit: pass ({what}, BN fit {g.bn_fit:.3g}; no "
+                       "variant of the spec fits clearly better)", None, False, n, seconds, g,
+                       rows)
+
+
+def _prio(r: AuditRow) -> int:
+    return list(CULPRITS).index(r.culprit)
+
+
+def _compact(spec: PreprocessSpec) -> str:
+    d = spec.to_dict()
+    d.pop("version", None)
+    for k in ("mean", "std"):
+        d[k] = [round(v, 4) for v in d[k]]
+    d["scale"] = float(f"{d['scale']:.6g}")
+    return json.dumps(d, separators=(",", ":"))
+
+
+def enforce(result: AuditResult, accept_spec: bool = False, strict: bool = False,
+            progress: Callable[[str], None] | None = None) -> None:
+    """Raise :class:`SpecAuditError` for ``refuse`` (unless ``accept_spec``) and for ``warn``
+    with ``strict``; otherwise say the verdict (``warning:`` only for ``warn``)."""
+    say = progress or (lambda _m: None)
+    if result.verdict == "refuse" and not accept_spec:
+        raise SpecAuditError(f"artifact not written: {result.message}; pass --accept-spec "
+                             "(accept_spec=True) to convert with the given spec anyway")
+    if result.verdict == "warn" and strict and not accept_spec:
+        raise SpecAuditError(f"artifact not written (--strict): {result.message}")
+    if result.verdict in ("warn", "refuse"):
+        say(f"warning: {result.message} (accepted)" if accept_spec
+            else f"warning: {result.message}")
+    else:
+        say(f"{result.message} [{result.seconds:.1f} s]")
+
+
+def audit_rows(result: AuditResult) -> Sequence[dict[str, Any]]:
+    """Table rows (given spec first) for the CLI and reports."""
+    def fmt(r: AuditRow) -> dict[str, Any]:
+        return {"culprit": r.culprit, "detail": r.detail, "accuracy": r.accuracy,
+                "agreement": r.agreement, "bn_fit": r.bn_fit, "note": r.note}
+
+    return [fmt(result.given)] + [fmt(r) for r in result.rows]
