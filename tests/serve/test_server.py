@@ -208,3 +208,35 @@ def test_listening_socket_disables_nagle() -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         sock.close()
+
+
+def test_several_models_by_file_stem(fashion_artifact, jpegs, tmp_path) -> None:
+    import shutil
+
+    from edgeinfer.errors import ConfigError
+    from edgeinfer.serve.models import ModelSet
+
+    other = tmp_path / "shoes.onnx"
+    shutil.copy(fashion_artifact, other)
+    with serve_in_thread([fashion_artifact, other], ServeConfig(port=0)) as url:
+        c = _client(url)
+        assert c.is_model_ready("fashion") and c.is_model_ready("shoes")
+        a = c.infer("fashion", [_bytes_input(jpegs[:1])]).as_numpy("probs")
+        b = c.infer("shoes", [_bytes_input(jpegs[:1])]).as_numpy("probs")
+        np.testing.assert_array_equal(a, b)
+        r = _post(f"{url}/predict", content=jpegs[0])
+        assert r.status_code == 400 and "fashion, shoes" in r.json()["error"]
+    same = tmp_path / "sub"
+    same.mkdir()
+    shutil.copy(fashion_artifact, same / "fashion.onnx")
+    with pytest.raises(ConfigError, match="both be served as 'fashion'"):
+        ModelSet.load([fashion_artifact, same / "fashion.onnx"], ServeConfig())
+
+
+def test_serve_command_refuses_bad_input_with_exit_2(tmp_path, capsys) -> None:
+    from edgeinfer.cli import main
+
+    assert main(["serve", str(tmp_path / "none.onnx"), "--port", "0"]) == 2
+    assert main(["serve", str(tmp_path / "none.onnx"), "--port", "70000"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "port" in err and "Traceback" not in err

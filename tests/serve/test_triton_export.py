@@ -56,3 +56,33 @@ def test_cli(fashion_artifact, tmp_path, capsys) -> None:
     assert cfg.max_batch_size == 4 and cfg.instance_group[0].count == 3
     assert main(["export", "triton", str(tmp_path / "none.onnx"), str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_served_metadata_matches_the_triton_config(fashion_artifact, server, tmp_path,
+                                                   fashion_frames, predictor) -> None:
+    """What Triton would report for the exported config is what `edgeinfer serve` reports,
+    so client code written against one (names, datatypes, shapes) runs against the other.
+    Triton does not decode images: against Triton, send UINT8 frames, as here."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    out = export_triton(fashion_artifact, tmp_path)
+    cfg = text_format.Parse(out.config.read_text(), mc.ModelConfig())
+    dtype = {mc.TYPE_UINT8: "UINT8", mc.TYPE_FP32: "FP32"}
+    batch = [-1] if cfg.max_batch_size > 0 else []
+    as_triton = {
+        "inputs": [{"name": t.name, "datatype": dtype[t.data_type], "shape": batch + list(t.dims)}
+                   for t in cfg.input],
+        "outputs": [{"name": t.name, "datatype": dtype[t.data_type],
+                     "shape": batch + list(t.dims)} for t in cfg.output]}
+    c = triton.InferenceServerClient(server.removeprefix("http://"))
+    meta = c.get_model_metadata("fashion")
+    assert {k: meta[k] for k in ("inputs", "outputs")} == as_triton
+    # client code driven only by that metadata
+    (inp_meta,), (out_meta,) = meta["inputs"], meta["outputs"]
+    frames = np.ascontiguousarray(fashion_frames[0][:3])
+    inp = triton.InferInput(inp_meta["name"], list(frames.shape), inp_meta["datatype"])
+    inp.set_data_from_numpy(frames)
+    res = c.infer("fashion", [inp], outputs=[triton.InferRequestedOutput(out_meta["name"])])
+    np.testing.assert_array_equal(res.as_numpy(out_meta["name"]),
+                                  np.stack([predictor.predict_probs(f) for f in frames]))
