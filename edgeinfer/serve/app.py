@@ -40,7 +40,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from edgeinfer import __version__  # noqa: E402
+from edgeinfer._version import __version__  # noqa: E402
 from edgeinfer.serve.config import ServeConfig  # noqa: E402
 from edgeinfer.serve.metrics import Metrics  # noqa: E402
 from edgeinfer.serve.models import ModelSet, ServedModel  # noqa: E402
