@@ -13,22 +13,8 @@ import pytest
 from onnx import compose, numpy_helper
 
 from edgeinfer.artifact import ArtifactMetadata
-from edgeinfer.converter.api import ConversionResult, convert
 from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
 from edgeinfer.parity.frames import load_frames
-
-
-@pytest.fixture(scope="session")
-def fashion_int8_conversion(tmp_path_factory) -> ConversionResult:
-    """int8 QDQ, per-channel, calibrated on 256 frames of fashion-train; the converter's own
-    gate compares it with the source and with fp32 on all 10,000 test images."""
-    return convert("fashion", tmp_path_factory.mktemp("int8") / "fashion_int8.onnx",
-                   quantize="int8")
-
-
-@pytest.fixture(scope="session")
-def fashion_int8(fashion_int8_conversion) -> Path:
-    return fashion_int8_conversion.path
 
 
 @pytest.fixture(scope="session")

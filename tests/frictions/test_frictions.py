@@ -175,8 +175,9 @@ def test_fifo_is_refused_at_once(tmp_path, fashion_artifact) -> None:
         Predictor(fifo)
 
 
-def test_backend_is_chosen_by_content_and_extensions_must_match(tmp_path) -> None:
-    r = edgeinfer.convert("fashion", tmp_path / "f.tflite", parity_limit=50)
+def test_backend_is_chosen_by_content_and_extensions_must_match(tmp_path,
+                                                               fashion_tflite) -> None:
+    r = fashion_tflite
     renamed = tmp_path / "f.TFLITE"
     renamed.write_bytes(r.path.read_bytes())
     assert Predictor(renamed).backend.__class__.__name__ == "TFLiteBackend"
