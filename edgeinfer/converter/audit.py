@@ -130,6 +130,7 @@ def _row(o: Outcome, given: Outcome, labels: np.ndarray | None) -> AuditRow:
     v = o.variant
     if o.probs is None:
         note = ("same model input as the given spec on these frames" if o.identical
+                else f"same model input as {o.same_as}" if o.same_as
                 else f"the model cannot take this input ({o.error})")
         return AuditRow(v.culprit, v.detail, v.spec, None, None, None, note=note)
     pred, gpred = o.probs.argmax(-1), given.probs.argmax(-1)

@@ -1,0 +1,281 @@
+"""``edgeinfer doctor``: "my deployment is worse than training; why?"
+
+Every culprit of the vocabulary (:mod:`edgeinfer.parity.culprits`) is simulated on the
+user's real frames through the framework model: the training spec with one device mistake
+each, and the model in training mode. With the device's own predictions for the same images
+(``--device-predictions``, a CSV ``image,prediction``), each culprit is scored by how well
+its simulated predictions explain the device's (top-1 agreement): the device that forgot
+/255 agrees with the ``missing_scaling`` simulation on nearly every frame and with the
+others on far fewer. ``none`` wins when the device agrees with the reference pipeline;
+``distribution_shift`` scores what no pipeline culprit explains (1 - the best agreement),
+and only when the frames' BatchNorm fit under the reference pipeline is off (>= SHIFT_BN),
+i.e. the images themselves do not look like the training data.
+
+Without device predictions the same simulations form a "what if" table: each culprit's
+score is the share of predictions it would change (its accuracy beside it when labelled),
+and the spec audit says whether the given spec itself looks wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.errors import ConfigError
+from edgeinfer.parity.culprits import (
+    CULPRITS,
+    PRIORITY,
+    Outcome,
+    Simulator,
+    device_variants,
+    prepare,
+)
+from edgeinfer.parity.frames import FrameSet
+from edgeinfer.runtime.files import read_regular
+from edgeinfer.spec import PreprocessSpec
+
+SHIFT_BN = 0.5  # reference-pipeline BN fit above which the frames count as shifted (measured)
+MIN_EXPLAINED = 0.8  # a culprit must explain at least this share of the device predictions
+Progress = Callable[[str], None]
+
+
+@dataclass
+class CulpritRow:
+    """One culprit, as its best-explaining simulated variant."""
+
+    name: str
+    detail: str
+    score: float
+    accuracy: float | None
+    agreement: float | None  # with the device's predictions, else with the reference
+    bn_fit: float | None
+    fix: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "score": self.score, "accuracy": self.accuracy,
+                "agreement": self.agreement, "bn_fit": self.bn_fit, "fix": self.fix,
+                "detail": self.detail, "note": self.note}
+
+
+@dataclass
+class DoctorResult:
+    source: str
+    data: str
+    n: int
+    labelled: bool
+    mode: str  # "device" | "what-if"
+    top: str
+    margin: float
+    verdict: str
+    culprits: list[CulpritRow]
+    reference_accuracy: float | None = None
+    device_accuracy: float | None = None
+    device_n: int = 0
+    frames_bn_fit: float | None = None
+    audit: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    not_applicable: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "data": self.data, "n": self.n,
+                "labelled": self.labelled, "mode": self.mode, "top": self.top,
+                "margin": self.margin, "verdict": self.verdict,
+                "reference_accuracy": self.reference_accuracy,
+                "device_accuracy": self.device_accuracy, "device_n": self.device_n,
+                "frames_bn_fit": self.frames_bn_fit, "shift_bn_threshold": SHIFT_BN,
+                "culprits": [c.to_dict() for c in self.culprits],
+                "not_applicable": self.not_applicable, "spec_audit": self.audit,
+                "notes": self.notes, "seconds": round(self.seconds, 2)}
+
+
+def simulate(source: Any, spec: PreprocessSpec, frames: Sequence[np.ndarray],
+             progress: Progress | None = None) -> tuple[list[Outcome], list[str]]:
+    """Every device variant on ``frames``; the reference (``none``) first."""
+    say = progress or (lambda _m: None)
+    sim = Simulator(source, spec)
+    variants, notes = device_variants(spec, frames, sim.framework, sim.has_dropout)
+    ref_inputs = prepare(variants[0], frames)
+    out = []
+    for v in variants:
+        o = sim.run(v, frames, ref_inputs if v.culprit != "none" else None)
+        say(f"  {v.culprit:22s} {v.detail:42s} {o.seconds:5.1f} s")
+        out.append(o)
+    if out[0].probs is None:
+        raise ConfigError(f"the model cannot run the given spec: {out[0].error}")
+    if not sim.probe.available:
+        notes.append(f"BN fit unavailable: {sim.probe.reason}")
+    return out, notes
+
+
+def rank(outcomes: list[Outcome], labels: np.ndarray | None,
+         device: np.ndarray | None = None) -> tuple[list[CulpritRow], list[dict[str, str]],
+                                                    float | None]:
+    """Culprit rows best first, the variants that do not apply, and the frames' BN fit.
+
+    ``device``: the device's top-1 per frame (-1 where the CSV has no row).
+    """
+    ref = outcomes[0]
+    ref_pred = ref.probs.argmax(-1)
+    have = device >= 0 if device is not None else None
+    best: dict[str, CulpritRow] = {}
+    skipped = []
+    for o in outcomes:
+        v = o.variant
+        if o.probs is None:
+            why = ("same model input as the reference on these frames" if o.identical
+                   else f"same model input as {o.same_as}" if o.same_as else o.error)
+            skipped.append({"name": v.culprit, "detail": v.detail, "why": why})
+            continue
+        pred = o.probs.argmax(-1)
+        acc = float((pred == labels).mean()) if labels is not None else None
+        if device is not None:
+            agree = float((pred[have] == device[have]).mean())
+            score = agree
+        else:
+            agree = float((pred == ref_pred).mean())
+            score = 0.0 if v.culprit == "none" else 1.0 - agree
+        row = CulpritRow(v.culprit, v.detail, score, acc, agree,
+                         o.bn_fit.score if o.bn_fit else None, v.fix)
+        if v.culprit not in best or score > best[v.culprit].score:
+            best[v.culprit] = row
+    frames_bn = ref.bn_fit.score if ref.bn_fit else None
+    rows = list(best.values())
+    if device is not None:
+        top_sim = max(r.score for r in rows)
+        off = frames_bn is not None and frames_bn >= SHIFT_BN
+        dev_acc = float((device[have] == labels[have]).mean()) if labels is not None else None
+        rows.append(CulpritRow(
+            "distribution_shift", "frames unlike the training data", (1.0 - top_sim) if off
+            else 0.0, dev_acc, None, frames_bn, CULPRITS["distribution_shift"][1],
+            note=f"reference-pipeline BN fit {frames_bn:.3g} (shifted at >= {SHIFT_BN})"
+            if frames_bn is not None else "no BN statistics to judge the frames"))
+    rows.sort(key=lambda r: (-r.score, PRIORITY[r.name]))
+    return rows, skipped, frames_bn
+
+
+def read_device_predictions(path: str | Path, frames: FrameSet,
+                            class_names: Sequence[str] | None) -> np.ndarray:
+    """The device's top-1 class index per frame (-1 where the CSV has no row for it).
+
+    Rows are ``image,prediction``: the image relative to the data folder (or any path that
+    ends with it; a unique file name also matches), the prediction a class index or a label.
+    """
+    data = read_regular(Path(path), "device predictions CSV", ConfigError)
+    try:
+        rows = list(csv.DictReader(data.decode("utf-8-sig").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"cannot read the device predictions CSV {path}: {e}") from None
+    if not rows or not {"image", "prediction"} <= set(rows[0] or {}):
+        raise ConfigError(f"device predictions CSV {path} needs a header image,prediction")
+    ids = frames.ids or [str(i) for i in range(len(frames.frames))]
+    by_id = {i.replace("\\", "/"): k for k, i in enumerate(ids)}
+    base: dict[str, list[int]] = {}
+    for k, i in enumerate(ids):
+        base.setdefault(i.rsplit("/", 1)[-1], []).append(k)
+    names = {c: j for j, c in enumerate(class_names or ())}
+    out = np.full(len(ids), -1, np.int64)
+    for r in rows:
+        img = (r.get("image") or "").strip().replace("\\", "/").removeprefix("./")
+        k = by_id.get(img)
+        if k is None:
+            k = next((by_id[i] for i in by_id if img.endswith("/" + i)), None)
+        if k is None and len(base.get(img.rsplit("/", 1)[-1], [])) == 1:
+            k = base[img.rsplit("/", 1)[-1]][0]
+        if k is None:
+            continue
+        out[k] = _class_index(r.get("prediction") or "", names, path)
+    if not (out >= 0).any():
+        raise ConfigError(f"no row of {path} names an image of the data ({len(ids)} frames, "
+                          f"e.g. {ids[0]!r})")
+    return out
+
+
+def _class_index(text: str, names: dict[str, int], path: Any) -> int:
+    t = text.strip()
+    if t in names:
+        return names[t]
+    if t.isdigit() and (not names or int(t) < len(names)):
+        return int(t)
+    raise ConfigError(f"{path}: prediction {t!r} is neither a class index nor one of the "
+                      f"model's labels")
+
+
+def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
+             device: np.ndarray | None = None, audit: bool = True,
+             progress: Progress | None = None) -> DoctorResult:
+    """Simulate, rank, and (without device predictions) audit the spec."""
+    t0 = time.perf_counter()
+    outcomes, notes = simulate(source, spec, frames.frames, progress)
+    rows, skipped, frames_bn = rank(outcomes, frames.labels, device)
+    labels = frames.labels
+    ref_acc = (float((outcomes[0].probs.argmax(-1) == labels).mean())
+               if labels is not None else None)
+    res = DoctorResult(getattr(source, "name", "source"), frames.name, len(frames.frames),
+                       labels is not None, "device" if device is not None else "what-if",
+                       rows[0].name, 0.0, "", rows, ref_acc, frames_bn_fit=frames_bn,
+                       notes=notes, not_applicable=skipped)
+    if device is not None:
+        have = device >= 0
+        res.device_n = int(have.sum())
+        if labels is not None:
+            res.device_accuracy = float((device[have] == labels[have]).mean())
+        res.margin = rows[0].score - rows[1].score if len(rows) > 1 else rows[0].score
+        res.verdict = _device_verdict(res)
+    else:
+        res.top, res.margin = "none", 0.0
+        if audit:
+            from edgeinfer.converter.audit import audit_spec
+
+            a = audit_spec(source, spec, frames)
+            res.audit = a.to_dict()
+            if a.verdict in ("warn", "refuse"):
+                res.top = a.culprit
+            res.verdict = a.message
+        else:
+            res.verdict = "what-if table only"
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _device_verdict(res: DoctorResult) -> str:
+    top = res.culprits[0]
+    if top.name == "none":
+        return (f"the device agrees with the reference pipeline on {top.score:.1%} of "
+                f"{res.device_n} frames: no preprocessing or mode culprit")
+    if top.name == "distribution_shift":
+        return (f"no pipeline culprit explains the device's predictions (best agreement "
+                f"{1 - top.score:.1%}) and the frames' BN fit is {res.frames_bn_fit:.3g}: "
+                "the images differ from the training data")
+    sure = "" if top.score >= MIN_EXPLAINED else " (weak: it explains less than 80%)"
+    return (f"most likely culprit: {top.name} ({top.detail}): its simulation agrees with the "
+            f"device on {top.score:.1%} of {res.device_n} frames, {res.margin:.1%} more than "
+            f"the next ({res.culprits[1].name}){sure}; fix: {top.fix}")
+
+
+def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
+               labels: Any = None, device_predictions: str | Path | None = None,
+               limit: int | None = None, audit: bool = True,
+               progress: Progress | None = None) -> DoctorResult:
+    """The doctor from names: ``source`` as ``convert`` takes it, ``data`` as the parity
+    data (``builtin:NAME``, a folder, a labelled folder or a CSV), ``spec`` the TRAINING
+    preprocessing (default: the bundled model's)."""
+    from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
+    from edgeinfer.parity.frames import load_frames
+
+    sp = source_spec(source, spec)
+    s = resolve_source(source, sp, weights, progress)
+    sp = getattr(s, "spec", None) or sp
+    names = resolve_labels(labels, s.reference) or s.labels
+    frames = load_frames(data, sp, limit=limit, class_names=names)
+    device = (read_device_predictions(device_predictions, frames,
+                                      names or frames.class_names)
+              if device_predictions else None)
+    return diagnose(s, sp, frames, device=device, audit=audit, progress=progress)
