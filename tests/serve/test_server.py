@@ -240,3 +240,15 @@ def test_serve_command_refuses_bad_input_with_exit_2(tmp_path, capsys) -> None:
     assert main(["serve", str(tmp_path / "none.onnx"), "--port", "70000"]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "port" in err and "Traceback" not in err
+
+
+def test_tta_served_equals_predictor_tta(fashion_artifact, jpegs) -> None:
+    """--tta runs the Predictor's views in the same batched call, micro-batched or not."""
+    from edgeinfer.runtime.predictor import Predictor
+
+    want = np.stack([Predictor(fashion_artifact, tta="hflip").predict_probs(j) for j in jpegs])
+    for max_batch in (1, 4):
+        cfg = ServeConfig(port=0, tta="hflip", max_batch=max_batch)
+        with serve_in_thread([fashion_artifact], cfg) as url:
+            got = _client(url).infer("fashion", [_bytes_input(jpegs)]).as_numpy("probs")
+        np.testing.assert_array_equal(got, want)
