@@ -144,7 +144,8 @@ def convert(
     cal = _calibration(fp32, calibration, data_name, spec, calibration_limit, quantize, say,
                        per_channel)
     hw = frame_size or _default_frame_size(frames.frames, spec)
-    with_props = _build_derived(s, fp32, fmt, quantize, cal, hw, per_channel, verbose, say)
+    with_props = _build_derived(s, fp32, fmt, quantize, cal, hw, per_channel, verbose, say,
+                                target)
     out_probs = ArtifactRunner(with_props(fp32.meta()), name=tag).run(frames.frames)
     derived = gate(out_probs, tag, fmt, quantize or "fp32", frames,
                    {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say)
@@ -228,13 +229,15 @@ def _calibration(fp32: _Built, calibration: str | None, parity_data: str,
 
 def _build_derived(s: Source, fp32: _Built, fmt: str, quantize: str | None,
                    cal: list[np.ndarray], hw: tuple[int, int], per_channel: bool,
-                   verbose: bool, say: Progress) -> Callable[[ArtifactMetadata], bytes]:
+                   verbose: bool, say: Progress,
+                   target: str | None = None) -> Callable[[ArtifactMetadata], bytes]:
     """Build the int8 ONNX or TFLite artifact once; returns metadata -> file bytes."""
     if fmt == "onnx":
         from edgeinfer.converter.assemble import with_metadata
         from edgeinfer.converter.quantize_onnx import quantize_int8
 
-        qmodel = quantize_int8(fp32.model, cal, per_channel=per_channel, progress=say)
+        qmodel = quantize_int8(fp32.model, cal, per_channel=per_channel, progress=say,
+                               target=target)
         return lambda meta: with_metadata(qmodel, meta).SerializeToString()
     from edgeinfer.converter.quiet import captured
     from edgeinfer.converter.tflite_export import embed_metadata
