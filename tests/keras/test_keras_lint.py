@@ -192,3 +192,17 @@ def test_provenance_of_a_file_source_is_json(keras_spec):
     s = keras_source(LABELS_FILE.parent / "model.keras", keras_spec)
     json.dumps(s.provenance)
     assert s.provenance["framework_version"].startswith("3.")
+
+
+def test_stateful_layer_is_refused_naming_it():
+    import keras
+    from keras import layers
+
+    inp = keras.Input((28, 28, 1), batch_size=1)
+    x = layers.Reshape((28, 28))(inp)
+    x = layers.SimpleRNN(4, stateful=True, name="rnn")(x)
+    model = keras.Model(inp, layers.Dense(3)(x))
+    spec = edgeinfer.PreprocessSpec(size=(28, 28), frame_color="GRAY", model_color="GRAY",
+                                    scale=1 / 255, mean=(0.0,), std=(1.0,), layout="NHWC")
+    with pytest.raises(ConversionError, match=r"layer 'rnn' \(SimpleRNN\) is stateful"):
+        keras_source(model, spec)
