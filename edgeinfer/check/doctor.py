@@ -83,6 +83,7 @@ class DoctorResult:
     notes: list[str] = field(default_factory=list)
     not_applicable: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    robustness: dict[str, Any] | None = None  # --shift: see check.robustness
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "data": self.data, "n": self.n,
@@ -93,7 +94,8 @@ class DoctorResult:
                 "frames_bn_fit": self.frames_bn_fit, "shift_bn_threshold": SHIFT_BN,
                 "culprits": [c.to_dict() for c in self.culprits],
                 "not_applicable": self.not_applicable, "spec_audit": self.audit,
-                "notes": self.notes, "seconds": round(self.seconds, 2)}
+                "notes": self.notes, "seconds": round(self.seconds, 2),
+                "robustness": self.robustness}
 
 
 def simulate(source: Any, spec: PreprocessSpec, frames: Sequence[np.ndarray],
@@ -262,11 +264,12 @@ def _device_verdict(res: DoctorResult) -> str:
 
 def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
                labels: Any = None, device_predictions: str | Path | None = None,
-               limit: int | None = None, audit: bool = True,
+               limit: int | None = None, audit: bool = True, shift: bool = False,
                progress: Progress | None = None) -> DoctorResult:
     """The doctor from names: ``source`` as ``convert`` takes it, ``data`` as the parity
     data (``builtin:NAME``, a folder, a labelled folder or a CSV), ``spec`` the TRAINING
-    preprocessing (default: the bundled model's)."""
+    preprocessing (default: the bundled model's). ``shift`` adds the corruption/TTA
+    measurements (:mod:`edgeinfer.check.robustness`)."""
     from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
     from edgeinfer.parity.frames import load_frames
 
@@ -278,4 +281,11 @@ def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
     device = (read_device_predictions(device_predictions, frames,
                                       names or frames.class_names)
               if device_predictions else None)
-    return diagnose(s, sp, frames, device=device, audit=audit, progress=progress)
+    res = diagnose(s, sp, frames, device=device, audit=audit, progress=progress)
+    if shift:
+        from edgeinfer.check.robustness import run_robustness
+
+        if progress:
+            progress(f"shift/TTA on {len(frames.frames)} frames")
+        res.robustness = run_robustness(s, frames.frames, frames.labels, progress=progress)
+    return res

@@ -18,7 +18,7 @@ from edgeinfer.cli.common import EXIT_USAGE, Handler, err
 from edgeinfer.errors import EdgeInferError
 
 #: Command modules, in the order ``edgeinfer --help`` lists them.
-COMMANDS = ("convert", "info", "predict", "check", "bench", "verify", "serve")
+COMMANDS = ("convert", "info", "predict", "check", "bench", "verify", "serve", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -352,7 +352,7 @@ class Simulator:
         probe = self.probe if not self._keras_training else BNProbe(None)
         out, fit = probe.evaluate(batches, self._model)
         probs = np.empty_like(out, dtype=np.float64)
-        probs[order] = _as_probs(out)
+        probs[order] = as_probs(out)
         return probs, fit
 
     def _model(self, x: np.ndarray) -> np.ndarray:
@@ -361,7 +361,7 @@ class Simulator:
         return np.asarray(self.runner.model(x))
 
 
-def _as_probs(out: np.ndarray) -> np.ndarray:
+def as_probs(out: np.ndarray) -> np.ndarray:
     """Softmax unless the outputs already are probabilities (the argmax is the same)."""
     out = out.astype(np.float64)
     if out.min() >= 0 and np.allclose(out.sum(-1), 1.0, atol=1e-3):
