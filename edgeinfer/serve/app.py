@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from starlette.routing import Route  # noqa: E402
 from edgeinfer._version import __version__  # noqa: E402
 from edgeinfer.serve.config import ServeConfig  # noqa: E402
 from edgeinfer.serve.metrics import Metrics  # noqa: E402
-from edgeinfer.serve.models import ModelSet, ServedModel  # noqa: E402
+from edgeinfer.serve.models import ModelSet, ServedModel, check_abandoned  # noqa: E402
 from edgeinfer.serve.protocol import (  # noqa: E402
     HEADER_LENGTH,
     InferRequest,
@@ -71,6 +72,7 @@ class ServerState:
 @dataclass
 class _Ctx:
     reading: bool = True  # still receiving the body (a timeout then is the client's: 408)
+    abandoned: threading.Event = field(default_factory=threading.Event)  # set on timeout
 
 
 Handler = Callable[[Request, _Ctx], Awaitable[Response]]
@@ -124,6 +126,7 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
                 try:
                     resp = await asyncio.wait_for(handler(request, ctx), cfg.timeout_s)
                 except TimeoutError:
+                    ctx.abandoned.set()  # a job still queued or decoding stops early
                     if ctx.reading:
                         resp = error(408, f"the request body did not arrive within "
                                      f"{cfg.timeout_s:g} s", "RequestTimeout")
@@ -180,7 +183,7 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
 
         def prepare() -> tuple[InferRequest, list[np.ndarray]]:
             req = parse_infer(body, header_length, "frame", "probs", cfg.max_images)
-            return req, m.frames(req, cfg)
+            return req, m.frames(req, cfg, ctx.abandoned)
 
         if sched.batching:  # decode here, then join a batch
             req, probs = await sched.run_decoded(prepare, decode_pool)
@@ -188,7 +191,9 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         else:  # one job in one worker thread: parse, decode, run, encode
 
             def job() -> tuple[bytes, dict[str, str]]:
+                check_abandoned(ctx.abandoned)  # timed out while waiting for a worker
                 req, frames = prepare()
+                check_abandoned(ctx.abandoned)
                 probs = sched.infer_now(frames)
                 return encode_infer_response(m.name, m.version, req, probs, m.labels)
 
@@ -217,10 +222,12 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         req = InferRequest(id=None, outputs=[], images=[data])
         sched = schedulers[m.name]
         if sched.batching:
-            _, probs = await sched.run_decoded(lambda: (None, m.frames(req, cfg)), decode_pool)
+            _, probs = await sched.run_decoded(
+                lambda: (None, m.frames(req, cfg, ctx.abandoned)), decode_pool)
             probs = probs[0]
         else:
-            probs = (await sched.call(lambda: sched.infer_now(m.frames(req, cfg))))[0]
+            probs = (await sched.call(
+                lambda: sched.infer_now(m.frames(req, cfg, ctx.abandoned))))[0]
         order = np.argsort(-probs, kind="stable")[:top_k]
         return JSONResponse({"model": m.name, "predictions": [
             {"label": m.labels[i], "index": int(i), "probability": float(probs[i])}

@@ -9,6 +9,7 @@ Predictor's TTA views. It also answers the protocol's metadata and Triton-style 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,15 @@ from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.protocol import InferRequest
 
 VERSION = "1"
+
+
+class Abandoned(Exception):
+    """The request timed out while its job was waiting or running: stop working on it."""
+
+
+def check_abandoned(flag: threading.Event | None) -> None:
+    if flag is not None and flag.is_set():
+        raise Abandoned()
 PLATFORMS = {"onnx": "onnxruntime_onnx", "tflite": "tensorflow_lite"}
 
 
@@ -65,8 +75,13 @@ class ServedModel:
                              f"{batch.shape[0]} frames; expected (N, {self._k})")
         return average_views(probs, v)
 
-    def frames(self, req: InferRequest, cfg: ServeConfig) -> list[np.ndarray]:
-        """The request's images as frames, refusing oversize input before decoding it."""
+    def frames(self, req: InferRequest, cfg: ServeConfig,
+               abandoned: threading.Event | None = None) -> list[np.ndarray]:
+        """The request's images as frames, refusing oversize input before decoding it.
+
+        ``abandoned`` (set when the request timed out) stops decoding between images, so a
+        request nobody waits for any more frees its worker thread early.
+        """
         spec, budget = self.spec, cfg.max_pixels
         if req.images is not None:
             total = 0
@@ -77,12 +92,17 @@ class ServedModel:
                     raise ImageTooLargeError(
                         f"the request's images add up to more than {budget / 1e6:g} MP (image "
                         f"{i} is {w}x{h}): send fewer or smaller images per request")
-            return [load_image(d, spec, budget, cfg.max_body_bytes) for d in req.images]
+            out = []
+            for d in req.images:
+                check_abandoned(abandoned)
+                out.append(load_image(d, spec, budget, cfg.max_body_bytes))
+            return out
         t = req.tensor
         n, h, w = t.shape[:3]
         if n * h * w > budget:
             raise ImageTooLargeError(f"the frame tensor holds {n} x {w}x{h} pixels, above the "
                                      f"limit of {budget / 1e6:g} MP per request")
+        check_abandoned(abandoned)
         return [load_image(t[i], spec, budget) for i in range(n)]
 
     # ------------------------------------------------------------------ descriptions

@@ -160,8 +160,13 @@ class Scheduler:
         except BaseException:
             self._slots.release()
             raise
-        fut.add_done_callback(lambda _: self._slots.release())
+        fut.add_done_callback(self._finished)
         return await asyncio.shield(fut)
+
+    def _finished(self, fut: asyncio.Future) -> None:
+        self._slots.release()
+        if not fut.cancelled():
+            fut.exception()  # retrieved: an abandoned job's error is nobody's to report
 
     def infer_now(self, frames: list[np.ndarray]) -> np.ndarray:
         """Synchronous inference in the calling thread: one backend call per frame size."""

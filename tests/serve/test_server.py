@@ -252,3 +252,23 @@ def test_tta_served_equals_predictor_tta(fashion_artifact, jpegs) -> None:
         with serve_in_thread([fashion_artifact], cfg) as url:
             got = _client(url).infer("fashion", [_bytes_input(jpegs)]).as_numpy("probs")
         np.testing.assert_array_equal(got, want)
+
+
+def test_timeout_504_abandons_the_job(fashion_artifact, jpegs) -> None:
+    """A request past its deadline gets 504, and its job stops between images instead of
+    holding the only worker: the next request is served, and the abandoned frames never
+    reach the model."""
+    import cv2
+
+    from edgeinfer.datasets import sample_photos
+
+    big = encode(cv2.resize(sample_photos()["coffee"], (3000, 3000)))  # ~60 ms to decode
+    cfg = ServeConfig(port=0, timeout_s=0.4, max_pixels=200_000_000, workers=1)
+    with serve_in_thread([fashion_artifact], cfg) as url:
+        c = _client(url)
+        with pytest.raises(InferenceServerException, match="504"):
+            c.infer("fashion", [_bytes_input([big] * 12)])
+        assert c.infer("fashion", [_bytes_input(jpegs[:1])]).as_numpy("probs").shape == (1, 10)
+        text = httpx.get(f"{url}/metrics").text
+    assert 'edgeinfer_errors_total{type="Timeout"} 1.0' in text
+    assert 'edgeinfer_batch_frames_sum{model="fashion"} 1.0' in text

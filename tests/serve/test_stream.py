@@ -58,13 +58,14 @@ def test_file_every_frame_in_order(video, predictor, fashion_frames) -> None:
 
 
 def test_realtime_replay_drops_stale_frames(video, predictor) -> None:
-    """100 fps replay, a consumer that needs 25 ms a frame: most frames are dropped, and
-    latency stays about one frame's work instead of growing with the backlog."""
+    """100 fps replay, a consumer that needs 50 ms a frame: most frames are dropped, and
+    latency stays about one frame's work instead of growing with the backlog (reading every
+    frame, the last one would wait 32 x 50 ms = 1.6 s)."""
     seen = []
 
     def slow(r) -> None:
         seen.append(r)
-        time.sleep(0.025)
+        time.sleep(0.05)
 
     stats = Stream(predictor, str(video), realtime=True).run(slow)
     assert stats.read == 32 and stats.dropped > 0
@@ -72,7 +73,7 @@ def test_realtime_replay_drops_stale_frames(video, predictor) -> None:
     ids = [r.frame_id for r in seen]
     assert ids == sorted(set(ids)) and ids[-1] == 31  # in order, gaps are the drops
     assert seen[-1].dropped == stats.dropped
-    assert stats.latency_max_ms < 500
+    assert stats.latency_max_ms < 800
 
 
 def test_ema_smoothing_and_clean_stop(video, predictor) -> None:
@@ -85,9 +86,12 @@ def test_ema_smoothing_and_clean_stop(video, predictor) -> None:
         ema = p if r.frame_id == 0 else np.float32(alpha) * p + np.float32(1 - alpha) * ema
         np.testing.assert_allclose(r.probs, ema, rtol=0, atol=1e-7)
     stream = Stream(predictor, str(video), realtime=True)
-    threading.Timer(0.05, stream.stop).start()
-    got = list(stream)
-    assert 0 < len(got) < 32  # stopped from another thread, mid-file
+    got = []
+    for r in stream:
+        if not got:  # stop from another thread 50 ms after the first frame, mid-file
+            threading.Timer(0.05, stream.stop).start()
+        got.append(r)
+    assert 1 <= len(got) < 32 and stream.stats().read < 32
 
 
 def test_bad_sources(predictor, tmp_path) -> None:
