@@ -114,6 +114,7 @@ def convert(
     require("onnx", "convert", "converting models")
     spec = source_spec(source, spec)
     s = resolve_source(source, spec, weights, say)
+    given_spec = spec  # what the source runner preprocesses with (and the audit judges)
     spec = s.spec or spec  # a frontend may have lifted preprocessing layers into the spec
     for w in _warnings(s, spec):
         say(f"warning: {w}")
@@ -134,7 +135,7 @@ def convert(
                               "node(s) left after folding")
     from edgeinfer.converter.audit import audit_spec, enforce
 
-    audit = audit_spec(s, spec, frames)
+    audit = audit_spec(s, given_spec, frames)
     fp32.provenance["spec_audit"] = audit.to_dict()
     enforce(audit, accept_spec, strict, say)
     if fmt == "onnx" and quantize is None:
