@@ -32,6 +32,7 @@ def run_serve(args: argparse.Namespace) -> int:
     cfg = ServeConfig(host=args.host, port=args.port, threads=args.threads,
                       workers=args.workers, max_batch=args.max_batch,
                       batch_window_ms=args.batch_window_ms, tta=args.tta,
+                      providers=args.provider, allow_fallback=args.allow_fallback,
                       max_body_bytes=int(args.max_body_mb * 2**20),
                       max_pixels=int(args.max_megapixels * 1e6), max_images=args.max_images,
                       max_queue=args.max_queue, timeout_s=args.timeout)
@@ -103,6 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-window-ms", type=_nonneg_float, default=2.0,
                    help="how long a batch may wait for more requests (default 2 ms)")
     p.add_argument("--tta", choices=["none", "hflip", "hflip+crops"], default=None)
+    p.add_argument("--provider", choices=["cpu", "cuda", "tensorrt"], default=None)
+    p.add_argument("--allow-fallback", action="store_true",
+                   help="fall back to CPU when the provider is missing (else exit 2)")
     p.add_argument("--max-body-mb", type=_pos_float, default=32.0, help="request body limit")
     p.add_argument("--max-megapixels", type=_pos_float, default=25.0,
                    help="decoded pixels per request (checked from image headers first)")

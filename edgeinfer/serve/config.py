@@ -28,6 +28,7 @@ class ServeConfig:
     """How ``edgeinfer serve`` listens, runs the models and bounds each request.
 
     ``threads``: intra-op threads per model call (None: the runtime's default, at most 4).
+    ``providers`` / ``allow_fallback``: as for the Predictor ("cpu", "cuda", "tensorrt").
     ``workers``: model calls that may run at once per model (each in its own thread).
     ``max_batch`` / ``batch_window_ms``: micro-batching; with ``max_batch > 1`` the frames
     of concurrent requests that arrive within the window are run in one backend call
@@ -45,6 +46,8 @@ class ServeConfig:
     max_batch: int = 1
     batch_window_ms: float = 2.0
     tta: str | None = None
+    providers: str | None = None
+    allow_fallback: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_images: int = 64

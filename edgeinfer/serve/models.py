@@ -153,7 +153,8 @@ class ModelSet:
             raise ConfigError("give at least one artifact to serve")
         models = []
         for p in paths:
-            pred = Predictor(p, threads=cfg.threads, max_pixels=cfg.max_pixels,
+            pred = Predictor(p, threads=cfg.threads, providers=cfg.providers,
+                             allow_fallback=cfg.allow_fallback, max_pixels=cfg.max_pixels,
                              max_bytes=cfg.max_body_bytes)
             fmt = "tflite" if "tflite" in type(pred.backend).__name__.lower() else "onnx"
             models.append(ServedModel(Path(p).stem, pred, fmt, cfg.tta))

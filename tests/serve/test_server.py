@@ -242,6 +242,17 @@ def test_serve_command_refuses_bad_input_with_exit_2(tmp_path, capsys) -> None:
     assert "does not exist" in err and "port" in err and "Traceback" not in err
 
 
+def test_serve_missing_provider_exit_2(fashion_artifact, capsys) -> None:
+    import onnxruntime as ort
+
+    from edgeinfer.cli import main
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: the missing-provider path cannot be shown")
+    assert main(["serve", str(fashion_artifact), "--port", "0", "--provider", "cuda"]) == 2
+    assert "cuda" in capsys.readouterr().err.lower()
+
+
 def test_tta_served_equals_predictor_tta(fashion_artifact, jpegs) -> None:
     """--tta runs the Predictor's views in the same batched call, micro-batched or not."""
     from edgeinfer.runtime.predictor import Predictor
