@@ -25,7 +25,6 @@ from edgeinfer.errors import (
 from edgeinfer.spec import PreprocessSpec
 
 
-
 def convert(*args: Any, **kwargs: Any) -> Any:
     """Convert a model to an edgeinfer artifact; see ``edgeinfer.converter.api.convert``."""
     from edgeinfer.converter.api import convert as _convert

@@ -14,7 +14,6 @@ per-layer diagnosis that names the first layer whose error jumps.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,11 +23,13 @@ import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata
 from edgeinfer.check.diagnose import Diagnosis, diagnose_int8
+from edgeinfer.check.timing import median_ms
 from edgeinfer.errors import ConfigError, ModelError
 from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison, accuracy, compare, confusion, flip_matrix, flip_pairs
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
+from edgeinfer.spec import PreprocessSpec
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 RUNG_ORDER = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-int8")
@@ -126,15 +127,8 @@ def determinism(runner: Any, frames: Sequence[np.ndarray], first: np.ndarray) ->
 
 
 def latency_ms(runner: Any, frame: np.ndarray, repeats: int = 20) -> float:
-    """Median wall time of one single-frame call (after 3 warm-up calls)."""
-    for _ in range(3):
-        runner.run([frame])
-    t = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        runner.run([frame])
-        t.append(time.perf_counter() - t0)
-    return float(np.median(t) * 1e3)
+    """Median wall time of one single-frame call (after 3 warm-up calls), by the one harness."""
+    return median_ms(lambda: runner.run([frame]), repeats, warmup=3)
 
 
 # ---------------------------------------------------------------- the ladder
@@ -321,14 +315,16 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
     meta0 = opened[0][1]
     rungs = order_rungs([r for r, _ in opened])
     apply_softmax = bool(meta0.provenance.get("softmax_added", True))
+    given = meta0.provenance.get("spec_given")  # the user's spec before a Keras lift
     src_runner, spec = load_source(source, spec, weights, apply_softmax=apply_softmax,
-                                   fallback_spec=meta0.spec)
+                                   fallback_spec=(PreprocessSpec.from_dict(given) if given
+                                                  else meta0.spec))
     labels = meta0.labels
     for r, m in opened:
         if m.spec != spec:
             raise ModelError(f"{r.path} was built with another preprocessing spec than the "
                              "source's; check artifacts of one model at a time")
-    frames = load_frames(data, spec, limit=limit)
+    frames = load_frames(data, spec, limit=limit, class_names=labels or None)
     n = len(frames.frames)
     sub = frames.frames[:consistency_frames]
     say = progress or (lambda *_a: None)
