@@ -4,15 +4,18 @@ Why not just ``a @ b`` in this process: numpy's OpenBLAS obeys ``OPENBLAS_CORETY
 ``OPENBLAS_L2_SIZE``; set to an older core they slow it down, and a model then ran at
 "143% of peak". So the peak is measured two ways and the larger counts:
 
-* ``onnxruntime-matmul``: one large MatMul through onnxruntime (MLAS, the kernels the
-  ONNX artifacts' Conv and Gemm use), same thread count and session options as the
-  backend. Needs the ``onnx`` package to build the one-node model.
+* ``onnxruntime-matmul``: a MatMul through onnxruntime (MLAS, the kernels the ONNX
+  artifacts' Conv and Gemm use), same thread count and session options as the backend.
+  Needs the ``onnx`` package to build the one-node model.
 * ``numpy-matmul``: numpy in a child process (``python -m edgeinfer.check.peak``) with
   ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed from its environment; the BLAS
   library and the kernel it picked are reported (threadpoolctl, when installed).
 
-Each is the best of a few calls (a capability, so the least-disturbed call is the
-estimate). A model's achieved rate uses its median call: the fraction is conservative.
+Why 512x512 and the best of many calls: one call then lasts about as long as a model call
+(a few ms). On a shared machine a long call (2048², a third of a second) is always
+preempted, and its best time undercut the models by 2-3x (docs/bench/peak.md); a short
+call, like a model call, sometimes runs undisturbed, and the best of many finds that.
+A model's achieved rate uses its median call: the fraction is conservative.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from edgeinfer.check.startup import child_env, run_module
 
 #: environment variables that make OpenBLAS pick a slower kernel or blocking size
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+N, REPS = 512, 60  # matrix size and timed calls per method (see the module docstring)
 
 
 def _best_gflops(fn: Any, n: int, reps: int) -> float:
@@ -58,7 +62,7 @@ def matmul_model(n: int) -> bytes:
     return model.SerializeToString()
 
 
-def onnxruntime_peak(threads: int, n: int = 2048, reps: int = 6) -> dict[str, Any]:
+def onnxruntime_peak(threads: int, n: int = N, reps: int = REPS) -> dict[str, Any]:
     """GFLOP/s of an ``n``-square float32 MatMul in onnxruntime at ``threads`` threads.
 
     The session options are the ONNX backend's (all graph optimisations, sequential, one
@@ -79,7 +83,7 @@ def onnxruntime_peak(threads: int, n: int = 2048, reps: int = 6) -> dict[str, An
                       f"{threads} intra-op thread(s), best of {reps}"}
 
 
-def numpy_peak(threads: int, n: int = 2048, reps: int = 6) -> dict[str, Any]:
+def numpy_peak(threads: int, n: int = N, reps: int = REPS) -> dict[str, Any]:
     """GFLOP/s of numpy's float32 matmul in a child process without the OpenBLAS overrides."""
     out, _t, _err = run_module("edgeinfer.check.peak", [str(n), str(reps)],
                                child_env(threads, drop=OPENBLAS_OVERRIDES))
@@ -89,7 +93,7 @@ def numpy_peak(threads: int, n: int = 2048, reps: int = 6) -> dict[str, Any]:
                       f"best of {reps}"}
 
 
-def machine_peak(threads: int, n: int = 2048, reps: int = 6) -> dict[str, Any]:
+def machine_peak(threads: int, n: int = N, reps: int = REPS) -> dict[str, Any]:
     """Both methods at ``threads`` threads; ``gflops``/``method`` are the larger one's.
 
     A method that cannot run here (no ``onnx`` package on a lean install, a failing child)
@@ -102,7 +106,7 @@ def machine_peak(threads: int, n: int = 2048, reps: int = 6) -> dict[str, Any]:
             name = fn.__name__.replace("_peak", "") + "-matmul"
             methods.append({"method": name, "gflops": None,
                             "detail": f"not measured: {type(e).__name__}: {e}"})
-    return _summary(methods)
+    return _summary(methods) | {"n": n, "reps": reps}
 
 
 def best_peak(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
@@ -112,8 +116,9 @@ def best_peak(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]
     machine a single measurement can land in a busy spell and undercut the models."""
     if old is None:
         return new
-    return _summary([o if (o["gflops"] or 0) >= (n["gflops"] or 0) else n
-                     for o, n in zip(old["methods"], new["methods"], strict=True)])
+    methods = [o if (o["gflops"] or 0) >= (n["gflops"] or 0) else n
+               for o, n in zip(old["methods"], new["methods"], strict=True)]
+    return _summary(methods) | {"n": new.get("n"), "reps": new.get("reps")}
 
 
 def _summary(methods: list[dict[str, Any]]) -> dict[str, Any]:
