@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.errors import ParityError
+from edgeinfer.parity.certify import NOT_CERTIFIED, uncertified
 from edgeinfer.parity.frames import FrameSet
 from edgeinfer.parity.stats import Comparison, compare
 from edgeinfer.parity.tolerances import tolerance
@@ -28,7 +29,7 @@ class GateResult:
 
     primary: Comparison
     others: dict[str, Comparison]
-    accuracies: dict[str, float]
+    accuracies: dict[str, Any]  # + certified, certification (parity.certify)
 
     def to_parity(self, data: str) -> dict[str, Any]:
         """The ``edgeinfer.parity`` metadata entry."""
@@ -55,11 +56,15 @@ def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet
     cmps = {name: compare(ref, candidate, tol, reference=name, target=tag)
             for name, ref in references.items()}
     for c in cmps.values():
-        say(c.summary())
+        why = uncertified(c) if c.passed else None
+        # a passing statistical bound that the 95% interval cannot reach is not a PASS
+        say(c.summary().replace("PASS", NOT_CERTIFIED, 1) + f" - {why}" if why else c.summary())
     failed = [c for c in cmps.values() if not c.passed]
     if failed:
         raise ParityError("artifact not written: " + "; ".join(c.summary() for c in failed))
     first, *rest = cmps
     src = references[first]
+    why = uncertified(cmps[first])
     return GateResult(cmps[first], {f"vs_{k}": cmps[k] for k in rest},
-                      accuracies(frames, src, candidate))
+                      accuracies(frames, src, candidate)
+                      | {"certified": why is None, "certification": why or "certified"})

@@ -31,6 +31,6 @@ def uncertified(cmp: Comparison) -> str | None:
     if bound >= 1.0 or lo >= bound:
         return None
     need = frames_to_certify(bound)
-    more = f"; about {need} agreeing frames would" if need else ""
+    more = f" (at least {need} frames, all agreeing, are needed)" if need else ""
     return (f"not enough frames to certify top-1 agreement >= {bound:.0%}: the 95% interval's "
             f"lower bound is {lo:.2%} on {cmp.n} frames{more}")
