@@ -118,7 +118,7 @@ def tflite_without_gate(name: str, fp32: Path, out: Path, quantize: str | None,
     """The converter's TFLite path minus its parity gate (for honest reporting)."""
     from edgeinfer.converter.api import _default_frame_size
     from edgeinfer.converter.sources import resolve_source
-    from edgeinfer.converter.tflite_export import embed_metadata
+    from edgeinfer.converter.tflite_metadata import embed_metadata
     from edgeinfer.parity.frames import load_frames
 
     meta = ArtifactMetadata.from_props(

@@ -241,7 +241,7 @@ def _build_derived(s: Source, fp32: _Built, fmt: str, quantize: str | None,
                                target=target)
         return lambda meta: with_metadata(qmodel, meta).SerializeToString()
     from edgeinfer.converter.quiet import captured
-    from edgeinfer.converter.tflite_export import embed_metadata
+    from edgeinfer.converter.tflite_metadata import embed_metadata
 
     fp32.provenance["frame_size"] = list(hw)
     with captured(verbose):

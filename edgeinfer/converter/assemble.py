@@ -63,9 +63,24 @@ def _ends_in_softmax(model: onnx.ModelProto) -> bool:
     return producer is not None and producer.op_type == "Softmax"
 
 
+def _rename_tensor(g: onnx.GraphProto, old: str, new: str) -> None:
+    for n in g.node:
+        n.input[:] = [new if t == old else t for t in n.input]
+        n.output[:] = [new if t == old else t for t in n.output]
+    for v in [*g.input, *g.output, *g.value_info, *g.initializer]:
+        if v.name == old:
+            v.name = new
+
+
 def _finish_output(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
     """Append Softmax over the last axis unless the model already ends in one."""
     g = model.graph
+    # A core whose own tensors are called 'probs' or 'frame' (tf2onnx names the output
+    # after the last layer) would clash with the artifact's I/O names.
+    taken = {t for n in g.node for t in [*n.input, *n.output]} | {v.name for v in g.input}
+    for name in (OUTPUT_NAME, INPUT_NAME):
+        if name in taken:
+            _rename_tensor(g, name, f"core_{name}")
     old = g.output[0]
     add = not _ends_in_softmax(model)
     if add:

@@ -135,30 +135,14 @@ def convert_float(model: Any, spec: PreprocessSpec, frame_hw: tuple[int, int],
                               f"only, no Flex): {type(e).__name__}: {msg}") from None
 
 
-_CACHE: dict[tuple, tuple[Any, bytes]] = {}
-
-
 def export_tflite(model: Any, spec: PreprocessSpec, frame_hw: tuple[int, int],
                   quantize: str | None, calibration: Sequence[np.ndarray],
                   progress: Progress | None = None, per_channel: bool = True) -> bytes:
     """One .tflite (no metadata yet): fp32, fp16 weights or full-integer int8."""
-    from edgeinfer.converter.tflite_export import QUANTIZE, quantize_fp16, quantize_int8
+    from edgeinfer.converter.tflite_quant import check_quantize, quantize_tflite
 
-    if quantize not in QUANTIZE:
-        raise ConversionError(f"TFLite quantize={quantize!r} is not one of "
-                              f"{', '.join(str(q) for q in QUANTIZE)}")
+    check_quantize(quantize)
     say = progress or (lambda _m: None)
     hw = (int(frame_hw[0]), int(frame_hw[1]))
-    key = (id(model), spec.to_json(), hw)
-    hit = _CACHE.get(key)
-    float_model = hit[1] if hit else convert_float(model, spec, hw, say)
-    _CACHE.clear()
-    _CACHE[key] = (model, float_model)  # keeps the model alive so its id stays unique
-    if quantize is None:
-        return float_model
-    if quantize == "fp16":
-        say("quantising weights to float16 (ai_edge_quantizer FLOAT_CASTING)")
-        return quantize_fp16(float_model)
-    say(f"int8 full-integer quantisation calibrated on {len(calibration)} frames (prefix and "
-        f"softmax kept float, weights per-{'channel' if per_channel else 'tensor'})")
-    return quantize_int8(float_model, spec, hw, list(calibration), per_channel, say)
+    return quantize_tflite(convert_float(model, spec, hw, say), spec, hw, quantize,
+                           calibration, per_channel, say)

@@ -29,6 +29,8 @@ def captured(verbose: bool = False, tail_lines: int = 60) -> Iterator[None]:
     saved = os.dup(1), os.dup(2)
     root = logging.getLogger()
     old_level = root.level
+    old_tqdm = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # progress bars write to the Python-level stderr
     with tempfile.TemporaryFile(mode="w+b") as log:
         py_out, py_err = sys.stdout, sys.stderr
         sys.stdout = open(saved[0], "w", closefd=False)  # noqa: SIM115 - restored below
@@ -44,6 +46,10 @@ def captured(verbose: bool = False, tail_lines: int = 60) -> Iterator[None]:
             ok = True
         finally:
             root.setLevel(old_level)
+            if old_tqdm is None:
+                os.environ.pop("TQDM_DISABLE", None)
+            else:
+                os.environ["TQDM_DISABLE"] = old_tqdm
             sys.stdout.flush()
             sys.stderr.flush()
             sys.stdout, sys.stderr = py_out, py_err

@@ -11,23 +11,20 @@ and measurements: docs/decisions/tflite.md.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from edgeinfer.artifact import SIG_FRAME, SIG_RESIZED
-from edgeinfer.artifact import TFLITE_METADATA_NAME as METADATA_NAME
 from edgeinfer.converter.tflite_quant import (
     PREFIX_SCOPE,
     SOFTMAX_SCOPE,
-    quantize_fp16,
-    quantize_int8,
+    check_quantize,
+    quantize_tflite,
 )
 from edgeinfer.errors import ConversionError
 from edgeinfer.spec import PreprocessSpec
@@ -123,32 +120,6 @@ def convert_float(module: nn.Module, spec: PreprocessSpec, frame_hw: tuple[int, 
             os.environ["LITERT_TORCH_SHOW_PROGRESS"] = old
 
 
-# ---------------------------------------------------------------------------- quantisation
-def embed_metadata(model: bytes, props: dict[str, str]) -> bytes:
-    """``model`` with a flatbuffer metadata entry ``edgeinfer`` holding ``props`` as JSON.
-
-    Uses the LiteRT flatbuffer schema's object API (``ai_edge_litert.tools.
-    flatbuffer_utils``); an existing ``edgeinfer`` entry is replaced.
-    """
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
-    obj.metadata = [m for m in (obj.metadata or []) if _name(m.name) != METADATA_NAME]
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(json.dumps(props, sort_keys=True).encode("utf-8"), np.uint8)
-    obj.buffers.append(buf)
-    md = schema.MetadataT()
-    md.name = METADATA_NAME
-    md.buffer = len(obj.buffers) - 1
-    obj.metadata.append(md)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
-
-
-def _name(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
 # ---------------------------------------------------------------------------- entry point
 def export_tflite(
     module: nn.Module,
@@ -165,17 +136,8 @@ def export_tflite(
     ``calibration``, real uint8 frames in the spec's frame colour order). The converter
     embeds the metadata with :func:`embed_metadata` once the parity gate has passed.
     """
-    if quantize not in QUANTIZE:
-        raise ConversionError(f"TFLite quantize={quantize!r} is not one of "
-                              f"{', '.join(str(q) for q in QUANTIZE)}")
+    check_quantize(quantize)
     say = progress or (lambda _m: None)
     hw = (int(frame_hw[0]), int(frame_hw[1]))
-    float_model = convert_float(module, spec, hw, say)
-    if quantize is None:
-        return float_model
-    if quantize == "fp16":
-        say("quantising weights to float16 (ai_edge_quantizer FLOAT_CASTING)")
-        return quantize_fp16(float_model)
-    say(f"int8 full-integer quantisation calibrated on {len(calibration)} frames "
-        f"(prefix and softmax kept float, weights per-{'channel' if per_channel else 'tensor'})")
-    return quantize_int8(float_model, spec, hw, list(calibration), per_channel, say)
+    return quantize_tflite(convert_float(module, spec, hw, say), spec, hw, quantize,
+                           calibration, per_channel, say)

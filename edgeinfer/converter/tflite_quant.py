@@ -15,6 +15,7 @@ from edgeinfer.errors import ConversionError
 from edgeinfer.spec import PreprocessSpec
 
 Progress = Callable[[str], None]
+QUANTIZE = (None, "fp16", "int8")
 
 # Module attribute names of the traced model: they become the TFLite tensor names' scopes,
 # which the int8 recipe matches to keep the prefix and the softmax in float.
@@ -250,3 +251,24 @@ def fix_bias_overflow(float_model: bytes, quant_model: bytes) -> tuple[bytes, in
 
 
 # ---------------------------------------------------------------------------- metadata
+
+
+def check_quantize(quantize: str | None) -> None:
+    if quantize not in QUANTIZE:
+        raise ConversionError(f"TFLite quantize={quantize!r} is not one of "
+                              f"{', '.join(str(q) for q in QUANTIZE)}")
+
+
+def quantize_tflite(float_model: bytes, spec: PreprocessSpec, hw: tuple[int, int],
+                    quantize: str | None, calibration: Sequence[np.ndarray],
+                    per_channel: bool, say: Progress) -> bytes:
+    """The float .tflite as is (``None``), with fp16 weights, or full-integer int8."""
+    check_quantize(quantize)
+    if quantize is None:
+        return float_model
+    if quantize == "fp16":
+        say("quantising weights to float16 (ai_edge_quantizer FLOAT_CASTING)")
+        return quantize_fp16(float_model)
+    say(f"int8 full-integer quantisation calibrated on {len(calibration)} frames (prefix and "
+        f"softmax kept float, weights per-{'channel' if per_channel else 'tensor'})")
+    return quantize_int8(float_model, spec, hw, list(calibration), per_channel, say)

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from edgeinfer.converter import tflite_export as te
+from edgeinfer.converter import tflite_quant as tq
+from edgeinfer.converter.tflite_metadata import embed_metadata
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.spec import PreprocessSpec
 
@@ -39,9 +41,9 @@ def test_dead_channel_bias_survives_int8() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fp32 = te.convert_float(net, SPEC, (16, 16))
-        q = te.quantize_int8(fp32, SPEC, (16, 16), frames)
-    a = ArtifactRunner(te.embed_metadata(fp32, props)).run(frames)
-    b = ArtifactRunner(te.embed_metadata(q, props)).run(frames)
+        q = tq.quantize_int8(fp32, SPEC, (16, 16), frames)
+    a = ArtifactRunner(embed_metadata(fp32, props)).run(frames)
+    b = ArtifactRunner(embed_metadata(q, props)).run(frames)
     assert np.abs(a - b).max() < 0.02
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
 
@@ -52,7 +54,7 @@ def test_fix_bias_overflow_rescales_only_what_overflows() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fp32 = te.convert_float(_DeadChannelNet().eval(), SPEC, (16, 16))
-        before = te.fix_bias_overflow
+        before = tq.fix_bias_overflow
         seen = {}
 
         def spy(f, q):
@@ -61,11 +63,11 @@ def test_fix_bias_overflow_rescales_only_what_overflows() -> None:
             seen["again"] = before(f, out)[1]
             return out, n
 
-        te.fix_bias_overflow = spy
+        tq.fix_bias_overflow = spy
         try:
-            te.quantize_int8(fp32, SPEC, (16, 16), frames)
+            tq.quantize_int8(fp32, SPEC, (16, 16), frames)
         finally:
-            te.fix_bias_overflow = before
+            tq.fix_bias_overflow = before
     # the dead conv channel, in each of the two signatures' (unshared) bias copies
     assert seen["n"] >= 1
     assert seen["again"] == 0  # idempotent: nothing overflows any more
