@@ -249,6 +249,10 @@ def run_model(path: Path, name: str, quick: bool, threads: int, workers: int) ->
                          "p99_ms": pct(base_lat, 99),
                          "throughput_rps": round(1e3 / float(np.mean(base_lat)), 1),
                          "cpu_ms_per_call": round(base_cpu / len(base_lat) * 1e3, 3)}
+    out["_latencies"] = {mode: {"1 client": [v for r in runs[mode]["single"] for v in r["lat"]],
+                                f"{CLIENTS} clients": [v for r in runs[mode]["load"]
+                                                       for v in r["lat"]]} for mode in MODES}
+    out["_latencies"]["in_process"] = {"1 client": base_lat}
     for mode in MODES:
         single, load32 = summarize(runs[mode]["single"]), summarize(runs[mode]["load"])
         load32["mean_frames_per_call"] = frames[mode]
@@ -307,6 +311,36 @@ def soak(path: Path, total: int, threads: int, workers: int) -> dict:
     return res
 
 
+def plot(doc: dict, path: Path) -> None:
+    """Latency CDFs per model: in-process, 1 client and 32 clients, plain and batched."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    models = doc["models"]
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    styles = {"in_process": "k", "no_batching": "tab:blue", "micro_batching": "tab:orange"}
+    for ax, m in zip(axes[0], models, strict=True):
+        for mode, series in m["_latencies"].items():
+            for label, lat in series.items():
+                if not lat:
+                    continue
+                x = np.sort(lat)
+                ax.plot(x, np.arange(1, len(x) + 1) / len(x), color=styles[mode],
+                        ls="-" if label.startswith(str(CLIENTS)) else ":",
+                        label=f"{mode.replace('_', ' ')}, {label}")
+        ax.set_xscale("log")
+        ax.set_xlabel("latency, ms (log)")
+        ax.set_ylabel("fraction of requests")
+        ax.set_title(f"{m['model']}: server vs in-process")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def markdown(doc: dict) -> str:
     env = doc["environment"]
     lines = ["# `edgeinfer serve` under load (loopback)", "",
@@ -346,6 +380,7 @@ def markdown(doc: dict) -> str:
                      f"{m['overhead_ratio_server_cpu']} | {t['no_batching']} / "
                      f"{t['micro_batching']} | x{g['throughput']}, x{g['server_cpu_per_request']}"
                      f", x{g['p50_32_clients']}, x{g['p50_single_client']} |")
+    lines += ["", "![latency CDFs](latency.png)"]
     s = doc.get("soak")
     if s:
         lines += ["", f"Soak: {s['requests']} requests on fashion, {CLIENTS} clients, "
@@ -386,6 +421,9 @@ def main() -> int:
                           "load_end": load()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    plot(doc, out / "latency.png")
+    for m in doc["models"]:
+        m.pop("_latencies")
     (out / "load.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "load.md").write_text(markdown(doc))
     print(markdown(doc))
