@@ -38,6 +38,8 @@ CONFIGS = {
     "vnni-package400aug-entropy": ("x86-vnni", "package400aug", "entropy"),
     "avx2-package400aug-minmax": ("x86-avx2", "package400aug", "minmax"),
     "avx2-package400aug-percentile": ("x86-avx2", "package400aug", "percentile"),
+    "vnni-package40-percentile": ("x86-vnni", "package40", "percentile"),
+    "vnni-package40-entropy": ("x86-vnni", "package40", "entropy"),
     # fashion (HELDOUT_DIR builtin:fashion-test, the fashion fp32 artifact)
     "fashion-avx2-minmax": ("x86-avx2", "fashion-train256", "minmax"),
     "fashion-vnni-minmax": ("x86-vnni", "fashion-train256", "minmax"),
