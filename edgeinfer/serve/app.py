@@ -213,12 +213,12 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         body = await read_body(request, ctx)
         if ctype == "multipart/form-data":
             data = await _multipart_image(request.headers, body, cfg.max_body_bytes)
-        elif ctype in ("", "application/octet-stream") or ctype.startswith("image/"):
-            data = body
-        else:
+        elif ctype.startswith("text/") or "json" in ctype:
             raise RequestError(f"Content-Type {ctype[:40]!r}: POST the image bytes (image/jpeg, "
                                "image/png, application/octet-stream) or multipart/form-data "
-                               "with one file", 415)
+                               "with one file; JSON requests go to /v2/models/NAME/infer", 415)
+        else:  # raw bytes under any other type: curl --data-binary says form-urlencoded
+            data = body
         req = InferRequest(id=None, outputs=[], images=[data])
         sched = schedulers[m.name]
         if sched.batching:

@@ -90,7 +90,9 @@ def test_plain_predict_raw_and_multipart(server, jpegs, predictor) -> None:
                      headers={"content-type": "image/jpeg"})
     form = httpx.post(f"{server}/predict?top_k=3&model=fashion",
                       files={"image": ("shoe.jpg", jpegs[0], "image/jpeg")})
-    for r in (raw, form):
+    curl_default = httpx.post(f"{server}/predict?top_k=3", content=jpegs[0], headers={
+        "content-type": "application/x-www-form-urlencoded"})  # curl --data-binary @x.jpg
+    for r in (raw, form, curl_default):
         assert r.status_code == 200, r.text
         assert r.json() == {"model": "fashion", "predictions": want}
 
