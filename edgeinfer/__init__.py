@@ -17,9 +17,11 @@ from edgeinfer.errors import (
     ImageError,
     ImageFormatError,
     ImageTooLargeError,
+    MissingExtraError,
     ModelError,
     ParityError,
     ProviderError,
+    SpecAuditError,
     SpecError,
 )
 from edgeinfer.spec import PreprocessSpec
@@ -34,10 +36,10 @@ def convert(*args: Any, **kwargs: Any) -> Any:
 
 def __getattr__(name: str) -> Any:
     # Predictor pulls in onnxruntime; load it lazily so `import edgeinfer` stays fast.
-    if name == "Predictor":
-        from edgeinfer.runtime.predictor import Predictor
+    if name in ("Predictor", "Stream"):
+        import edgeinfer.runtime as runtime
 
-        return Predictor
+        return getattr(runtime, name)
     raise AttributeError(f"module 'edgeinfer' has no attribute {name!r}")
 
 
@@ -49,11 +51,14 @@ __all__ = [
     "ImageError",
     "ImageFormatError",
     "ImageTooLargeError",
+    "MissingExtraError",
     "ModelError",
     "ParityError",
     "Predictor",
+    "Stream",
     "PreprocessSpec",
     "ProviderError",
+    "SpecAuditError",
     "SpecError",
     "__version__",
     "convert",

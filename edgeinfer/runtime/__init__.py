@@ -6,6 +6,9 @@ Nothing here imports torch, tensorflow, onnx or ``edgeinfer.converter``.
 from __future__ import annotations
 
 from edgeinfer.runtime.image import load_image
+from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.predictor import Prediction, Predictor
+from edgeinfer.runtime.stream import Stream, StreamResult, StreamStats
 
-__all__ = ["Prediction", "Predictor", "load_image"]
+__all__ = ["Prediction", "Predictor", "Stream", "StreamResult", "StreamStats", "load_image",
+           "open_backend"]
