@@ -41,6 +41,7 @@ from edgeinfer.runtime.files import read_regular
 from edgeinfer.spec import PreprocessSpec
 
 SHIFT_BN = 0.5  # reference-pipeline BN fit above which the frames count as shifted (measured)
+NOISY = 0.5  # below this run-to-run agreement a culprit's predictions count as random
 MIN_EXPLAINED = 0.8  # a culprit must explain at least this share of the device predictions
 Progress = Callable[[str], None]
 
@@ -140,12 +141,13 @@ def rank(outcomes: list[Outcome], labels: np.ndarray | None,
         acc = float((pred == labels).mean()) if labels is not None else None
         if device is not None:
             agree = float((pred[have] == device[have]).mean())
-            score = agree
+            score, note = _stochastic_score(o, device, have, agree)
         else:
             agree = float((pred == ref_pred).mean())
             score = 0.0 if v.culprit == "none" else 1.0 - agree
+            note = ""
         row = CulpritRow(v.culprit, v.detail, score, acc, agree,
-                         o.bn_fit.score if o.bn_fit else None, v.fix)
+                         o.bn_fit.score if o.bn_fit else None, v.fix, note)
         if v.culprit not in best or score > best[v.culprit].score:
             best[v.culprit] = row
     frames_bn = ref.bn_fit.score if ref.bn_fit else None
@@ -161,6 +163,25 @@ def rank(outcomes: list[Outcome], labels: np.ndarray | None,
             if frames_bn is not None else "no BN statistics to judge the frames"))
     rows.sort(key=lambda r: (-r.score, PRIORITY[r.name]))
     return rows, skipped, frames_bn
+
+
+def _stochastic_score(o: Outcome, device: np.ndarray, have: np.ndarray,
+                      agree: float) -> tuple[float, str]:
+    """A culprit that makes predictions random (EfficientNet-Lite0 in training mode at
+    batch 1: drop-connect and per-frame BatchNorm give another class on every run) cannot
+    agree with a device more often than with itself; its agreement is divided by its own
+    run-to-run agreement when that is below NOISY."""
+    if not o.draws or len(o.draws) < 2:
+        return agree, ""
+    d = [x[have] for x in o.draws]
+    pairs = [float((a == b).mean()) for i, a in enumerate(d) for b in d[i + 1:]]
+    self_agree = float(np.mean(pairs))
+    if self_agree >= NOISY:
+        return agree, ""
+    dev = float(np.mean([(x == device[have]).mean() for x in d]))
+    score = min(1.0, dev / max(self_agree, 1.0 / len(device[have])))
+    return score, (f"random under this culprit: two runs agree on {self_agree:.0%}; the "
+                   f"device agrees with a run on {dev:.0%}; score = ratio")
 
 
 def read_device_predictions(path: str | Path, frames: FrameSet,
@@ -214,7 +235,10 @@ def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
              device: np.ndarray | None = None, audit: bool = True,
              progress: Progress | None = None) -> DoctorResult:
     """Simulate, rank, and (without device predictions) audit the spec."""
+    from edgeinfer.converter.audit import model_spec
+
     t0 = time.perf_counter()
+    spec = model_spec(source, spec)
     outcomes, notes = simulate(source, spec, frames.frames, progress)
     rows, skipped, frames_bn = rank(outcomes, frames.labels, device)
     labels = frames.labels
@@ -275,7 +299,6 @@ def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
 
     sp = source_spec(source, spec)
     s = resolve_source(source, sp, weights, progress)
-    sp = getattr(s, "spec", None) or sp
     names = resolve_labels(labels, s.reference) or s.labels
     frames = load_frames(data, sp, limit=limit, class_names=names)
     device = (read_device_predictions(device_predictions, frames,

@@ -41,7 +41,6 @@ def run_audit(args: argparse.Namespace) -> int:
 
     spec = source_spec(args.source, args.spec)
     s = resolve_source(args.source, spec, args.weights, progress)
-    spec = getattr(s, "spec", None) or spec
     names = resolve_labels(args.labels, s.reference) or s.labels
     frames = load_frames(args.data, spec, limit=args.limit, class_names=names)
     res = audit_spec(s, spec, frames, limit=args.limit or DEFAULT_LIMIT)

@@ -102,6 +102,7 @@ def audit_spec(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
     """Audit ``spec`` against ``source`` (a ``converter.sources.Source``) on real frames:
     at most ``limit`` of them, spread evenly over the set so every class keeps its share."""
     t0 = time.perf_counter()
+    spec = model_spec(source, spec)
     idx = _subset(len(frames.frames), limit)
     sub = [frames.frames[i] for i in idx]
     labels = frames.labels[idx] if frames.labels is not None else None
@@ -118,6 +119,14 @@ def audit_spec(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
     if not sim.probe.available:
         result.notes.append(f"BN fit unavailable: {sim.probe.reason}")
     return result
+
+
+def model_spec(source: Any, spec: PreprocessSpec) -> PreprocessSpec:
+    """The spec the framework model itself expects. A Keras frontend may lift Rescaling /
+    Normalization layers into the artifact's spec; the framework model still contains them,
+    so it is simulated (and audited) with the spec the user gave."""
+    given = (getattr(source, "provenance", None) or {}).get("spec_given")
+    return PreprocessSpec.from_dict(given) if given else spec
 
 
 def _subset(n: int, limit: int | None) -> list[int]:

@@ -18,6 +18,7 @@ a spec written as ``scale=1/255, mean=0.5`` as for one written as ``mean=127.5``
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from collections.abc import Iterator, Sequence
@@ -62,6 +63,7 @@ MODE_CULPRITS = ("train_mode", "batchnorm_batch_stats", "dropout_active")
 PRIORITY = {name: i for i, name in enumerate(CULPRITS)}
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+SEEDS = 4  # dropout draws averaged for the stochastic training-mode culprits
 SAME_TOL = 0.02  # mean/std closer than this (0-1 scale) count as the same normalisation
 
 
@@ -271,6 +273,7 @@ class Outcome:
     identical: bool = False  # same model input as the reference: indistinguishable
     error: str = ""
     same_as: str = ""  # an earlier variant fed the model exactly the same input
+    draws: list[np.ndarray] | None = None  # top-1 of each random draw (training modes)
 
 
 class Simulator:
@@ -289,6 +292,7 @@ class Simulator:
         self.batch = batch
         self._keras_training = False
         self._seen: dict[str, str] = {}
+        self._override: Any = None  # a training-mode copy of the torch module
 
     @property
     def has_dropout(self) -> bool:
@@ -331,8 +335,8 @@ class Simulator:
                     self._keras_training = False
                     self.module.set_weights(weights)
             else:
-                with _torch_mode(self.module, variant.mode):
-                    probs, fit = self._forward(inputs, self.batch)
+                probs, fit, draws = self._torch_mode_run(variant.mode, inputs)
+                return Outcome(variant, probs, fit, time.perf_counter() - t0, draws=draws)
         except Exception as e:  # noqa: BLE001 - a variant the model cannot take (shapes)
             msg = " ".join(str(e).split())[:160]
             return Outcome(variant, None, None, time.perf_counter() - t0,
@@ -355,7 +359,44 @@ class Simulator:
         probs[order] = as_probs(out)
         return probs, fit
 
+    def _torch_mode_run(self, mode: str, inputs: list[np.ndarray]
+                        ) -> tuple[np.ndarray, BNFit | None, list[np.ndarray]]:
+        """Training-mode culprits, averaged over SEEDS dropout draws (the device made one
+        draw; the average is the prediction it most likely made). ``train_mode`` runs a
+        COPY of the module in training mode, so functional dropout and drop-connect that
+        no nn.Dropout exposes are on too; BatchNorm layers are then replaced by the
+        per-frame (batch-1) normalisation of :func:`_torch_mode`."""
+        import torch
+
+        model = self.module
+        if mode == "train_mode":
+            model = copy.deepcopy(self.module).train()
+        total, fit, draws = None, None, []
+        for seed in range(SEEDS):
+            with _torch_mode(model, "batchnorm_batch_stats" if mode == "train_mode" else mode,
+                             seed):
+                if model is self.module:
+                    probs, fit = self._forward(inputs, self.batch)
+                else:
+                    self._override = model
+                    try:
+                        probs, fit = self._forward(inputs, self.batch)
+                    finally:
+                        self._override = None
+            total = probs if total is None else total + probs
+            draws.append(probs.argmax(-1))
+            if mode == "batchnorm_batch_stats" and not any(
+                    isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in model.modules()
+                    if m.training):
+                return probs, fit, draws  # deterministic: one run is enough
+        return total / SEEDS, fit, draws
+
     def _model(self, x: np.ndarray) -> np.ndarray:
+        if self._override is not None:
+            import torch
+
+            with torch.inference_mode():
+                return self._override(torch.from_numpy(x)).double().numpy()
         if self._keras_training:
             return np.asarray(self.module(x, training=True))
         return np.asarray(self.runner.model(x))
@@ -372,7 +413,7 @@ def as_probs(out: np.ndarray) -> np.ndarray:
 
 
 @contextmanager
-def _torch_mode(model: Any, mode: str) -> Iterator[None]:
+def _torch_mode(model: Any, mode: str, seed: int = 0) -> Iterator[None]:
     """Training-mode behaviour WITHOUT touching the model's state: BN layers normalise with
     the batch's own statistics (as an export in training mode does, batch 1 included) and
     dropout draws masks from a fixed seed; running statistics are never updated."""
@@ -408,7 +449,7 @@ def _torch_mode(model: Any, mode: str) -> Iterator[None]:
             handles.append(mod.register_forward_hook(drop))
     try:
         with torch.random.fork_rng():
-            torch.manual_seed(0)
+            torch.manual_seed(seed)
             yield
     finally:
         for h in handles:
