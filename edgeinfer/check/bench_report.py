@@ -296,6 +296,7 @@ def write_plots(res: BenchResult, directory: Path) -> dict[str, str]:
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     images: dict[str, str] = {}
     models = dict.fromkeys(r["model"] for r in res.results)
@@ -332,6 +333,8 @@ def write_plots(res: BenchResult, directory: Path) -> dict[str, str]:
                 patch.set_facecolor(next((c for k, c in _COLORS if k in name), "white"))
             ax.set_yticks(range(1, len(names) + 1), names, fontsize=7)
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^1 labels overlapped
             ax.set_xlabel("latency per call, ms (log)")
             ax.set_title(f"{model}, {n} thread(s)", fontsize=9)
             ax.grid(True, axis="x", which="both", alpha=0.3)
