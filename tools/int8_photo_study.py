@@ -115,10 +115,11 @@ def main(heldout: str, fp32_path: str, out: str, names: list[str]) -> None:
             target, cal_name, method, n_cal = "any", TFLITE[name], "minmax", -1
             blob = tflite_int8(name, meta.spec, o)
         else:
-            target, cal_name, method = CONFIGS[name]
+            target, cal_name, method, *head = CONFIGS[name]
             cal = cal_set(cal_name, meta.spec)
             n_cal = len(cal)
-            blob = quantize_int8(model, cal, method=method, target=target).SerializeToString()
+            blob = quantize_int8(model, cal, method=method, target=target,
+                                 float_head=bool(head and head[0])).SerializeToString()
         t_cal = time.perf_counter() - t0
         runner = ArtifactRunner(blob, name=name, threads=2)
         probs = runner.run(fs.frames)

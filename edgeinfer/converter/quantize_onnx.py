@@ -89,11 +89,13 @@ class _FrameReader:
         return len(self.batches)
 
 
-def float_nodes(model: onnx.ModelProto) -> list[str]:
+def float_nodes(model: onnx.ModelProto, head: bool = False) -> list[str]:
     """Names of the nodes that stay float: the preprocessing prefix and the final Softmax.
 
     The prefix is found by name and, to be robust to nodes renamed or added by graph
     optimisation, as everything upstream of the prefix output ``edgeinfer_pixels``.
+    ``head``: also the classifier (a Gemm/MatMul feeding the final Softmax), so the logits
+    that decide the top-1 class are computed in float.
     """
     producer = {o: n for n in model.graph.node for o in n.output}
     keep: set[str] = set()
@@ -111,7 +113,12 @@ def float_nodes(model: onnx.ModelProto) -> list[str]:
     if out is not None and out.op_type in ("Softmax", "Identity"):
         keep.add(out.name)
         if out.op_type == "Identity" and out.input[0] in producer:
-            keep.add(producer[out.input[0]].name)  # a source's own final Softmax
+            out = producer[out.input[0]]
+            keep.add(out.name)  # a source's own final Softmax
+    if head and out is not None and out.input and out.input[0] in producer:
+        fc = producer[out.input[0]]
+        if fc.op_type in ("Gemm", "MatMul"):
+            keep.add(fc.name)  # the classifier: logits in float
     return sorted(k for k in keep if k)
 
 
@@ -155,7 +162,7 @@ def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
                   per_channel: bool = True, progress: Progress | None = None, *,
                   method: str = "minmax", reduce_range: bool = True,
                   activation_type: str = "uint8", weight_type: str = "int8",
-                  target: str | None = None) -> onnx.ModelProto:
+                  target: str | None = None, float_head: bool = False) -> onnx.ModelProto:
     """Static int8 QDQ quantisation of a fp32 artifact, calibrated on raw uint8 frames.
 
     Returns a new ModelProto with the input's metadata_props plus ``edgeinfer.quantization``
@@ -165,6 +172,7 @@ def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
     ``target`` (``x86-avx2``, ``x86-vnni``, ``arm64`` or ``auto``, see
     :mod:`edgeinfer.parity.targets`) overrides ``reduce_range`` and the types with the
     settings that suit that CPU; without it the settings are x86-avx2's (safe on any CPU).
+    ``float_head`` keeps the classifier (the Gemm/MatMul feeding the final Softmax) float.
     """
     from edgeinfer.parity.targets import SETTINGS, resolve_target
 
@@ -208,7 +216,7 @@ def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
         # ONNX shape inference suffices (standard ops only); the symbolic pass only adds
         # noise about the prefix's data-dependent crop sizes. It keeps metadata_props.
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        exclude = float_nodes(onnx.load_model(pre))
+        exclude = float_nodes(onnx.load_model(pre), head=float_head)
         say(f"quantising: QDQ {scheme}{' reduce_range' if reduce_range else ''}, "
             f"{'per-channel' if per_channel else 'per-tensor'} weights, {method} calibration "
             f"on {len(calibration)} frames; {len(exclude)} prefix/softmax nodes kept float")
@@ -232,6 +240,7 @@ def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
     settings = {"format": "QDQ", "scheme": scheme, "reduce_range": reduce_range,
                 "target": target or ("x86-avx2" if reduce_range else "unspecified"),
                 "per_channel": per_channel, "calibration_method": method,
+                "float_head": float_head,
                 "calibration_frames": len(calibration), "float_nodes": len(exclude),
                 "onnxruntime": _ort_version()}
     del q.metadata_props[:]
