@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +154,7 @@ def open_torch_baseline(prov: dict[str, Any], spec: PreprocessSpec
                       "'edgeinfer[convert]'") from None
 
 
-def torch_cases(net: Any, data: bytes, params: dict[str, Any], labels: Any, top_k: int
+def torch_cases(net: Any, data: bytes, params: dict[str, Any], labels: Sequence[str], top_k: int
                 ) -> tuple[dict[str, Callable[[], Any]], int]:
     """The two timed torch cases (model call, encoded image -> top-k) and the top-1."""
     import torch
@@ -170,8 +170,8 @@ def torch_cases(net: Any, data: bytes, params: dict[str, Any], labels: Any, top_
         with torch.inference_mode():
             probs = torch.softmax(net(x), -1)[0]
         top = torch.topk(probs, top_k)
-        return [(labels[i], v) for i, v in zip(top.indices.tolist(), top.values.tolist(),
-                                               strict=True)]
+        return [(labels[i] if i < len(labels) else str(i), v)
+                for i, v in zip(top.indices.tolist(), top.values.tolist(), strict=True)]
 
     return {"torch.model": model, "torch.e2e": e2e}, int(np.argmax(model()[0].numpy()))
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from edgeinfer.check import baselines, timing
 from edgeinfer.check.bench_inputs import IMREAD, BenchArtifact, BenchInput, default_input, describe
+from edgeinfer.check.flops import artifact_flops
 from edgeinfer.errors import ConfigError
 
 TOP_K = 5
@@ -117,6 +118,7 @@ def run_bench(artifacts: Sequence[str | os.PathLike], threads: Sequence[int] = (
     if cold_repeats:
         say("import time (fresh processes)")
         res.imports = import_time(cold_repeats)
+
     def measure_peak(n: int) -> None:
         if peak:
             say(f"machine peak: float32 matmul, {n} thread(s)")
@@ -132,18 +134,8 @@ def run_bench(artifacts: Sequence[str | os.PathLike], threads: Sequence[int] = (
         if inp.note:
             res.notes.append(f"{model}: {inp.note}")
         for a in group:
-            from edgeinfer.check.flops import artifact_flops
-
             a.flops = artifact_flops(a.data, a.format, a.meta.spec)
-        torch_src = None
-        if torch_baseline:
-            try:
-                torch_src = baselines.open_torch_baseline(group[0].meta.provenance,
-                                                          group[0].meta.spec)
-            except baselines.Skipped as e:
-                res.notes.append(f"{model}: PyTorch eager baseline skipped: {e}")
-        else:
-            res.notes.append(f"{model}: PyTorch eager baseline not requested (--no-torch)")
+        torch_src = _torch_baseline(model, group[0], torch_baseline, res.notes)
         with tempfile.TemporaryDirectory(prefix="edgeinfer-bench-") as tmp:
             img_path = Path(tmp) / "input.img"
             img_path.write_bytes(inp.data)
@@ -156,6 +148,19 @@ def run_bench(artifacts: Sequence[str | os.PathLike], threads: Sequence[int] = (
         _roofline(row, res.peak.get(str(row["threads"])))
     res.machine["loadavg_end"] = _loadavg()
     return res
+
+
+def _torch_baseline(model: str, a: BenchArtifact, wanted: bool, notes: list[str]
+                    ) -> tuple[Any, str, str | None] | None:
+    """The torch source of ``a`` (module, source, weights), or None with a note saying why."""
+    if not wanted:
+        notes.append(f"{model}: PyTorch eager baseline not requested (--no-torch)")
+        return None
+    try:
+        return baselines.open_torch_baseline(a.meta.provenance, a.meta.spec)
+    except baselines.Skipped as e:
+        notes.append(f"{model}: PyTorch eager baseline skipped: {e}")
+        return None
 
 
 def _artifact_cases(a: BenchArtifact, n: int, inp: BenchInput, tta: bool, runs: int,
@@ -224,9 +229,9 @@ def _bench_group(model: str, group: list[BenchArtifact], n: int, inp: BenchInput
         import torch
 
         torch.set_num_threads(n)
-        labels = group[0].meta.labels or [str(i) for i in range(100_000)]
         c, torch_top1 = baselines.torch_cases(torch_src[0], inp.data,
-                                              baselines.pipeline_params(spec), labels, TOP_K)
+                                              baselines.pipeline_params(spec),
+                                              group[0].meta.labels, TOP_K)
         cases |= c
         nruns |= dict.fromkeys(c, runs)
     say(f"{model}: {n} thread(s): timing {len(cases)} cases x {runs} runs, interleaved")
