@@ -8,10 +8,10 @@ deliberately broken device pipelines, and shift/TTA curves.
     bundled models' correct specs; the audit's share of a 256-frame conversion.
 (b) broken devices written here in plain numpy/OpenCV (independent of the simulation code)
     run the framework model; the doctor ranks the culprits against their predictions.
-    EfficientNet-Lite0 on 54 real photo crops, the bundled fashion model on the test split
+    EfficientNet-Lite0 on 57 real photo crops, the bundled fashion model on the test split
     and, as a final check on data no test tunes on, the train split.
 (c) ``edgeinfer doctor --shift`` on fashion (500 test frames) and on EfficientNet-Lite0
-    (18 real photos, unlabelled: agreement with the clean prediction).
+    (19 real photos, unlabelled: agreement with the clean prediction).
 Outputs: docs/doctor/study.json, docs/doctor/study.md and the CLI report folders.
 """
 
@@ -45,7 +45,7 @@ def env() -> dict:
 
 
 def photo_pool() -> dict[str, np.ndarray]:
-    """18 real photos that install offline (scikit-image, scikit-learn), BGR."""
+    """19 real photos that install offline (scikit-image, scikit-learn), BGR."""
     import skimage.data as d
     from sklearn.datasets import load_sample_image
 
@@ -63,7 +63,7 @@ def photo_pool() -> dict[str, np.ndarray]:
 
 
 def crops(photos: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
-    """Each photo whole and two 75% windows (top-left, bottom-right): 54 frames."""
+    """Each photo whole and two 75% windows (top-left, bottom-right): 57 frames."""
     frames, ids = [], []
     for name, f in photos.items():
         h, w = f.shape[:2]
@@ -109,7 +109,7 @@ def part_a() -> dict:
         sp = source_spec(name, None)
         s = resolve_source(name, sp)
         f = (load_frames(data, sp, limit=256) if data else
-             FrameSet("18 photos", list(pool.values()), None, list(pool)))
+             FrameSet(f"{len(pool)} photos", list(pool.values()), None, list(pool)))
         for labelled in ((True, False) if f.labels is not None else (False,)):
             r = audit_spec(s, sp, FrameSet(f.name, f.frames, f.labels if labelled else None))
             bundled.append({"model": name, "data": f.name, "n": r.n, "labelled": labelled,
@@ -243,7 +243,8 @@ def part_b() -> dict:
     sp = source_spec("efficientnet-lite0", None)
     eff = resolve_source("efficientnet-lite0", sp)
     frames, ids = crops(photo_pool())
-    rows += _scenarios("efficientnet-lite0 (54 crops)", eff, sp, frames, None, EFFNET_SCENARIOS)
+    rows += _scenarios(f"efficientnet-lite0 ({len(frames)} crops)", eff, sp, frames, None,
+                       EFFNET_SCENARIOS)
     fsp = source_spec("fashion", None)
     fas = resolve_source("fashion", fsp)
     for split in ("test", "train"):
@@ -340,7 +341,7 @@ def write_md(study: dict) -> str:
     if "c" in study:
         out += ["## (c) Shift and TTA", "",
                 "- fashion, 500 test frames: [shift-fashion/doctor.md](shift-fashion/doctor.md)",
-                "- EfficientNet-Lite0, 18 photos: [shift-effnet/doctor.md](shift-effnet/doctor.md)",
+                "- EfficientNet-Lite0, 19 photos: [shift-effnet/doctor.md](shift-effnet/doctor.md)",
                 ""]
     return "\n".join(out) + "\n"
 

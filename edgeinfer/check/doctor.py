@@ -28,15 +28,9 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.errors import ConfigError
-from edgeinfer.parity.culprits import (
-    CULPRITS,
-    PRIORITY,
-    Outcome,
-    Simulator,
-    device_variants,
-    prepare,
-)
+from edgeinfer.parity.culprits import CULPRITS, PRIORITY, device_variants, prepare
 from edgeinfer.parity.frames import FrameSet
+from edgeinfer.parity.simulate import Outcome, Simulator
 from edgeinfer.runtime.files import read_regular
 from edgeinfer.spec import PreprocessSpec
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from edgeinfer.errors import require
-from edgeinfer.parity.culprits import as_probs
+from edgeinfer.parity.simulate import as_probs
 from edgeinfer.runtime.tta import POLICIES, average_views, get_policy
 
 SEVERITIES = 5

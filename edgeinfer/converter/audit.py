@@ -32,15 +32,9 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.errors import SpecAuditError
-from edgeinfer.parity.culprits import (
-    CULPRITS,
-    Outcome,
-    Simulator,
-    Variant,
-    prepare,
-    spec_hypotheses,
-)
+from edgeinfer.parity.culprits import CULPRITS, Variant, prepare, spec_hypotheses
 from edgeinfer.parity.frames import FrameSet
+from edgeinfer.parity.simulate import Outcome, Simulator
 from edgeinfer.spec import PreprocessSpec
 
 MIN_GAIN = 0.03  # accuracy points a hypothesis must gain (labelled)
