@@ -176,3 +176,18 @@ def test_target_warning_on_a_cpu_without_vnni(int8):
     seven = props | {KEY_QUANTIZATION: json.dumps(q | {"reduce_range": True,
                                                         "target": "x86-avx2"})}
     assert "7-bit weights" in target_warning(seven, {}, here="arm64")
+
+
+def test_machine_target_from_cpuinfo():
+    from edgeinfer.errors import ConfigError
+    from edgeinfer.parity.targets import cpu_flags, machine_target, resolve_target
+
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid asimddp\nCPU part\t: 0xd0b\n"
+    x86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n"
+    assert "asimddp" in cpu_flags(arm) and "avx2" in cpu_flags(x86)
+    assert machine_target("aarch64", cpu_flags(arm)) == "arm64"
+    assert machine_target("x86_64", cpu_flags(x86)) == "x86-avx2"
+    assert machine_target("x86_64", cpu_flags(x86) | {"avx512_vnni"}) == "x86-vnni"
+    assert resolve_target("auto") == machine_target() and resolve_target(None) is None
+    with pytest.raises(ConfigError, match="not one of"):
+        resolve_target("riscv")
