@@ -294,11 +294,10 @@ def test_unimportable_factory_is_a_note_not_a_crash(fashion_artifact, tmp_path, 
     assert "Notes:" in out and "nopkg_edgeinfer_bench" in out
 
 
-def test_factory_in_the_current_folder_runs_the_torch_baseline(fashion_artifact, tmp_path,
-                                                                 monkeypatch, capsys):
-    """`mypkg.models:build` from the folder bench runs in, as `convert` found it."""
-    pkg = tmp_path / "mypkg_bench_cwd"
-    pkg.mkdir()
+def _factory_package(root: Path, name: str) -> None:
+    """A user package ``name.models:build`` building the fashion net, in ``root``."""
+    pkg = root / name
+    pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "models.py").write_text(
         "import importlib.util\n\n\ndef build():\n"
@@ -306,6 +305,12 @@ def test_factory_in_the_current_folder_runs_the_torch_baseline(fashion_artifact,
         "    mod = importlib.util.module_from_spec(spec)\n"
         "    spec.loader.exec_module(mod)\n"
         "    return mod.build()\n")
+
+
+def test_factory_in_the_current_folder_runs_the_torch_baseline(fashion_artifact, tmp_path,
+                                                                 monkeypatch, capsys):
+    """`mypkg.models:build` from the folder bench runs in, as `convert` found it."""
+    _factory_package(tmp_path, "mypkg_bench_cwd")
     art = _with_provenance(fashion_artifact, tmp_path / "mine.onnx",
                            source="mypkg_bench_cwd.models:build",
                            weights=str(FASHION_NET.weights()))
@@ -315,6 +320,23 @@ def test_factory_in_the_current_folder_runs_the_torch_baseline(fashion_artifact,
     (row,) = d["results"]
     assert d["notes"] == [] and "torch.e2e" in row["latency_ms"]
     assert row["top1"]["torch"] == row["top1"]["edgeinfer"]
+
+
+def test_a_failing_baseline_child_is_a_note(fashion_artifact, tmp_path, monkeypatch):
+    """The factory imports here (its folder was put on sys.path by the caller) but not in the
+    fresh cold-start process: that baseline's cold start is a note, the run completes."""
+    _factory_package(tmp_path / "elsewhere", "mypkg_bench_child")
+    monkeypatch.syspath_prepend(str(tmp_path / "elsewhere"))
+    art = _with_provenance(fashion_artifact, tmp_path / "mine.onnx",
+                           source="mypkg_bench_child.models:build",
+                           weights=str(FASHION_NET.weights()))
+    res = run_bench([art], threads=(1,), runs=2, warmup=0, rounds=1, tta=False,
+                    cold_repeats=1, peak=False)
+    (row,) = res.results
+    assert "torch.e2e" in row["latency_ms"] and set(row["cold_start"]) == {"edgeinfer",
+                                                                            "onnxruntime"}
+    (note,) = [n for n in row["notes"] if "cold start" in n]  # besides any contention note
+    assert "cold start of the torch baseline skipped" in note and "mypkg_bench_child" in note
 
 
 def test_missing_torch_skips_the_baseline_with_a_note(fashion_artifact, tmp_path, monkeypatch,
