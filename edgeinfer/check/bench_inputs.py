@@ -168,6 +168,7 @@ def default_input(meta: ArtifactMetadata, image: str | os.PathLike | None = None
 
 
 def describe(inp: BenchInput) -> dict[str, Any]:
+    """The input as the JSON report records it: its name, size and frame shape (no path)."""
     return {"name": inp.name, "bytes": len(inp.data), "shape": list(inp.frame.shape)}
 
 
