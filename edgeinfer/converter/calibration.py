@@ -132,3 +132,21 @@ def calibration_frames(n: int = 400, *, augmented: bool = True,
             ids.append(f"{k}#aug{i // len(names)}")
             i += 1
     return frames[:n], ids[:n]
+
+
+def write_folder(directory: str | Path, n: int = 400, seed: int = 0) -> Path:
+    """Write the calibration frames as PNG files: ``--calibration DIRECTORY`` then uses them."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    frames, ids = calibration_frames(n, seed=seed)
+    for i, (f, name) in enumerate(zip(frames, ids, strict=True)):
+        safe = name.replace("/", "_").replace("#", "_").rsplit(".", 1)[0]
+        cv2.imwrite(str(d / f"{i:04d}_{safe}.png"), f)
+    return d
+
+
+if __name__ == "__main__":  # python -m edgeinfer.converter.calibration OUT_DIR [N]
+    import sys
+
+    out = write_folder(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 400)
+    print(f"{out}: {len(list(out.glob('*.png')))} calibration frames")
