@@ -40,6 +40,8 @@ CONFIGS = {
     "avx2-package400aug-percentile": ("x86-avx2", "package400aug", "percentile"),
     "vnni-package40-percentile": ("x86-vnni", "package40", "percentile"),
     "vnni-package40-entropy": ("x86-vnni", "package40", "entropy"),
+    "vnni-package400aug-minmax-floathead": ("x86-vnni", "package400aug", "minmax", True),
+    "vnni-package40-percentile-floathead": ("x86-vnni", "package40", "percentile", True),
     # fashion (HELDOUT_DIR builtin:fashion-test, the fashion fp32 artifact)
     "fashion-avx2-minmax": ("x86-avx2", "fashion-train256", "minmax"),
     "fashion-vnni-minmax": ("x86-vnni", "fashion-train256", "minmax"),
