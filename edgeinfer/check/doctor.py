@@ -299,6 +299,7 @@ def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
                                       names or frames.class_names)
               if device_predictions else None)
     res = diagnose(s, sp, frames, device=device, audit=audit, progress=progress)
+    res.source = source if isinstance(source, str) else res.source
     if shift:
         from edgeinfer.check.robustness import run_robustness
 

