@@ -40,10 +40,38 @@ def encoded_files(data: str, fs: FrameSet) -> list[bytes] | None:
     return [read_regular(root / i, "parity image", EdgeInferError) for i in fs.ids]
 
 
+def shrink(fs: FrameSet, blobs: list[bytes] | None, max_side: int) -> int:
+    """Downscale frames whose longer side exceeds ``max_side`` (INTER_AREA), in place.
+
+    Photos dominate a pack's size (a 2400x1600 photo is 11.5 MB of lossless pixels); a
+    smaller frame is still a real frame, and the framework then runs on exactly it. A
+    downscaled frame's encoded entry becomes a lossless PNG of it, so the decode check
+    still compares like with like. Returns how many frames were downscaled.
+    """
+    import cv2
+
+    n = 0
+    for i, f in enumerate(fs.frames):
+        h, w = f.shape[:2]
+        if max(h, w) <= max_side:
+            continue
+        s = max_side / max(h, w)
+        small = cv2.resize(f, (max(1, round(w * s)), max(1, round(h * s))),
+                           interpolation=cv2.INTER_AREA)
+        fs.frames[i] = small.reshape(small.shape[:2] + f.shape[2:])
+        if blobs is not None:
+            blobs[i] = cv2.imencode(".png", fs.frames[i])[1].tobytes()
+        n += 1
+    return n
+
+
 def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None = None,
                labels: Any = None, limit: int | None = DEFAULT_LIMIT, encoded: bool = True,
-               progress: Progress | None = None) -> ParityPack:
-    """Run the framework source in inference mode on ``data`` and pack its probabilities."""
+               max_side: int | None = None, progress: Progress | None = None) -> ParityPack:
+    """Run the framework source in inference mode on ``data`` and pack its probabilities.
+
+    ``max_side``: frames larger than this are downscaled first (see :func:`shrink`).
+    """
     from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
 
     say = progress or (lambda _m: None)
@@ -51,6 +79,10 @@ def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None 
     src = resolve_source(source, spec_, weights, progress=say)
     names = resolve_labels(labels, src.reference) or src.labels
     fs = load_frames(data, spec_, limit=limit, class_names=names)
+    blobs = encoded_files(data, fs) if encoded else None
+    resized = shrink(fs, blobs, max_side) if max_side else 0
+    if resized:
+        say(f"{resized} frames downscaled to a longer side of {max_side}")
     say(f"running {src.name} on {len(fs.frames)} frames ({fs.name})")
     raw = src.make_runner(False).run(fs.frames)
     softmax = not looks_like_probs(raw)
@@ -65,7 +97,7 @@ def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None 
     truth = fs.labels
     if truth is not None and fs.class_names and tuple(fs.class_names) != tuple(names):
         raise ConfigError(f"{data}: its classes are not the model's labels")
-    blobs = encoded_files(data, fs) if encoded else None
-    prov = dict(src.provenance) | {"softmax_applied": softmax, "runner": src.name}
+    prov = dict(src.provenance) | {"softmax_applied": softmax, "runner": src.name,
+                                   "max_side": max_side, "downscaled_frames": resized}
     return make_pack(spec_, names, fs.frames, raw, source=prov, data_name=fs.name, ids=fs.ids,
                      truth=truth, class_names=fs.class_names, encoded=blobs)

@@ -19,7 +19,7 @@ def run_pack(args: argparse.Namespace) -> int:
 
     pack = build_pack(args.source, args.data, spec=args.spec, weights=args.weights,
                       labels=args.labels, limit=args.limit, encoded=not args.no_encoded,
-                      progress=progress)
+                      max_side=args.max_side, progress=progress)
     out = write_pack(pack, args.output)
     size = out.stat().st_size
     print(f"{out}: {pack.n} frames ({pack.data_name}), {len(pack.labels)} classes, "
@@ -73,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="class names, one per line")
     p.add_argument("--limit", type=positive, default=200,
                    help="at most this many frames, spread over the data (default 200)")
+    p.add_argument("--max-side", type=positive,
+                   help="downscale frames whose longer side is above this (smaller packs; "
+                   "the framework runs on the downscaled frames)")
     p.add_argument("--no-encoded", action="store_true",
                    help="do not store the original encoded files (no decode check)")
     p.set_defaults(handler=run_pack)

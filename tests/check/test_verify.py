@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -191,3 +192,24 @@ def test_machine_target_from_cpuinfo():
     assert resolve_target("auto") == machine_target() and resolve_target(None) is None
     with pytest.raises(ConfigError, match="not one of"):
         resolve_target("riscv")
+
+
+def test_shrink_keeps_decode_check_consistent():
+    """--max-side: large photos are downscaled, their encoded entry becomes a lossless PNG."""
+    from edgeinfer.check.packer import shrink
+    from edgeinfer.parity.frames import load_frames
+
+    spec = PreprocessSpec.from_json(
+        (Path(__file__).resolve().parents[2] / "models/efficientnet_lite0/spec.json").read_text())
+    fs = load_frames("builtin:photos", spec)
+    blobs = [cv2.imencode(".jpg", f)[1].tobytes() for f in fs.frames]
+    small = [i for i, f in enumerate(fs.frames) if max(f.shape[:2]) <= 512]
+    kept = {i: blobs[i] for i in small}
+    n = shrink(fs, blobs, 512)
+    assert n == len(fs.frames) - len(small) > 0
+    assert all(max(f.shape[:2]) <= 512 for f in fs.frames)
+    for i, (f, b) in enumerate(zip(fs.frames, blobs, strict=True)):
+        if i in kept:
+            assert b == kept[i]  # untouched frames keep their original file
+        else:
+            assert np.array_equal(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR), f)
