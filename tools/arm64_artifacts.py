@@ -53,7 +53,7 @@ def make(work: Path) -> None:
     (d / "pairs.txt").write_text("".join(f"{a} {p}\n" for a, _s, _k, p in ARTIFACTS))
 
 
-def summary(work: Path, wall: float) -> None:
+def summary(work: Path, wall: float, cpu: str = "max") -> None:
     rows = []
     for name, _src, _kw, pack in ARTIFACTS:
         x, a = work / f"x86-{name}.json", work / f"arm64-{name}.json"
@@ -75,8 +75,8 @@ def summary(work: Path, wall: float) -> None:
             "arm64_vs_x86": {"max_abs": float(np.abs(pa - px).max()),
                              "top1": float((pa.argmax(1) == px.argmax(1)).mean())},
         })
-    out = {"wall_s": wall, "host": platform.machine(), "rows": rows}
-    (work / "summary.json").write_text(json.dumps(out, indent=2))
+    out = {"wall_s": wall, "host": platform.machine(), "qemu_cpu": cpu, "rows": rows}
+    (work / f"summary-{cpu}.json").write_text(json.dumps(out, indent=2))
     lines = ["| artifact | n | arm64 verdict | arm64 max\\|dp\\| vs framework | arm64 top-1 vs "
              "framework | x86 max\\|dp\\| | arm64 vs x86 max\\|dp\\| | arm64 vs x86 top-1 | "
              "decode identical | emulated s |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -90,14 +90,15 @@ def summary(work: Path, wall: float) -> None:
                      f"{a['top1']:.2%} | {x['max_abs']:.2e} | {d['max_abs']:.2e} | "
                      f"{d['top1']:.2%} | {dec} | "
                      f"{a['wall_s']:.0f} |")
-    lines.append(f"\nWhole run (root cached): {wall:.0f} s wall.")
-    (work / "summary.md").write_text("\n".join(lines) + "\n")
+    lines.append(f"\nQEMU_CPU={cpu}; whole run (root cached): {wall:.0f} s wall.")
+    (work / f"summary-{cpu}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
     w = Path(sys.argv[1])
     if "--summary" in sys.argv:
-        summary(w, float(sys.argv[sys.argv.index("--summary") + 1]))
+        i = sys.argv.index("--summary")
+        summary(w, float(sys.argv[i + 1]), sys.argv[i + 2] if len(sys.argv) > i + 2 else "max")
     else:
         make(w)
