@@ -32,7 +32,7 @@ def main(fp32: str, out: str, photos: bool) -> None:
     o.mkdir(parents=True, exist_ok=True)
     spec = read_metadata(fp32).spec
     if photos:
-        from edgeinfer.converter.calibration import calibration_frames
+        from edgeinfer.parity.calibration import calibration_frames
 
         cal, frame = calibration_frames(1000, augmented=False)[0], \
             load_frames("builtin:photos", spec).frames[0]

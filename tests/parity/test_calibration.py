@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeinfer.converter.calibration import calibration_frames, package_photos
+from edgeinfer.parity.calibration import calibration_frames, package_photos
 
 
 def test_photos_then_seeded_augmentations():

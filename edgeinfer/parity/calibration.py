@@ -145,7 +145,7 @@ def write_folder(directory: str | Path, n: int = 400, seed: int = 0) -> Path:
     return d
 
 
-if __name__ == "__main__":  # python -m edgeinfer.converter.calibration OUT_DIR [N]
+if __name__ == "__main__":  # python -m edgeinfer.parity.calibration OUT_DIR [N]
     import sys
 
     out = write_folder(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 400)
