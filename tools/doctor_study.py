@@ -253,13 +253,15 @@ def part_b() -> dict:
                            FASHION_SCENARIOS)
     # one real CLI run, report kept: EfficientNet-Lite0, BGR device
     with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "photo-crops"
+        data.mkdir()
         for f, i in zip(frames, ids, strict=True):
-            cv2.imwrite(str(Path(tmp) / i), f)
+            cv2.imwrite(str(data / i), f)
         dev = _run_device(eff.module, frames, effnet_prep(rgb=False))
         with open(Path(tmp) / "device.csv", "w", newline="") as fh:
             csv.writer(fh).writerows([("image", "prediction"), *zip(ids, dev.tolist(),
                                                                      strict=True)])
-        code = cli(["doctor", "efficientnet-lite0", "--data", tmp, "--device-predictions",
+        code = cli(["doctor", "efficientnet-lite0", "--data", str(data), "--device-predictions",
                     str(Path(tmp) / "device.csv"), "--report", str(DOCS / "effnet-bgr")])
     return {"scenarios": rows, "cli_exit_code": code}
 
@@ -271,9 +273,11 @@ def part_c() -> dict:
     codes = {"fashion": cli(["doctor", "fashion", "--data", "builtin:fashion-test", "--limit",
                              "500", "--shift", "--report", str(DOCS / "shift-fashion")])}
     with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "photos"
+        data.mkdir()
         for name, f in photo_pool().items():
-            cv2.imwrite(str(Path(tmp) / f"{name}.png"), f)
-        codes["efficientnet-lite0"] = cli(["doctor", "efficientnet-lite0", "--data", tmp,
+            cv2.imwrite(str(data / f"{name}.png"), f)
+        codes["efficientnet-lite0"] = cli(["doctor", "efficientnet-lite0", "--data", str(data),
                                            "--shift", "--report",
                                            str(DOCS / "shift-effnet")])
     return {"exit_codes": codes}
