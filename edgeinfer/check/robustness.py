@@ -42,7 +42,7 @@ CORRUPTIONS: dict[str, tuple[str, tuple[Any, ...]]] = {
 
 def transform(name: str, value: Any, shape: tuple[int, ...]) -> Any:
     """The albumentations transform of ``name`` at ``value`` (p=1, fixed parameters)."""
-    require("albumentations", "report", "shift/TTA robustness")
+    require("albumentations", "robustness", "shift/TTA robustness")
     import albumentations as A
 
     if name == "gaussian_noise":
