@@ -316,7 +316,8 @@ def test_fresh_interpreter_imports_no_frameworks(fashion_artifact, tmp_path, jpe
 def test_load_image_is_exported() -> None:
     import edgeinfer.runtime as rt
 
-    assert set(rt.__all__) == {"Predictor", "Prediction", "load_image"}
+    assert set(rt.__all__) == {"Predictor", "Prediction", "Stream", "StreamResult",
+                               "StreamStats", "load_image", "open_backend"}
     assert rt.load_image is load_image
     assert issubclass(ConfigError, EdgeInferError) and issubclass(ConfigError, ValueError)
 
