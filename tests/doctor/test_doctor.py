@@ -162,3 +162,17 @@ def test_layout_variant_reads_the_other_layouts_memory():
     y = prepare(Variant("layout", "", sp, input_op="nhwc_as_nchw"), [f])[0]
     assert y.shape == x.shape == (1, 3, 4, 6)
     assert np.array_equal(y.ravel(), x.transpose(0, 2, 3, 1).ravel())
+
+
+def test_distribution_shift_when_nothing_explains_shifted_frames(small_source, train_spec,
+                                                                  test_frames):
+    """Frames far darker than training (BN fit far off) and a device whose predictions no
+    simulated pipeline reproduces: distribution_shift comes first."""
+    from edgeinfer.check.robustness import corrupt
+
+    dark = corrupt(test_frames.frames[:128], "brightness_contrast", -0.5)
+    outcomes, _ = simulate(small_source, train_spec, dark)
+    device = test_frames.labels[:128]  # e.g. a device that saw the scene under good light
+    rows, _, frames_bn = rank(outcomes, test_frames.labels[:128], device)
+    assert frames_bn >= 0.5
+    assert rows[0].name == "distribution_shift", [(r.name, r.score) for r in rows[:3]]
