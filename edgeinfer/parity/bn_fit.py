@@ -18,8 +18,9 @@ audit only ever compares fits of one model on one set of frames.
 Frameworks are imported lazily and detected by duck typing: a ``torch.nn.Module`` is
 probed with forward pre-hooks on ``nn.BatchNorm2d`` (one forward pass gives both the
 model output and the statistics), a Keras model through a sub-model whose outputs are the
-inputs of its ``BatchNormalization`` layers. Anything else has no probe (``available`` is
-False and says why); the ONNX sources then rely on labels and agreement.
+inputs of its ``BatchNormalization`` layers, an ONNX ``ModelProto`` with unfolded
+``BatchNormalization`` nodes through a copy whose extra outputs are their inputs. Anything
+else has no probe (``available`` is False and says why).
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ class BNProbe:
         self._keras: Any = None
         self._keras_layers: list[Any] = []
         if model is None:
-            self.reason = "no framework model (an ONNX source): BN statistics not probed"
+            self.reason = "no framework model: BN statistics not probed"
+        elif _is_onnx(model):
+            self._init_onnx()
         elif _is_torch(model):
             self._init_torch()
         elif _is_keras(model):
@@ -228,6 +231,48 @@ class BNProbe:
                                   np.asarray(la.moving_variance), float(la.epsilon)))
         return np.concatenate(outs), summarise(fits)
 
+    # ------------------------------------------------------------------ onnx
+    def _init_onnx(self) -> None:
+        """BatchNormalization nodes with constant statistics: their inputs become extra
+        graph outputs of a copy of the model (third-party files often keep BN unfolded)."""
+        import onnx
+        import onnxruntime as ort
+
+        inits = {t.name: t for t in self.model.graph.initializer}
+        bns = [n for n in self.model.graph.node if n.op_type == "BatchNormalization"
+               and all(i in inits for i in n.input[1:5])][: self.max_layers]
+        if not bns:
+            self.reason = "the ONNX graph has no BatchNormalization node with constant statistics"
+            return
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        for n in bns:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(
+                n.input[0], onnx.TensorProto.FLOAT, None))
+        self._onnx = ort.InferenceSession(m.SerializeToString(),
+                                          providers=["CPUExecutionProvider"])
+        self._onnx_input = self._onnx.get_inputs()[0].name
+        self._onnx_bns = [(n.name or n.input[0], [onnx.numpy_helper.to_array(inits[i])
+                                                  for i in n.input[3:5]],
+                           next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5))
+                          for n in bns]
+        self.kind = "onnx"
+
+    def _evaluate_onnx(self, batches: Sequence[np.ndarray]) -> tuple[np.ndarray, BNFit | None]:
+        moments = [_Moments() for _ in self._onnx_bns]
+        outs = []
+        for b in batches:
+            res = self._onnx.run(None, {self._onnx_input: b})
+            k = len(res) - len(self._onnx_bns)
+            outs.append(res[0])
+            for mo, x in zip(moments, res[k:], strict=True):
+                mo.add(x, 1)
+        fits = []
+        for mo, (name, (mean_r, var_r), eps) in zip(moments, self._onnx_bns, strict=True):
+            mean, var = mo.mean_var()
+            fits.append(layer_fit(name, mean, var, mean_r, var_r, float(eps)))
+        return np.concatenate(outs), summarise(fits)
+
     # ------------------------------------------------------------------ API
     def evaluate(self, batches: Sequence[np.ndarray], forward: Callable[[np.ndarray], np.ndarray]
                  ) -> tuple[np.ndarray, BNFit | None]:
@@ -236,7 +281,14 @@ class BNProbe:
             return self._evaluate_torch(batches, forward)
         if self.kind == "keras":
             return self._evaluate_keras(batches)
+        if self.kind == "onnx":
+            return self._evaluate_onnx(batches)
         return np.concatenate([forward(b) for b in batches]), None
+
+
+def _is_onnx(model: Any) -> bool:
+    onnx = sys.modules.get("onnx")
+    return onnx is not None and isinstance(model, onnx.ModelProto)
 
 
 def _is_torch(model: Any) -> bool:

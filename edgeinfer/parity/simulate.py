@@ -50,7 +50,8 @@ class Simulator:
         self.framework = source.framework
         self.module = source.module
         self.runner = source.make_runner(False)
-        self.probe = BNProbe(self.module)
+        # ONNX sources: the graph itself, when it still has BatchNormalization nodes
+        self.probe = BNProbe(self.module if self.framework != "onnx" else source.export())
         self.spec = spec
         self.batch = batch
         self._keras_training = False

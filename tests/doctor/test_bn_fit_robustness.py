@@ -34,7 +34,17 @@ def test_layer_fit_values():
 def test_probe_needs_bn_with_running_stats():
     assert not BNProbe(nn.Sequential(nn.Conv2d(1, 2, 3))).available
     assert not BNProbe(nn.BatchNorm2d(2, track_running_stats=False)).available
-    assert "ONNX" in BNProbe(None).reason
+    assert not BNProbe(None).available
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    probe = BNProbe(helper.make_model(g))
+    assert isinstance(probe.model, onnx.ModelProto) and not probe.available
+    assert "BatchNormalization" in probe.reason
 
 
 def test_bn_fit_ranks_scaling_errors(small_source, train_spec, test_frames):
