@@ -15,7 +15,6 @@ an artifact multiplies its latency by).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeinfer.check.timing import timed
 from edgeinfer.errors import require
 from edgeinfer.parity.simulate import as_probs
 from edgeinfer.runtime.tta import POLICIES, average_views, get_policy
@@ -93,9 +93,8 @@ def run_robustness(source: Any, frames: Sequence[np.ndarray], labels: np.ndarray
     clean: dict[str, np.ndarray] = {}
     cost: dict[str, float] = {}
     for p in policies:
-        t0 = time.perf_counter()
-        clean[p] = predict(runner, frames, p)
-        cost[p] = (time.perf_counter() - t0) / len(frames) * 1e3
+        clean[p], ms = timed(lambda p=p: predict(runner, frames, p))
+        cost[p] = ms / len(frames)
     ref = clean["none"].argmax(-1) if "none" in clean else clean[policies[0]].argmax(-1)
 
     def score(probs: np.ndarray) -> float:

@@ -83,3 +83,11 @@ def median_ms(fn: Call, runs: int = 20, warmup: int = 3) -> float:
 
 
 __all__ = ["interleaved", "measure", "median_ms", "summarize", "time_calls", "warm_up"]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(result, wall ms) of one call whose result is needed (a pass over a data set)."""
+    clock = time.perf_counter_ns
+    t0 = clock()
+    out = fn()
+    return out, (clock() - t0) / 1e6
