@@ -1,8 +1,10 @@
 """Real frames for parity: bundled data sets, an image folder (flat or one subfolder per
 class) or a CSV of ``image,label`` rows, as raw uint8 frames with labels when known.
 
-Bundled sets are spelled ``builtin:fashion-test``, ``builtin:fashion-train`` and
-``builtin:photos``; a path that exists always wins, so a user folder named ``photos`` is
+Bundled sets are spelled ``builtin:fashion-test``, ``builtin:fashion-train``,
+``builtin:photos`` and ``builtin:photo-calibration`` (real photos from installed packages
+plus seeded augmentations: the int8 calibration set for photo models, see
+``parity/calibration.py``); a path that exists always wins, so a user folder named ``photos`` is
 never shadowed (the bare names still work when no such path exists).
 """
 
@@ -22,7 +24,7 @@ from edgeinfer.runtime.files import read_regular
 from edgeinfer.spec import PreprocessSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-BUILTIN = ("fashion-test", "fashion-train", "photos")
+BUILTIN = ("fashion-test", "fashion-train", "photos", "photo-calibration")
 PREFIX = "builtin:"
 
 
@@ -106,6 +108,11 @@ def _builtin(name: str, spec: PreprocessSpec, limit: int | None) -> FrameSet:
         frames = [to_frame_color(im, spec.frame_color) for im in images]
         return FrameSet(name, frames, labels, [f"{split}[{i}]" for i in range(len(frames))],
                         datasets.FASHION_LABELS)
+    if name == "photo-calibration":
+        from edgeinfer.parity.calibration import calibration_frames
+
+        frames, ids = calibration_frames(limit or 400)
+        return FrameSet(name, [to_frame_color(f, spec.frame_color) for f in frames], None, ids)
     photos = datasets.sample_photos()
     names = sorted(photos)[:limit] if limit else sorted(photos)
     return FrameSet(name, [to_frame_color(photos[n], spec.frame_color) for n in names],

@@ -20,3 +20,17 @@ def test_photos_then_seeded_augmentations():
     assert all(np.array_equal(a, b) for a, b in zip(frames, again, strict=True))
     other, _ = calibration_frames(len(photos) + 12, seed=4)
     assert not np.array_equal(frames[-1], other[-1])
+
+
+def test_photo_calibration_is_a_builtin_data_set_and_the_photo_default() -> None:
+    from edgeinfer.converter.api import _default_calibration
+    from edgeinfer.converter.sources import source_spec
+    from edgeinfer.parity.frames import load_frames
+
+    spec = source_spec("efficientnet-lite0", None)
+    fs = load_frames("builtin:photo-calibration", spec, limit=24)
+    assert len(fs.frames) == 24 and len(set(fs.ids)) == 24
+    assert all(f.dtype.name == "uint8" and f.ndim == 3 for f in fs.frames)
+    # calibrating on the parity photos themselves certifies nothing: default to this set
+    assert _default_calibration("builtin:photos") == "builtin:photo-calibration"
+    assert _default_calibration("builtin:fashion-test") == "builtin:fashion-train"
