@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import onnx
 
+from edgeinfer.check.timing import interleaved, summarize
 from edgeinfer.converter.quantize_onnx import quantize_int8
 from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.targets import cpu_flags
@@ -49,22 +48,13 @@ def main(fp32: str, out: str, photos: bool) -> None:
     res: dict[str, dict[str, float]] = {}
     for threads in (1, 2):
         backends = {k: open_backend(str(v), threads) for k, v in files.items()}
-        times: dict[str, list[float]] = {k: [] for k in backends}
-        for b in backends.values():
-            for _ in range(5):
-                b.run(x)
-        for r in range(ROUNDS):
-            keys = list(backends)[r % len(backends):] + list(backends)[:r % len(backends)]
-            for k in keys:
-                for _ in range(PER_ROUND):
-                    t = time.perf_counter()
-                    backends[k].run(x)
-                    times[k].append((time.perf_counter() - t) * 1e3)
+        cases = {k: (lambda b=b: b.run(x)) for k, b in backends.items()}
+        times = interleaved(cases, {k: ROUNDS * PER_ROUND for k in cases}, warmup=5,
+                            rounds=ROUNDS)
         for k, v in times.items():
-            a = np.array(v)
-            res[f"{k} @{threads}"] = {"p50": float(np.median(a)),
-                                      "p90": float(np.percentile(a, 90)),
-                                      "min": float(a.min()), "n": len(a)}
+            t = summarize(v)
+            res[f"{k} @{threads}"] = {"p50": t["p50"], "p90": t["p90"], "min": t["min"],
+                                      "n": t["n"]}
     meta = {"cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni"}),
             "load_average": list(os.getloadavg()), "frame": list(frame.shape),
             "sizes_mb": {k: v.stat().st_size / 1e6 for k, v in files.items()}}

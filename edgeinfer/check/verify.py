@@ -15,6 +15,7 @@ registry's minimum (a statistical bound such as int8's 99%): too few frames to c
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import resource
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.check.timing import summarize, time_calls, warm_up
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import NOT_CERTIFIED, uncertified
 from edgeinfer.parity.pack import ParityPack, read_pack
@@ -158,18 +160,16 @@ def decode_frames(pack: ParityPack) -> tuple[list[np.ndarray], dict[str, Any]]:
 
 
 def latency(backend: Any, frames: list[np.ndarray], runs: int) -> dict[str, float]:
-    """Batch-1 latency of the artifact call (frame in, probabilities out), ms."""
-    pick = [f[None] for f in frames[:max(1, min(len(frames), 16))]]
-    for x in pick[:3]:
-        backend.run(x)
-    ms = []
-    for i in range(runs):
-        t = time.perf_counter()
-        backend.run(pick[i % len(pick)])
-        ms.append((time.perf_counter() - t) * 1e3)
-    a = np.array(ms)
-    return {"runs": runs, "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "min": float(a.min())}
+    """Batch-1 latency of the artifact call (frame in, probabilities out), ms, by the one
+    timing harness; the calls cycle over the first (up to 16) frames."""
+    pick = itertools.cycle([f[None] for f in frames[:max(1, min(len(frames), 16))]])
+
+    def call() -> Any:
+        return backend.run(next(pick))
+
+    warm_up(call, 3)
+    t = summarize(time_calls(call, runs))
+    return {"runs": runs, "p50": t["p50"], "p90": t["p90"], "p99": t["p99"], "min": t["min"]}
 
 
 def consistency(runner: ArtifactRunner, frames: list[np.ndarray],
