@@ -12,12 +12,6 @@ def run(args: argparse.Namespace) -> int:
     from edgeinfer.converter.api import convert
 
     frame_size = parse_size(args.frame_size, "--frame-size") if args.frame_size else None
-    tflite = args.format == "tflite" or str(args.output).lower().endswith(".tflite")
-    if args.target and (args.quantize != "int8" or tflite):
-        from edgeinfer.errors import ConfigError
-
-        raise ConfigError("--target selects onnxruntime's int8 settings: use it with "
-                          "--quantize int8 and an ONNX output (LiteRT int8 needs no target)")
     result = convert(args.source, args.output, weights=args.weights, spec=args.spec,
                      labels=args.labels, format=args.format, quantize=args.quantize,
                      calibration=args.calibration, calibration_limit=args.calibration_limit,

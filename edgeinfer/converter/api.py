@@ -111,6 +111,9 @@ def convert(
     if quantize not in QUANTIZE[fmt]:
         raise ConversionError(f"quantize={quantize!r} is not available for {fmt}; choose "
                               f"from {', '.join(str(q) for q in QUANTIZE[fmt])}")
+    if target is not None and (quantize != "int8" or fmt != "onnx"):
+        raise ConfigError("--target selects onnxruntime's int8 settings: use it with "
+                          "--quantize int8 and an ONNX output (LiteRT int8 needs no target)")
     require("onnx", "convert", "converting models")
     spec = source_spec(source, spec)
     s = resolve_source(source, spec, weights, say)

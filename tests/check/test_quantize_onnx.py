@@ -134,3 +134,17 @@ def test_float_nodes_are_everything_upstream_of_the_prefix_output(fashion_artifa
     assert any(n.output[0] == PREFIX_OUTPUT and n.name in names for n in m.graph.node)
     assert "edgeinfer_softmax" in names
     assert not any(n.op_type in ("Gemm",) and n.name in names for n in m.graph.node)
+
+
+def test_target_only_with_int8_onnx(tmp_path) -> None:
+    """--target picks onnxruntime's int8 settings; elsewhere it is refused before any work."""
+    from edgeinfer.cli import main
+    from edgeinfer.errors import ConfigError
+
+    for kw in ({"quantize": None}, {"quantize": "int8", "format": "tflite"}):
+        out = tmp_path / ("x.tflite" if kw.get("format") else "x.onnx")
+        with pytest.raises(ConfigError, match="--target"):
+            convert("fashion", out, target="arm64", **kw)
+    assert main(["convert", "fashion", "-o", str(tmp_path / "y.onnx"), "--target",
+                 "x86-vnni"]) == 2
+    assert not (tmp_path / "y.onnx").exists()
