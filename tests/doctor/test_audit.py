@@ -130,3 +130,18 @@ def test_cli_label_free_warns_and_strict_refuses(tmp_path, wrong_specs, test_fra
     rep = json.loads(out.read_text())
     assert rep["verdict"] == "warn" and rep["culprit"] == "mean_std_mismatch"
     assert np.isfinite(rep["given"]["bn_fit"])
+
+
+def test_audit_scales_its_frames_to_the_time_budget(wrong_specs, test_frames, small_source):
+    """A tiny budget audits fewer frames (never below MIN_FRAMES), says so, and still flags
+    a gross mistake (on 16 frames the frames' own statistics, `mean_std_mismatch`, may fit
+    as well as the rescaled given values); without a budget every frame is used."""
+    from edgeinfer.converter.audit import MIN_FRAMES
+
+    spec = wrong_specs["mean_std_pixel_scale"]
+    quick = audit_spec(small_source, spec, test_frames, budget_s=1e-6)
+    assert quick.verdict != "pass"
+    assert quick.culprit in ("mean_std_pixel_scale", "mean_std_mismatch")
+    assert any(f"audited {MIN_FRAMES} of {len(test_frames.frames)}" in n for n in quick.notes)
+    full = audit_spec(small_source, spec, test_frames, budget_s=None)
+    assert not any("audited" in n for n in full.notes)
