@@ -7,14 +7,12 @@ puts in front of the model before conversion (frame sizes are then static, which
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:  # the spec imports this module lazily; no import cycle at run time
-    from edgeinfer.spec import PreprocessSpec
 
 _TORCH_MODE = {"linear": "bilinear", "cubic": "bicubic"}
 
@@ -22,7 +20,9 @@ _TORCH_MODE = {"linear": "bilinear", "cubic": "bicubic"}
 class PreprocessModule(nn.Module):
     """uint8 frames [N, H, W, C] (spec.frame_color order) -> float model input."""
 
-    def __init__(self, spec: PreprocessSpec) -> None:
+    def __init__(self, spec: Any) -> None:
+        # ``spec`` is a PreprocessSpec; not imported here, because spec.py imports this
+        # module (lazily, in ``to_torch``) and imports flow one way.
         super().__init__()
         self.spec = spec
         a, b = spec.affine()
