@@ -52,13 +52,15 @@ class Rung:
 def open_artifact(path: str | Path, threads: int | None = None) -> tuple[Rung, ArtifactMetadata]:
     """An artifact file as a rung, through the runtime's own backend (chosen by content);
     its format and dtype come from its own provenance."""
+    from edgeinfer.artifact import sniff_format
     from edgeinfer.runtime.files import load_model_bytes
-    from edgeinfer.runtime.metadata import artifact_format, read_metadata
+    from edgeinfer.runtime.loader import open_backend
 
     data, name = load_model_bytes(path)
-    meta = read_metadata(data)
-    fmt = artifact_format(data)
-    runner = ArtifactRunner(data, threads=threads)
+    fmt = sniff_format(data)
+    runner = ArtifactRunner(open_backend(data, threads, source=name))
+    # the metadata of the session just opened: no second load of the model to read it
+    meta = ArtifactMetadata.from_props(runner.backend.metadata_props(), name)
     dtype = meta.provenance.get("quantize") or "fp32"
     runner.name = f"{fmt}-{dtype}"
     return Rung(runner.name, fmt, dtype, runner, name, len(data),

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.artifact import ArtifactMetadata, sniff_format
 from edgeinfer.check.timing import summarize, time_calls, warm_up
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import NOT_CERTIFIED, uncertified
@@ -37,7 +38,6 @@ from edgeinfer.parity.targets import machine_target, target_warning
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
 from edgeinfer.runtime.files import load_model_bytes
 from edgeinfer.runtime.loader import open_backend
-from edgeinfer.runtime.metadata import artifact_format, read_metadata
 
 Progress = Callable[[str], None]
 PASS, FAIL = "PASS", "FAIL"
@@ -205,16 +205,16 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
     data, name = load_model_bytes(artifact)
-    meta = read_metadata(data)
+    backend = open_backend(data, threads, source=name)
+    meta = ArtifactMetadata.from_props(backend.metadata_props(), name)
     pack = read_pack(pack_path)
     pack_name = os.fsdecode(os.fspath(pack_path))
     check_match(pack, meta.spec, meta.labels, meta.provenance, pack_name)
-    fmt = artifact_format(data)
+    fmt = sniff_format(data)
     dtype = meta.provenance.get("quantize") or "fp32"
     if (fmt, dtype) not in TOLERANCES:
         raise ConfigError(f"{name}: no tolerance for {fmt} {dtype} in the registry")
     tol = tolerance(fmt, dtype)
-    backend = open_backend(data, threads, source=name)
     runner = ArtifactRunner(backend, name=f"{fmt}-{dtype}")
     say(f"running {fmt}-{dtype} on {pack.n} frames ({pack.data_name}) on {platform.machine()}")
     probs = runner.run(pack.frames)

@@ -29,8 +29,6 @@ def progress(msg: str) -> None:
 
 def parse_size(text: str, flag: str) -> tuple[int, int]:
     """``480x640`` -> (480, 640)."""
-    from edgeinfer.errors import ConfigError
-
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:

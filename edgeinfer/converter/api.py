@@ -119,13 +119,14 @@ def convert(
     s = resolve_source(source, spec, weights, say)
     given_spec = spec  # what the source runner preprocesses with (and the audit judges)
     spec = s.spec or spec  # a frontend may have lifted preprocessing layers into the spec
-    for w in _warnings(s, spec):
+    warnings = _warnings(s, spec)
+    for w in warnings:
         say(f"warning: {w}")
     if fmt == "tflite" and s.to_tflite is None:
         raise ConversionError(f"TFLite conversion needs a framework source (torch or Keras); "
                               f"this {s.framework} source converts to ONNX artifacts only")
 
-    fp32 = _build_onnx(s, spec, labels, fmt, quantize)
+    fp32 = _build_onnx(s, spec, labels, fmt, quantize, warnings)
     data_name = parity_data or (s.reference.parity_data if s.reference else "builtin:photos")
     frames = load_frames(data_name, spec, limit=parity_limit, class_names=fp32.labels)
     say(f"parity on {len(frames.frames)} real frames ({frames.name})")
@@ -193,7 +194,7 @@ def _warnings(s: Source, spec: PreprocessSpec) -> list[str]:
 
 
 def _build_onnx(s: Source, spec: PreprocessSpec, labels: Any, fmt: str,
-                quantize: str | None) -> _Built:
+                quantize: str | None, warnings: list[str]) -> _Built:
     import onnx
 
     from edgeinfer.converter.assemble import assemble, num_classes
@@ -209,7 +210,7 @@ def _build_onnx(s: Source, spec: PreprocessSpec, labels: Any, fmt: str,
     provenance = s.provenance | {
         "edgeinfer_version": __version__, "onnx_version": onnx.__version__,
         "opset": asm.opset, "batchnorm_before": asm.bn_before, "batchnorm_left": asm.bn_after,
-        "softmax_added": asm.softmax_added, "lint_warnings": _warnings(s, spec),
+        "softmax_added": asm.softmax_added, "lint_warnings": warnings,
         "format": fmt, "quantize": quantize,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

@@ -55,16 +55,16 @@ def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet
     tol = tolerance(fmt, dtype)
     cmps = {name: compare(ref, candidate, tol, reference=name, target=tag)
             for name, ref in references.items()}
-    for c in cmps.values():
-        why = uncertified(c) if c.passed else None
-        # a passing statistical bound that the 95% interval cannot reach is not a PASS
-        say(c.summary().replace("PASS", NOT_CERTIFIED, 1) + f" - {why}" if why else c.summary())
+    # a passing statistical bound that the 95% interval cannot reach is not a PASS
+    why = {k: uncertified(c) if c.passed else None for k, c in cmps.items()}
+    for k, c in cmps.items():
+        say(f"{c.summary(NOT_CERTIFIED)} - {why[k]}" if why[k] else c.summary())
     failed = [c for c in cmps.values() if not c.passed]
     if failed:
         raise ParityError("artifact not written: " + "; ".join(c.summary() for c in failed))
     first, *rest = cmps
     src = references[first]
-    why = uncertified(cmps[first])
     return GateResult(cmps[first], {f"vs_{k}": cmps[k] for k in rest},
                       accuracies(frames, src, candidate)
-                      | {"certified": why is None, "certification": why or "certified"})
+                      | {"certified": why[first] is None,
+                         "certification": why[first] or "certified"})

@@ -57,8 +57,9 @@ class Comparison:
                        f"vs {self.reference}")
         return out
 
-    def summary(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
+    def summary(self, verdict: str | None = None) -> str:
+        """One line; ``verdict`` overrides PASS/FAIL (e.g. NOT CERTIFIED, decided above)."""
+        verdict = verdict or ("PASS" if self.passed else "FAIL")
         lo, hi = self.top1_ci95
         return (f"{verdict} {self.target} vs {self.reference}: n={self.n} "
                 f"max|dprob|={self.max_abs:.2e} (tol {self.tolerance_max_abs:.0e}) "

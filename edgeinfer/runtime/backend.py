@@ -13,8 +13,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from edgeinfer.errors import positive_int  # noqa: F401 - re-exported for backends
-
 #: Default intra-op threads are capped here: a Raspberry Pi 4/5 has 4 cores, and more
 #: threads than cores only adds contention on small edge CPUs.
 MAX_DEFAULT_THREADS = 4

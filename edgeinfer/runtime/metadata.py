@@ -31,9 +31,4 @@ def read_metadata(model: ModelSource) -> ArtifactMetadata:
     return ArtifactMetadata.from_props(session.get_modelmeta().custom_metadata_map, name)
 
 
-def artifact_format(model: ModelSource) -> str:
-    """``onnx`` or ``tflite``, by content."""
-    return sniff_format(load_model_bytes(model)[0])
-
-
-__all__ = ["artifact_format", "read_metadata"]
+__all__ = ["read_metadata"]

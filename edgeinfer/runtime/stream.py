@@ -34,8 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeinfer.errors import ConfigError, ImageDecodeError
-from edgeinfer.runtime.backend import positive_int
+from edgeinfer.errors import ConfigError, ImageDecodeError, positive_int
 from edgeinfer.runtime.predictor import Prediction, Predictor
 
 #: Latencies kept for the percentiles in ``stats()`` (the most recent ones).

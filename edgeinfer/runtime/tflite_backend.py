@@ -71,9 +71,9 @@ from edgeinfer.artifact import (
     ArtifactMetadata,
 )
 from edgeinfer.artifact import TFLITE_METADATA_NAME as METADATA_NAME
-from edgeinfer.errors import ConfigError, ModelError, SpecError
+from edgeinfer.errors import ConfigError, ModelError, SpecError, positive_int
 from edgeinfer.errors import one_line as _one_line
-from edgeinfer.runtime.backend import default_threads, positive_int
+from edgeinfer.runtime.backend import default_threads
 from edgeinfer.runtime.files import read_regular
 from edgeinfer.spec import PreprocessSpec, resolve_spec
 

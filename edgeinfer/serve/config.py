@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from edgeinfer.errors import ConfigError
-from edgeinfer.runtime.backend import positive_int
+from edgeinfer.errors import ConfigError, positive_int
 from edgeinfer.runtime.tta import get_policy
 
 #: 32 MiB: a batch of a few dozen camera JPEGs or one 1920x1080 uint8 tensor sent as binary.

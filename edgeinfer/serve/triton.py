@@ -23,12 +23,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME, sniff_format
-from edgeinfer.errors import ConfigError
-from edgeinfer.runtime.backend import positive_int
+from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME, ArtifactMetadata, sniff_format
+from edgeinfer.errors import ConfigError, positive_int
 from edgeinfer.runtime.files import display, load_model_bytes
 from edgeinfer.runtime.loader import open_backend
-from edgeinfer.runtime.metadata import read_metadata
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
@@ -73,8 +71,8 @@ def export_triton(artifact: str | os.PathLike, repo_dir: str | os.PathLike, *,
     if not _NAME.match(name):
         raise ConfigError(f"model name {name!r} is not usable as a Triton model folder: use "
                           "letters, digits, '_', '-' and '.'")
-    meta = read_metadata(data)
     backend = open_backend(data, threads=1, source=source)
+    meta = ArtifactMetadata.from_props(backend.metadata_props(), source)
     in_shape, out_shape = tuple(backend.input_shape), tuple(backend.output_shape)
     k = out_shape[-1] if isinstance(out_shape[-1], int) else len(meta.labels)
     labels = meta.labels or tuple(str(i) for i in range(k))
