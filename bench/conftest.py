@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from edgeinfer.artifact import ArtifactMetadata
-from edgeinfer.check.bench_inputs import BenchArtifact, BenchInput, default_input
+from edgeinfer.check.bench.inputs import BenchArtifact, BenchInput, default_input
 from edgeinfer.converter.api import convert
 from edgeinfer.converter.reference import get_reference
 from edgeinfer.runtime.loader import open_backend

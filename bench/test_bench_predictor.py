@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgeinfer import Predictor
-from edgeinfer.check.baselines import raw_runner
+from edgeinfer.check.bench.baselines import raw_runner
 from edgeinfer.parity.tolerances import tolerance
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from edgeinfer import Predictor
-from edgeinfer.check.baselines import raw_runner
-from edgeinfer.check.bench_inputs import BenchArtifact
+from edgeinfer.check.bench.baselines import raw_runner
+from edgeinfer.check.bench.inputs import BenchArtifact
 
 
 def test_tflite_predictor_e2e(benchmark, tflite_path, threads, encoded, expected_top1, model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeinfer.check import baselines
+from edgeinfer.check.bench import baselines
 
 torch = pytest.importorskip("torch")
 

@@ -35,7 +35,7 @@ PACKS = {"fashion.pack": ("fashion", "builtin:fashion-test", 200),
 
 
 def make(work: Path) -> None:
-    from edgeinfer.check.packer import build_pack
+    from edgeinfer.check.verify.pack import build_pack
     from edgeinfer.cli.common import progress
     from edgeinfer.converter.api import convert
     from edgeinfer.parity.pack import write_pack

@@ -77,8 +77,8 @@ def crops(photos: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
 # ------------------------------------------------------------------ (a) spec audit
 def part_a() -> dict:
     from edgeinfer.converter.api import convert
-    from edgeinfer.converter.audit import audit_spec
     from edgeinfer.converter.sources import resolve_source, source_spec
+    from edgeinfer.parity.audit import audit_spec
     from edgeinfer.parity.frames import FrameSet, load_frames
     from edgeinfer.spec import PreprocessSpec
 
@@ -210,10 +210,10 @@ FASHION_SCENARIOS = {
 
 
 def _scenarios(name: str, source, spec, frames, labels, scenarios) -> list[dict]:
-    from edgeinfer.check.doctor import rank, simulate
+    from edgeinfer.check.doctor.run import culprit_outcomes, rank
 
     t0 = time.perf_counter()
-    outcomes, _notes = simulate(source, spec, frames)
+    outcomes, _notes = culprit_outcomes(source, spec, frames)
     sim_s = time.perf_counter() - t0
     rows = []
     for scen, (expected, prep, train) in scenarios.items():

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import onnx
 
-from edgeinfer.check.timing import interleaved, summarize
 from edgeinfer.converter.quantize_onnx import quantize_int8
 from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.targets import cpu_flags
+from edgeinfer.parity.timing import interleaved, summarize
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.metadata import read_metadata
 

@@ -33,14 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgeinfer.artifact import ArtifactMetadata  # noqa: E402
-from edgeinfer.check.ladder import run_ladder  # noqa: E402
-from edgeinfer.check.report import ProgressBar, write_report  # noqa: E402
-from edgeinfer.check.timing import interleaved, summarize  # noqa: E402
+from edgeinfer.check.ladder.report import ProgressBar, write_report  # noqa: E402
+from edgeinfer.check.ladder.run import run_ladder  # noqa: E402
 from edgeinfer.converter.api import convert  # noqa: E402
 from edgeinfer.converter.assemble import with_metadata  # noqa: E402
 from edgeinfer.converter.quantize_onnx import quantize_int8  # noqa: E402
 from edgeinfer.errors import ParityError  # noqa: E402
 from edgeinfer.parity.stats import wilson  # noqa: E402
+from edgeinfer.parity.timing import interleaved, summarize  # noqa: E402
 from edgeinfer.runtime.loader import open_backend  # noqa: E402
 
 # scikit-image photos that are not in edgeinfer's six evaluation photos (astronaut, coffee,
@@ -231,7 +231,7 @@ def main() -> int:
                      f"top-1 agreement with fp32 {full['top1_agreement']:.2%}, max|dp| "
                      f"{full['max_abs']:.3f}"
                      + (f", accuracy {full['accuracy']:.2%}" if full["accuracy"] else "")
-                     + f", verdict {full['verdict']}. Diagnosis: {full['diagnosis']}.", ""]
+                     + f", verdict {full['verdict']}. Int8Layers: {full['diagnosis']}.", ""]
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     head = [
         "# Parity ladder: the reference models", "",
@@ -249,7 +249,7 @@ def main() -> int:
 
 def cpu_flags() -> str:
     """The SIMD flags that decide onnxruntime's int8 kernels (VNNI or not)."""
-    from edgeinfer.check.bench import machine_info
+    from edgeinfer.check.bench.run import machine_info
 
     return ", ".join(machine_info()["cpu_flags"]) or "no AVX2"
 

@@ -18,7 +18,8 @@ from edgeinfer.cli.common import EXIT_USAGE, Handler, err
 from edgeinfer.errors import EdgeInferError
 
 #: Command modules, in the order ``edgeinfer --help`` lists them.
-COMMANDS = ("convert", "info", "predict", "check", "bench", "verify", "serve", "doctor")
+COMMANDS = ("convert", "info", "predict", "check", "bench", "pack", "verify", "audit", "doctor",
+            "serve", "watch", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

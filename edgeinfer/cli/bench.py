@@ -19,14 +19,15 @@ def _threads(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeinfer.check.bench import run_bench
-    from edgeinfer.check.bench_report import (
+    from edgeinfer.check.bench.report import (
         latency_table,
         peak_text,
         targets_table,
-        write_json,
+        to_json,
         write_report,
     )
+    from edgeinfer.check.bench.run import run_bench
+    from edgeinfer.check.report_files import write_json
 
     if args.warmup < 0 or args.cold_repeats < 0:
         raise ConfigError("--warmup and --cold-repeats must be >= 0")
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print("\nNotes:")
         print("\n".join(f"- {n}" for n in notes))
     if args.json:
-        progress(f"wrote {write_json(result, args.json)}")
+        progress(f"wrote {write_json(to_json(result), args.json)}")
     if args.report:
         files = write_report(result, args.report)
         progress(f"wrote {len(files)} report files to {args.report}")

@@ -8,8 +8,9 @@ from edgeinfer.cli.common import DATA_HELP, EXIT_FAILED, SOURCE_HELP, positive, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeinfer.check.ladder import run_ladder
-    from edgeinfer.check.report import ProgressBar, write_json, write_report
+    from edgeinfer.check.ladder.report import ProgressBar, write_report
+    from edgeinfer.check.ladder.run import run_ladder
+    from edgeinfer.check.report_files import write_json
 
     result = run_ladder(args.source, args.artifacts, args.data, weights=args.weights,
                         spec=args.spec, limit=args.limit, diagnose=args.diagnose,
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{s.name}: {s.diagnosis.message}")
     print(result.verdict())
     if args.json:
-        progress(f"wrote {write_json(result, args.json)}")
+        progress(f"wrote {write_json(result.to_dict(), args.json)}")
     if args.report:
         files = write_report(result, args.report)
         progress(f"wrote {len(files)} report files to {args.report}")

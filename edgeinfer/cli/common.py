@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from edgeinfer.errors import ConfigError, one_line, positive_int
 
@@ -44,3 +47,45 @@ def positive(text: str) -> int:
         return positive_int("the value", int(text))
     except (ValueError, ConfigError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer") from None
+
+
+def nonneg_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return v
+
+
+def pos_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    v = nonneg_float(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return v
+
+
+def add_source_args(p: argparse.ArgumentParser) -> None:
+    """A framework source, its real images, and how to read them (audit, doctor)."""
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("--data", required=True, help="the real images: " + DATA_HELP)
+    p.add_argument("--spec", help="PreprocessSpec JSON: the TRAINING preprocessing "
+                   "(default: the bundled model's)")
+    p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
+    p.add_argument("--labels", help="class names, one per line (for labelled folders/CSVs)")
+    p.add_argument("--limit", type=positive, help="use at most this many frames")
+    p.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT ('-' = stdout)")
+
+
+def emit_json(data: dict[str, Any], out: str | None) -> None:
+    """``--json OUT``: nothing without it, stdout for ``-``, else a file."""
+    if not out:
+        return
+    text = json.dumps(data, indent=2)
+    if out == "-":
+        print(text)
+    else:
+        Path(out).write_text(text + "\n")

@@ -1,8 +1,8 @@
-"""``edgeinfer pack`` (workstation, framework installed) and ``edgeinfer verify`` (device, lean).
+"""``edgeinfer verify`` (device, lean install): check an artifact against a parity pack.
 
-``verify`` exits 0 on PASS (and on NOT CERTIFIED unless ``--strict``), 1 when a figure is
-out of tolerance (the line names it), 2 on bad input (a damaged or foreign pack, a pack
-made for another model or spec, a missing file).
+Exits 0 on PASS (and on NOT CERTIFIED unless ``--strict``), 1 when a figure is out of
+tolerance (the line names it), 2 on bad input (a damaged or foreign pack, a pack made for
+another model or spec, a missing file).
 """
 
 from __future__ import annotations
@@ -10,43 +10,28 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgeinfer.cli.common import DATA_HELP, EXIT_FAILED, SOURCE_HELP, positive, progress
-
-
-def run_pack(args: argparse.Namespace) -> int:
-    from edgeinfer.check.packer import build_pack
-    from edgeinfer.parity.pack import write_pack
-
-    pack = build_pack(args.source, args.data, spec=args.spec, weights=args.weights,
-                      labels=args.labels, limit=args.limit, encoded=not args.no_encoded,
-                      max_side=args.max_side, progress=progress)
-    out = write_pack(pack, args.output)
-    size = out.stat().st_size
-    print(f"{out}: {pack.n} frames ({pack.data_name}), {len(pack.labels)} classes, "
-          f"{'labelled' if pack.truth is not None else 'unlabelled'}, "
-          f"{'with' if pack.encoded else 'without'} encoded files, {size / 1e6:.2f} MB")
-    return 0
+from edgeinfer.cli.common import EXIT_FAILED, positive, progress
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from edgeinfer.check.verify import NOT_CERTIFIED, verify
+    from edgeinfer.check.verify.run import NOT_CERTIFIED, verify
 
     result = verify(args.artifact, args.pack, threads=args.threads,
                     latency_runs=args.latency_runs,
                     progress=None if args.quiet else progress)
     if args.json:
-        from edgeinfer.check.verify_report import write_json
+        from edgeinfer.check.report_files import write_json
 
-        write_json(result, args.json)
+        write_json(result.to_dict(), args.json)
     if args.report:
-        from edgeinfer.check.verify_report import write_report
+        from edgeinfer.check.verify.report import write_report
 
         write_report(result, args.report, plots=not args.no_plots)
     if args.probs:
         import numpy as np
 
         np.save(args.probs, result.probs)
-    from edgeinfer.check.verify_report import text_table
+    from edgeinfer.check.verify.report import text_table
 
     if not args.quiet:
         print(text_table(result))
@@ -63,23 +48,6 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pack", help="run the framework on real frames and write a parity pack "
-                       "for `edgeinfer verify` on a device")
-    p.add_argument("source", help=SOURCE_HELP)
-    p.add_argument("--data", required=True, help=DATA_HELP)
-    p.add_argument("-o", "--output", required=True, help="the pack file to write (model.pack)")
-    p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one)")
-    p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
-    p.add_argument("--labels", help="class names, one per line")
-    p.add_argument("--limit", type=positive, default=200,
-                   help="at most this many frames, spread over the data (default 200)")
-    p.add_argument("--max-side", type=positive,
-                   help="downscale frames whose longer side is above this (smaller packs; "
-                   "the framework runs on the downscaled frames)")
-    p.add_argument("--no-encoded", action="store_true",
-                   help="do not store the original encoded files (no decode check)")
-    p.set_defaults(handler=run_pack)
-
     v = sub.add_parser("verify", help="check an artifact against a parity pack on this machine "
                        "(lean install: no framework needed)")
     v.add_argument("artifact", help="an .onnx or .tflite artifact")

@@ -137,7 +137,7 @@ def convert(
     if fp32.bn_left:
         raise ConversionError(f"artifact not written: {fp32.bn_left} BatchNormalization "
                               "node(s) left after folding")
-    from edgeinfer.converter.audit import audit_spec, enforce
+    from edgeinfer.parity.audit import audit_spec, enforce
 
     audit = audit_spec(s, given_spec, frames)
     fp32.provenance["spec_audit"] = audit.to_dict()

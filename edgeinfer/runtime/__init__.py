@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from edgeinfer.runtime.image import load_image
 from edgeinfer.runtime.loader import open_backend
-from edgeinfer.runtime.predictor import Prediction, Predictor
+from edgeinfer.runtime.predictor import Predictor
 from edgeinfer.runtime.stream import Stream, StreamResult, StreamStats
+from edgeinfer.runtime.topk import Prediction
 
 __all__ = ["Prediction", "Predictor", "Stream", "StreamResult", "StreamStats", "load_image",
            "open_backend"]

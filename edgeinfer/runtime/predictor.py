@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,6 +37,7 @@ from edgeinfer.runtime.image import (
     _load,
 )
 from edgeinfer.runtime.loader import open_backend
+from edgeinfer.runtime.topk import Prediction, rank
 from edgeinfer.runtime.tta import TTAPolicy, average_views, get_policy
 from edgeinfer.spec import PreprocessSpec
 
@@ -45,31 +45,6 @@ from edgeinfer.spec import PreprocessSpec
 DEFAULT_BATCH_SIZE = 32
 #: Decoded frames ``predict_batch`` holds while grouping them by size.
 PENDING_BYTES = 256 * 2**20
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """One class of one image: its label, its index in the model output, its probability."""
-
-    label: str
-    index: int
-    probability: float
-
-
-# Building a frozen dataclass goes through object.__setattr__ per field (~1.3 us each
-# instance); setting the slots directly is twice as fast and is what top-k does per call.
-_new = object.__new__
-_set_label = Prediction.label.__set__  # type: ignore[attr-defined]
-_set_index = Prediction.index.__set__  # type: ignore[attr-defined]
-_set_prob = Prediction.probability.__set__  # type: ignore[attr-defined]
-
-
-def _prediction(label: str, index: int, probability: float) -> Prediction:
-    p = _new(Prediction)
-    _set_label(p, label)
-    _set_index(p, index)
-    _set_prob(p, probability)
-    return p
 
 
 BatchItem = list[Prediction] | EdgeInferError
@@ -206,7 +181,7 @@ class Predictor:
         """
         k = self._check_top_k(top_k)
         frame = _load(image, self._spec, self._max_pixels, self._max_bytes)
-        return self._top(self._probs(self._tta.views(frame))[0], k)
+        return rank(self._probs(self._tta.views(frame))[0], self._labels, k)
 
     # ------------------------------------------------------------------ batches
     def predict_batch(self, images: Iterable[ImageInput], top_k: int = 5,
@@ -273,7 +248,7 @@ class Predictor:
                 results[i] = e
             return
         for j, (i, _) in enumerate(group):
-            results[i] = self._top(probs[j], k)
+            results[i] = rank(probs[j], self._labels, k)
 
     # ------------------------------------------------------------------ internals
     def _probs(self, views: np.ndarray) -> np.ndarray:
@@ -283,18 +258,6 @@ class Predictor:
             raise ModelError(f"{self._source} returned probabilities of shape {probs.shape} for "
                              f"{views.shape[0]} frames; expected (N, {self._num_classes})")
         return average_views(probs, self._views)
-
-    def _top(self, probs: np.ndarray, k: int) -> list[Prediction]:
-        """Top-k, most probable first, ties by index; a few microseconds for small K."""
-        labels = self._labels
-        if len(probs) <= 64:  # sorting a short Python list beats numpy's call overhead
-            pl = probs.tolist()
-            order = sorted(range(len(pl)), key=pl.__getitem__, reverse=True)[:k]  # stable
-            vals = [pl[i] for i in order]
-        else:
-            idx = np.argsort(-probs, kind="stable")[:k]
-            order, vals = idx.tolist(), probs[idx].tolist()
-        return [_prediction(labels[i], i, v) for i, v in zip(order, vals, strict=True)]
 
     @staticmethod
     def _check_top_k(top_k: int) -> int:

@@ -35,7 +35,8 @@ import cv2
 import numpy as np
 
 from edgeinfer.errors import ConfigError, ImageDecodeError, positive_int
-from edgeinfer.runtime.predictor import Prediction, Predictor
+from edgeinfer.runtime.predictor import Predictor
+from edgeinfer.runtime.topk import Prediction, rank
 
 #: Latencies kept for the percentiles in ``stats()`` (the most recent ones).
 LATENCY_WINDOW = 10_000
@@ -256,12 +257,6 @@ class Stream:
         self._processed += 1
         latency = (now - t_cap) * 1e3
         self._latencies.append(latency)
-        return StreamResult(frame_id, ts, top_k(probs, self._predictor.labels, self._top_k),
+        return StreamResult(frame_id, ts, rank(probs, self._predictor.labels, self._top_k),
                             probs, latency, (now - t) * 1e3,
                             self._processed / (now - self._start), self._dropped)
-
-
-def top_k(probs: np.ndarray, labels: tuple[str, ...], k: int) -> list[Prediction]:
-    """The k most probable classes, most probable first, ties by index (as the Predictor)."""
-    order = np.argsort(-probs, kind="stable")[:k]
-    return [Prediction(labels[i], int(i), float(probs[i])) for i in order]

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from edgeinfer.runtime.predictor import Prediction, Predictor
+from edgeinfer.runtime.predictor import Predictor
 from edgeinfer.runtime.stream import Stream, open_capture
+from edgeinfer.runtime.topk import Prediction
 
 __all__ = ["FrameResult", "open_capture", "predict_video"]
 

@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from edgeinfer._version import __version__  # noqa: E402
+from edgeinfer.runtime.topk import rank  # noqa: E402
 from edgeinfer.serve.config import ServeConfig  # noqa: E402
 from edgeinfer.serve.metrics import Metrics  # noqa: E402
 from edgeinfer.serve.models import ModelSet, ServedModel, check_abandoned  # noqa: E402
@@ -228,10 +229,9 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         else:
             probs = (await sched.call(
                 lambda: sched.infer_now(m.frames(req, cfg, ctx.abandoned))))[0]
-        order = np.argsort(-probs, kind="stable")[:top_k]
         return JSONResponse({"model": m.name, "predictions": [
-            {"label": m.labels[i], "index": int(i), "probability": float(probs[i])}
-            for i in order]})
+            {"label": p.label, "index": p.index, "probability": p.probability}
+            for p in rank(probs, m.labels, top_k)]})
 
     # ------------------------------------------------------------------ cheap routes
     async def server_metadata(request: Request) -> Response:

@@ -18,8 +18,9 @@ from edgeinfer.runtime.tta import get_policy
 
 #: 32 MiB: a batch of a few dozen camera JPEGs or one 1920x1080 uint8 tensor sent as binary.
 DEFAULT_MAX_BODY = 32 * 2**20
-#: 25 MP per request: a 6000 x 4000 photo, or 500 frames of 224 x 224.
-DEFAULT_MAX_PIXELS = 25_000_000
+#: 25 MP per request (stricter than the runtime's per-image DEFAULT_MAX_PIXELS of 50 MP: a
+#: server answers strangers): a 6000 x 4000 photo, or 500 frames of 224 x 224.
+MAX_REQUEST_PIXELS = 25_000_000
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class ServeConfig:
     providers: str | None = None
     allow_fallback: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = MAX_REQUEST_PIXELS
     max_images: int = 64
     max_queue: int = 128
     timeout_s: float = 30.0

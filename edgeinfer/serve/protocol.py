@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.errors import EdgeInferError
+from edgeinfer.runtime.topk import top_indices
 
 HEADER_LENGTH = "inference-header-content-length"
 #: Datatypes of the protocol and their numpy types (for error messages and byte sizes).
@@ -278,8 +279,8 @@ def classification_strings(probs: np.ndarray, k: int, labels: tuple[str, ...]) -
     k = min(k, probs.shape[1])
     out: list[str] = []
     for row in probs:
-        order = np.argsort(-row, kind="stable")[:k]
-        out.extend(f"{float(row[i]):f}:{int(i)}:{labels[i]}" for i in order)
+        order, vals = top_indices(row, k)
+        out.extend(f"{v:f}:{i}:{labels[i]}" for i, v in zip(order, vals, strict=True))
     return out
 
 

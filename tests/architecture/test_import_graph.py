@@ -109,3 +109,31 @@ def test_converter_never_imports_ladder_bench_or_reports():
     bad = [f"{m} -> {d}" for m, deps in graph().items() if room(m) == "converter"
            for d in deps if room(d) == "check"]
     assert not bad, bad
+
+
+def test_command_packages_do_not_import_each_other():
+    """check/{ladder,bench,doctor,verify} share only the report plumbing at check/ level; what
+    two commands need both belongs one floor down, in parity/."""
+    bad = []
+    for mod, deps in graph().items():
+        parts = mod.split(".")
+        if len(parts) < 4 or parts[1] != "check":
+            continue
+        for d in deps:
+            dp = d.split(".")
+            if len(dp) >= 4 and dp[1] == "check" and dp[2] != parts[2]:
+                bad.append(f"{mod} -> {d}")
+    assert not bad, bad
+
+
+def test_every_cli_command_has_its_own_module():
+    from edgeinfer.cli import COMMANDS
+
+    for name in COMMANDS:
+        assert (ROOT / "cli" / f"{name}.py").is_file(), name
+
+
+def test_no_module_over_the_line_budget():
+    long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 420}
+    assert not long, f"split these by concept (design.md: about 400 lines at most): {long}"

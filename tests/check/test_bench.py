@@ -15,10 +15,11 @@ import onnx
 import pytest
 
 from edgeinfer.artifact import ArtifactMetadata
-from edgeinfer.check import baselines
-from edgeinfer.check.bench import run_bench
-from edgeinfer.check.bench_inputs import BenchArtifact, decode, default_input
-from edgeinfer.check.bench_report import (
+from edgeinfer.check.bench import baselines
+from edgeinfer.check.bench.flops import onnx_flops
+from edgeinfer.check.bench.inputs import BenchArtifact, decode, default_input
+from edgeinfer.check.bench.peak import OPENBLAS_OVERRIDES, best_peak, numpy_peak, onnxruntime_peak
+from edgeinfer.check.bench.report import (
     TARGETS,
     load_json,
     markdown,
@@ -26,14 +27,13 @@ from edgeinfer.check.bench_report import (
     to_json,
     write_report,
 )
-from edgeinfer.check.flops import onnx_flops
-from edgeinfer.check.peak import OPENBLAS_OVERRIDES, best_peak, numpy_peak, onnxruntime_peak
-from edgeinfer.check.startup import child_env
-from edgeinfer.check.timing import interleaved, measure, summarize
+from edgeinfer.check.bench.run import run_bench
+from edgeinfer.check.bench.startup import child_env
 from edgeinfer.cli import main
 from edgeinfer.converter.assemble import with_metadata
 from edgeinfer.converter.reference import get_reference
 from edgeinfer.datasets import load_fashion_mnist
+from edgeinfer.parity.timing import interleaved, measure, summarize
 from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.spec import PreprocessSpec
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from edgeinfer.check.diagnose import diagnose_int8
-from edgeinfer.check.ladder import Rung, order_rungs, parent_of, run_ladder
-from edgeinfer.check.report import ProgressBar, write_report
+from edgeinfer.check.ladder.report import ProgressBar, write_report
+from edgeinfer.check.ladder.run import Rung, order_rungs, parent_of, run_ladder
 from edgeinfer.errors import ConfigError, ModelError
+from edgeinfer.parity.int8_layers import int8_layers
 from edgeinfer.parity.stats import topk_agreement, wilson
 from edgeinfer.parity.tolerances import tolerance
 
@@ -82,7 +82,7 @@ def test_broken_int8_layer_is_named(fashion_artifact, broken_int8_artifact, fash
 
 def test_diagnosis_of_a_good_int8_model_names_no_layer(fashion_artifact, fashion_int8,
                                                        fashion_test):
-    d = diagnose_int8(fashion_artifact.read_bytes(), fashion_int8.read_bytes(),
+    d = int8_layers(fashion_artifact.read_bytes(), fashion_int8.read_bytes(),
                       fashion_test.frames, max_frames=16)
     assert len(d.layers) >= 5 and d.first_jump is None
     assert all(e.rel_error < 0.1 for e in d.layers), d.to_dict()

@@ -16,8 +16,8 @@ import pytest
 from onnx import numpy_helper
 
 from edgeinfer import datasets
-from edgeinfer.check.packer import build_pack
-from edgeinfer.check.verify import NOT_CERTIFIED, PASS, verify
+from edgeinfer.check.verify.pack import build_pack
+from edgeinfer.check.verify.run import NOT_CERTIFIED, PASS, verify
 from edgeinfer.cli import main
 from edgeinfer.converter.api import convert
 from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX
@@ -196,7 +196,7 @@ def test_machine_target_from_cpuinfo():
 
 def test_shrink_keeps_decode_check_consistent():
     """--max-side: large photos are downscaled, their encoded entry becomes a lossless PNG."""
-    from edgeinfer.check.packer import shrink
+    from edgeinfer.check.verify.pack import shrink
     from edgeinfer.parity.frames import load_frames
 
     spec = PreprocessSpec.from_json(

@@ -11,8 +11,8 @@ import pytest
 
 from edgeinfer.cli import main
 from edgeinfer.converter.api import convert
-from edgeinfer.converter.audit import audit_spec, enforce
 from edgeinfer.errors import SpecAuditError
+from edgeinfer.parity.audit import audit_spec, enforce
 from edgeinfer.parity.frames import load_frames
 
 from .conftest import FACTORY, LABELS, WEIGHTS, unlabelled
@@ -80,7 +80,7 @@ def test_onnx_source_probed_through_its_batchnorm_nodes():
 
 
 def test_without_labels_or_batchnorm_the_audit_is_unverified(small_source):
-    from edgeinfer.converter.audit import AuditRow, _verdict
+    from edgeinfer.parity.audit import AuditRow, _verdict
 
     g = AuditRow("none", "the given spec", small_source.make_runner(False).spec, None, 1.0,
                  None)
@@ -136,7 +136,7 @@ def test_audit_scales_its_frames_to_the_time_budget(wrong_specs, test_frames, sm
     """A tiny budget audits fewer frames (never below MIN_FRAMES), says so, and still flags
     a gross mistake (on 16 frames the frames' own statistics, `mean_std_mismatch`, may fit
     as well as the rescaled given values); without a budget every frame is used."""
-    from edgeinfer.converter.audit import MIN_FRAMES
+    from edgeinfer.parity.audit import MIN_FRAMES
 
     spec = wrong_specs["mean_std_pixel_scale"]
     quick = audit_spec(small_source, spec, test_frames, budget_s=1e-6)

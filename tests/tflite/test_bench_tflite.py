@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 
-from edgeinfer.check.bench import run_bench
+from edgeinfer.check.bench.run import run_bench
 
 
 def test_bench_tflite_next_to_onnx(fashion_artifact, fashion_tflite, tmp_path):

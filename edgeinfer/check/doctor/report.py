@@ -6,10 +6,9 @@ matplotlib is imported only for the plots.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from edgeinfer.check.doctor import DoctorResult
+from edgeinfer.check.doctor.run import DoctorResult
 from edgeinfer.check.report_files import write_bundle
 
 
@@ -45,11 +44,6 @@ def summary(res: DoctorResult) -> str:
         f"note: {n}" for n in res.notes])
 
 
-def _write_json(res: DoctorResult, path: Path) -> Path:
-    path.write_text(json.dumps(res.to_dict(), indent=2) + "\n")
-    return path
-
-
 def markdown(res: DoctorResult, images: dict[str, str], note: str | None) -> str:
     d = res.to_dict()
     out = [f"# edgeinfer doctor: {d['source']}", "",
@@ -77,7 +71,7 @@ def markdown(res: DoctorResult, images: dict[str, str], note: str | None) -> str
         out += ["", f"**Spec audit:** {a['verdict']} - {a['message']}"]
     out += [f"- note: {n}" for n in d["notes"]]
     if res.robustness:
-        from edgeinfer.check.robustness import markdown as rob_md
+        from edgeinfer.check.doctor.robustness import markdown as rob_md
 
         out += ["", rob_md(res.robustness, images)]
     if note:
@@ -108,7 +102,7 @@ def write_plots(res: DoctorResult, d: Path) -> dict[str, str]:
     plt.close(fig)
     images = {"culprits": "culprits.png"}
     if res.robustness:
-        from edgeinfer.check.robustness import write_plots as rob_plots
+        from edgeinfer.check.doctor.robustness import write_plots as rob_plots
 
         images |= rob_plots(res.robustness, d)
     return images
@@ -116,5 +110,5 @@ def write_plots(res: DoctorResult, d: Path) -> dict[str, str]:
 
 def write_report(res: DoctorResult, directory: str | Path, plots: bool = True) -> list[Path]:
     """``doctor.json``, ``doctor.md`` and ``culprits.png`` (+ robustness curves)."""
-    return write_bundle(res, directory, "doctor", write_json=_write_json,
+    return write_bundle(res, directory, "doctor", to_dict=DoctorResult.to_dict,
                         markdown=markdown, write_plots=write_plots, plots=plots)

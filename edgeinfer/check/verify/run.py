@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata, sniff_format
-from edgeinfer.check.timing import summarize, time_calls, warm_up
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import NOT_CERTIFIED, uncertified
 from edgeinfer.parity.pack import ParityPack, read_pack
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs
 from edgeinfer.parity.targets import machine_target, target_warning
+from edgeinfer.parity.timing import summarize, time_calls, warm_up
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
 from edgeinfer.runtime.files import load_model_bytes
 from edgeinfer.runtime.loader import open_backend

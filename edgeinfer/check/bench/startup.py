@@ -1,7 +1,7 @@
 """Start-up costs measured in fresh processes: cold start to the first prediction, peak RSS,
 and ``import edgeinfer``.
 
-The child is a real module (:mod:`edgeinfer.check.startup_child`, run with ``python -m``),
+The child is a real module (:mod:`edgeinfer.check.bench.startup_child`, run with ``python -m``),
 so ruff and the tests see its code. The parent only spawns it, takes the spawn time and
 turns the child's timestamps into phases.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from edgeinfer.errors import ModelError
 
-CHILD = "edgeinfer.check.startup_child"
+CHILD = "edgeinfer.check.bench.startup_child"
 
 
 def child_env(threads: int | None = None, drop: Sequence[str] = ()) -> dict[str, str]:

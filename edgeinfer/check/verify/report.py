@@ -6,29 +6,12 @@ Markdown are written regardless and the Markdown says why there are no plots.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgeinfer.check.report_files import write_bundle
-from edgeinfer.check.verify import VerifyResult
-
-
-def write_json(result: VerifyResult, path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(result.to_dict(), indent=2, default=_default))
-    return p
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
+from edgeinfer.check.verify.run import VerifyResult
 
 
 def table(result: VerifyResult) -> str:
@@ -129,5 +112,6 @@ def write_plots(result: VerifyResult, directory: Path) -> dict[str, str]:
 
 
 def write_report(result: VerifyResult, directory: str | Path, plots: bool = True) -> list[Path]:
-    return write_bundle(result, directory, "verify", write_json=write_json, markdown=markdown,
+    return write_bundle(result, directory, "verify", to_dict=VerifyResult.to_dict,
+                        markdown=markdown,
                         write_plots=write_plots, plots=plots)

@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeinfer.check.bench_inputs import BenchArtifact
+from edgeinfer.check.bench.inputs import BenchArtifact
 from edgeinfer.errors import EdgeInferError
 from edgeinfer.spec import PreprocessSpec
 

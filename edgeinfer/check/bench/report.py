@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeinfer.check.bench import BenchResult
+from edgeinfer.check.bench.run import BenchResult
 from edgeinfer.check.report_files import write_bundle
 
 #: (key, what, limit, "max" if the measured value must stay at or below the limit, else "min")
@@ -70,13 +70,6 @@ def evaluate_targets(res: BenchResult) -> list[dict[str, Any]]:
 def to_json(res: BenchResult) -> dict[str, Any]:
     """The JSON report: the result and the targets evaluated on it."""
     return {**res.to_dict(), "targets": evaluate_targets(res)}
-
-
-def write_json(res: BenchResult, path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(to_json(res), indent=1, default=float) + "\n")
-    return p
 
 
 # ---------------------------------------------------------------------------- Markdown
@@ -255,7 +248,7 @@ def markdown(res: BenchResult, images: dict[str, str] | None = None,
         "",
         "## Start-up and memory",
         "",
-        "Cold start: spawning `python -m edgeinfer.check.startup_child` until its first "
+        "Cold start: spawning `python -m edgeinfer.check.bench.startup_child` until its first "
         "prediction returns (median of fresh processes; the interpreter phase includes the "
         "`edgeinfer` package import that `-m` does first, for every runtime alike); peak RSS "
         "of that process after 20 more predictions.",
@@ -348,6 +341,6 @@ def write_plots(res: BenchResult, directory: Path) -> dict[str, str]:
 
 def write_report(res: BenchResult, directory: str | Path, plots: bool = True) -> list[Path]:
     """``bench.json``, ``bench.md`` and the PNGs into ``directory``; returns the files."""
-    return write_bundle(res, directory, "bench", write_json=write_json, markdown=markdown,
+    return write_bundle(res, directory, "bench", to_dict=to_json, markdown=markdown,
                         write_plots=write_plots, plots=plots)
 

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata
-from edgeinfer.check.diagnose import Diagnosis, diagnose_int8
-from edgeinfer.check.timing import median_ms
 from edgeinfer.errors import ConfigError, ModelError
 from edgeinfer.parity.frames import load_frames
+from edgeinfer.parity.int8_layers import Int8Layers, int8_layers
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison, accuracy, compare, confusion, flip_matrix, flip_pairs
+from edgeinfer.parity.timing import median_ms
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
 from edgeinfer.spec import PreprocessSpec
 
@@ -152,7 +152,7 @@ class Step:
     rerun: dict[str, Any]
     failures: list[str] = field(default_factory=list)
     inherited: list[str] = field(default_factory=list)
-    diagnosis: Diagnosis | None = None
+    diagnosis: Int8Layers | None = None
     abs_errors: np.ndarray | None = None  # |dp| vs source, for the histogram
     confusion: np.ndarray | None = None  # K x K: row = true label, column = prediction
 
@@ -355,7 +355,7 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
         want = diagnose == "always" or (diagnose == "auto" and bool(step.failures))
         if want and r.format == "onnx" and r.dtype == "int8" and j >= 0 and rungs[j].model:
             say(f"{r.name} per-layer diagnosis", 0, 1)
-            step.diagnosis = diagnose_int8(rungs[j].model, r.model, frames.frames,
+            step.diagnosis = int8_layers(rungs[j].model, r.model, frames.frames,
                                            max_frames=diagnose_frames)
             say(f"{r.name} per-layer diagnosis", 1, 1)
         steps.append(step)

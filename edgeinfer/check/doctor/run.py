@@ -96,7 +96,7 @@ class DoctorResult:
                 "robustness": self.robustness}
 
 
-def simulate(source: Any, spec: PreprocessSpec, frames: Sequence[np.ndarray],
+def culprit_outcomes(source: Any, spec: PreprocessSpec, frames: Sequence[np.ndarray],
              progress: Progress | None = None) -> tuple[list[Outcome], list[str]]:
     """Every device variant on ``frames``; the reference (``none``) first."""
     say = progress or (lambda _m: None)
@@ -232,11 +232,11 @@ def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
              device: np.ndarray | None = None, audit: bool = True,
              progress: Progress | None = None) -> DoctorResult:
     """Simulate, rank, and (without device predictions) audit the spec."""
-    from edgeinfer.converter.audit import model_spec
+    from edgeinfer.parity.audit import model_spec
 
     t0 = time.perf_counter()
     spec = model_spec(source, spec)
-    outcomes, notes = simulate(source, spec, frames.frames, progress)
+    outcomes, notes = culprit_outcomes(source, spec, frames.frames, progress)
     rows, skipped, frames_bn = rank(outcomes, frames.labels, device)
     labels = frames.labels
     ref_acc = (float((outcomes[0].probs.argmax(-1) == labels).mean())
@@ -255,7 +255,7 @@ def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
     else:
         res.top, res.margin = "none", 0.0
         if audit:
-            from edgeinfer.converter.audit import audit_spec
+            from edgeinfer.parity.audit import audit_spec
 
             a = audit_spec(source, spec, frames)
             res.audit = a.to_dict()
@@ -294,7 +294,7 @@ def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
     """The doctor from names: ``source`` as ``convert`` takes it, ``data`` as the parity
     data (``builtin:NAME``, a folder, a labelled folder or a CSV), ``spec`` the TRAINING
     preprocessing (default: the bundled model's). ``shift`` adds the corruption/TTA
-    measurements (:mod:`edgeinfer.check.robustness`)."""
+    measurements (:mod:`edgeinfer.check.doctor.robustness`)."""
     from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
     from edgeinfer.parity.frames import load_frames
 
@@ -308,7 +308,7 @@ def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
     res = diagnose(s, sp, frames, device=device, audit=audit, progress=progress)
     res.source = source if isinstance(source, str) else res.source
     if shift:
-        from edgeinfer.check.robustness import run_robustness
+        from edgeinfer.check.doctor.robustness import run_robustness
 
         if progress:
             progress(f"shift/TTA on {len(frames.frames)} frames")

@@ -6,7 +6,6 @@ JSON and Markdown are still written and the Markdown says the plots were skipped
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from edgeinfer.check.ladder import LadderResult, Step
+from edgeinfer.check.ladder.run import LadderResult, Step
 from edgeinfer.check.report_files import write_bundle
 
 MAX_MATRIX_CLASSES = 20  # flip/confusion plots show at most this many classes
@@ -47,21 +46,6 @@ class ProgressBar:
 
 
 # ---------------------------------------------------------------- JSON
-def write_json(result: LadderResult, path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
-    return p
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
 # ---------------------------------------------------------------- Markdown
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.2%}"
@@ -270,5 +254,6 @@ def write_plots(result: LadderResult, directory: Path) -> dict[str, str]:
 
 def write_report(result: LadderResult, directory: str | Path, plots: bool = True) -> list[Path]:
     """``report.json``, ``report.md`` and the PNGs into ``directory``; returns the files."""
-    return write_bundle(result, directory, "report", write_json=write_json, markdown=markdown,
+    return write_bundle(result, directory, "report", to_dict=LadderResult.to_dict,
+                        markdown=markdown,
                         write_plots=write_plots, plots=plots)

@@ -2,7 +2,7 @@
 
 All cases of one model (every artifact given, each through the edgeinfer ``Predictor`` and
 through its raw runtime, plus the PyTorch eager pipeline) are timed in the same
-interleaved rounds (:mod:`edgeinfer.check.timing`), so load drift hits them alike.
+interleaved rounds (:mod:`edgeinfer.parity.timing`), so load drift hits them alike.
 
 Cases, per artifact and thread count (latency p50/p90/p99 after warm-up):
 
@@ -32,10 +32,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeinfer.check import baselines, timing
-from edgeinfer.check.bench_inputs import IMREAD, BenchArtifact, BenchInput, default_input, describe
-from edgeinfer.check.flops import artifact_flops
+from edgeinfer.check.bench import baselines
+from edgeinfer.check.bench.flops import artifact_flops
+from edgeinfer.check.bench.inputs import IMREAD, BenchArtifact, BenchInput, default_input, describe
 from edgeinfer.errors import ConfigError, EdgeInferError
+from edgeinfer.parity import timing
 
 TOP_K = 5
 TTA_POLICIES = ("hflip", "hflip+crops")
@@ -99,8 +100,8 @@ def run_bench(artifacts: Sequence[str | os.PathLike], threads: Sequence[int] = (
               cold_repeats: int = 3, peak: bool = True,
               progress: Progress | None = None) -> BenchResult:
     """Benchmark ``artifacts`` (ONNX / TFLite, told apart by content) at each thread count."""
-    from edgeinfer.check.peak import best_peak, machine_peak
-    from edgeinfer.check.startup import import_time
+    from edgeinfer.check.bench.peak import best_peak, machine_peak
+    from edgeinfer.check.bench.startup import import_time
 
     say = progress or (lambda _m: None)
     if (runs < 1 or warmup < 0 or rounds < 1 or cold_repeats < 0 or not threads
@@ -263,7 +264,7 @@ def _cold_starts(row: dict[str, Any], a: BenchArtifact, n: int, img_path: Path,
                  torch_cold: dict[str, Any]) -> None:
     """Cold start of edgeinfer, the raw runtime and torch in fresh processes. A baseline whose
     child fails is a note; edgeinfer's own failure is an error."""
-    from edgeinfer.check.startup import cold_start
+    from edgeinfer.check.bench.startup import cold_start
 
     spec = a.meta.spec
     args = {"path": str(a.path), "threads": n, "image": str(img_path),

@@ -7,7 +7,7 @@ Why not just ``a @ b`` in this process: numpy's OpenBLAS obeys ``OPENBLAS_CORETY
 * ``onnxruntime-matmul``: a MatMul through onnxruntime (MLAS, the kernels the ONNX
   artifacts' Conv and Gemm use), same thread count and session options as the backend.
   Needs the ``onnx`` package to build the one-node model.
-* ``numpy-matmul``: numpy in a child process (``python -m edgeinfer.check.peak``) with
+* ``numpy-matmul``: numpy in a child process (``python -m edgeinfer.check.bench.peak``) with
   ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed from its environment; the BLAS
   library and the kernel it picked are reported (threadpoolctl, when installed).
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer.check.startup import child_env, run_module
+from edgeinfer.check.bench.startup import child_env, run_module
 
 #: environment variables that make OpenBLAS pick a slower kernel or blocking size
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -85,7 +85,7 @@ def onnxruntime_peak(threads: int, n: int = N, reps: int = REPS) -> dict[str, An
 
 def numpy_peak(threads: int, n: int = N, reps: int = REPS) -> dict[str, Any]:
     """GFLOP/s of numpy's float32 matmul in a child process without the OpenBLAS overrides."""
-    out, _t, _err = run_module("edgeinfer.check.peak", [str(n), str(reps)],
+    out, _t, _err = run_module("edgeinfer.check.bench.peak", [str(n), str(reps)],
                                child_env(threads, drop=OPENBLAS_OVERRIDES))
     return {"method": "numpy-matmul", "gflops": out["gflops"],
             "detail": f"numpy {out['numpy']} matmul {n}x{n} float32, {out['blas']}, "

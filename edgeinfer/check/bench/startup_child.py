@@ -1,11 +1,11 @@
-"""The child process of the start-up measurements: ``python -m edgeinfer.check.startup_child``.
+"""The start-up measurements' child: ``python -m edgeinfer.check.bench.startup_child``.
 
 Why a separate interpreter: cold start (new process -> first prediction) and peak memory
 only mean something in a process where nothing else was loaded first. The parent
-(:mod:`edgeinfer.check.startup`) spawns this module and reads the one JSON line it prints.
+(:mod:`edgeinfer.check.bench.startup`) spawns this module and reads the one JSON line it prints.
 
-    python -m edgeinfer.check.startup_child import
-    python -m edgeinfer.check.startup_child cold KIND '{"path": ..., "threads": ..., ...}'
+    python -m edgeinfer.check.bench.startup_child import
+    python -m edgeinfer.check.bench.startup_child cold KIND '{"path": ..., "threads": ..., ...}'
 
 ``KIND``: ``edgeinfer`` (the Predictor), ``onnxruntime`` / ``litert`` (the raw runtime as
 a user writes it) or ``torch`` (the eager pipeline). Each imports only what it needs,
@@ -81,7 +81,7 @@ def _litert(a: dict[str, Any]) -> tuple[float, Callable[[], int]]:
 def _torch(a: dict[str, Any]) -> tuple[float, Callable[[], int]]:
     import torch
 
-    from edgeinfer.check.baselines import load_torch_model, user_preprocess
+    from edgeinfer.check.bench.baselines import load_torch_model, user_preprocess
     from edgeinfer.spec import PreprocessSpec
 
     torch.set_num_threads(a["threads"])
@@ -140,7 +140,7 @@ def main(argv: list[str]) -> int:
     elif len(argv) == 3 and argv[0] == "cold" and argv[1] in KINDS:
         out = cold(argv[1], json.loads(argv[2]))
     else:
-        print(f"usage: python -m edgeinfer.check.startup_child import | cold "
+        print(f"usage: python -m edgeinfer.check.bench.startup_child import | cold "
               f"{{{','.join(KINDS)}}} JSON", file=sys.stderr)
         return 2
     print(json.dumps(out))

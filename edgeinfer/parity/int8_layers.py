@@ -28,7 +28,7 @@ class LayerError:
 
 
 @dataclass
-class Diagnosis:
+class Int8Layers:
     frames: int
     layers: list[LayerError]
     first_jump: LayerError | None
@@ -78,9 +78,9 @@ def _layer_name(tensor: str, producer: dict[str, Any], inits: set[str]) -> tuple
     return node.name or tensor, node.op_type
 
 
-def diagnose_int8(fp32_model: bytes, int8_model: bytes, frames: Sequence[np.ndarray],
+def int8_layers(fp32_model: bytes, int8_model: bytes, frames: Sequence[np.ndarray],
                   max_frames: int = 8, jump_factor: float = 3.0,
-                  floor: float = 0.05) -> Diagnosis:
+                  floor: float = 0.05) -> Int8Layers:
     """Compare every quantised activation of an int8 QDQ artifact with its fp32 tensor.
 
     The QDQ model keeps each quantised activation's fp32 name as the input of its
@@ -148,4 +148,4 @@ def diagnose_int8(fp32_model: bytes, int8_model: bytes, frames: Sequence[np.ndar
             break
         prev = max(prev, e.rel_error)
     worst = max(layers, key=lambda e: e.rel_error, default=None)
-    return Diagnosis(len(use), layers, first, worst, jump_factor, floor)
+    return Int8Layers(len(use), layers, first, worst, jump_factor, floor)

@@ -1,0 +1,1 @@
+"""`edgeinfer bench`: latency, start-up and memory beside the baselines; its report."""

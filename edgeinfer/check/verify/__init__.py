@@ -1,0 +1,1 @@
+"""`edgeinfer pack` (framework side) and `edgeinfer verify` (device side, lean) and their report."""

@@ -1,0 +1,42 @@
+"""``edgeinfer pack`` (workstation, framework installed): run the framework on real frames
+and write a parity pack for ``edgeinfer verify`` on the device."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgeinfer.cli.common import DATA_HELP, SOURCE_HELP, positive, progress
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from edgeinfer.check.verify.pack import build_pack
+    from edgeinfer.parity.pack import write_pack
+
+    pack = build_pack(args.source, args.data, spec=args.spec, weights=args.weights,
+                      labels=args.labels, limit=args.limit, encoded=not args.no_encoded,
+                      max_side=args.max_side, progress=progress)
+    out = write_pack(pack, args.output)
+    size = out.stat().st_size
+    print(f"{out}: {pack.n} frames ({pack.data_name}), {len(pack.labels)} classes, "
+          f"{'labelled' if pack.truth is not None else 'unlabelled'}, "
+          f"{'with' if pack.encoded else 'without'} encoded files, {size / 1e6:.2f} MB")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pack", help="run the framework on real frames and write a parity pack "
+                       "for `edgeinfer verify` on a device")
+    p.add_argument("source", help=SOURCE_HELP)
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    p.add_argument("-o", "--output", required=True, help="the pack file to write (model.pack)")
+    p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one)")
+    p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
+    p.add_argument("--labels", help="class names, one per line")
+    p.add_argument("--limit", type=positive, default=200,
+                   help="at most this many frames, spread over the data (default 200)")
+    p.add_argument("--max-side", type=positive,
+                   help="downscale frames whose longer side is above this (smaller packs; "
+                   "the framework runs on the downscaled frames)")
+    p.add_argument("--no-encoded", action="store_true",
+                   help="do not store the original encoded files (no decode check)")
+    p.set_defaults(handler=run_pack)

@@ -1,0 +1,62 @@
+"""``edgeinfer watch``: predictions on a camera, video file or stream URL (latest frame)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from edgeinfer.cli.common import pos_float, positive, progress
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    from edgeinfer.runtime.predictor import Predictor
+    from edgeinfer.runtime.stream import Stream
+
+    pred = Predictor(args.artifact, threads=args.threads, tta=args.tta)
+    stream = Stream(pred, args.source, top_k=args.top_k, smoothing=args.smoothing,
+                    realtime=args.realtime, max_frames=args.max_frames)
+    progress(f"{args.source}: {'latest frame only' if stream.latest else 'every frame'}, "
+             f"provider {pred.provider}")
+    try:
+        with stream:
+            for r in stream:
+                if args.json:
+                    print(json.dumps({
+                        "frame": r.frame_id, "timestamp": round(r.timestamp, 6),
+                        "latency_ms": round(r.latency_ms, 3), "infer_ms": round(r.infer_ms, 3),
+                        "dropped": r.dropped, "predictions": [
+                            {"label": p.label, "index": p.index,
+                             "probability": round(p.probability, 6)} for p in r.predictions]}),
+                        flush=True)
+                else:
+                    top = r.predictions[0]
+                    print(f"frame {r.frame_id:6d}  {r.latency_ms:7.2f} ms  dropped {r.dropped:5d}"
+                          f"  {top.label} ({top.probability:.3f})", flush=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends a camera stream: print the summary, exit 0
+    s = stream.stats()
+    p50 = f"{s.latency_p50_ms:.2f}" if s.latency_p50_ms is not None else "-"
+    p99 = f"{s.latency_p99_ms:.2f}" if s.latency_p99_ms is not None else "-"
+    progress(f"{s.processed} frames processed, {s.dropped} dropped, {s.read} read in "
+             f"{s.seconds:.2f} s ({s.fps:.1f} fps); latency p50 {p50} ms, p99 {p99} ms")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser(
+        "watch", help="predictions on a camera, video file or stream URL (latest frame)",
+        description="A camera or URL keeps only the newest frame (stale frames are dropped "
+        "and counted); a file is read frame by frame unless --realtime replays it at its "
+        "frame rate. A summary (processed, dropped, fps, latency) goes to stderr.")
+    w.add_argument("artifact", help=".onnx or .tflite artifact")
+    w.add_argument("source", help="camera index (0), video file, or URL (rtsp://...)")
+    w.add_argument("--top-k", type=positive, default=1)
+    w.add_argument("--smoothing", type=pos_float,
+                   help="EMA weight of the newest frame's probabilities, in (0, 1]")
+    w.add_argument("--realtime", action="store_true",
+                   help="replay a file at its frame rate, dropping frames the model misses")
+    w.add_argument("--max-frames", type=positive, help="stop after this many frames")
+    w.add_argument("--threads", type=positive)
+    w.add_argument("--tta", choices=["none", "hflip", "hflip+crops"], default=None)
+    w.add_argument("--json", action="store_true", help="one JSON object per frame")
+    w.set_defaults(handler=run_watch)
