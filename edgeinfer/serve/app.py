@@ -53,6 +53,7 @@ from edgeinfer.serve.protocol import (  # noqa: E402
     encode_infer_response,
     error_body,
     parse_infer,
+    parse_uint,
 )
 from edgeinfer.serve.scheduler import Scheduler  # noqa: E402
 
@@ -154,11 +155,9 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
                                "uncompressed", 415)
         length = request.headers.get("content-length")
         if length is not None:
-            if not length.strip().isdigit():
-                raise RequestError(f"Content-Length {length[:30]!r} is not a number")
-            if int(length) > limit:
-                raise RequestError(f"the body is {int(length)} bytes, above the limit of {limit}",
-                                   413)
+            n = parse_uint(length, "Content-Length")
+            if n > limit:
+                raise RequestError(f"the body is {n} bytes, above the limit of {limit}", 413)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -339,9 +338,10 @@ def _check_version(request: Request, m: ServedModel) -> None:
 def _top_k(text: str | None, default: int) -> int:
     if text is None:
         return default
-    if not text.isdigit() or int(text) < 1:
+    k = parse_uint(text, "top_k")
+    if k < 1:
         raise RequestError(f"top_k must be a positive integer, got {text[:20]!r}")
-    return int(text)
+    return k
 
 
 async def _multipart_image(headers: Headers, body: bytes, limit: int) -> bytes:

@@ -26,6 +26,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,18 +72,32 @@ class InferRequest:
         return len(self.images) if self.images is not None else int(self.tensor.shape[0])
 
 
+_ASCII_UINT = re.compile(r"[0-9]{1,18}")
+
+
 # ---------------------------------------------------------------------------- parsing
+def parse_uint(text: str, what: str) -> int:
+    """A non-negative integer from a header or query string, or RequestError.
+
+    Why not ``str.isdigit()`` + ``int()``: ``"²".isdigit()`` is true and ``int("²")``
+    fails; ``int()`` also takes other scripts' digits, ``"1_0"`` and surrounding spaces,
+    and a 5000-digit string raises past Python's 4300-digit conversion limit. Only ASCII
+    digits, at most 18 of them (below 2**63), are a number here.
+    """
+    t = text.strip(" \t")
+    if not _ASCII_UINT.fullmatch(t):
+        raise RequestError(f"{what} must be a non-negative integer (ASCII digits, at most 18), "
+                           f"got {text[:30]!r}")
+    return int(t)
+
+
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
     """(JSON header, binary tail) of a request body."""
     if header_length is None:
         head, tail = body, b""
     else:
-        try:
-            n = int(header_length.strip())
-        except ValueError:
-            raise RequestError(f"Inference-Header-Content-Length must be an integer, got "
-                               f"{header_length[:40]!r}") from None
-        if not 0 <= n <= len(body):
+        n = parse_uint(header_length, "Inference-Header-Content-Length")
+        if n > len(body):
             raise RequestError(f"Inference-Header-Content-Length is {n} but the body has "
                                f"{len(body)} bytes")
         head, tail = body[:n], body[n:]
@@ -90,7 +105,9 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
         raise RequestError("the request body is empty: send a JSON inference request")
     try:
         doc = json.loads(head)
-    except (UnicodeDecodeError, ValueError) as e:
+    except RecursionError:  # e.g. 100 KB of "[": the C parser recurses per level
+        raise RequestError("the request JSON is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as e:  # also a number past 4300 digits
         raise RequestError(f"the request is not valid JSON ({_short(e)})") from None
     if not isinstance(doc, dict):
         raise RequestError(f"the request must be a JSON object, got {type(doc).__name__}")
@@ -257,7 +274,7 @@ def _uint8_tensor(raw: bytes | None, data: Any, shape: list[int]) -> np.ndarray:
         return np.frombuffer(raw, np.uint8).reshape(shape)
     try:
         a = np.asarray(data)
-    except ValueError:
+    except (ValueError, OverflowError, RecursionError):
         raise RequestError("the UINT8 data is a ragged list: send a flat (or evenly "
                            "nested) list of integers") from None
     if a.dtype.kind not in "iu" or a.dtype == np.bool_:
