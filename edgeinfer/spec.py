@@ -53,6 +53,12 @@ class PreprocessSpec:
     margin). ``pad_value`` is the letterbox fill in frame pixel units (0..255). ``scale``
     multiplies pixel values before ``mean``/``std`` are applied:
     ``y = (x * scale - mean) / std``.
+
+    ``antialias`` selects Pillow's resampling (what timm, torchvision and Hugging Face
+    evaluate with): the kernel is widened by the downscale factor, taps outside the image
+    are dropped and the weights renormalised, and ``cubic`` then means Pillow's kernel
+    (a = -0.5). Without it, ``linear``/``cubic`` are OpenCV's and torch's plain
+    interpolation (cubic a = -0.75, borders clamped). Measured in docs/resize.md.
     """
 
     size: tuple[int, int]
@@ -105,10 +111,6 @@ class PreprocessSpec:
             raise SpecError(f"spec.std must be positive, got {self.std}")
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise SpecError(f"spec.scale must be a positive number, got {self.scale}")
-        if self.antialias and self.interpolation != "linear":
-            # Antialiased bicubic differs between implementations (torch uses a=-0.5, ONNX
-            # a=-0.75); only antialiased bilinear has one meaning everywhere.
-            raise SpecError("spec.antialias=True needs interpolation='linear'")
         if self.resize_shorter is not None:
             if self.resize != "shorter_crop":
                 raise SpecError("spec.resize_shorter only applies to resize='shorter_crop'")
@@ -131,6 +133,12 @@ class PreprocessSpec:
     def shorter(self) -> int:
         """Shorter-side length before the centre crop (``shorter_crop`` only)."""
         return int(self.resize_shorter) if self.resize_shorter else max(self.size)
+
+    @property
+    def clips_overshoot(self) -> bool:
+        """Pillow's bicubic clips its overshoot to 0..255 (it writes uint8); the antialiased
+        cubic resize does the same in all three executions, right after resizing."""
+        return self.antialias and self.interpolation == "cubic"
 
     def model_input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
         h, w = self.size
@@ -222,7 +230,7 @@ class PreprocessSpec:
 
         Resizing uses cv2.resize on float32 data (OpenCV's uint8 path rounds in fixed point
         and would differ from the graph by up to 0.8 LSB), except antialiased resizing, which
-        OpenCV lacks: that uses a separable triangle/cubic filter matrix in numpy.
+        OpenCV lacks: that is Pillow's separable filter in numpy (:func:`filter_taps`).
         """
         x = np.asarray(frame)
         if x.ndim == 2:
@@ -234,6 +242,8 @@ class PreprocessSpec:
         h0, w0 = x.shape[:2]
         nh, nw = self.resized_size(h0, w0)
         x = _resize(x, nh, nw, self.interpolation, self.antialias)
+        if self.clips_overshoot and (nh, nw) != (h0, w0):
+            x = np.clip(x, 0.0, 255.0)
         th, tw = self.size
         if self.resize == "shorter_crop":
             top, left = (nh - th) // 2, (nw - tw) // 2
@@ -283,34 +293,73 @@ def _round_div(num: int, den: int) -> int:
 
 
 _CV2_INTERP = {"linear": "INTER_LINEAR", "cubic": "INTER_CUBIC"}
+# Pillow's bicubic coefficient; torch's antialiased bicubic and the graph use it too.
+PIL_CUBIC_A = -0.5
+# The plain (non-antialiased) bicubic coefficient of OpenCV and torch.
+PLAIN_CUBIC_A = -0.75
 
 
 def _resize(x: np.ndarray, nh: int, nw: int, interp: str, antialias: bool) -> np.ndarray:
     h, w = x.shape[:2]
     if (nh, nw) == (h, w):
         return x
-    if antialias and (nh < h or nw < w):
-        ry = _filter_matrix(h, nh)
-        rx = _filter_matrix(w, nw)
-        return np.einsum("ph,hwc,qw->pqc", ry, x, rx, optimize=True).astype(np.float32)
+    if antialias:
+        # rows first (contiguous), then columns through a transposed copy: 2x faster than
+        # gathering along axis 1 (measured, docs/resize.md)
+        x = _resample_rows(x, nh, interp)
+        x = _resample_rows(np.ascontiguousarray(x.transpose(1, 0, 2)), nw, interp)
+        return np.ascontiguousarray(x.transpose(1, 0, 2))
     import cv2
 
     out = cv2.resize(x, (nw, nh), interpolation=getattr(cv2, _CV2_INTERP[interp]))
     return out.reshape(nh, nw, x.shape[2])
 
 
-def _filter_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) triangle-filter weights, the filter widened by the downscale factor.
+def _kernel(interp: str, d: np.ndarray) -> np.ndarray:
+    """Pillow's filters: triangle (support 1) and Keys cubic with a = -0.5 (support 2)."""
+    d = np.abs(d)
+    if interp == "linear":
+        return np.clip(1.0 - d, 0.0, None)
+    a = PIL_CUBIC_A
+    near = ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+    far = (((d - 5.0) * d + 8.0) * d - 4.0) * a
+    return np.where(d < 1.0, near, np.where(d < 2.0, far, 0.0))
 
-    Half-pixel centres; taps outside the image are dropped and the row renormalised,
-    which is how antialiased resizers (PIL, ONNX Resize antialias=1) treat borders.
+
+def filter_taps(n_in: int, n_out: int, interp: str) -> tuple[np.ndarray, np.ndarray]:
+    """(index, weight), each (n_out, K): Pillow's separable resampling along one axis.
+
+    Half-pixel centres; the kernel is widened by the downscale factor (never narrowed
+    when upscaling); taps outside the image are dropped and each row renormalised, which
+    is Pillow's rule and ONNX Resize's ``antialias=1, exclude_outside=1``. Only the K
+    taps of a row's window are kept, so applying it costs O(n_out * K) per line, not a
+    dense n_out x n_in product (a 1080p frame stays cheap on the TFLite host path).
     """
-    scale = n_out / n_in
-    support = max(1.0, 1.0 / scale)
-    centers = (np.arange(n_out) + 0.5) / scale - 0.5
-    d = (np.arange(n_in)[None, :] - centers[:, None]) / support
-    wgt = np.clip(1.0 - np.abs(d), 0.0, None)
-    return (wgt / wgt.sum(axis=1, keepdims=True)).astype(np.float32)
+    scale = n_in / n_out
+    support = (1.0 if interp == "linear" else 2.0) * max(1.0, scale)
+    centers = (np.arange(n_out) + 0.5) * scale - 0.5
+    k = int(np.ceil(2 * support)) + 1
+    first = np.floor(centers - support).astype(np.int64) + 1
+    idx = first[:, None] + np.arange(k)[None, :]
+    wgt = _kernel(interp, (idx - centers[:, None]) / max(1.0, scale))
+    wgt = np.where((idx >= 0) & (idx < n_in), wgt, 0.0)
+    wgt = wgt / wgt.sum(axis=1, keepdims=True)
+    return np.clip(idx, 0, n_in - 1), wgt.astype(np.float32)
+
+
+def _resample_rows(x: np.ndarray, n_out: int, interp: str) -> np.ndarray:
+    """Pillow's resampling of an (H, W, C) float32 array along H to ``n_out`` rows."""
+    if x.shape[0] == n_out:
+        return x
+    idx, wgt = filter_taps(x.shape[0], n_out, interp)
+    shape = (n_out,) + x.shape[1:]
+    out = np.zeros(shape, np.float32)
+    buf = np.empty(shape, np.float32)
+    for j in range(idx.shape[1]):
+        np.take(x, idx[:, j], axis=0, out=buf)
+        buf *= wgt[:, j, None, None]
+        out += buf
+    return out
 
 
 def resolve_spec(value: PreprocessSpec | dict | str | os.PathLike) -> PreprocessSpec:

@@ -37,6 +37,8 @@ class PreprocessModule(nn.Module):
         if (nh, nw) != (h, w):
             x = F.interpolate(x, size=(nh, nw), mode=_TORCH_MODE[spec.interpolation],
                               align_corners=False, antialias=spec.antialias)
+            if spec.clips_overshoot:
+                x = x.clamp(0.0, 255.0)
         th, tw = spec.size
         if spec.resize == "shorter_crop":
             top, left = (nh - th) // 2, (nw - tw) // 2

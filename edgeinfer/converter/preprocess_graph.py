@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeinfer.spec import PreprocessSpec
+from edgeinfer.spec import PIL_CUBIC_A, PLAIN_CUBIC_A, PreprocessSpec
 
 FRAME_INPUT = "frame"
 PREFIX_OUTPUT = "edgeinfer_pixels"
@@ -90,11 +90,18 @@ def build_preprocess_model(spec: PreprocessSpec, opset: int = 18) -> onnx.ModelP
 
     sizes = b.op("Concat", [nc, nh, nw], "sizes", axis=0)
     # half_pixel + a=-0.75 is what cv2.resize and torch (align_corners=False) compute.
+    # Antialiased: Pillow's resampling. exclude_outside=1 drops the taps outside the image
+    # and renormalises, as Pillow and torch do; without it onnxruntime clamps them to the
+    # edge pixel and the outermost rows differ by up to 10 grey levels (docs/resize.md).
     resize_attrs: dict = {"mode": spec.interpolation,
-                          "coordinate_transformation_mode": "half_pixel", "cubic_coeff_a": -0.75}
+                          "coordinate_transformation_mode": "half_pixel",
+                          "cubic_coeff_a": PLAIN_CUBIC_A}
     if spec.antialias:
-        resize_attrs["antialias"] = 1
+        resize_attrs.update(antialias=1, exclude_outside=1, cubic_coeff_a=PIL_CUBIC_A)
     x = b.op("Resize", [x, "", "", sizes], "resized", **resize_attrs)
+    if spec.clips_overshoot:  # Pillow's cubic writes uint8: overshoot clipped to 0..255
+        x = b.op("Clip", [x, b.const(np.array(0.0, np.float32)),
+                          b.const(np.array(255.0, np.float32))], "clipped")
 
     if spec.resize == "shorter_crop":
         two = b.const([2])
