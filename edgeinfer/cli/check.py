@@ -26,7 +26,9 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         files = write_report(result, args.report)
         progress(f"wrote {len(files)} report files to {args.report}")
-    return 0 if result.passed else EXIT_FAILED
+    if not result.passed or (args.strict and result.word != "PASS"):
+        return EXIT_FAILED
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check", help="parity ladder: source vs every artifact on the same real frames",
         description="Run the source model (eval mode) and every artifact on the same raw "
         "frames and judge each step (source -> onnx fp32 -> onnx int8 -> tflite ...) "
-        "against the tolerance registry. Exit status: 0 every step passes, 1 a step fails "
-        "(the first failing step is named), 2 bad input or usage.")
+        "against the tolerance registry. Verdicts: PASS, NOT CERTIFIED (within tolerance, "
+        "but too few frames to certify a statistical bound such as int8's 99%% agreement: "
+        "the line says how many would), FAIL. Exit status: 0 PASS or NOT CERTIFIED, 1 a "
+        "step fails (the first failing step is named; NOT CERTIFIED too with --strict), 2 "
+        "bad input or usage.")
     p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".onnx / .tflite artifacts")
     p.add_argument("--data", required=True, help=DATA_HELP)
@@ -48,5 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="per-layer int8 diagnosis: auto = when an int8 ONNX step fails")
     p.add_argument("--threads", type=positive, help="intra-op threads for the artifacts")
     p.add_argument("--no-timing", action="store_true", help="skip the latency measurement")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when too few frames certify the agreement bound")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)

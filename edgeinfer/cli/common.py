@@ -22,6 +22,23 @@ DATA_HELP = ("builtin:fashion-test | builtin:fashion-train | builtin:photos | an
              "(flat, or one subfolder per class) | a CSV of image,label rows")
 
 
+def batchnorm_summary(prov: dict[str, Any]) -> str:
+    """What happened to BatchNorm, in words: an exporter that folds it first leaves 0 nodes
+    for edgeinfer to fold, which "BatchNorm 0 -> 0" made look like a model without any."""
+    src, before, left = (prov.get("batchnorm_in_source"), prov.get("batchnorm_before"),
+                         prov.get("batchnorm_left"))
+    parts = [] if src is None else [f"{src} layer{'s' * (src != 1)} in the source"]
+    if before:
+        parts.append(f"{before} node{'s' * (before != 1)} in the exported graph, folded by "
+                     "edgeinfer")
+    elif src:
+        parts.append("folded by the exporter (none reached the graph)")
+    elif src is None:
+        parts.append("none in the source graph")
+    parts.append(f"{left} left")
+    return "BatchNorm: " + ", ".join(parts)
+
+
 def err(msg: object) -> None:
     print(f"edgeinfer: error: {one_line(msg, None)}", file=sys.stderr)
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgeinfer.cli.common import DATA_HELP, SOURCE_HELP, parse_size, positive, progress
+from edgeinfer.cli.common import (
+    DATA_HELP,
+    SOURCE_HELP,
+    batchnorm_summary,
+    parse_size,
+    positive,
+    progress,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,11 +31,16 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
         return 0
     p = result.metadata.parity
-    print(f"{result.path}: BatchNorm {result.metadata.provenance['batchnorm_before']} -> "
-          f"{result.bn_left} nodes; parity on {p['n']} frames ({p['data']}): "
+    print(f"{result.path}: {p['verdict']} on {p['n']} frames ({p['data']}): "
           f"max|dprob| {p['max_abs']:.2e}, top-1 agreement {p['top1_agreement']:.2%}"
           + (f"; accuracy {p['accuracy_source']:.2%} -> {p['accuracy_artifact']:.2%}"
-             if "accuracy_artifact" in p else ""))
+             if "accuracy_artifact" in p else "")
+          + f"; {batchnorm_summary(result.metadata.provenance)}")
+    if not p["certified"]:
+        print(f"  {p['verdict']}: {p['certification']}")
+    if p.get("data_note"):
+        print(f"  {p['data_note']}: the gate proved the export, not the model on your "
+              "images; pass --parity-data (and --strict to refuse without it)")
     return 0
 
 
@@ -53,7 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
     p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one)")
     p.add_argument("--labels", help="class names, one per line")
-    p.add_argument("--parity-data", help=DATA_HELP)
+    p.add_argument("--parity-data", help="the images the artifact is gated on: " + DATA_HELP
+                   + ". Without it a bundled model uses its own test set; your own model is "
+                   "gated on bundled frames that resemble its input (Fashion-MNIST for small "
+                   "gray models, photos otherwise) and the verdict says 'not your data'")
     p.add_argument("--parity-limit", type=positive, help="use at most this many parity frames")
     p.add_argument("--json", action="store_true", help="print the artifact metadata as JSON")
     p.add_argument("-v", "--verbose", action="store_true",
@@ -61,5 +76,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accept-spec", action="store_true",
                    help="convert even when the spec audit finds the spec wrong")
     p.add_argument("--strict", action="store_true",
-                   help="refuse on label-free spec-audit warnings too")
+                   help="refuse on label-free spec-audit warnings too, and refuse (exit 2) "
+                   "to gate your own model without --parity-data")
     p.set_defaults(handler=run)

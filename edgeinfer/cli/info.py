@@ -1,38 +1,90 @@
-"""``edgeinfer info``: what an artifact says about itself."""
+"""``edgeinfer info``: what an artifact says about itself.
+
+The verdict printed is the word ``convert`` stored (one certification rule,
+:mod:`edgeinfer.parity.certify`), so ``info`` never re-judges with other words.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
+
+from edgeinfer.cli.common import batchnorm_summary
+
+
+def _int8_line(prov: dict[str, Any], quant: dict[str, Any] | None) -> str | None:
+    """int8 settings: onnxruntime's (target, weight range, scheme) or LiteRT's calibration."""
+    cal = prov.get("calibration") or {}
+    if prov.get("quantize") != "int8":
+        return None
+    bits = []
+    if quant:
+        bits += [f"target {quant.get('target', 'unspecified')}",
+                 f"{quant.get('format', 'QDQ')} {quant.get('scheme', '')}".strip(),
+                 "7-bit weights (reduce_range)" if quant.get("reduce_range")
+                 else "8-bit weights"]
+    per_channel = (quant or cal).get("per_channel")
+    if per_channel is not None:
+        bits.append("per-channel" if per_channel else "per-tensor")
+    if cal:
+        bits.append(f"calibrated on {cal.get('n')} frames ({cal.get('data')})")
+    return ", ".join(bits)
+
+
+def _props(path: str) -> dict[str, str]:
+    """Every metadata property (the quantisation settings too), from the backend itself."""
+    from edgeinfer.runtime.files import load_model_bytes
+    from edgeinfer.runtime.loader import open_backend
+
+    data, name = load_model_bytes(path)
+    return dict(open_backend(data, 1, source=name).metadata_props())
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeinfer.runtime.metadata import read_metadata
+    from edgeinfer.artifact import ArtifactMetadata
 
-    meta = read_metadata(args.artifact)
+    props = _props(args.artifact)
+    meta = ArtifactMetadata.from_props(props, args.artifact)
+    raw_q = props.get("edgeinfer.quantization")
+    quant = json.loads(raw_q) if raw_q else None
     if args.json:
-        print(json.dumps(meta.to_dict(), indent=2))
+        print(json.dumps(meta.to_dict() | ({"quantization": quant} if quant else {}), indent=2))
         return 0
     s, prov, par = meta.spec, meta.provenance, meta.parity
     print(f"artifact:   {args.artifact}")
     print(f"source:     {prov.get('source')} ({prov.get('framework')} "
           f"{prov.get('framework_version')})")
+    print(f"format:     {prov.get('format')} {prov.get('quantize') or 'fp32'}")
     print(f"classes:    {len(meta.labels)} ({', '.join(meta.labels[:5])}"
           f"{', ...' if len(meta.labels) > 5 else ''})")
     print(f"frame:      uint8 NHWC, {s.frame_color}; model {s.model_color} {s.size[0]}x"
           f"{s.size[1]} {s.layout}, resize {s.resize} ({s.interpolation}), "
           f"mean {list(s.mean)} std {list(s.std)} scale {s.scale:g}")
-    print(f"BatchNorm:  {prov.get('batchnorm_before')} in the exported graph, "
-          f"{prov.get('batchnorm_left')} left")
+    print(batchnorm_summary(prov).replace("BatchNorm: ", "BatchNorm:  ", 1))
+    int8 = _int8_line(prov, quant)
+    if int8:
+        print(f"int8:       {int8}")
     if par:
-        print(f"parity:     {par.get('data')} n={par.get('n')}: max|dprob| "
+        lo, hi = par.get("top1_ci95", [float("nan")] * 2)
+        print(f"parity:     {par.get('verdict', 'unknown (artifact made before verdicts)')} "
+              f"on {par.get('n')} frames ({par.get('data')}): max|dprob| "
               f"{par.get('max_abs', float('nan')):.2e}, top-1 agreement "
-              f"{par.get('top1_agreement', float('nan')):.2%}")
+              f"{par.get('top1_agreement', float('nan')):.2%} [95% CI {lo:.1%}, {hi:.1%}]")
+        if par.get("certification") not in (None, "certified"):
+            print(f"            {par['certification']}")
+        if par.get("data_note"):
+            print(f"            {par['data_note']}: convert with --parity-data to check it on "
+                  "your images")
+    audit = prov.get("spec_audit")
+    if audit:
+        print(f"spec audit: {audit.get('verdict')} - {audit.get('message', '')}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print what an artifact says about itself")
+    p = sub.add_parser("info", help="print what an artifact says about itself: spec, "
+                       "BatchNorm, int8 settings, the parity verdict and the spec audit")
     p.add_argument("artifact")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from edgeinfer.converter.frontend import Progress, Source
 from edgeinfer.converter.gate import GateResult, gate
 from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
 from edgeinfer.errors import ConfigError, ConversionError, require
-from edgeinfer.parity.frames import FrameSet, builtin_name, load_frames
+from edgeinfer.parity.frames import FrameSet, builtin_name, default_parity_data, load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison
 from edgeinfer.spec import PreprocessSpec
@@ -104,7 +104,9 @@ def convert(
     compared with, step by step. ``verbose`` shows the exporters' own output.
     The spec audit (``converter.audit``) runs on the parity frames: a spec that labelled
     frames show to be wrong raises ``SpecAuditError`` unless ``accept_spec``; label-free
-    evidence only warns, unless ``strict``.
+    evidence only warns, unless ``strict``. Without ``parity_data``, a user's model is gated
+    on bundled frames resembling its input and the verdict says ``not your data``;
+    ``strict`` refuses that (ConfigError).
     """
     say: Progress = progress or (lambda _msg: None)
     fmt = output_format(output, format)
@@ -119,6 +121,7 @@ def convert(
     s = resolve_source(source, spec, weights, say)
     given_spec = spec  # what the source runner preprocesses with (and the audit judges)
     spec = s.spec or spec  # a frontend may have lifted preprocessing layers into the spec
+    data_name, data_note = _parity_data(parity_data, s, spec, strict)
     warnings = _warnings(s, spec)
     for w in warnings:
         say(f"warning: {w}")
@@ -127,13 +130,16 @@ def convert(
                               f"this {s.framework} source converts to ONNX artifacts only")
 
     fp32 = _build_onnx(s, spec, labels, fmt, quantize, warnings)
-    data_name = parity_data or (s.reference.parity_data if s.reference else "builtin:photos")
     frames = load_frames(data_name, spec, limit=parity_limit, class_names=fp32.labels)
-    say(f"parity on {len(frames.frames)} real frames ({frames.name})")
+    if data_note and tuple(frames.class_names or ()) != tuple(fp32.labels):
+        # a bundled set's labels are not this model's classes: no accuracy, no labelled audit
+        frames = replace(frames, labels=None, class_names=None)
+    say(f"parity on {len(frames.frames)} real frames ({frames.name})"
+        + (f": {data_note}; pass --parity-data with your own images" if data_note else ""))
     ref_probs = s.make_runner(fp32.softmax_added).run(frames.frames)
     fp32_probs = ArtifactRunner(fp32.blob(), name="onnx-fp32").run(frames.frames)
     result = gate(fp32_probs, "onnx-fp32", "onnx", "fp32", frames,
-                  {s.framework: ref_probs}, say)
+                  {s.framework: ref_probs}, say, data_note)
     if fp32.bn_left:
         raise ConversionError(f"artifact not written: {fp32.bn_left} BatchNormalization "
                               "node(s) left after folding")
@@ -153,9 +159,25 @@ def convert(
                                 target)
     out_probs = ArtifactRunner(with_props(fp32.meta()), name=tag).run(frames.frames)
     derived = gate(out_probs, tag, fmt, quantize or "fp32", frames,
-                   {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say)
+                   {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say, data_note)
     derived.others["onnx_fp32_vs_source"] = result.primary
     return _write(output, with_props(fp32.final(derived, frames)), fp32, derived, s, say)
+
+
+def _parity_data(parity_data: str | None, s: Source, spec: PreprocessSpec,
+                 strict: bool) -> tuple[str, str | None]:
+    """(data, note): the user's data, else a bundled model's own test data (its domain),
+    else bundled frames resembling the input, whose verdict the note qualifies as not a
+    check on the user's domain; ``strict`` refuses that last case."""
+    if parity_data:
+        return parity_data, None
+    if s.reference is not None:
+        return s.reference.parity_data, None
+    name, note = default_parity_data(spec)
+    if strict:
+        raise ConfigError(f"--strict: no --parity-data given, and the bundled {name} is not "
+                          "your data: pass --parity-data with images of your domain")
+    return name, note
 
 
 # ---------------------------------------------------------------- build steps

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.errors import ParityError
-from edgeinfer.parity.certify import NOT_CERTIFIED, uncertified
+from edgeinfer.parity.certify import FAIL, certify
 from edgeinfer.parity.frames import FrameSet
 from edgeinfer.parity.stats import Comparison, compare
 from edgeinfer.parity.tolerances import tolerance
@@ -47,24 +47,29 @@ def accuracies(frames: FrameSet, source_probs: np.ndarray,
 
 
 def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet,
-         references: dict[str, np.ndarray], say: Progress) -> GateResult:
-    """Judge ``candidate`` against each reference (the first is the framework).
+         references: dict[str, np.ndarray], say: Progress,
+         data_note: str | None = None) -> GateResult:
+    """Judge ``candidate`` against each reference (the first is the framework), each with
+    the one certification rule (:func:`edgeinfer.parity.certify.certify`); ``data_note``
+    qualifies the word when the frames are not the user's (``not your data``).
 
     Raises :class:`ParityError` naming every failed comparison; the caller writes nothing.
     """
     tol = tolerance(fmt, dtype)
     cmps = {name: compare(ref, candidate, tol, reference=name, target=tag)
             for name, ref in references.items()}
-    # a passing statistical bound that the 95% interval cannot reach is not a PASS
-    why = {k: uncertified(c) if c.passed else None for k, c in cmps.items()}
+    certs = {k: certify(c, data_note) for k, c in cmps.items()}
     for k, c in cmps.items():
-        say(f"{c.summary(NOT_CERTIFIED)} - {why[k]}" if why[k] else c.summary())
-    failed = [c for c in cmps.values() if not c.passed]
+        cert = certs[k]
+        say(c.summary(cert.word) + (f" - {cert.reason}" if cert.base != FAIL and cert.reason
+                                    else ""))
+    failed = [c for k, c in cmps.items() if certs[k].base == FAIL]
     if failed:
         raise ParityError("artifact not written: " + "; ".join(c.summary() for c in failed))
     first, *rest = cmps
-    src = references[first]
+    src, cert = references[first], certs[first]
     return GateResult(cmps[first], {f"vs_{k}": cmps[k] for k in rest},
                       accuracies(frames, src, candidate)
-                      | {"certified": why[first] is None,
-                         "certification": why[first] or "certified"})
+                      | {"certified": cert.certified, "verdict": cert.word,
+                         "certification": cert.reason or "certified"}
+                      | ({"data_note": data_note} if data_note else {}))

@@ -65,6 +65,30 @@ def builtin_name(source: str) -> str | None:
     return None
 
 
+# Convert's parity data when the user chose none: frames that resemble the model's input
+# (a gray 28x28 model is never gated on colour photos shrunk to 28x28 gray), each with the
+# qualifier its verdict carries: the gate proves the export, not the model on the user's data.
+GRAY_SMALL_MAX = 112  # px: Fashion-MNIST (28x28) upscaled at most 4x
+COLOUR_MIN = 16  # px: photos shrunk below this are no longer pictures of anything
+DEFAULT_NOTES = {"builtin:fashion-test": "bundled Fashion-MNIST only: not your data",
+                 "builtin:photos": "bundled photos only: not your data"}
+
+
+def default_parity_data(spec: PreprocessSpec) -> tuple[str, str]:
+    """(data, note) for a model whose user gave no parity data; ConfigError when no bundled
+    set resembles the model's input (then only the user's own images can gate it)."""
+    small, large = min(spec.size), max(spec.size)
+    if spec.model_color == "GRAY" and large <= GRAY_SMALL_MAX:
+        name = "builtin:fashion-test"
+    elif small >= COLOUR_MIN:
+        name = "builtin:photos"  # colour models; gray models above 112 px see them in gray
+    else:
+        raise ConfigError(f"no bundled images resemble this model's input ({spec.model_color} "
+                          f"{spec.size[0]}x{spec.size[1]}): pass --parity-data with your own "
+                          "images (an image folder, a labelled folder or a CSV)")
+    return name, DEFAULT_NOTES[name]
+
+
 def load_frames(source: str, spec: PreprocessSpec, limit: int | None = None,
                 class_names: Sequence[str] | None = None) -> FrameSet:
     """``builtin:NAME`` | an image folder | a labelled folder | a CSV (``image,label``).

@@ -14,8 +14,12 @@ def test_check_passes_and_writes_report(fashion_artifact, fashion_int8, tmp_path
                  str(tmp_path / "rep"), "--no-timing"])
     captured = capsys.readouterr()
     assert code == 0, captured.out
-    assert "onnx-int8" in captured.out and "PASS" in captured.out
-    assert json.loads(out.read_text())["passed"] is True
+    # within tolerance, but 300 frames cannot certify int8's >= 99% (381 all agreeing can):
+    # the word verify and convert use for the same comparison (issue 17: check said PASS)
+    assert "onnx-int8" in captured.out
+    assert captured.out.strip().splitlines()[-1].startswith("NOT CERTIFIED at step onnx-int8")
+    d = json.loads(out.read_text())
+    assert d["passed"] is True and d["word"] == "NOT CERTIFIED"
     assert (tmp_path / "rep" / "report.md").is_file()
     assert (tmp_path / "rep" / "errors.png").is_file()
     assert "onnx-fp32" in captured.err  # the progress lines go to stderr

@@ -99,7 +99,7 @@ def test_int8_on_200_frames_is_not_certified(int8, pack, capsys):
     res = verify(int8, pack, latency_runs=3)
     assert res.dtype == "int8" and res.steps[0].comparison.top1_agreement >= 0.99
     assert res.verdict == NOT_CERTIFIED and res.exit_code == 0
-    assert "not enough frames to certify" in res.message()
+    assert "frames disagree; to certify >= 99% you need at least" in res.message()
     rc, out, _ = _cli(capsys, "verify", int8, pack, "-q", "--strict", "--latency-runs", 3)
     assert rc == 1 and "NOT CERTIFIED" in out
 
@@ -213,3 +213,32 @@ def test_shrink_keeps_decode_check_consistent():
             assert b == kept[i]  # untouched frames keep their original file
         else:
             assert np.array_equal(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR), f)
+
+
+def test_one_artifact_gets_one_word_from_every_command(int8, pack, capsys):
+    """convert (stored), check, verify, info and the server's metadata judge the same
+    comparison (the framework vs the int8 artifact on the same 200 test frames): the same
+    word and the same reason everywhere (issue 17: check said PASS where verify did not)."""
+    import httpx
+
+    from edgeinfer.runtime.metadata import read_metadata
+    from edgeinfer.serve.config import ServeConfig
+    from edgeinfer.serve.server import serve_in_thread
+
+    par = read_metadata(int8).parity
+    word, why = par["verdict"], par["certification"]
+    assert word == NOT_CERTIFIED and why.startswith(f"{par['flips']} of {N} frames disagree")
+    rc, out, _ = _cli(capsys, "check", "fashion", int8, "--data", "fashion-test", "--limit", N,
+                      "--no-timing", "-q")
+    assert rc == 0 and f"{word} at step onnx-int8: {why}" in out, out
+    rc, out, _ = _cli(capsys, "check", "fashion", int8, "--data", "fashion-test", "--limit", N,
+                      "--no-timing", "-q", "--strict")
+    assert rc == 1
+    rc, out, _ = _cli(capsys, "verify", int8, pack, "-q", "--latency-runs", 3)
+    last = out.strip().splitlines()[-1]
+    assert rc == 0 and last.startswith(f"{word}:") and why in last
+    rc, out, _ = _cli(capsys, "info", int8)
+    assert rc == 0 and f"parity:     {word} on {N} frames" in out and why in out
+    with serve_in_thread([int8], ServeConfig(port=0)) as url:
+        meta = httpx.get(f"{url}/v2/models/{Path(int8).stem}").json()
+    assert meta["parameters"]["certification"] == word

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata
 from edgeinfer.errors import ConfigError, ModelError
+from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
 from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.int8_layers import Int8Layers, int8_layers
 from edgeinfer.parity.runners import ArtifactRunner
@@ -155,6 +156,7 @@ class Step:
     diagnosis: Int8Layers | None = None
     abs_errors: np.ndarray | None = None  # |dp| vs source, for the histogram
     confusion: np.ndarray | None = None  # K x K: row = true label, column = prediction
+    uncertified: str | None = None  # why vs_source cannot certify its bound (parity.certify)
 
     @property
     def passed(self) -> bool:
@@ -162,9 +164,12 @@ class Step:
 
     @property
     def verdict(self) -> str:
+        """The one vocabulary (parity.certify): what convert and verify say of vs_source."""
         if self.failures:
-            return "FAIL"
-        return "FAIL (inherited)" if self.inherited else "PASS"
+            return FAIL
+        if self.inherited:
+            return f"{FAIL} (inherited)"
+        return NOT_CERTIFIED if self.uncertified else PASS
 
     def to_dict(self) -> dict[str, Any]:
         skip = ("flip_matrix", "abs_errors", "confusion", "diagnosis", "vs_parent", "vs_source")
@@ -192,15 +197,25 @@ class LadderResult:
     def first_failure(self) -> Step | None:
         return next((s for s in self.steps if s.failures), None)
 
+    @property
+    def word(self) -> str:
+        """PASS | NOT CERTIFIED | FAIL for the whole ladder (the worst step's word)."""
+        words = {s.verdict for s in self.steps}
+        return FAIL if not self.passed else NOT_CERTIFIED if NOT_CERTIFIED in words else PASS
+
     def verdict(self) -> str:
         f = self.first_failure
-        if f is None:
-            return f"PASS: every step within tolerance on {self.n} frames ({self.data})"
-        return f"FAIL at step {f.name}: {'; '.join(f.failures)}"
+        if f is not None:
+            return f"{FAIL} at step {f.name}: {'; '.join(f.failures)}"
+        unc = [s for s in self.steps if s.uncertified]
+        if unc:
+            return f"{NOT_CERTIFIED} at step {unc[0].name}: {unc[0].uncertified}" + "".join(
+                f"; {s.name}: {s.uncertified}" for s in unc[1:])
+        return f"{PASS}: every step within tolerance on {self.n} frames ({self.data})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "data": self.data, "n": self.n, "passed": self.passed,
-                "verdict": self.verdict(),
+                "word": self.word, "verdict": self.verdict(),
                 "first_failure": self.first_failure.name if self.first_failure else None,
                 "steps": [s.to_dict() for s in self.steps]}
 
@@ -259,6 +274,9 @@ def _judge(step: Step, parent: Step | None) -> None:
         own.append(f"not deterministic: max|dp| {step.rerun['max_abs']:.2e} between two runs "
                    "of the same frames; dropout left on? (a train-mode export)")
     step.failures.extend(own)
+    if not step.failures and not step.inherited and step.vs_source is not None:
+        cert = certify(step.vs_source)
+        step.uncertified = cert.reason if cert.base == NOT_CERTIFIED else None
 
 
 def _artifact_step(r: Rung, parent: Rung | None, p: np.ndarray, p_src: np.ndarray,

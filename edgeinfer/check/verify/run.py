@@ -29,7 +29,7 @@ import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata, sniff_format
 from edgeinfer.errors import ConfigError
-from edgeinfer.parity.certify import NOT_CERTIFIED, uncertified
+from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
 from edgeinfer.parity.pack import ParityPack, read_pack
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs
@@ -40,7 +40,6 @@ from edgeinfer.runtime.files import load_model_bytes
 from edgeinfer.runtime.loader import open_backend
 
 Progress = Callable[[str], None]
-PASS, FAIL = "PASS", "FAIL"
 LATENCY_RUNS = 50
 CONSISTENCY_FRAMES = 8
 
@@ -108,14 +107,11 @@ class VerifyResult:
 
 
 def judge(name: str, cmp: Comparison, extra: list[str] | None = None) -> VerifyStep:
-    """PASS / FAIL / NOT CERTIFIED for one comparison (see the module docstring)."""
-    notes = cmp.problems() + list(extra or [])
-    if notes:
-        return VerifyStep(name, cmp, FAIL, notes)
-    why = uncertified(cmp)
-    if why:
-        return VerifyStep(name, cmp, NOT_CERTIFIED, [why])
-    return VerifyStep(name, cmp, PASS)
+    """PASS / FAIL / NOT CERTIFIED for one comparison: the one rule, parity.certify."""
+    cert = certify(cmp, extra_failures=extra)
+    if cert.base == FAIL:
+        return VerifyStep(name, cmp, FAIL, cmp.problems() + list(extra or []))
+    return VerifyStep(name, cmp, cert.base, [cert.reason] if cert.reason else [])
 
 
 def check_match(pack: ParityPack, spec: Any, labels: tuple[str, ...],
