@@ -1,6 +1,7 @@
 """``edgeinfer doctor``: why is my device worse? Exit status 0 = the device agrees with the
-reference / no culprit in the what-if audit, 1 = a culprit was found (the top culprit is not
-``none``), 2 = bad input."""
+reference / no culprit in the what-if audit, 1 = a culprit was found or the device disagrees
+beyond sampling noise with nothing to explain it (``unexplained``), 2 = bad input (also a
+device CSV none of whose rows names an image of ``--data``)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def run_doctor_cmd(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("doctor", help="rank the culprits of a device's accuracy drop "
-                       "(exit 1 when the top culprit is not 'none')")
+                       "(exit 1 when the top culprit is not 'none', 'unexplained' included)")
     add_source_args(d)
     d.add_argument("--device-predictions", metavar="CSV",
                    help="what the device predicted: CSV with header image,prediction (image "

@@ -55,6 +55,9 @@ CULPRITS: dict[str, tuple[str, str]] = {
                            "and fine-tune, or fix the camera/lighting"),
 }
 MODE_CULPRITS = ("train_mode", "batchnorm_batch_stats", "dropout_active")
+#: device batch sizes at which training-mode BatchNorm is simulated (a doubling grid: a
+#: device at batch 8 is matched by the batch-8 run, not by 4 or 16; see mode_variants)
+MODE_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 PRIORITY = {name: i for i, name in enumerate(CULPRITS)}
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -71,6 +74,7 @@ class Variant:
     frame_op: str | None = None  # nearest | area | transpose_hw (applied to the uint8 frame)
     input_op: str | None = None  # nhwc_as_nchw | nchw_as_nhwc (memory reinterpreted)
     mode: str = "eval"  # eval | train_mode | batchnorm_batch_stats | dropout_active
+    batch: int = 1  # frames per device call: BatchNorm on batch statistics depends on it
 
     @property
     def fix(self) -> str:
@@ -154,14 +158,8 @@ def device_variants(spec: PreprocessSpec, frames: Sequence[np.ndarray], framewor
         out.append(Variant("layout", f"{a} memory read as {b}", spec, input_op=op))
     notes = []
     if framework in ("torch", "keras"):
-        out.append(Variant("train_mode", "training mode, batch 1", spec, mode="train_mode"))
-        if framework == "torch":
-            out.append(Variant("batchnorm_batch_stats", "BN on batch statistics, batch 1",
-                               spec, mode="batchnorm_batch_stats"))
-            if has_dropout:
-                out.append(Variant("dropout_active", "dropout on, batch 1", spec,
-                                   mode="dropout_active"))
-        else:
+        out += mode_variants(spec, framework, len(frames), has_dropout)
+        if framework == "keras":
             notes.append("batchnorm_batch_stats and dropout_active are simulated for torch "
                          "sources only (Keras: train_mode covers both)")
     else:
@@ -169,6 +167,29 @@ def device_variants(spec: PreprocessSpec, frames: Sequence[np.ndarray], framewor
                      f"source (torch or Keras); a {framework} source cannot run in training "
                      "mode, so they were not simulated")
     return out, notes
+
+
+def mode_variants(spec: PreprocessSpec, framework: str, n_frames: int,
+                  has_dropout: bool = True) -> list[Variant]:
+    """The model-mode culprits. BatchNorm on batch statistics gives another prediction at
+    every batch size (a frame is normalised together with the others of its device call),
+    so it is simulated at each of :data:`MODE_BATCHES` up to the first that holds all the
+    frames, alone (``batchnorm_batch_stats``, dropout off) and with dropout
+    (``train_mode``); dropout alone does not depend on the batch and runs once, BN in eval.
+    One batch size cannot stand for the others: a fashion device at batch 8 is matched by
+    the batch-8 run far better than by batch 4 or 16 (docs/doctor/README.md)."""
+    sizes = [b for b in MODE_BATCHES if b == 1 or b < n_frames]
+    sizes += [b for b in MODE_BATCHES if b >= n_frames > 1][:1]
+    out = [Variant("train_mode", f"training mode, batch {b}", spec, mode="train_mode",
+                   batch=b) for b in sizes]
+    if framework == "torch":
+        out += [Variant("batchnorm_batch_stats", f"BN on batch statistics, batch {b}, "
+                        "dropout off", spec, mode="batchnorm_batch_stats", batch=b)
+                for b in sizes]
+        if has_dropout:
+            out.append(Variant("dropout_active", "dropout on, BN on running statistics",
+                               spec, mode="dropout_active"))
+    return out
 
 
 def _policy_variants(spec: PreprocessSpec) -> list[Variant]:

@@ -46,7 +46,8 @@ class Simulator:
     framework model (``source.module``) supplies BN statistics and training-mode runs.
     """
 
-    def __init__(self, source: Any, spec: PreprocessSpec, batch: int = 64) -> None:
+    def __init__(self, source: Any, spec: PreprocessSpec, batch: int = 64,
+                 order: Sequence[int] | None = None) -> None:
         self.framework = source.framework
         self.module = source.module
         self.runner = source.make_runner(False)
@@ -54,6 +55,9 @@ class Simulator:
         self.probe = BNProbe(self.module if self.framework != "onnx" else source.export())
         self.spec = spec
         self.batch = batch
+        # the device's processing order (frame indices): training-mode variants at batch
+        # B > 1 group frames into device calls in this order (data order when None)
+        self.order = None if order is None else np.asarray(order, np.int64)
         self._keras_training = False
         self._seen: dict[str, str] = {}
         self._override: Any = None  # a training-mode copy of the torch module
@@ -94,12 +98,14 @@ class Simulator:
                 weights = self.module.get_weights()  # training calls update moving stats
                 self._keras_training = True
                 try:
-                    probs, fit = self._forward(inputs, 1)
+                    probs, fit, _ = self._in_order(inputs, variant.batch, lambda xs: (
+                        *self._forward(xs, variant.batch), []))
                 finally:
                     self._keras_training = False
                     self.module.set_weights(weights)
             else:
-                probs, fit, draws = self._torch_mode_run(variant.mode, inputs)
+                probs, fit, draws = self._in_order(inputs, variant.batch, lambda xs: (
+                    self._torch_mode_run(variant.mode, xs, variant.batch)))
                 return Outcome(variant, probs, fit, time.perf_counter() - t0, draws=draws)
         except Exception as e:  # noqa: BLE001 - a variant the model cannot take (shapes)
             msg = " ".join(str(e).split())[:160]
@@ -123,28 +129,50 @@ class Simulator:
         probs[order] = as_probs(out)
         return probs, fit
 
-    def _torch_mode_run(self, mode: str, inputs: list[np.ndarray]
+    def _in_order(self, inputs: list[np.ndarray], batch: int, fn: Any
+                  ) -> tuple[np.ndarray, BNFit | None, list[np.ndarray]]:
+        """``fn`` on the inputs in the device's order (batch statistics depend on which
+        frames share a call), its per-frame outputs put back in frame order."""
+        if batch == 1 or self.order is None:
+            return fn(inputs)
+        perm = self.order
+        probs, fit, draws = fn([inputs[i] for i in perm])
+        back = np.empty_like(probs)
+        back[perm] = probs
+        undo = []
+        for d in draws:
+            u = np.empty_like(d)
+            u[perm] = d
+            undo.append(u)
+        return back, fit, undo
+
+    def _torch_mode_run(self, mode: str, inputs: list[np.ndarray], batch: int = 1
                         ) -> tuple[np.ndarray, BNFit | None, list[np.ndarray]]:
         """Training-mode culprits, averaged over SEEDS dropout draws (the device made one
         draw; the average is the prediction it most likely made). ``train_mode`` runs a
         COPY of the module in training mode, so functional dropout and drop-connect that
         no nn.Dropout exposes are on too; BatchNorm layers are then replaced by the
-        per-frame (batch-1) normalisation of :func:`_torch_mode`."""
+        batch-statistics normalisation of :func:`_torch_mode` over calls of ``batch``
+        frames (batch 1: each frame by its own statistics, computed 64 frames at a time)."""
         import torch
 
         model = self.module
         if mode == "train_mode":
             model = copy.deepcopy(self.module).train()
+            for m in model.modules():  # the hook normalises; torch's own BN would refuse
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):  # a 1-frame call
+                    m.eval()
+        chunk = self.batch if batch == 1 else batch
         total, fit, draws = None, None, []
         for seed in range(SEEDS):
             with _torch_mode(model, "batchnorm_batch_stats" if mode == "train_mode" else mode,
-                             seed):
+                             seed, per_frame=batch == 1):
                 if model is self.module:
-                    probs, fit = self._forward(inputs, self.batch)
+                    probs, fit = self._forward(inputs, chunk)
                 else:
                     self._override = model
                     try:
-                        probs, fit = self._forward(inputs, self.batch)
+                        probs, fit = self._forward(inputs, chunk)
                     finally:
                         self._override = None
             total = probs if total is None else total + probs
@@ -177,10 +205,13 @@ def as_probs(out: np.ndarray) -> np.ndarray:
 
 
 @contextmanager
-def _torch_mode(model: Any, mode: str, seed: int = 0) -> Iterator[None]:
+def _torch_mode(model: Any, mode: str, seed: int = 0, per_frame: bool = True
+                ) -> Iterator[None]:
     """Training-mode behaviour WITHOUT touching the model's state: BN layers normalise with
     the batch's own statistics (as an export in training mode does, batch 1 included) and
-    dropout draws masks from a fixed seed; running statistics are never updated."""
+    dropout draws masks from a fixed seed; running statistics are never updated.
+    ``per_frame``: each frame of a call by its own statistics (a device at batch 1), else
+    the whole call's (the caller sizes the calls as the device did)."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -190,6 +221,8 @@ def _torch_mode(model: Any, mode: str, seed: int = 0) -> Iterator[None]:
         # device predicting single frames computes): spatial moments for BatchNorm2d, and
         # for BatchNorm1d over (N, C) a zero centred value, so the output is BN's bias.
         x = args[0]
+        if not per_frame and x.numel() > x.shape[1]:  # (1, C) has no batch statistics
+            return F.batch_norm(x, None, None, m.weight, m.bias, True, 0.0, m.eps)
         dims = list(range(2, x.ndim))
         if dims:
             mean = x.mean(dims, keepdim=True)

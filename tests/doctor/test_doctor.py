@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgeinfer.check.doctor.run import culprit_outcomes, rank, read_device_predictions
+from edgeinfer.check.doctor.device import read_device_predictions
+from edgeinfer.check.doctor.run import MIN_SHARE, culprit_outcomes, device_verdict, rank
 from edgeinfer.cli import main
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.frames import FrameSet
+from edgeinfer.parity.stats import wilson
 
 from .conftest import FACTORY, LABELS, WEIGHTS
 
@@ -24,16 +26,25 @@ def _gray(f: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
 
-def _device(module: torch.nn.Module, frames, prep, train: bool = False) -> np.ndarray:
-    """A device: its own preprocessing, the framework model, one frame at a time."""
+def _device(module: torch.nn.Module, frames, prep, train: bool = False,
+            batch: int = 1) -> np.ndarray:
+    """A device: its own preprocessing, the framework model, ``batch`` frames per call in
+    the order given (in training mode torch's BatchNorm then uses the call's statistics)."""
     m = copy.deepcopy(module)
     m.train(train)
     out = []
     with torch.no_grad():
-        for f in frames:
-            x = torch.from_numpy(np.ascontiguousarray(prep(f), np.float32)[None, None])
-            out.append(int(m(x).argmax()))
+        for s in range(0, len(frames), batch):
+            x = np.stack([np.ascontiguousarray(prep(f), np.float32)[None]
+                          for f in frames[s:s + batch]])
+            out += m(torch.from_numpy(x)).argmax(-1).tolist()
     return np.array(out)
+
+
+def _gamma(f: np.ndarray, g: float) -> np.ndarray:
+    """A camera/ISP gamma curve the doctor does not simulate (outside its vocabulary)."""
+    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** g, 0, 255).astype(np.uint8)
+    return lut[f]
 
 
 @pytest.fixture(scope="module")
@@ -132,12 +143,16 @@ def test_device_csv_rules(tmp_path, test_frames):
     p = tmp_path / "d.csv"
     p.write_text("image,prediction\n./a/1.png,2\n/abs/dir/b/2.png,Trouser\nelse.png,1\n")
     got = read_device_predictions(p, fs, test_frames.class_names)
-    assert got.tolist() == [2, 1, -1]
+    assert got.pred.tolist() == [2, 1, -1] and got.n == 2
+    assert got.order.tolist() == [0, 1, 2]  # CSV order, then the frames without a row
+    assert got.unknown == ["else.png"] and "1 of 3 device rows" in got.note()
+    p.write_text("image,prediction\nb/3.png,0\na/1.png,1\n")
+    assert read_device_predictions(p, fs, None).order.tolist() == [2, 0, 1]
     p.write_text("image,prediction\na/1.png,NotALabel\n")
     with pytest.raises(ConfigError, match="NotALabel"):
         read_device_predictions(p, fs, test_frames.class_names)
-    p.write_text("image,prediction\nnothing.png,1\n")
-    with pytest.raises(ConfigError, match="no row"):
+    p.write_text("image,prediction\nnothing.png,1\nother/x.png,2\n")
+    with pytest.raises(ConfigError, match="no row.*2 rows.*'nothing.png', 'other/x.png'"):
         read_device_predictions(p, fs, test_frames.class_names)
 
 
@@ -176,3 +191,85 @@ def test_distribution_shift_when_nothing_explains_shifted_frames(small_source, t
     rows, _, frames_bn = rank(outcomes, test_frames.labels[:128], device)
     assert frames_bn >= 0.5
     assert rows[0].name == "distribution_shift", [(r.name, r.score) for r in rows[:3]]
+
+
+@pytest.mark.parametrize("batch", [8, 32])
+def test_train_mode_at_a_device_batch_size(simulated, small_source, test_frames, train_spec,
+                                           batch):
+    """A device in training mode calling the model on ``batch`` frames at a time: BatchNorm
+    normalises with the statistics of each call (and dropout is on). It is named a mode
+    culprit at that batch size and explains the disagreement; it used to be
+    dropout_active (batch 32) or no culprit at all (batch 8), since only batch 1 was
+    simulated."""
+    m, s = train_spec.mean[0], train_spec.std[0]
+    torch.manual_seed(5)
+    dev = _device(small_source.module, test_frames.frames, lambda f: (_gray(f) / 255 - m) / s,
+                  train=True, batch=batch)
+    rows, _, frames_bn = rank(simulated[0], test_frames.labels, dev)
+    top, verdict = device_verdict(rows, len(dev), frames_bn)
+    assert top in ("batchnorm_batch_stats", "train_mode"), verdict
+    assert f"batch {batch}" in verdict and "explains" in verdict
+    named = next(r for r in rows if r.name == top)
+    assert named.share >= MIN_SHARE
+    dropout = next(r for r in rows if r.name == "dropout_active")
+    assert named.score > dropout.score and dropout.share < MIN_SHARE
+
+
+def test_unexplained_disagreement_is_never_healthy(simulated, small_source, test_frames,
+                                                   train_spec):
+    """A device whose camera applies a gamma curve (no culprit simulates it) disagrees with
+    the reference beyond sampling noise (92.6% of 256 frames): the verdict is "unexplained"
+    with the numbers, never "no culprit" (which it was: the reference still ranked first)."""
+    m, s = train_spec.mean[0], train_spec.std[0]
+    dev = _device(small_source.module, test_frames.frames,
+                  lambda f: (_gray(_gamma(f, 0.5)) / 255 - m) / s)
+    rows, _, frames_bn = rank(simulated[0], test_frames.labels, dev)
+    agree = float((dev == simulated[0][0].probs.argmax(-1)).mean())
+    lo, hi = wilson(round(agree * len(dev)), len(dev))
+    assert hi < 0.99  # beyond sampling noise of a healthy (even int8) device
+    top, verdict = device_verdict(rows, len(dev), frames_bn)
+    assert top == "unexplained", verdict
+    assert verdict.startswith("unexplained disagreement")
+    assert f"{agree:.1%} of {len(dev)} frames" in verdict and f"{lo:.1%}-{hi:.1%}" in verdict
+    assert "explains" in verdict and "needed" in verdict
+    # the same device without the gamma curve is healthy (exit 0)
+    ok = _device(small_source.module, test_frames.frames, lambda f: (_gray(f) / 255 - m) / s)
+    rows, _, frames_bn = rank(simulated[0], test_frames.labels, ok)
+    assert device_verdict(rows, len(ok), frames_bn)[0] == "none"
+
+
+def test_cli_unexplained_and_unknown_rows(tmp_path, test_frames, small_source, train_spec,
+                                          capsys):
+    """Through the CLI: a vertically flipping device (outside the vocabulary) exits 1 with
+    top "unexplained"; rows naming images that are not in --data are counted and named;
+    a CSV naming none of them exits 2 with one line."""
+    data = tmp_path / "data"
+    data.mkdir()
+    m, s = train_spec.mean[0], train_spec.std[0]
+    frames = test_frames.frames[:64]
+    dev = _device(small_source.module, frames, lambda f: (_gray(f[::-1]) / 255 - m) / s)
+    rows = [("image", "prediction")]
+    for i, (f, p) in enumerate(zip(frames, dev, strict=True)):
+        cv2.imwrite(str(data / f"{i:03d}.png"), f)
+        rows.append((f"{i:03d}.png", int(p)))
+    rows += [(f"elsewhere/{i}.png", 0) for i in range(7)]
+    csv_path = tmp_path / "device.csv"
+    with csv_path.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(train_spec.to_json())
+    base = ["doctor", FACTORY, "--weights", str(WEIGHTS), "--spec", str(spec_path),
+            "--labels", str(LABELS), "--data", str(data)]
+    out = tmp_path / "d.json"
+    assert main(base + ["--device-predictions", str(csv_path), "--json", str(out)]) == 1
+    rep = json.loads(out.read_text())
+    assert rep["top"] == "unexplained" and rep["device_n"] == 64
+    assert rep["device_unmatched"] == 7
+    text = capsys.readouterr().out
+    assert "verdict: unexplained disagreement" in text
+    assert "7 of 71 device rows name no image" in text and "'elsewhere/0.png'" in text
+    with csv_path.open("w", newline="") as fh:
+        csv.writer(fh).writerows([rows[0]] + rows[-7:])
+    assert main(base + ["--device-predictions", str(csv_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no row" in err[0] and "'elsewhere/0.png'" in err[0]

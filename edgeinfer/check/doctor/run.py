@@ -11,6 +11,11 @@ others on far fewer. ``none`` wins when the device agrees with the reference pip
 and only when the frames' BatchNorm fit under the reference pipeline is off (>= SHIFT_BN),
 i.e. the images themselves do not look like the training data.
 
+A drop is never called healthy without evidence: when the device's agreement with the
+reference is below HEALTHY_TOP1 beyond sampling noise (the 95% Wilson interval of
+:mod:`edgeinfer.parity.stats` entirely below it) and no culprit explains at least MIN_SHARE
+of that disagreement, the verdict is ``unexplained`` (exit 1), with the numbers.
+
 Without device predictions the same simulations form a "what if" table: each culprit's
 score is the share of predictions it would change (its accuracy beside it when labelled),
 and the spec audit says whether the given spec itself looks wrong.
@@ -18,7 +23,6 @@ and the spec audit says whether the given spec itself looks wrong.
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.check.doctor.device import DeviceRows, read_device_predictions
 from edgeinfer.errors import ConfigError
+from edgeinfer.parity.certify import frames_to_certify
 from edgeinfer.parity.culprits import CULPRITS, PRIORITY, device_variants, prepare
 from edgeinfer.parity.frames import FrameSet
 from edgeinfer.parity.simulate import Outcome, Simulator
-from edgeinfer.runtime.files import read_regular
+from edgeinfer.parity.stats import wilson
+from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.spec import PreprocessSpec
 
 # Reference-pipeline BN fit above which the frames count as shifted. Coarse (measured, see
@@ -40,6 +47,13 @@ from edgeinfer.spec import PreprocessSpec
 SHIFT_BN = 0.5
 NOISY = 0.5  # below this run-to-run agreement a culprit's predictions count as random
 MIN_EXPLAINED = 0.8  # a culprit must explain at least this share of the device predictions
+# A device agreeing with the reference pipeline on fewer frames than this (the 95% Wilson
+# interval entirely below it) disagrees beyond sampling noise: it is the loosest top-1 bound
+# the tolerance registry grants any deployment (int8), so no healthy device falls below it.
+HEALTHY_TOP1 = tolerance("onnx", "int8").min_top1
+# A culprit explains such a device when it accounts for at least this share of the
+# disagreement it can account for (see rank(); chosen on docs/doctor/README.md's data).
+MIN_SHARE = 0.5
 Progress = Callable[[str], None]
 
 
@@ -55,11 +69,12 @@ class CulpritRow:
     bn_fit: float | None
     fix: str
     note: str = ""
+    share: float | None = None  # of the device's disagreement with the reference explained
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "score": self.score, "accuracy": self.accuracy,
                 "agreement": self.agreement, "bn_fit": self.bn_fit, "fix": self.fix,
-                "detail": self.detail, "note": self.note}
+                "detail": self.detail, "note": self.note, "share": self.share}
 
 
 @dataclass
@@ -76,6 +91,7 @@ class DoctorResult:
     reference_accuracy: float | None = None
     device_accuracy: float | None = None
     device_n: int = 0
+    device_unmatched: int = 0  # device CSV rows naming no frame of the data
     frames_bn_fit: float | None = None
     audit: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -89,6 +105,7 @@ class DoctorResult:
                 "margin": self.margin, "verdict": self.verdict,
                 "reference_accuracy": self.reference_accuracy,
                 "device_accuracy": self.device_accuracy, "device_n": self.device_n,
+                "device_unmatched": self.device_unmatched,
                 "frames_bn_fit": self.frames_bn_fit, "shift_bn_threshold": SHIFT_BN,
                 "culprits": [c.to_dict() for c in self.culprits],
                 "not_applicable": self.not_applicable, "spec_audit": self.audit,
@@ -97,10 +114,13 @@ class DoctorResult:
 
 
 def culprit_outcomes(source: Any, spec: PreprocessSpec, frames: Sequence[np.ndarray],
-             progress: Progress | None = None) -> tuple[list[Outcome], list[str]]:
-    """Every device variant on ``frames``; the reference (``none``) first."""
+                     progress: Progress | None = None, order: Sequence[int] | None = None
+                     ) -> tuple[list[Outcome], list[str]]:
+    """Every device variant on ``frames``; the reference (``none``) first. ``order``: the
+    device's processing order (frame indices), which decides the frames that share a
+    device call for the batch-statistics culprits (data order when None)."""
     say = progress or (lambda _m: None)
-    sim = Simulator(source, spec)
+    sim = Simulator(source, spec, order=order)
     variants, notes = device_variants(spec, frames, sim.framework, sim.has_dropout)
     ref_inputs = prepare(variants[0], frames)
     out = []
@@ -120,11 +140,16 @@ def rank(outcomes: list[Outcome], labels: np.ndarray | None,
                                                     float | None]:
     """Culprit rows best first, the variants that do not apply, and the frames' BN fit.
 
-    ``device``: the device's top-1 per frame (-1 where the CSV has no row).
+    ``device``: the device's top-1 per frame (-1 where the CSV has no row). Each culprit's
+    ``share`` is then the part of the device's disagreement with the reference that the
+    culprit explains: (its agreement - the reference's) / (the agreement it can reach -
+    the reference's). A deterministic culprit can reach 100%; a stochastic one (dropout
+    on) only its own run-to-run agreement, since the device made one draw of its own.
     """
     ref = outcomes[0]
     ref_pred = ref.probs.argmax(-1)
     have = device >= 0 if device is not None else None
+    ref_agree = float((ref_pred[have] == device[have]).mean()) if device is not None else 1.0
     best: dict[str, CulpritRow] = {}
     skipped = []
     for o in outcomes:
@@ -136,15 +161,21 @@ def rank(outcomes: list[Outcome], labels: np.ndarray | None,
             continue
         pred = o.probs.argmax(-1)
         acc = float((pred == labels).mean()) if labels is not None else None
+        share = None
         if device is not None:
             agree = float((pred[have] == device[have]).mean())
             score, note = _stochastic_score(o, device, have, agree)
+            reach = 1.0 if note or not o.draws or len(o.draws) < 2 else float(
+                np.mean([(d[have] == pred[have]).mean() for d in o.draws]))
+            if v.culprit != "none" and ref_agree < 1.0:
+                share = (float(np.clip((score - ref_agree) / (reach - ref_agree), 0.0, 1.0))
+                         if reach > ref_agree else 0.0)
         else:
             agree = float((pred == ref_pred).mean())
             score = 0.0 if v.culprit == "none" else 1.0 - agree
             note = ""
         row = CulpritRow(v.culprit, v.detail, score, acc, agree,
-                         o.bn_fit.score if o.bn_fit else None, v.fix, note)
+                         o.bn_fit.score if o.bn_fit else None, v.fix, note, share)
         if v.culprit not in best or score > best[v.culprit].score:
             best[v.culprit] = row
     frames_bn = ref.bn_fit.score if ref.bn_fit else None
@@ -181,63 +212,18 @@ def _stochastic_score(o: Outcome, device: np.ndarray, have: np.ndarray,
                    f"device agrees with a run on {dev:.0%}; score = ratio")
 
 
-def read_device_predictions(path: str | Path, frames: FrameSet,
-                            class_names: Sequence[str] | None) -> np.ndarray:
-    """The device's top-1 class index per frame (-1 where the CSV has no row for it).
-
-    Rows are ``image,prediction``: the image relative to the data folder (or any path that
-    ends with it; a unique file name also matches), the prediction a class index or a label.
-    """
-    data = read_regular(Path(path), "device predictions CSV", ConfigError)
-    try:
-        rows = list(csv.DictReader(data.decode("utf-8-sig").splitlines()))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ConfigError(f"cannot read the device predictions CSV {path}: {e}") from None
-    if not rows or not {"image", "prediction"} <= set(rows[0] or {}):
-        raise ConfigError(f"device predictions CSV {path} needs a header image,prediction")
-    ids = frames.ids or [str(i) for i in range(len(frames.frames))]
-    by_id = {i.replace("\\", "/"): k for k, i in enumerate(ids)}
-    base: dict[str, list[int]] = {}
-    for k, i in enumerate(ids):
-        base.setdefault(i.rsplit("/", 1)[-1], []).append(k)
-    names = {c: j for j, c in enumerate(class_names or ())}
-    out = np.full(len(ids), -1, np.int64)
-    for r in rows:
-        img = (r.get("image") or "").strip().replace("\\", "/").removeprefix("./")
-        k = by_id.get(img)
-        if k is None:
-            k = next((by_id[i] for i in by_id if img.endswith("/" + i)), None)
-        if k is None and len(base.get(img.rsplit("/", 1)[-1], [])) == 1:
-            k = base[img.rsplit("/", 1)[-1]][0]
-        if k is None:
-            continue
-        out[k] = _class_index(r.get("prediction") or "", names, path)
-    if not (out >= 0).any():
-        raise ConfigError(f"no row of {path} names an image of the data ({len(ids)} frames, "
-                          f"e.g. {ids[0]!r})")
-    return out
-
-
-def _class_index(text: str, names: dict[str, int], path: Any) -> int:
-    t = text.strip()
-    if t in names:
-        return names[t]
-    if t.isdigit() and (not names or int(t) < len(names)):
-        return int(t)
-    raise ConfigError(f"{path}: prediction {t!r} is neither a class index nor one of the "
-                      f"model's labels")
-
-
 def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
-             device: np.ndarray | None = None, audit: bool = True,
+             device: DeviceRows | None = None, audit: bool = True,
              progress: Progress | None = None) -> DoctorResult:
     """Simulate, rank, and (without device predictions) audit the spec."""
     from edgeinfer.parity.audit import model_spec
 
     t0 = time.perf_counter()
     spec = model_spec(source, spec)
-    outcomes, notes = culprit_outcomes(source, spec, frames.frames, progress)
-    rows, skipped, frames_bn = rank(outcomes, frames.labels, device)
+    outcomes, notes = culprit_outcomes(source, spec, frames.frames, progress,
+                                       order=device.order if device is not None else None)
+    pred = device.pred if device is not None else None
+    rows, skipped, frames_bn = rank(outcomes, frames.labels, pred)
     labels = frames.labels
     ref_acc = (float((outcomes[0].probs.argmax(-1) == labels).mean())
                if labels is not None else None)
@@ -246,12 +232,15 @@ def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
                        rows[0].name, 0.0, "", rows, ref_acc, frames_bn_fit=frames_bn,
                        notes=notes, not_applicable=skipped)
     if device is not None:
-        have = device >= 0
+        have = pred >= 0
         res.device_n = int(have.sum())
+        res.device_unmatched = len(device.unknown)
+        if device.note():
+            res.notes.insert(0, device.note())
         if labels is not None:
-            res.device_accuracy = float((device[have] == labels[have]).mean())
+            res.device_accuracy = float((pred[have] == labels[have]).mean())
         res.margin = rows[0].score - rows[1].score if len(rows) > 1 else rows[0].score
-        res.verdict = _device_verdict(res)
+        res.top, res.verdict = device_verdict(rows, res.device_n, frames_bn)
     else:
         res.top, res.margin = "none", 0.0
         if audit:
@@ -268,23 +257,60 @@ def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
     return res
 
 
-def _device_verdict(res: DoctorResult) -> str:
-    top = res.culprits[0]
-    if top.name == "none":
-        shifted = (res.frames_bn_fit is not None and res.frames_bn_fit >= SHIFT_BN)
-        return (f"the device agrees with the reference pipeline on {top.score:.1%} of "
-                f"{res.device_n} frames: no preprocessing or mode culprit"
-                + (f"; but the frames' BN fit {res.frames_bn_fit:.3g} is off the training "
-                   "statistics: a drop in accuracy is more likely distribution_shift"
-                   if shifted else ""))
+def device_verdict(rows: list[CulpritRow], n: int, frames_bn: float | None
+                   ) -> tuple[str, str]:
+    """The top culprit's name (``none``, a culprit, ``distribution_shift`` or
+    ``unexplained``) and the verdict, from :func:`rank`'s rows on ``n`` device frames. A
+    device whose agreement with the reference pipeline is below HEALTHY_TOP1 beyond
+    sampling noise is never called healthy: a culprit must explain at least MIN_SHARE of
+    the disagreement, else the verdict is "unexplained"."""
+    ref = next(r for r in rows if r.name == "none")
+    lo, hi = wilson(round(ref.score * n), n)
+    agrees = (f"the device agrees with the reference pipeline on {ref.score:.1%} of {n} "
+              f"frames (95% interval {lo:.1%}-{hi:.1%})")
+    top = rows[0]
+    if hi >= HEALTHY_TOP1:  # within sampling noise of a healthy device
+        if top.name != "none":
+            return top.name, _culprit_verdict(rows, n, top)
+        shifted = frames_bn is not None and frames_bn >= SHIFT_BN
+        need = frames_to_certify(HEALTHY_TOP1)
+        return "none", (f"{agrees}: no preprocessing or mode culprit"
+                        + (f"; too few frames to show >= {HEALTHY_TOP1:.0%} (at least {need} "
+                           "frames, all agreeing, are needed)" if lo < HEALTHY_TOP1 and need
+                           else "")
+                        + (f"; but the frames' BN fit {frames_bn:.3g} is off the "
+                           "training statistics: a drop in accuracy is more likely "
+                           "distribution_shift" if shifted else ""))
+    explaining = [r for r in rows if r.share is not None and r.share >= MIN_SHARE]
+    if explaining:
+        return explaining[0].name, _culprit_verdict(rows, n, explaining[0])
     if top.name == "distribution_shift":
-        return (f"no pipeline culprit explains the device's predictions (best agreement "
-                f"{1 - top.score:.1%}) and the frames' BN fit is {res.frames_bn_fit:.3g}: "
-                "the images differ from the training data")
-    sure = "" if top.score >= MIN_EXPLAINED else " (weak: it explains less than 80%)"
-    return (f"most likely culprit: {top.name} ({top.detail}): its simulation agrees with the "
-            f"device on {top.score:.1%} of {res.device_n} frames, {res.margin:.1%} more than "
-            f"the next ({res.culprits[1].name}){sure}; fix: {top.fix}")
+        return top.name, (f"no pipeline culprit explains the device's predictions (best "
+                          f"agreement {1 - top.score:.1%}) and the frames' BN fit is "
+                          f"{frames_bn:.3g}: the images differ from the training data")
+    best = max((r for r in rows if r.share is not None), key=lambda r: r.share,
+               default=None)
+    return "unexplained", (
+        f"unexplained disagreement: {agrees}, below the {HEALTHY_TOP1:.0%} any healthy "
+        f"deployment keeps, and no culprit of the vocabulary explains it"
+        + (f" (the best, {best.name} ({best.detail}), explains {best.share:.0%} of the "
+           f"disagreement; {MIN_SHARE:.0%} needed)" if best is not None else "")
+        + ": look for a step the doctor does not simulate (decoding, colour or geometry "
+        "changes, another model or weights) by comparing the device's input tensor with "
+        "the reference's on one frame")
+
+
+def _culprit_verdict(rows: list[CulpritRow], n: int, c: CulpritRow) -> str:
+    others = [r for r in rows if r is not c]
+    nxt = others[0] if others else None
+    ref = next(r for r in rows if r.name == "none")
+    share = (f" and explains {c.share:.0%} of its disagreement with the reference pipeline "
+             f"({ref.score:.1%} agreement)" if c.share is not None else "")
+    sure = "" if c.score >= MIN_EXPLAINED else " (weak: it explains less than 80%)"
+    return (f"most likely culprit: {c.name} ({c.detail}): its simulation agrees with the "
+            f"device on {c.score:.1%} of {n} frames{share}"
+            + (f", {c.score - nxt.score:+.1%} vs the next ({nxt.name}, {nxt.detail})"
+               if nxt is not None else "") + f"{sure}; fix: {c.fix}")
 
 
 def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
