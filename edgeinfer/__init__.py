@@ -34,6 +34,13 @@ def convert(*args: Any, **kwargs: Any) -> Any:
     return _convert(*args, **kwargs)
 
 
+def spec_from(*args: Any, **kwargs: Any) -> PreprocessSpec:
+    """The spec read from a training pipeline; see ``edgeinfer.converter.spec_from``."""
+    from edgeinfer.converter.spec_from import spec_from as _spec_from
+
+    return _spec_from(*args, **kwargs)
+
+
 def __getattr__(name: str) -> Any:
     # Predictor pulls in onnxruntime; load it lazily so `import edgeinfer` stays fast.
     if name in ("Predictor", "Stream"):
@@ -62,4 +69,5 @@ __all__ = [
     "SpecError",
     "__version__",
     "convert",
+    "spec_from",
 ]

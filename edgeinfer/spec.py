@@ -34,6 +34,15 @@ RESIZE_POLICIES = ("stretch", "shorter_crop", "letterbox")
 # would disagree by whole pixels. Linear and cubic agree to 0.01 of a pixel everywhere.
 INTERPOLATIONS = ("linear", "cubic")
 LAYOUTS = ("NCHW", "NHWC")
+# How a kept-aspect resize rounds the computed side: "half_up" (exact integer arithmetic,
+# the default) or "floor", which is ``int(size * long / short)`` of torchvision's and
+# Hugging Face's shorter-side resize (and so of timm): 427x640 to a shorter side of 256
+# is 256x383 there, 256x384 with half_up, and the centre crop then moves by one pixel.
+SIZE_ROUNDINGS = ("half_up", "floor")
+# How the centre crop's offset rounds an odd margin: "floor" (HF, albumentations, the
+# default) or "half_even", torchvision's CenterCrop ``int(round(margin / 2))`` (Python
+# rounds halves to even): a 235 -> 224 crop starts at row 6 there, at row 5 with floor.
+CROP_ROUNDINGS = ("floor", "half_even")
 # ITU-R BT.601 luma, the weights cv2.cvtColor(..., COLOR_BGR2GRAY) uses.
 GRAY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
 SPEC_VERSION = 1
@@ -73,6 +82,8 @@ class PreprocessSpec:
     std: tuple[float, ...] = (1.0,)
     layout: str = "NCHW"
     pad_value: float = 0.0
+    size_rounding: str = "half_up"
+    crop_rounding: str = "floor"
     version: int = field(default=SPEC_VERSION)
 
     def __post_init__(self) -> None:
@@ -96,6 +107,8 @@ class PreprocessSpec:
         one_of("resize", self.resize, RESIZE_POLICIES)
         one_of("interpolation", self.interpolation, INTERPOLATIONS)
         one_of("layout", self.layout, LAYOUTS)
+        one_of("size_rounding", self.size_rounding, SIZE_ROUNDINGS)
+        one_of("crop_rounding", self.crop_rounding, CROP_ROUNDINGS)
         if self.version != SPEC_VERSION:
             raise SpecError(f"spec.version={self.version} is not supported (this edgeinfer "
                             f"reads version {SPEC_VERSION}); upgrade edgeinfer")
@@ -178,6 +191,10 @@ class PreprocessSpec:
         d["size"] = list(self.size)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        # defaults of fields added later are omitted, so older readers load the spec
+        for name, default in (("size_rounding", "half_up"), ("crop_rounding", "floor")):
+            if d[name] == default:
+                del d[name]
         return d
 
     def to_json(self) -> str:
@@ -211,18 +228,25 @@ class PreprocessSpec:
 
     # ------------------------------------------------------------------ geometry
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
-        """(h, w) the frame is resized to before crop/pad, in integer round-half-up."""
+        """(h, w) the frame is resized to before crop/pad, in exact integer arithmetic
+        rounded as ``size_rounding`` says."""
         th, tw = self.size
+        div = _round_div if self.size_rounding == "half_up" else _floor_div
         if self.resize == "stretch":
             return th, tw
         if self.resize == "shorter_crop":
             s = self.shorter
             short = min(height, width)
-            return (_round_div(height * s, short), _round_div(width * s, short))
+            return (div(height * s, short), div(width * s, short))
         # letterbox: fit inside (th, tw), keep the aspect ratio
         if th * width <= tw * height:  # height-limited
-            return th, max(1, _round_div(width * th, height))
-        return max(1, _round_div(height * tw, width)), tw
+            return th, max(1, div(width * th, height))
+        return max(1, div(height * tw, width)), tw
+
+    def crop_offsets(self, nh: int, nw: int) -> tuple[int, int]:
+        """(top, left) of the centre crop of an ``nh x nw`` resized frame."""
+        th, tw = self.size
+        return _half(nh - th, self.crop_rounding), _half(nw - tw, self.crop_rounding)
 
     # ------------------------------------------------------------------ executions
     def reference(self, frame: np.ndarray) -> np.ndarray:
@@ -246,7 +270,7 @@ class PreprocessSpec:
             x = np.clip(x, 0.0, 255.0)
         th, tw = self.size
         if self.resize == "shorter_crop":
-            top, left = (nh - th) // 2, (nw - tw) // 2
+            top, left = self.crop_offsets(nh, nw)
             x = x[top:top + th, left:left + tw]
         elif self.resize == "letterbox":
             top, left = (th - nh) // 2, (tw - nw) // 2
@@ -290,6 +314,17 @@ def _seq(v: Any) -> tuple:
 def _round_div(num: int, den: int) -> int:
     """round(num / den) with halves rounded up, in exact integer arithmetic."""
     return (2 * num + den) // (2 * den)
+
+
+def _half(margin: int, rounding: str) -> int:
+    """margin / 2 rounded down, or half to even (Python's round, torchvision's crop)."""
+    k = margin // 2
+    return k + (margin % 2) * (k % 2) if rounding == "half_even" else k
+
+
+def _floor_div(num: int, den: int) -> int:
+    """int(num / den) for positive integers, without float rounding."""
+    return num // den
 
 
 _CV2_INTERP = {"linear": "INTER_LINEAR", "cubic": "INTER_CUBIC"}

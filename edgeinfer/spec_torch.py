@@ -41,7 +41,7 @@ class PreprocessModule(nn.Module):
                 x = x.clamp(0.0, 255.0)
         th, tw = spec.size
         if spec.resize == "shorter_crop":
-            top, left = (nh - th) // 2, (nw - tw) // 2
+            top, left = spec.crop_offsets(nh, nw)
             x = x[:, :, top:top + th, left:left + tw]
         elif spec.resize == "letterbox":
             top, left = (th - nh) // 2, (tw - nw) // 2

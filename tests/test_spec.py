@@ -202,3 +202,36 @@ def test_color_step_against_opencv_and_absolute_values(photos) -> None:
 def test_spec_accepts_antialiased_cubic() -> None:
     spec = PreprocessSpec(size=(224, 224), interpolation="cubic", antialias=True)
     assert PreprocessSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("size_rounding, crop_rounding", [("floor", "half_even"),
+                                                          ("floor", "floor")])
+def test_torchvision_and_hf_rounding_in_all_three_executions(size_rounding, crop_rounding,
+                                                             photos) -> None:
+    """torchvision: int(256 * 640 / 427) = 383 and a 235 -> 224 crop starting at
+    round(5.5) = 6; HF/albumentations floor both. The three executions must pick the
+    same pixel grid, so they agree to float rounding, not to a pixel."""
+    spec = PreprocessSpec(size=(224, 224), resize="shorter_crop", resize_shorter=235,
+                          size_rounding=size_rounding, crop_rounding=crop_rounding,
+                          interpolation="cubic", antialias=True, **IMAGENET)
+    assert spec.resized_size(427, 640) == (235, 352)  # half_up would give 353
+    assert spec.crop_offsets(235, 352) == ((6, 64) if crop_rounding == "half_even"
+                                           else (5, 64))
+    sess = ort.InferenceSession(build_preprocess_model(spec).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    tol = preprocess_tolerance("cubic", True).max_abs
+    for name, frame in photos.items():
+        ref = spec.reference(frame)
+        with torch.inference_mode():
+            eager = spec.to_torch()(torch.from_numpy(frame[None])).numpy()
+        assert np.abs(sess.run(None, {"frame": frame[None]})[0] - ref).max() <= tol, name
+        assert np.abs(eager - ref).max() <= tol, name
+
+
+def test_new_fields_at_their_defaults_stay_out_of_the_json() -> None:
+    """Older readers reject unknown fields: a default spec must serialise as before."""
+    assert "size_rounding" not in PreprocessSpec(size=(8, 8)).to_dict()
+    assert "crop_rounding" not in PreprocessSpec(size=(8, 8)).to_dict()
+    spec = PreprocessSpec(size=(8, 8), resize="shorter_crop", size_rounding="floor",
+                          crop_rounding="half_even")
+    assert PreprocessSpec.from_json(spec.to_json()) == spec

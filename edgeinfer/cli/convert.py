@@ -20,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     frame_size = parse_size(args.frame_size, "--frame-size") if args.frame_size else None
     result = convert(args.source, args.output, weights=args.weights, spec=args.spec,
+                     spec_from=args.spec_from,
                      labels=args.labels, format=args.format, quantize=args.quantize,
                      calibration=args.calibration, calibration_limit=args.calibration_limit,
                      per_channel=not args.per_tensor, target=args.target,
@@ -63,7 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "auto = this machine; default x86-avx2 settings (safe on any CPU)")
     p.add_argument("--frame-size", help="TFLite input frame HxW, e.g. 480x640 (fixed size)")
     p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
-    p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one)")
+    p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one), or "
+                   "'auto': read it from the source (a model folder's preprocessor_config.json)")
+    p.add_argument("--spec-from", metavar="SOURCE",
+                   help="derive the spec from the training pipeline's config: a Hugging Face "
+                   "preprocessor_config.json or model folder, a timm pretrained_cfg JSON, an "
+                   "albumentations A.to_dict JSON (docs/spec_from.md)")
     p.add_argument("--labels", help="class names, one per line")
     p.add_argument("--parity-data", help="the images the artifact is gated on: " + DATA_HELP
                    + ". Without it a bundled model uses its own test set; your own model is "

@@ -69,7 +69,10 @@ def build_preprocess_model(spec: PreprocessSpec, opset: int = 18) -> onnx.ModelP
     w = b.op("Slice", [shape, b.const([3]), b.const([4])], "w")
 
     def round_div(num: str, den: str) -> str:
-        # (2*num + den) // (2*den): integer round-half-up, identical to spec.resized_size
+        # (2*num + den) // (2*den): integer round-half-up, identical to spec.resized_size;
+        # or num // den for size_rounding="floor" (torchvision's int(size * long / short))
+        if spec.size_rounding == "floor":
+            return b.op("Div", [num, den])
         two = b.const([2])
         return b.op("Div", [b.op("Add", [b.op("Mul", [num, two]), den]), b.op("Mul", [den, two])])
 
@@ -105,8 +108,17 @@ def build_preprocess_model(spec: PreprocessSpec, opset: int = 18) -> onnx.ModelP
 
     if spec.resize == "shorter_crop":
         two = b.const([2])
-        top = b.op("Div", [b.op("Sub", [nh, b.const([th])]), two], "top")
-        left = b.op("Div", [b.op("Sub", [nw, b.const([tw])]), two], "left")
+
+        def half(margin: str, hint: str) -> str:
+            # margin // 2, or half to even: k + (margin % 2) * (k % 2), as spec.crop_offsets
+            k = b.op("Div", [margin, two], hint)
+            if spec.crop_rounding == "floor":
+                return k
+            odd_k = b.op("Mul", [b.op("Mod", [margin, two]), b.op("Mod", [k, two])])
+            return b.op("Add", [k, odd_k], hint)
+
+        top = half(b.op("Sub", [nh, b.const([th])]), "top")
+        left = half(b.op("Sub", [nw, b.const([tw])]), "left")
         starts = b.op("Concat", [top, left], axis=0)
         ends = b.op("Add", [starts, b.const([th, tw])])
         x = b.op("Slice", [x, starts, ends, b.const([2, 3])], "crop")

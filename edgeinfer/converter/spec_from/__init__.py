@@ -1,0 +1,169 @@
+"""``spec_from``: the PreprocessSpec read from the training pipeline, not typed by hand.
+
+Every library ships its evaluation preprocessing as data (timm ``pretrained_cfg``,
+torchvision presets, Hugging Face ``preprocessor_config.json``, albumentations
+``to_dict``, Keras preprocessing layers); copying those numbers by hand is how a wrong
+spec is born. One module per source kind, one dispatcher here; each returns a
+:class:`Derived` (the spec, the source kind, the fields it read, what is inevitable)
+that ``convert`` stores in the provenance. Anything the spec cannot express is refused
+with one line naming the step. Nothing here imports a framework: objects are read
+through their attributes (duck typing), and albumentations only to serialise a Compose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from edgeinfer.converter.spec_from import albumentations as _alb
+from edgeinfer.converter.spec_from import hf as _hf
+from edgeinfer.converter.spec_from import timm as _timm
+from edgeinfer.converter.spec_from import torchvision as _tv
+from edgeinfer.converter.spec_from.common import Derived
+from edgeinfer.errors import SpecError
+from edgeinfer.spec import PreprocessSpec
+
+__all__ = ["Derived", "derive", "spec_from"]
+
+KINDS = "a Hugging Face image processor or preprocessor_config.json (file or model folder), " \
+        "a timm model or pretrained_cfg, a torchvision preset/weights/Compose, an " \
+        "albumentations Compose or its to_dict JSON, a Keras model"
+
+
+def spec_from(obj: Any, *, frame_color: str = "BGR", layout: str | None = None
+              ) -> PreprocessSpec:
+    """The PreprocessSpec of ``obj``'s evaluation preprocessing (see :func:`derive`)."""
+    return derive(obj, frame_color=frame_color, layout=layout).spec
+
+
+def derive(obj: Any, *, frame_color: str = "BGR", layout: str | None = None) -> Derived:
+    """Read the evaluation preprocessing of ``obj`` into a spec, and say what was read.
+
+    ``frame_color`` is the deployed frame's colour order (OpenCV gives BGR); every
+    library here trains on RGB images. ``layout`` defaults to the library's own (NCHW for
+    torch-based ones, NHWC for Keras).
+    """
+    if isinstance(obj, PreprocessSpec):
+        return Derived(obj, "spec")
+    if isinstance(obj, (str, os.PathLike)):
+        path = Path(obj)
+        cfg = _read_json(path)
+        return _from_dict(cfg, frame_color, layout, str(path))
+    if isinstance(obj, dict):
+        return _from_dict(obj, frame_color, layout, None)
+    lay = layout or "NCHW"
+    if _keras_model(obj):
+        return _keras(obj, frame_color, layout or "NHWC")
+    preset = _tv.from_weights(obj)
+    if preset is not None:
+        obj = preset
+    if _tv.is_torchvision(obj):
+        return _tv.derive(obj, frame_color, lay)
+    if _alb.is_albumentations(obj):
+        return _alb.derive(_alb.to_dict(obj), frame_color, lay)
+    cfg = _timm.config_of(obj)
+    if cfg is not None:
+        return _timm.derive(cfg, frame_color, lay)
+    if callable(getattr(obj, "to_dict", None)) and hasattr(obj, "image_mean"):
+        return _hf.derive(_hf.config_of(obj), frame_color, lay)
+    raise SpecError(f"cannot derive a spec from a {type(obj).__name__}: give {KINDS}")
+
+
+def _from_dict(cfg: dict, frame_color: str, layout: str | None, path: str | None) -> Derived:
+    lay = layout or "NCHW"
+    if _alb.is_albumentations_dict(cfg):
+        d = _alb.derive(cfg, frame_color, lay)
+    elif _hf.is_hf_config(cfg):
+        d = _hf.derive(cfg, frame_color, lay)
+    elif isinstance(cfg.get("pretrained_cfg"), dict):  # a timm hub folder's config.json
+        d = _timm.derive(cfg["pretrained_cfg"], frame_color, lay)
+    elif _timm.is_timm_config(cfg):
+        d = _timm.derive(cfg, frame_color, lay)
+    elif "size" in cfg:
+        d = Derived(PreprocessSpec.from_dict(cfg), "spec")
+    else:
+        where = f"{path}: " if path else ""
+        raise SpecError(f"{where}this configuration is none of: {KINDS}")
+    if path is not None:
+        d.read["file"] = path
+    return d
+
+
+def _read_json(path: Path) -> dict:
+    if path.is_dir():
+        for name in ("preprocessor_config.json", "config.json"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise SpecError(f"{path} holds no preprocessor_config.json or config.json")
+    if not path.is_file():
+        raise SpecError(f"{path} does not exist (give a config file, a model folder or an "
+                        "object)")
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(cfg, dict):
+        raise SpecError(f"{path} holds a JSON {type(cfg).__name__}, not an object")
+    return cfg
+
+
+def _keras_model(obj: Any) -> bool:
+    import sys
+
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(obj, keras.Model)
+
+
+def _keras(model: Any, frame_color: str, layout: str) -> Derived:
+    """Keras: the model's own preprocessing layers, through the one lifting code path
+    (converter/keras_preprocess.py); the size comes from the model's input shape."""
+    from edgeinfer.converter.keras_preprocess import analyse
+
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[1] is None or shape[2] is None or shape[3] not in (1, 3):
+        raise SpecError(f"cannot derive a spec from a Keras model with input shape {shape}: "
+                        "it needs a fixed [H, W, 1 or 3] input")
+    base = PreprocessSpec(size=(int(shape[1]), int(shape[2])), frame_color=frame_color,
+                          model_color="GRAY" if shape[3] == 1 else "RGB", scale=1.0,
+                          layout=layout)
+    _core, lifted, report = analyse(model, base)
+    return Derived(lifted, "keras", {"input_shape": list(shape)} | report.to_dict() |
+                   {"base_spec": base.to_dict()},
+                   ("the Keras frontend lifts the same layers at conversion",))
+
+
+def for_convert(source: Any, spec: Any, spec_from_: Any, frame_color: str = "BGR"
+                ) -> tuple[Any, Derived | None]:
+    """``convert``'s rule: (the spec to convert with, what it was derived from or None).
+
+    ``spec_from_`` names the pipeline explicitly; ``spec="auto"`` reads it from the source
+    itself (a timm model's ``pretrained_cfg``, a Keras model's layers, a model folder's
+    ``preprocessor_config.json``). A Keras source gets its base spec: its frontend lifts
+    the preprocessing layers itself (one code path), so lifting here too would apply them
+    twice.
+    """
+    auto = isinstance(spec, str) and spec == "auto"
+    if spec_from_ is None and not auto:
+        return spec, None
+    if spec_from_ is not None and spec is not None and not auto:
+        raise SpecError("give spec= or spec_from=, not both")
+    target = spec_from_ if spec_from_ is not None else source
+    if spec_from_ is None and isinstance(source, (str, os.PathLike)) and not Path(
+            source).is_dir():
+        raise SpecError(f"spec='auto' cannot read preprocessing from {source}: pass "
+                        "spec_from= (--spec-from) with the training pipeline's config")
+    try:
+        d = derive(target, frame_color=frame_color)
+    except SpecError as e:
+        if spec_from_ is None and str(e).startswith("cannot derive a spec from a"):
+            raise SpecError(f"spec='auto': the {type(source).__name__} carries no "
+                            "preprocessing config; pass spec_from= (--spec-from) with the "
+                            "training pipeline") from None
+        raise
+    if d.source == "keras":
+        return PreprocessSpec.from_dict(d.read["base_spec"]), d
+    return d.spec, d
