@@ -235,7 +235,12 @@ def test_unexplained_disagreement_is_never_healthy(simulated, small_source, test
     # the same device without the gamma curve is healthy (exit 0)
     ok = _device(small_source.module, test_frames.frames, lambda f: (_gray(f) / 255 - m) / s)
     rows, _, frames_bn = rank(simulated[0], test_frames.labels, ok)
-    assert device_verdict(rows, len(ok), frames_bn)[0] == "none"
+    top, verdict = device_verdict(rows, len(ok), frames_bn)
+    assert top == "none"  # 256 of 256: healthy, though the interval's lower bound is 98.5%
+    few = np.where(np.arange(len(ok)) < 3, ok, -1)  # a CSV with 3 matching rows
+    rows, _, frames_bn = rank(simulated[0], test_frames.labels, few)
+    top, verdict = device_verdict(rows, 3, frames_bn)
+    assert top == "none" and "does not show >= 99%" in verdict and "on 100.0% of 3" in verdict
 
 
 def test_cli_unexplained_and_unknown_rows(tmp_path, test_frames, small_source, train_spec,

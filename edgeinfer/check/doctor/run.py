@@ -275,9 +275,9 @@ def device_verdict(rows: list[CulpritRow], n: int, frames_bn: float | None
         shifted = frames_bn is not None and frames_bn >= SHIFT_BN
         need = frames_to_certify(HEALTHY_TOP1)
         return "none", (f"{agrees}: no preprocessing or mode culprit"
-                        + (f"; too few frames to show >= {HEALTHY_TOP1:.0%} (at least {need} "
-                           "frames, all agreeing, are needed)" if lo < HEALTHY_TOP1 and need
-                           else "")
+                        + (f"; but the interval does not show >= {HEALTHY_TOP1:.0%} either "
+                           f"(at least {need} frames, all agreeing, would)"
+                           if lo < HEALTHY_TOP1 and need else "")
                         + (f"; but the frames' BN fit {frames_bn:.3g} is off the "
                            "training statistics: a drop in accuracy is more likely "
                            "distribution_shift" if shifted else ""))
