@@ -108,8 +108,8 @@ def certify(cmp: Comparison, data_note: str | None = None,
     """The one rule (module docstring). ``extra_failures``: other figures a command judged
     (batch consistency, accuracy drop) that fail the artifact too."""
     problems = cmp.problems() + list(extra_failures or [])
-    if problems:
-        return Certification(FAIL, FAIL, "; ".join(problems))
+    if problems or not cmp.passed:
+        return Certification(FAIL, FAIL, "; ".join(problems) or "out of tolerance")
     bound, lo = cmp.tolerance_min_top1, cmp.top1_ci95[0]
     if bound < 1.0 and lo < bound:
         return Certification(qualified(NOT_CERTIFIED, data_note), NOT_CERTIFIED, explain(cmp))
