@@ -149,9 +149,12 @@ class PreprocessSpec:
 
     @property
     def clips_overshoot(self) -> bool:
-        """Pillow's bicubic clips its overshoot to 0..255 (it writes uint8); the antialiased
-        cubic resize does the same in all three executions, right after resizing."""
-        return self.antialias and self.interpolation == "cubic"
+        """Cubic resizing overshoots at hard edges (down to -30 / up to 285 on real photos);
+        every uint8 pipeline a model is trained with clips it (Pillow writes uint8, OpenCV
+        saturates, torchvision clamps uint8 output), so all three executions clip to 0..255
+        right after resizing. Without it albumentations' cubic differed by up to 27 grey
+        levels (docs/spec_from.md)."""
+        return self.interpolation == "cubic"
 
     def model_input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
         h, w = self.size

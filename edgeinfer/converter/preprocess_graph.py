@@ -102,7 +102,7 @@ def build_preprocess_model(spec: PreprocessSpec, opset: int = 18) -> onnx.ModelP
     if spec.antialias:
         resize_attrs.update(antialias=1, exclude_outside=1, cubic_coeff_a=PIL_CUBIC_A)
     x = b.op("Resize", [x, "", "", sizes], "resized", **resize_attrs)
-    if spec.clips_overshoot:  # Pillow's cubic writes uint8: overshoot clipped to 0..255
+    if spec.clips_overshoot:  # cubic overshoot clipped to 0..255, as uint8 pipelines do
         x = b.op("Clip", [x, b.const(np.array(0.0, np.float32)),
                           b.const(np.array(255.0, np.float32))], "clipped")
 

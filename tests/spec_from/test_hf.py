@@ -39,7 +39,7 @@ def test_prefix_matches_the_processor_on_real_photos(name: str, photos) -> None:
         assert got.shape == want.shape, (photo, got.shape, want.shape)
         d = grey_levels(spec, got, want)
         if spec.interpolation == "linear":
-            assert d.max() <= 1.0, (photo, d.max())  # two uint8 roundings in Pillow
+            assert d.max() <= 1.001, (photo, d.max())  # two uint8 roundings in Pillow
         else:  # Pillow clips its first pass's overshoot: rare, measured in docs/spec_from.md
             # two uniform roundings give a mean |d| of 1/3
             assert d.max() <= 8.0 and d.mean() <= 0.36 and (d > 1).mean() < 0.01, photo

@@ -59,10 +59,10 @@ def derive(obj: Any, *, frame_color: str = "BGR", layout: str | None = None) -> 
     preset = _tv.from_weights(obj)
     if preset is not None:
         obj = preset
+    if _alb.is_albumentations(obj):  # before torchvision: it is a Compose with .transforms
+        return _alb.derive(_alb.to_dict(obj), frame_color, lay)
     if _tv.is_torchvision(obj):
         return _tv.derive(obj, frame_color, lay)
-    if _alb.is_albumentations(obj):
-        return _alb.derive(_alb.to_dict(obj), frame_color, lay)
     cfg = _timm.config_of(obj)
     if cfg is not None:
         return _timm.derive(cfg, frame_color, lay)

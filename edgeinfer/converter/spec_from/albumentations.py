@@ -2,8 +2,9 @@
 
 albumentations resizes with OpenCV (codes are ``cv2.INTER_*``: 1 is bilinear here, not
 Lanczos as in PIL), without antialiasing, on uint8 images. Sizes follow its own code
-(2.0.8): ``SmallestMaxSize``/``LongestMaxSize`` give ``int(side * max_size / ref)``
-(floored), ``CenterCrop`` and ``PadIfNeeded`` offsets are floored. Every step must run
+(2.0.8, MaxSizeTransform.apply): ``SmallestMaxSize``/``LongestMaxSize`` give
+``round(side * max_size / ref)`` (the spec's half_up except at exact float ties, where
+Python rounds to even), ``CenterCrop`` and ``PadIfNeeded`` offsets are floored. Every step must run
 with ``p=1``: a random step cannot be baked into a deterministic artifact.
 """
 
@@ -92,10 +93,10 @@ def derive(d: dict[str, Any], frame_color: str = "BGR", layout: str = "NCHW") ->
     spec = PreprocessSpec(size=size, resize=kind, resize_shorter=shorter,
                           interpolation=interp, antialias=False, frame_color=frame_color,
                           model_color="RGB", scale=scale, mean=mean, std=std, layout=layout,
-                          pad_value=pad, size_rounding="floor")
+                          pad_value=pad)
     notes = ("albumentations resizes uint8 frames with OpenCV's fixed-point resize: up to "
-             "~1 grey level from the spec's float resize", "albumentations computes sizes "
-             "in float (int(side * scale)); the spec in exact integers")
+             "~1 grey level from the spec's float resize", "albumentations rounds sizes "
+             "in float (halves to even); the spec in exact integers (halves up)")
     return Derived(spec, "albumentations", {"version": d.get("__version__"),
                                             "steps": read}, notes)
 
