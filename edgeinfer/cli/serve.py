@@ -16,7 +16,11 @@ def run_serve(args: argparse.Namespace) -> int:
                       providers=args.provider, allow_fallback=args.allow_fallback,
                       max_body_bytes=int(args.max_body_mb * 2**20),
                       max_pixels=int(args.max_megapixels * 1e6), max_images=args.max_images,
-                      max_queue=args.max_queue, timeout_s=args.timeout)
+                      max_queue=args.max_queue, timeout_s=args.timeout,
+                      max_connections=args.max_connections,
+                      max_inflight_bytes=int(args.max_inflight_mb * 2**20),
+                      max_json_bytes=int(args.max_json_mb * 2**20),
+                      body_timeout_s=args.body_timeout, http=args.http)
     from edgeinfer.serve.server import serve
 
     return serve(args.artifacts, cfg, log_level=args.log_level, access_log=args.access_log,
@@ -49,6 +53,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=positive, default=128,
                    help="requests in flight before 503 + Retry-After")
     p.add_argument("--timeout", type=pos_float, default=30.0, help="seconds per request")
+    p.add_argument("--body-timeout", type=pos_float, default=10.0,
+                   help="seconds for a request body to arrive (slow uploads get 408)")
+    p.add_argument("--max-connections", type=positive, default=256,
+                   help="open connections before 503 (uvicorn limit_concurrency)")
+    p.add_argument("--max-inflight-mb", type=pos_float, default=256.0,
+                   help="memory all requests in flight may hold (bodies + decoded frames); "
+                   "503 + Retry-After past it")
+    p.add_argument("--max-json-mb", type=pos_float, default=8.0,
+                   help="JSON part of a request (send large tensors as binary data)")
+    p.add_argument("--http", choices=["auto", "h11"], default="auto",
+                   help="HTTP parser: auto (httptools + uvloop when installed) or h11")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--access-log", action="store_true", help="log every request")

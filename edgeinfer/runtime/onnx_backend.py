@@ -7,6 +7,15 @@ mask, else ``os.cpu_count()``), capped at 4: a Raspberry Pi's four physical core
 past four threads a batch-1 CNN on an edge CPU rarely gets faster, only noisier.
 
 ``InferenceSession.run`` is thread-safe, so one backend serves many threads.
+
+Memory: onnxruntime's CPU arena keeps the peak of the largest run for the life of the
+session (one 24 MP frame took a server from 161 MB to 743 MB, for good). Turning the arena
+off costs 4x on 1080p frames (every run page-faults fresh buffers: 32 ms -> 122 ms on
+fashion), so the arena stays on and is shrunk back (the run option
+``memory.enable_memory_arena_shrinkage``) only after a run larger than
+``shrink_above_pixels`` (default 4 MP per call, about two 1080p frames): typical camera
+frames keep the arena's speed, a large frame gives its memory back. Measured with
+tools/serve_memory.py; the figures are in docs/serve/memory.md.
 """
 
 from __future__ import annotations
@@ -33,6 +42,9 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 _SHORT = {v: k for k, v in PROVIDERS.items()}
+
+#: Frame pixels per call above which the CPU arena is shrunk after the run (see above).
+SHRINK_ABOVE_PIXELS = 4_000_000
 
 _EP_FAIL = getattr(getattr(ort.capi, "onnxruntime_pybind11_state", None), "EPFail", None)
 
@@ -92,6 +104,7 @@ class OnnxBackend:
         trt_fp16: bool = False,
         trt_cache_dir: str | os.PathLike | None = None,
         source: str | None = None,
+        shrink_above_pixels: int | None = SHRINK_ABOVE_PIXELS,
     ) -> None:
         self.threads = positive_int("threads", threads, default_threads())
         requested = resolve_providers(providers)
@@ -164,6 +177,10 @@ class OnnxBackend:
         self._props = dict(self._session.get_modelmeta().custom_metadata_map)
         self._outputs = [OUTPUT_NAME]
         self._run = self._session.run
+        self._shrink_above = (None if shrink_above_pixels is None
+                              else positive_int("shrink_above_pixels", shrink_above_pixels))
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def _fall_back(self, msg: str) -> None:
         self.fallback_reason = msg
@@ -212,8 +229,10 @@ class OnnxBackend:
         return dict(self._props)
 
     def run(self, frames: np.ndarray) -> np.ndarray:
+        big = (self._shrink_above is not None and frames.ndim == 4
+               and frames.shape[0] * frames.shape[1] * frames.shape[2] > self._shrink_above)
         try:
-            return self._run(self._outputs, {INPUT_NAME: frames})[0]
+            return self._run(self._outputs, {INPUT_NAME: frames}, self._shrink if big else None)[0]
         except Exception as e:  # onnxruntime Fail / RuntimeException / InvalidArgument
             raise ModelError(f"inference failed on {self.path} for frames of shape "
                              f"{tuple(frames.shape)}: {_one_line(e)}") from None

@@ -2,7 +2,9 @@
 
 Request life cycle for the model routes: admission (503 + Retry-After when ``max_queue``
 requests are already in flight, or while draining), then the body is read with a byte
-limit (Content-Length first, then while it streams in), parsed and decoded in a small
+limit (Content-Length first, then while it streams in) within ``body_timeout_s``, each
+chunk charged to the server's in-flight byte budget (:mod:`~edgeinfer.serve.limits`; 503
++ Retry-After past it, as for decoded frames later), parsed and decoded in a small
 thread pool (JSON and image decoding never block the event loop), run by the model's
 :class:`~edgeinfer.serve.scheduler.Scheduler`, encoded and answered — all under one
 per-request deadline. Every refusal is a JSON ``{"error": ..., "type": ...}`` with a 4xx
@@ -44,6 +46,7 @@ from starlette.routing import Route  # noqa: E402
 from edgeinfer._version import __version__  # noqa: E402
 from edgeinfer.runtime.topk import rank  # noqa: E402
 from edgeinfer.serve.config import ServeConfig  # noqa: E402
+from edgeinfer.serve.limits import ByteBudget, Charge  # noqa: E402
 from edgeinfer.serve.metrics import Metrics  # noqa: E402
 from edgeinfer.serve.models import ModelSet, ServedModel, check_abandoned  # noqa: E402
 from edgeinfer.serve.protocol import (  # noqa: E402
@@ -73,6 +76,7 @@ class ServerState:
 
 @dataclass
 class _Ctx:
+    charge: Charge  # this request's share of the in-flight byte budget
     reading: bool = True  # still receiving the body (a timeout then is the client's: 408)
     abandoned: threading.Event = field(default_factory=threading.Event)  # set on timeout
 
@@ -84,7 +88,8 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
     """The ASGI app serving ``models``; run it with uvicorn (see :func:`serve.serve`)."""
     cfg = cfg or ServeConfig()
     state = ServerState()
-    metrics = Metrics()
+    budget = ByteBudget(cfg.max_inflight_bytes)
+    metrics = Metrics(lambda: budget.used)
     decode_pool = ThreadPoolExecutor(max_workers=cfg.decode_threads,
                                      thread_name_prefix="edgeinfer-decode")
     schedulers = {m.name: Scheduler(m.infer, m.name, workers=cfg.workers,
@@ -124,7 +129,7 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
             else:
                 state.in_flight += 1
                 metrics.in_flight.inc()
-                ctx = _Ctx()
+                ctx = _Ctx(Charge(budget))
                 try:
                     resp = await asyncio.wait_for(handler(request, ctx), cfg.timeout_s)
                 except TimeoutError:
@@ -137,8 +142,9 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
                                      "is busy or the request is too large",
                                      "Timeout", {"retry-after": str(cfg.retry_after_s)})
                 except Exception as e:  # noqa: BLE001 - mapped to a status, never a crash
-                    resp = _map_error(e, error)
+                    resp = _map_error(e, error, cfg.retry_after_s)
                 finally:
+                    ctx.charge.close()
                     state.in_flight -= 1
                     metrics.in_flight.dec()
             metrics.requests.labels(route, label, str(resp.status_code)).inc()
@@ -159,13 +165,15 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
             if n > limit:
                 raise RequestError(f"the body is {n} bytes, above the limit of {limit}", 413)
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(f"the body is more than {limit} bytes, the limit", 413)
-            chunks.append(chunk)
+        async with asyncio.timeout(cfg.body_timeout_s):  # TimeoutError: 408 (ctx.reading)
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(f"the body is more than {limit} bytes, the limit", 413)
+                ctx.charge.add(len(chunk), "the request body")
+                chunks.append(chunk)
         ctx.reading = False
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # the chunks die here
 
     # ------------------------------------------------------------------ model routes
     async def infer(request: Request, ctx: _Ctx) -> Response:
@@ -182,8 +190,9 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         sched = schedulers[m.name]
 
         def prepare() -> tuple[InferRequest, list[np.ndarray]]:
-            req = parse_infer(body, header_length, "frame", "probs", cfg.max_images)
-            return req, m.frames(req, cfg, ctx.abandoned)
+            req = parse_infer(body, header_length, "frame", "probs", cfg.max_images,
+                              cfg.max_json_bytes)
+            return req, m.frames(req, cfg, ctx.abandoned, ctx.charge)
 
         if sched.batching:  # decode here, then join a batch
             req, probs = await sched.run_decoded(prepare, decode_pool)
@@ -223,11 +232,11 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         sched = schedulers[m.name]
         if sched.batching:
             _, probs = await sched.run_decoded(
-                lambda: (None, m.frames(req, cfg, ctx.abandoned)), decode_pool)
+                lambda: (None, m.frames(req, cfg, ctx.abandoned, ctx.charge)), decode_pool)
             probs = probs[0]
         else:
             probs = (await sched.call(
-                lambda: sched.infer_now(m.frames(req, cfg, ctx.abandoned))))[0]
+                lambda: sched.infer_now(m.frames(req, cfg, ctx.abandoned, ctx.charge))))[0]
         return JSONResponse({"model": m.name, "predictions": [
             {"label": p.label, "index": p.index, "probability": p.probability}
             for p in rank(probs, m.labels, top_k)]})
@@ -303,14 +312,16 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
                     exception_handlers={HTTPException: http_error})
     app.state.server = state
     app.state.metrics = metrics
+    app.state.budget = budget
     app.state.config = cfg
     return app
 
 
-def _map_error(e: Exception, error: Callable[..., Response]) -> Response:
+def _map_error(e: Exception, error: Callable[..., Response], retry_after_s: int) -> Response:
     kind = type(e).__name__
     if isinstance(e, RequestError):
-        return error(e.status, str(e), kind)
+        retry = {"retry-after": str(retry_after_s)} if e.status == 503 else None
+        return error(e.status, str(e), kind, retry)
     if isinstance(e, ImageTooLargeError):
         return error(413, str(e), kind)
     if isinstance(e, (ImageError, ConfigError)):

@@ -12,6 +12,8 @@ from edgeinfer.errors import require
 
 require("prometheus_client", "serve", "the HTTP server's metrics")
 
+from collections.abc import Callable  # noqa: E402
+
 from prometheus_client import (  # noqa: E402 - after the extra check
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -31,7 +33,7 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, inflight_bytes: Callable[[], float] | None = None) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("edgeinfer_requests", "HTTP requests answered",
                                 ["route", "model", "status"], registry=r)
@@ -48,6 +50,9 @@ class Metrics:
                               registry=r)
         self.in_flight = Gauge("edgeinfer_in_flight", "Requests admitted and not yet answered",
                                registry=r)
+        if inflight_bytes is not None:
+            Gauge("edgeinfer_inflight_bytes", "Bytes held by requests in flight (bodies, frames)",
+                  registry=r).set_function(inflight_bytes)
 
     def observer(self, model: str):
         """A (frames, seconds) callback for one model's scheduler."""

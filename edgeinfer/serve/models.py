@@ -23,6 +23,7 @@ from edgeinfer.runtime.image_probe import probe
 from edgeinfer.runtime.predictor import Predictor
 from edgeinfer.runtime.tta import average_views, get_policy
 from edgeinfer.serve.config import ServeConfig
+from edgeinfer.serve.limits import Charge
 from edgeinfer.serve.protocol import InferRequest
 
 VERSION = "1"
@@ -75,33 +76,64 @@ class ServedModel:
                              f"{batch.shape[0]} frames; expected (N, {self._k})")
         return average_views(probs, v)
 
+    def cost(self, h: int, w: int) -> tuple[int, int]:
+        """(pixels computed, bytes held) for one h x w frame: the frame and its TTA views.
+
+        Why views count: ``hflip+crops`` turns a frame into 10 views of 7/8 size (7.7x its
+        pixels), all resized inside the model in one call; a budget on frame pixels alone
+        let one 25 MP request cost ~5 GB.
+        """
+        c = self.spec.frame_channels
+        if self._views == 1:
+            return h * w, h * w * c
+        vh, vw, _ = self._policy.view_shape((h, w, c))
+        computed = self._views * vh * vw
+        return computed, h * w * c + computed * c
+
     def frames(self, req: InferRequest, cfg: ServeConfig,
-               abandoned: threading.Event | None = None) -> list[np.ndarray]:
+               abandoned: threading.Event | None = None, charge: Charge | None = None
+               ) -> list[np.ndarray]:
         """The request's images as frames, refusing oversize input before decoding it.
 
-        ``abandoned`` (set when the request timed out) stops decoding between images, so a
-        request nobody waits for any more frees its worker thread early.
+        The pixel budget (``max_pixels``) is charged for the whole request — all its frames
+        times their TTA views — from the image headers (each probed once) before anything is
+        decoded; the bytes the frames will hold are charged to the server's in-flight
+        budget (``charge``; 503 when it is spent). ``abandoned`` (set when the request
+        timed out) stops decoding between images, so a request nobody waits for any more
+        frees its worker thread early.
         """
         spec, budget = self.spec, cfg.max_pixels
+        tta = f" with {self._policy.name} TTA ({self._views} views per frame)" \
+            if self._views > 1 else ""
         if req.images is not None:
-            total = 0
+            total, held, headers = 0, 0, []
             for i, data in enumerate(req.images):
-                _, h, w = probe(data, f"image {i}")  # header only: no pixels allocated yet
-                total += h * w
+                header = probe(data, f"image {i}")  # header only: no pixels allocated yet
+                computed, nbytes = self.cost(header[1], header[2])
+                total += computed
+                held += nbytes
                 if total > budget:
                     raise ImageTooLargeError(
-                        f"the request's images add up to more than {budget / 1e6:g} MP (image "
-                        f"{i} is {w}x{h}): send fewer or smaller images per request")
+                        f"the request's images add up to more than {budget / 1e6:g} MP to "
+                        f"compute{tta} (image {i} is {header[2]}x{header[1]}): send fewer or "
+                        "smaller images per request")
+                headers.append(header)
+            if charge is not None:
+                charge.add(held, "decoding the request's images")
             out = []
-            for d in req.images:
+            for d, header in zip(req.images, headers, strict=True):
                 check_abandoned(abandoned)
-                out.append(load_image(d, spec, budget, cfg.max_body_bytes))
+                out.append(load_image(d, spec, budget, cfg.max_body_bytes, header=header))
             return out
         t = req.tensor
         n, h, w = t.shape[:3]
-        if n * h * w > budget:
-            raise ImageTooLargeError(f"the frame tensor holds {n} x {w}x{h} pixels, above the "
+        computed, nbytes = self.cost(h, w)
+        if n * computed > budget:
+            raise ImageTooLargeError(f"the frame tensor holds {n} x {w}x{h} pixels, "
+                                     f"{n * computed / 1e6:.1f} MP to compute{tta}, above the "
                                      f"limit of {budget / 1e6:g} MP per request")
+        if charge is not None:
+            charge.add(n * nbytes, "the request's frames")
         check_abandoned(abandoned)
         return [load_image(t[i], spec, budget) for i in range(n)]
 

@@ -7,6 +7,11 @@ shutdown, but it then re-raises the signal, so the process dies *by* SIGTERM (ex
 a crash. Here the signal only starts the drain: readiness turns 503 at once (so a load
 balancer stops sending), requests still arriving on open connections get 503 with
 ``Connection: close``, and ``serve`` returns 0 when the drain is done.
+
+HTTP implementation: with the ``serve`` extra's ``uvicorn[standard]``, uvicorn parses HTTP
+with httptools and runs on uvloop (``http="auto"``); ``http="h11"`` forces the pure-Python
+h11 parser on asyncio, which is also what runs when those two are not installed. Measured
+in docs/serve/load.md.
 """
 
 from __future__ import annotations
@@ -73,6 +78,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_config(app: object, cfg: ServeConfig, **kw: object) -> uvicorn.Config:
+    """The uvicorn settings every entry point shares: connection cap, parser, loop."""
+    auto = cfg.http == "auto"
+    return uvicorn.Config(app, lifespan="on", limit_concurrency=cfg.max_connections,
+                          http="auto" if auto else "h11", loop="auto" if auto else "asyncio",
+                          timeout_graceful_shutdown=int(cfg.timeout_s) + 5,
+                          timeout_keep_alive=5, **kw)
+
+
 def serve(artifacts: Sequence[str | os.PathLike], cfg: ServeConfig | None = None, *,
           log_level: str = "warning", access_log: bool = False,
           announce: Callable[[str], None] | None = None) -> int:
@@ -87,9 +101,7 @@ def serve(artifacts: Sequence[str | os.PathLike], cfg: ServeConfig | None = None
         models = ModelSet.load(artifacts, cfg)
         app = create_app(models, cfg)
         host, port = sock.getsockname()[:2]
-        config = uvicorn.Config(app, log_level=log_level, access_log=access_log,
-                                lifespan="on", timeout_graceful_shutdown=int(cfg.timeout_s) + 5,
-                                timeout_keep_alive=5)
+        config = uvicorn_config(app, cfg, log_level=log_level, access_log=access_log)
         server = _Server(config, app.state.server)
         url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
         line = (f"serving {', '.join(models.names())} on {url} (Open Inference Protocol: "
@@ -115,9 +127,7 @@ def serve_in_thread(artifacts: Sequence[str | os.PathLike] | ModelSet,
     try:
         models = artifacts if isinstance(artifacts, ModelSet) else ModelSet.load(artifacts, cfg)
         app = create_app(models, cfg)
-        server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                        timeout_graceful_shutdown=int(cfg.timeout_s) + 5),
-                         app.state.server)
+        server = _Server(uvicorn_config(app, cfg, log_level="warning"), app.state.server)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                                   name="edgeinfer-serve", daemon=True)
         thread.start()

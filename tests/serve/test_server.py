@@ -276,7 +276,8 @@ def test_timeout_504_abandons_the_job(fashion_artifact, jpegs) -> None:
     from edgeinfer.datasets import sample_photos
 
     big = encode(cv2.resize(sample_photos()["coffee"], (3000, 3000)))  # ~60 ms to decode
-    cfg = ServeConfig(port=0, timeout_s=0.4, max_pixels=200_000_000, workers=1)
+    cfg = ServeConfig(port=0, timeout_s=0.4, max_pixels=200_000_000, workers=1,
+                      max_inflight_bytes=2**30)  # 12 x 27 MB frames: past the 256 MiB default
     with serve_in_thread([fashion_artifact], cfg) as url:
         c = _client(url)
         with pytest.raises(InferenceServerException, match="504"):

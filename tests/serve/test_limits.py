@@ -1,0 +1,158 @@
+"""Bounded memory on a real server: the pixel budget charged per request for frames x TTA
+views, the global in-flight byte budget (503 + Retry-After), the JSON size cap, the body
+deadline and the connection cap. Real images, real uvicorn on 127.0.0.1, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import time
+
+import cv2
+import httpx
+import numpy as np
+
+from edgeinfer.datasets import sample_photos
+from edgeinfer.serve.config import ServeConfig
+from edgeinfer.serve.server import serve_in_thread
+from tests.serve.conftest import encode
+
+
+def _photo(side: int) -> bytes:
+    return encode(cv2.resize(sample_photos()["coffee"], (side, side)))
+
+
+def _bytes_doc(images: list[bytes]) -> dict:
+    import base64
+
+    return {"inputs": [{"name": "frame", "datatype": "BYTES", "shape": [len(images)],
+                        "data": [base64.b64encode(i).decode() for i in images]}]}
+
+
+def _inflight(url: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    return float(re.search(r"^edgeinfer_inflight_bytes (\S+)", text, re.M)[1])
+
+
+def test_pixel_budget_is_per_request_and_counts_tta_views(fashion_artifact) -> None:
+    """Three 600x600 photos (0.36 MP each) pass one by one and two together, but not three
+    together under a 1 MP budget; with hflip+crops one 600x600 frame is 10 views of 525x525
+    (2.8 MP computed) and is refused although the frame itself is 0.36 MP."""
+    img = _photo(600)
+    with serve_in_thread([fashion_artifact], ServeConfig(port=0, max_pixels=1_000_000)) as url:
+        infer = f"{url}/v2/models/fashion/infer"
+        assert httpx.post(infer, json=_bytes_doc([img] * 2)).status_code == 200
+        r = httpx.post(infer, json=_bytes_doc([img] * 3))
+        assert r.status_code == 413 and "add up to more than 1 MP" in r.json()["error"]
+        tensor = np.zeros((3, 600, 600, 3), np.uint8)
+        r = httpx.post(infer, content=_binary_uint8(tensor), headers=_binary_headers(tensor))
+        assert r.status_code == 413, r.text
+    cfg = ServeConfig(port=0, max_pixels=1_000_000, tta="hflip+crops")
+    with serve_in_thread([fashion_artifact], cfg) as url:
+        for r in (httpx.post(f"{url}/predict", content=img),
+                  httpx.post(f"{url}/v2/models/fashion/infer", json=_bytes_doc([img]))):
+            assert r.status_code == 413, r.text
+            assert "hflip+crops TTA (10 views per frame)" in r.json()["error"]
+        assert httpx.post(f"{url}/predict", content=_photo(250)).status_code == 200
+
+
+def _binary_uint8(t: np.ndarray) -> bytes:
+    return _binary_head(t) + t.tobytes()
+
+
+def _binary_head(t: np.ndarray) -> bytes:
+    import json
+
+    return json.dumps({"inputs": [{"name": "frame", "datatype": "UINT8", "shape": list(t.shape),
+                                   "parameters": {"binary_data_size": t.nbytes}}]}).encode()
+
+
+def _binary_headers(t: np.ndarray) -> dict[str, str]:
+    return {"inference-header-content-length": str(len(_binary_head(t)))}
+
+
+def test_inflight_byte_budget_503_then_released(fashion_artifact, jpegs) -> None:
+    """A slow upload holds 600 KB of a 1 MiB budget: a second 600 KB body gets 503 +
+    Retry-After (not a wait, not a 5xx crash); once the first is answered the budget is
+    back to 0 and the same request passes. A frame whose decoded pixels alone exceed the
+    budget can never fit: 413."""
+    cfg = ServeConfig(port=0, max_body_bytes=1 << 20, max_inflight_bytes=1 << 20,
+                      timeout_s=10)
+    pad = b" " * 600_000
+    body = b'{"inputs": [{"name": "frame", "datatype": "UINT8", "shape": [1, 1, 1, 3], ' \
+           b'"data": [1, 2, 3]}]' + pad + b"}"
+    with serve_in_thread([fashion_artifact], cfg) as url:
+        infer = f"{url}/v2/models/fashion/infer"
+
+        async def slow_then_fast() -> tuple[httpx.Response, httpx.Response, float]:
+            async def slow_body():
+                yield body[:-1]
+                await asyncio.sleep(1.0)
+                yield body[-1:]
+
+            async with httpx.AsyncClient(timeout=10) as c:
+                slow = asyncio.create_task(c.post(infer, content=slow_body()))
+                await asyncio.sleep(0.4)
+                held = await asyncio.to_thread(_inflight, url)
+                fast = await c.post(infer, content=body)
+                return await slow, fast, held
+
+        slow, fast, held = asyncio.run(slow_then_fast())
+        assert held >= 600_000
+        assert fast.status_code == 503 and fast.headers["retry-after"] == "1", fast.text
+        assert "budget" in fast.json()["error"]
+        assert slow.status_code == 200, slow.text
+        assert _inflight(url) == 0
+        assert httpx.post(infer, content=body).status_code == 200
+        big = encode(np.full((700, 700, 3), 128, np.uint8))  # tiny JPEG, 1.5 MB decoded
+        r = httpx.post(f"{url}/predict", content=big)
+        assert r.status_code == 413 and "in-flight memory budget" in r.json()["error"]
+        assert _inflight(url) == 0
+
+
+def test_json_tensor_cap_binary_passes(fashion_artifact) -> None:
+    t = np.random.default_rng(0).integers(0, 255, (1, 100, 100, 3), np.uint8)
+    cfg = ServeConfig(port=0, max_json_bytes=64 * 1024)
+    with serve_in_thread([fashion_artifact], cfg) as url:
+        infer = f"{url}/v2/models/fashion/infer"
+        r = httpx.post(infer, json={"inputs": [{"name": "frame", "datatype": "UINT8",
+                                                "shape": list(t.shape),
+                                                "data": t.ravel().tolist()}]})
+        assert r.status_code == 413 and "binary data" in r.json()["error"]
+        r = httpx.post(infer, content=_binary_uint8(t), headers=_binary_headers(t))
+        assert r.status_code == 200, r.text
+
+
+def test_slow_upload_408_within_body_timeout(fashion_artifact) -> None:
+    """The body arrives after 3 s, well inside the 20 s request deadline: only the 0.5 s
+    body deadline can answer 408 (a completed body would be a 400 for its empty inputs)."""
+    cfg = ServeConfig(port=0, timeout_s=20, body_timeout_s=0.5)
+    with serve_in_thread([fashion_artifact], cfg) as url:
+
+        async def slow() -> httpx.Response:
+            async def body():
+                yield b'{"inputs": '
+                await asyncio.sleep(3)
+                yield b"[]}"
+
+            async with httpx.AsyncClient(timeout=10) as c:
+                return await c.post(f"{url}/v2/models/fashion/infer", content=body())
+
+        r = asyncio.run(slow())
+    assert r.status_code == 408 and "did not arrive" in r.json()["error"]
+
+
+def test_connection_cap_503(fashion_artifact, jpegs) -> None:
+    with serve_in_thread([fashion_artifact], ServeConfig(port=0, max_connections=2)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port))) for _ in range(2)]
+        try:
+            time.sleep(0.2)
+            r = httpx.post(f"{url}/predict", content=jpegs[0])
+            assert r.status_code == 503
+        finally:
+            for s in idle:
+                s.close()
+        time.sleep(0.2)
+        assert httpx.post(f"{url}/predict", content=jpegs[0]).status_code == 200
