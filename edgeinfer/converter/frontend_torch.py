@@ -114,6 +114,92 @@ def lint(model: nn.Module) -> LintReport:
     return report
 
 
+class SelectOutput(nn.Module):
+    """The user's module with its logits picked out of a dict, dataclass or tuple output.
+
+    Everything downstream (export, TFLite, the torch runner, parity) sees one tensor; the
+    wrapped module stays ``self.model`` so its weights and state-dict names are unchanged
+    underneath.
+    """
+
+    def __init__(self, model: nn.Module, how: str, key: str | int) -> None:
+        super().__init__()
+        self.model = model
+        self.how = how  # "key" (mapping), "attr" (dataclass / named tuple) or "index"
+        self.key = key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if self.how == "key":
+            return out[self.key]
+        if self.how == "attr":
+            return getattr(out, str(self.key))
+        return out[int(self.key)]
+
+
+def _is_aux(name: str) -> bool:
+    return name.lower().startswith("aux")
+
+
+def pick_output(out: object) -> tuple[str, str | int, str] | None:
+    """How to find the logits in one forward's output: (how, key, description), None for
+    a plain tensor. Named outputs: ``logits`` (Hugging Face ``*ForImageClassification``),
+    else the one 2-D tensor whose name does not start with ``aux``; a plain tuple: its one
+    2-D tensor. Anything else is ambiguous and refused (ConversionError, one line)."""
+    if isinstance(out, torch.Tensor):
+        return None
+    named: dict[str, object] | None = None
+    how = "attr"
+    if isinstance(out, dict):  # HF ModelOutput is an OrderedDict too
+        named, how = dict(out), "key"
+    elif hasattr(out, "_fields"):  # named tuple (torchvision GoogLeNetOutputs, ...)
+        named = {f: getattr(out, f) for f in out._fields}
+    elif hasattr(out, "__dataclass_fields__"):
+        named = {f: getattr(out, f) for f in out.__dataclass_fields__}
+    kind = type(out).__name__
+
+    def shapes(items: dict) -> str:
+        return ", ".join(f"{k}: {list(v.shape)}" if isinstance(v, torch.Tensor)
+                         else f"{k}: {type(v).__name__}" for k, v in items.items())
+
+    if named is not None:
+        if isinstance(named.get("logits"), torch.Tensor):
+            return how, "logits", f"{kind}.logits"
+        cands = [k for k, v in named.items()
+                 if isinstance(v, torch.Tensor) and v.ndim == 2 and not _is_aux(k)]
+        if len(cands) == 1:
+            return how, cands[0], f"{kind}.{cands[0]}"
+        raise ConversionError(f"the model returns a {kind} ({shapes(named)}): no 'logits' "
+                              "and not exactly one 2-D tensor; wrap it in a module that "
+                              "returns the class scores")
+    if isinstance(out, (tuple, list)):
+        items = {str(i): v for i, v in enumerate(out)}
+        cands = [i for i, v in enumerate(out) if isinstance(v, torch.Tensor) and v.ndim == 2]
+        if len(cands) == 1:
+            return "index", cands[0], f"{kind}[{cands[0]}]"
+        raise ConversionError(f"the model returns a {kind} of {len(out)} ({shapes(items)}): "
+                              "which one are the logits is ambiguous; wrap it in a module "
+                              "that returns the class scores")
+    raise ConversionError(f"the model returns a {kind}, not a tensor of class scores")
+
+
+def select_output(module: nn.Module, spec: PreprocessSpec) -> tuple[nn.Module, str]:
+    """(the module to convert, what its output is) after one forward on a zero input."""
+    example = torch.zeros(spec.model_input_shape(1), dtype=torch.float32)
+    try:
+        with torch.inference_mode():
+            out = module(example)
+    except Exception as e:  # noqa: BLE001 - user code: one line, the exporter says more
+        msg = " ".join(str(e).split())[:200] or type(e).__name__
+        raise ConversionError(f"the model cannot run on the spec's input "
+                              f"{list(example.shape)}: {type(e).__name__}: {msg}") from None
+    picked = pick_output(out)
+    if picked is None:
+        return module, "tensor"
+    how, key, desc = picked
+    return SelectOutput(module, how, key).eval(), f"{desc} (picked as the logits)"
+
+
 def export_onnx(model: nn.Module, spec: PreprocessSpec) -> onnx.ModelProto:
     """Export an eval-mode module with a dynamic batch axis; input is the spec's model input."""
     model.eval()
@@ -171,10 +257,13 @@ def torch_source(module: nn.Module, spec: PreprocessSpec, weights: str | Path | 
     report = lint(module)
     was_training = report.train_mode_modules > 0
     module.eval()
+    fingerprint = sha or weights_fingerprint(module)
+    cls = f"{type(module).__module__}.{type(module).__qualname__}"
+    module, output = select_output(module, spec)
     prov = {"framework": "torch", "framework_version": torch.__version__, "source": name,
-            "class": f"{type(module).__module__}.{type(module).__qualname__}",
+            "class": cls,
             "weights": str(weights) if weights else None,
-            "weights_sha256": sha or weights_fingerprint(module),
+            "weights_sha256": fingerprint, "output": output,
             "exporter": "torch.onnx.export(dynamo=True)",
             "batchnorm_in_source": report.batchnorm_layers,
             "dropout_in_source": report.dropout_layers,
