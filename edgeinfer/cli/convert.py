@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
                      frame_size=frame_size,
                      parity_data=args.parity_data, parity_limit=args.parity_limit,
                      progress=progress, verbose=args.verbose,
-                     accept_spec=args.accept_spec, strict=args.strict)
+                     accept_spec=args.accept_spec, strict=args.strict,
+                     min_agreement=args.min_agreement, max_drop=args.max_drop,
+                     max_float_layers=args.max_float_layers)
     if args.json:
         print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
         return 0
@@ -37,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
           + (f"; accuracy {p['accuracy_source']:.2%} -> {p['accuracy_artifact']:.2%}"
              if "accuracy_artifact" in p else "")
           + f"; {batchnorm_summary(result.metadata.provenance)}")
+    ctl = result.metadata.provenance.get("int8_control")
+    if ctl:
+        names = ", ".join(ctl["kept_float"][:8]) + (" ..." if len(ctl["kept_float"]) > 8 else "")
+        print(f"  int8 control: {len(ctl['kept_float'])} of {ctl['candidates']} layers kept "
+              f"float{': ' + names if names else ''}")
     if not p["certified"]:
         print(f"  {p['verdict']}: {p['certification']}")
     if p.get("data_note"):
@@ -62,6 +69,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=["x86-avx2", "x86-vnni", "arm64", "auto"],
                    help="int8 ONNX: the CPU the artifact will run on (weight range, types); "
                    "auto = this machine; default x86-avx2 settings (safe on any CPU)")
+    p.add_argument("--min-agreement", type=float, metavar="FRACTION",
+                   help="int8: keep the fewest layers float until top-1 agreement with fp32 on "
+                   "held-out parity frames reaches this (95%% lower bound), e.g. 0.99 "
+                   "(needs >= 381 held-out frames); refused when unreachable")
+    p.add_argument("--max-drop", type=float, metavar="FRACTION",
+                   help="int8: the same control on labelled parity frames: accuracy may drop "
+                   "at most this much vs fp32, e.g. 0.005")
+    p.add_argument("--max-float-layers", type=positive, metavar="N",
+                   help="int8 control: at most N layers kept float (default: any; each costs "
+                   "speed and size)")
     p.add_argument("--frame-size", help="TFLite input frame HxW, e.g. 480x640 (fixed size)")
     p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
     p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one), or "

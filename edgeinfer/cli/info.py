@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     int8 = _int8_line(prov, quant)
     if int8:
         print(f"int8:       {int8}")
+    from edgeinfer.parity.targets import kept_float_line
+
+    if kept := kept_float_line(prov):
+        print(f"            {kept}")
     if par:
         lo, hi = par.get("top1_ci95", [float("nan")] * 2)
         print(f"parity:     {par.get('verdict', 'unknown (artifact made before verdicts)')} "

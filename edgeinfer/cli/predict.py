@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgeinfer.cli.common import EXIT_USAGE, err, positive, progress
+from edgeinfer.cli.common import EXIT_USAGE, err, pos_float, positive, progress
 from edgeinfer.errors import ConfigError, EdgeInferError
 
 
@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.images and args.video is None:
         raise ConfigError("give one or more IMAGE paths or --video FILE|DEVICE")
     pred = Predictor(args.artifact, threads=args.threads, tta=args.tta,
-                     providers=args.provider, allow_fallback=args.allow_fallback)
+                     providers=args.provider, allow_fallback=args.allow_fallback,
+                     max_pixels=int(args.max_megapixels * 1e6))
     progress(f"{args.artifact}: provider {pred.provider}, tta {pred.tta}")
     failed = 0
     if args.images:
@@ -67,5 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fall back to CPU when the provider is missing (else exit 2)")
     p.add_argument("--video", metavar="FILE|DEVICE", help="a video file or camera index")
     p.add_argument("--max-frames", type=positive, help="stop the video after this many frames")
+    p.add_argument("--max-megapixels", type=pos_float, default=50.0,
+                   help="largest image accepted, in megapixels (decompression-bomb guard, "
+                   "checked from the header before decoding; default 50)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler=run)

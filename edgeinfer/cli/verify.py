@@ -39,6 +39,8 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"latency ms p50/p90/p99 {lat['p50']:.2f}/{lat['p90']:.2f}/{lat['p99']:.2f}, "
               f"peak RSS {result.peak_rss_mb:.0f} MB, {result.machine['machine']} "
               f"({result.machine['target']})")
+        for n in result.notes:
+            print(f"int8: {n}")
     for w in result.warnings:
         print(f"edgeinfer: warning: {w}", file=sys.stderr)
     print(result.message())

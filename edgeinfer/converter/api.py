@@ -22,7 +22,7 @@ from edgeinfer.artifact import FORMATS, ArtifactMetadata
 from edgeinfer.converter.frontend import Progress, Source
 from edgeinfer.converter.gate import GateResult, gate
 from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
-from edgeinfer.errors import ConfigError, ConversionError, require
+from edgeinfer.errors import ConfigError, ConversionError, ParityError, require
 from edgeinfer.parity.frames import FrameSet, builtin_name, default_parity_data, load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison
@@ -92,6 +92,9 @@ def convert(
     verbose: bool = False,
     accept_spec: bool = False,
     strict: bool = False,
+    min_agreement: float | None = None,
+    max_drop: float | None = None,
+    max_float_layers: int | None = None,
 ) -> ConversionResult:
     """Convert ``source`` to an artifact at ``output`` and prove its parity.
 
@@ -110,7 +113,9 @@ def convert(
     frames show to be wrong raises ``SpecAuditError`` unless ``accept_spec``; label-free
     evidence only warns, unless ``strict``. Without ``parity_data``, a user's model is gated
     on bundled frames resembling its input and the verdict says ``not your data``;
-    ``strict`` refuses that (ConfigError).
+    ``strict`` refuses that (ConfigError). ``min_agreement`` / ``max_drop`` (int8 only): the
+    accuracy control (:mod:`edgeinfer.converter.int8_control`) keeps the fewest layers float
+    (at most ``max_float_layers``) until the target holds on held-out parity frames.
     """
     say: Progress = progress or (lambda _msg: None)
     fmt = output_format(output, format)
@@ -120,6 +125,9 @@ def convert(
     if target is not None and (quantize != "int8" or fmt != "onnx"):
         raise ConfigError("--target selects onnxruntime's int8 settings: use it with "
                           "--quantize int8 and an ONNX output (LiteRT int8 needs no target)")
+    if (min_agreement is not None or max_drop is not None) and quantize != "int8":
+        raise ConfigError("--min-agreement/--max-drop control int8 quantisation: use them "
+                          "with --quantize int8")
     require("onnx", "convert", "converting models")
     from edgeinfer.converter.spec_from import for_convert
 
@@ -165,11 +173,26 @@ def convert(
     cal = _calibration(fp32, calibration, data_name, spec, calibration_limit, quantize, say,
                        per_channel)
     hw = frame_size or _default_frame_size(frames.frames, spec)
-    with_props = _build_derived(s, fp32, fmt, quantize, cal, hw, per_channel, verbose, say,
-                                target)
+    if quantize == "int8" and (min_agreement is not None or max_drop is not None):
+        from edgeinfer.converter.int8_control import controlled
+
+        with_props = controlled(s, fp32, fmt, cal, hw, per_channel, target, frames,
+                                min_agreement=min_agreement, max_drop=max_drop,
+                                max_float=max_float_layers, verbose=verbose, say=say)
+    else:
+        with_props = _build_derived(s, fp32, fmt, quantize, cal, hw, per_channel, verbose,
+                                    say, target)
     out_probs = ArtifactRunner(with_props(fp32.meta()), name=tag).run(frames.frames)
-    derived = gate(out_probs, tag, fmt, quantize or "fp32", frames,
-                   {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say, data_note)
+    try:
+        derived = gate(out_probs, tag, fmt, quantize or "fp32", frames,
+                       {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say, data_note)
+    except ParityError as e:
+        if quantize != "int8":
+            raise
+        from edgeinfer.converter.int8_control import int8_hints
+
+        controlled_ = min_agreement is not None or max_drop is not None
+        raise ParityError(f"{e}. Try: " + "; ".join(int8_hints(target, fmt, controlled_))) from e
     derived.others["onnx_fp32_vs_source"] = result.primary
     return _write(output, with_props(fp32.final(derived, frames)), fp32, derived, s, say)
 

@@ -22,6 +22,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,11 @@ def _quiet_tf() -> None:
     and the CLI promises one line per error: the imports run inside ``captured()``.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Keras 3 warns "The structure of `inputs` doesn't match the expected structure" on every
+    # call of a one-input functional model with a tensor instead of a one-element list; it
+    # flattens both the same way, so the warning is noise the README promises to hide.
+    warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match",
+                            category=UserWarning)
     import sys
 
     if "tf2onnx" in sys.modules:

@@ -158,11 +158,142 @@ def _tidy(model: onnx.ModelProto) -> None:
             n.name = QUANT_NODE_PREFIX + n.name[len(PREFIX_NODE_PREFIX):]
 
 
+class OnnxInt8:
+    """One calibration, many quantisations of the same fp32 artifact (``with`` closes it).
+
+    Why: the accuracy control (:mod:`edgeinfer.converter.int8_control`) quantises the same
+    model once per step, each time with a few more nodes kept float. Calibration (running
+    every frame through the model) is what costs; onnxruntime caches the tensor ranges in a
+    file (``calibration_cache_path``), so only the first :meth:`build` calibrates and the
+    others reuse the same ranges: every step differs only in the nodes kept float.
+    ``candidates``: the compute nodes (Conv/Gemm/MatMul) that may be kept float, in graph
+    order, named as in the pre-processed graph.
+    """
+
+    COMPUTE = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+    def __init__(self, model: onnx.ModelProto, calibration: list[np.ndarray],
+                 per_channel: bool = True, progress: Progress | None = None, *,
+                 method: str = "minmax", reduce_range: bool = True,
+                 activation_type: str = "uint8", weight_type: str = "int8",
+                 target: str | None = None, float_head: bool = False) -> None:
+        from onnxruntime.quantization import quant_pre_process
+
+        from edgeinfer.parity.targets import SETTINGS, resolve_target
+
+        target = resolve_target(target)
+        if target is not None:
+            t = SETTINGS[target]
+            reduce_range, activation_type, weight_type = (t.reduce_range, t.activation_type,
+                                                          t.weight_type)
+        if not calibration:
+            raise ConversionError("int8 quantisation needs calibration frames; none were given")
+        if method not in CALIBRATION_METHODS:
+            raise ConversionError(f"calibration method {method!r} is not one of "
+                                  f"{', '.join(CALIBRATION_METHODS)}")
+        if activation_type not in ("uint8", "int8") or weight_type not in ("uint8", "int8"):
+            raise ConversionError("activation_type and weight_type must be 'uint8' or 'int8'")
+        self.say: Progress = progress or (lambda _m: None)
+        self.props = {p.key: p.value for p in model.metadata_props}
+        self.producer = model.producer_name
+        self.calibration, self.per_channel, self.method = calibration, per_channel, method
+        self.reduce_range, self.target, self.float_head = reduce_range, target, float_head
+        self.types = (activation_type, weight_type)
+        self.scheme = ("U8" if activation_type == "uint8" else "S8") + \
+            ("U8" if weight_type == "uint8" else "S8")
+        src = onnx.ModelProto()
+        src.CopyFrom(model)
+        _dedupe_opsets(src)
+        _ensure_node_names(src)
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgeinfer_q_")
+        d = Path(self._tmp.name)
+        fp32, self.pre, self.cache = d / "fp32.onnx", d / "pre.onnx", d / "ranges.json"
+        onnx.save_model(src, fp32)
+        self.say("quantisation pre-processing (shape inference, graph optimisation)")
+        # ONNX shape inference suffices (standard ops only); the symbolic pass only adds
+        # noise about the prefix's data-dependent crop sizes. It keeps metadata_props.
+        quant_pre_process(str(fp32), str(self.pre), skip_symbolic_shape=True)
+        pre = onnx.load_model(self.pre)
+        self.base_exclude = float_nodes(pre, head=float_head)
+        base = set(self.base_exclude)
+        self.candidates = [n.name for n in pre.graph.node
+                           if n.op_type in self.COMPUTE and n.name not in base]
+        inits = {i.name for i in pre.graph.initializer}
+        #: node name -> a name a person can read: its weight's name (``blocks.3.conv``)
+        self.labels = {n.name: next((i.removesuffix(".weight") for i in n.input[1:]
+                                     if i in inits), n.name)
+                       for n in pre.graph.node if n.name in self.candidates}
+
+    def __enter__(self) -> OnnxInt8:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._tmp.cleanup()
+
+    def build(self, keep_float: Sequence[str] = ()) -> onnx.ModelProto:
+        """The QDQ model with the prefix, the softmax and ``keep_float`` left in float."""
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+
+        unknown = sorted(set(keep_float) - set(self.candidates))
+        if unknown:
+            raise ConversionError(f"cannot keep {', '.join(unknown[:3])} float: not a "
+                                  "quantisable compute node of this model")
+        methods = {"minmax": CalibrationMethod.MinMax,
+                   "percentile": CalibrationMethod.Percentile,
+                   "entropy": CalibrationMethod.Entropy}
+        types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+        exclude = self.base_exclude + [n for n in keep_float if n not in self.base_exclude]
+        first = not self.cache.exists()
+        if first:
+            self.say(f"quantising: QDQ {self.scheme}{' reduce_range' if self.reduce_range else ''}"
+                     f", {'per-channel' if self.per_channel else 'per-tensor'} weights, "
+                     f"{self.method} calibration on {len(self.calibration)} frames; "
+                     f"{len(self.base_exclude)} prefix/softmax nodes kept float")
+        extra = {"WeightSymmetric": True, "ActivationSymmetric": False,
+                 "CalibStridedMinMax": 1}
+        if self.method == "percentile":
+            extra["CalibPercentile"] = PERCENTILE
+        out = Path(self._tmp.name) / "int8.onnx"
+        try:
+            quantize_static(
+                str(self.pre), str(out),
+                _FrameReader(self.calibration, progress=self.say) if first else None,
+                quant_format=QuantFormat.QDQ, per_channel=self.per_channel,
+                reduce_range=self.reduce_range, activation_type=types[self.types[0]],
+                weight_type=types[self.types[1]], nodes_to_exclude=exclude,
+                calibrate_method=methods[self.method], extra_options=extra,
+                calibration_cache_path=str(self.cache),
+            )
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises assorted types
+            raise ConversionError(f"onnxruntime static quantisation failed: "
+                                  f"{type(e).__name__}: {e}") from e
+        q = onnx.load_model(out)
+        _tidy(q)
+        settings = {"format": "QDQ", "scheme": self.scheme, "reduce_range": self.reduce_range,
+                    "target": self.target or ("x86-avx2" if self.reduce_range
+                                              else "unspecified"),
+                    "per_channel": self.per_channel, "calibration_method": self.method,
+                    "float_head": self.float_head,
+                    "calibration_frames": len(self.calibration),
+                    "float_nodes": len(exclude), "kept_float": list(keep_float),
+                    "onnxruntime": _ort_version()}
+        del q.metadata_props[:]
+        onnx.helper.set_model_props(q, self.props | {KEY_QUANTIZATION: json.dumps(settings)})
+        q.producer_name = self.producer or q.producer_name
+        return q
+
+
 def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
                   per_channel: bool = True, progress: Progress | None = None, *,
                   method: str = "minmax", reduce_range: bool = True,
                   activation_type: str = "uint8", weight_type: str = "int8",
-                  target: str | None = None, float_head: bool = False) -> onnx.ModelProto:
+                  target: str | None = None, float_head: bool = False,
+                  keep_float: Sequence[str] = ()) -> onnx.ModelProto:
     """Static int8 QDQ quantisation of a fp32 artifact, calibrated on raw uint8 frames.
 
     Returns a new ModelProto with the input's metadata_props plus ``edgeinfer.quantization``
@@ -172,81 +303,13 @@ def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
     ``target`` (``x86-avx2``, ``x86-vnni``, ``arm64`` or ``auto``, see
     :mod:`edgeinfer.parity.targets`) overrides ``reduce_range`` and the types with the
     settings that suit that CPU; without it the settings are x86-avx2's (safe on any CPU).
-    ``float_head`` keeps the classifier (the Gemm/MatMul feeding the final Softmax) float.
+    ``float_head`` keeps the classifier (the Gemm/MatMul feeding the final Softmax) float;
+    ``keep_float`` names more compute nodes to keep float (see :class:`OnnxInt8`).
     """
-    from edgeinfer.parity.targets import SETTINGS, resolve_target
-
-    target = resolve_target(target)
-    if target is not None:
-        t = SETTINGS[target]
-        reduce_range, activation_type, weight_type = (t.reduce_range, t.activation_type,
-                                                      t.weight_type)
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
-
-    if not calibration:
-        raise ConversionError("int8 quantisation needs calibration frames; none were given")
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
-    if method not in methods:
-        raise ConversionError(f"calibration method {method!r} is not one of "
-                              f"{', '.join(CALIBRATION_METHODS)}")
-    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    if activation_type not in types or weight_type not in types:
-        raise ConversionError("activation_type and weight_type must be 'uint8' or 'int8'")
-    say: Progress = progress or (lambda _m: None)
-    props = {p.key: p.value for p in model.metadata_props}
-
-    src = onnx.ModelProto()
-    src.CopyFrom(model)
-    _dedupe_opsets(src)
-    _ensure_node_names(src)
-    scheme = ("U8" if activation_type == "uint8" else "S8") + \
-        ("U8" if weight_type == "uint8" else "S8")
-    with tempfile.TemporaryDirectory(prefix="edgeinfer_q_") as tmp:
-        d = Path(tmp)
-        fp32, pre, out = d / "fp32.onnx", d / "pre.onnx", d / "int8.onnx"
-        onnx.save_model(src, fp32)
-        say("quantisation pre-processing (shape inference, graph optimisation)")
-        # ONNX shape inference suffices (standard ops only); the symbolic pass only adds
-        # noise about the prefix's data-dependent crop sizes. It keeps metadata_props.
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        exclude = float_nodes(onnx.load_model(pre), head=float_head)
-        say(f"quantising: QDQ {scheme}{' reduce_range' if reduce_range else ''}, "
-            f"{'per-channel' if per_channel else 'per-tensor'} weights, {method} calibration "
-            f"on {len(calibration)} frames; {len(exclude)} prefix/softmax nodes kept float")
-        extra = {"WeightSymmetric": True, "ActivationSymmetric": False,
-                 "CalibStridedMinMax": 1}
-        if method == "percentile":
-            extra["CalibPercentile"] = PERCENTILE
-        try:
-            quantize_static(
-                str(pre), str(out), _FrameReader(calibration, progress=say),
-                quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                reduce_range=reduce_range, activation_type=types[activation_type],
-                weight_type=types[weight_type], nodes_to_exclude=exclude,
-                calibrate_method=methods[method], extra_options=extra,
-            )
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises assorted types
-            raise ConversionError(f"onnxruntime static quantisation failed: "
-                                  f"{type(e).__name__}: {e}") from e
-        q = onnx.load_model(out)
-    _tidy(q)
-    settings = {"format": "QDQ", "scheme": scheme, "reduce_range": reduce_range,
-                "target": target or ("x86-avx2" if reduce_range else "unspecified"),
-                "per_channel": per_channel, "calibration_method": method,
-                "float_head": float_head,
-                "calibration_frames": len(calibration), "float_nodes": len(exclude),
-                "onnxruntime": _ort_version()}
-    del q.metadata_props[:]
-    onnx.helper.set_model_props(q, props | {KEY_QUANTIZATION: json.dumps(settings)})
-    q.producer_name = model.producer_name or q.producer_name
-    return q
+    with OnnxInt8(model, calibration, per_channel, progress, method=method,
+                  reduce_range=reduce_range, activation_type=activation_type,
+                  weight_type=weight_type, target=target, float_head=float_head) as q:
+        return q.build(keep_float)
 
 
 def _ort_version() -> str:

@@ -1,4 +1,5 @@
-"""Hide third-party chatter (torchao, absl, TF C++ logs, FutureWarnings) during export.
+"""Hide third-party chatter (torchao, absl, TF C++ logs, FutureWarnings, tqdm bars) during
+export.
 
 litert-torch, ai-edge-quantizer, TensorFlow and tf2onnx print pages of warnings and log
 lines from Python *and* C++, which bury the few lines a user needs. Everything written
@@ -6,6 +7,11 @@ to file descriptors 1/2 and every Python warning inside :func:`captured` goes to
 temporary file; it is replayed on stderr only if the block fails, or always when
 ``verbose`` is set. Python-level ``sys.stdout``/``sys.stderr`` keep pointing at the real
 terminal, so edgeinfer's own progress lines still show while C++ logs are hidden.
+
+tqdm bars (ai_edge_quantizer's "Running Calibration") write to that Python-level stderr,
+and tqdm reads ``TQDM_DISABLE`` only when it is first imported, so the environment variable
+alone leaked every bar after the first import: bars are switched off in tqdm itself for the
+duration of the block.
 """
 
 from __future__ import annotations
@@ -17,6 +23,29 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
+from typing import Any
+
+
+@contextlib.contextmanager
+def _tqdm_off() -> Iterator[None]:
+    """Every tqdm bar created inside the block is disabled (subclasses included)."""
+    try:
+        import tqdm
+    except ImportError:  # nothing to silence
+        yield
+        return
+    cls = tqdm.tqdm
+    orig = cls.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        orig(self, *args, **kwargs)
+
+    cls.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cls.__init__ = orig  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -39,7 +68,7 @@ def captured(verbose: bool = False, tail_lines: int = 60) -> Iterator[None]:
         os.dup2(log.fileno(), 2)
         ok = False
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _tqdm_off():
                 warnings.simplefilter("ignore")
                 root.setLevel(logging.ERROR)
                 yield

@@ -126,35 +126,123 @@ def _minmax_update(qsv: dict, new: dict) -> dict:
             "max": np.maximum(qsv["max"], new["max"])}
 
 
+#: TFLite ops the accuracy control may keep float: the ones that carry weights.
+COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+
+#: The two signatures trace the same module under these class names; a layer's tensors
+#: differ only by them, so a candidate names both signatures' op at once.
+_SIGNATURES = ("_FrameSignature", "_ResizedSignature")
+_SIG = "{signature}"
+
+
+def compute_ops(model: bytes) -> list[str]:
+    """The weighted ops outside the prefix, in graph order, one name per layer: the op's
+    scope (output tensor names) with the signature's class name replaced by ``{signature}``,
+    so that keeping a layer float keeps it float in both signatures."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    out: list[str] = []
+    for sg in obj.subgraphs:
+        for op in sg.operators:
+            code = flatbuffer_utils.get_builtin_code_from_operator_code(
+                obj.operatorCodes[op.opcodeIndex])
+            if names.get(code) not in COMPUTE_OPS:
+                continue
+            name = ";".join(_tname(sg.tensors[i].name) for i in op.outputs)
+            for sig in _SIGNATURES:
+                name = name.replace(sig, _SIG)
+            if PREFIX_SCOPE not in name and name not in out:
+                out.append(name)
+    return out
+
+
+def _scope_regex(name: str) -> str:
+    import re
+
+    sigs = "(?:" + "|".join(_SIGNATURES) + ")"
+    return "^" + re.escape(name + ";").replace(re.escape(_SIG), sigs)
+
+
+def _tname(name: bytes | str) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+class TfliteInt8:
+    """One calibration, many quantisations of the same float .tflite.
+
+    Why: as for ONNX (:class:`edgeinfer.converter.quantize_onnx.OnnxInt8`), the accuracy
+    control quantises the model once per step with a few more ops kept float; the
+    calibration statistics (qsvs) are computed once and reused. An op is kept float by a
+    NO_QUANTIZE recipe entry matching its scope (its output tensor names), the quantiser
+    then inserts the dequantize/quantize around it. ``candidates``: :func:`compute_ops`.
+    """
+
+    def __init__(self, model: bytes, spec: PreprocessSpec, frame_hw: tuple[int, int],
+                 frames: Sequence[np.ndarray], per_channel: bool = True,
+                 progress: Progress | None = None) -> None:
+        if not frames:
+            raise ConversionError("int8 quantisation needs calibration frames (real images)")
+        from ai_edge_quantizer import calibrator, recipe_manager
+
+        self.model, self.per_channel, self.say = model, per_channel, progress
+        self.float_model = unshare_biases(model)
+        self.candidates = compute_ops(model)
+        self.labels = {c: c.split(";")[-2 if c.count(";") else -1].rsplit("/", 1)[-1] or c
+                       for c in self.candidates}
+        q = _int8_recipe_quantizer(self.float_model, per_channel)
+        data = calibration_inputs(spec, frame_hw, frames)
+        try:
+            # Quantizer.calibrate() would merge per-sample ranges with a 0.95 moving average
+            # (QAT style): the range then follows the last ~20 samples and clips the others
+            # (EfficientNet-Lite0's logits were clipped from 11.2 to 6.8 that way). PTQ wants
+            # the range of all calibration data: the same calibrator with a min/max merge.
+            rm = recipe_manager.RecipeManager()
+            rm.load_quantization_recipe(q.get_quantization_recipe())
+            calib = calibrator.Calibrator(self.float_model,
+                                          num_threads=max(1, min(4, os.cpu_count() or 1)),
+                                          qsv_update_func=_minmax_update)
+            calib.calibrate(data, rm)
+            self.qsvs = calib.get_model_qsvs()
+        except Exception as e:  # noqa: BLE001 - the quantiser raises ValueError/RuntimeError
+            msg = " ".join(str(e).split())[:300] or type(e).__name__
+            raise ConversionError(f"int8 calibration of the TFLite model failed: {msg}") from e
+        self.fixed = 0
+
+    def build(self, keep_float: Sequence[str] = ()) -> bytes:
+        """The full-integer model with the prefix, the softmax and ``keep_float`` in float."""
+        from ai_edge_quantizer import algorithm_manager, qtyping
+
+        unknown = sorted(set(keep_float) - set(self.candidates))
+        if unknown:
+            raise ConversionError(f"cannot keep {', '.join(unknown[:3])} float: not a "
+                                  "weighted op of this model")
+        q = _int8_recipe_quantizer(self.float_model, self.per_channel)
+        for name in keep_float:
+            q.update_quantization_recipe(
+                regex=_scope_regex(name),
+                operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+        try:
+            qmodel = bytes(q.quantize(self.qsvs, enable_progress_report=False).quantized_model)
+        except Exception as e:  # noqa: BLE001 - the quantiser raises ValueError/RuntimeError
+            msg = " ".join(str(e).split())[:300] or type(e).__name__
+            raise ConversionError(f"int8 quantisation of the TFLite model failed: {msg}") from e
+        qmodel, self.fixed = fix_bias_overflow(self.model, qmodel)
+        return qmodel
+
+
 def quantize_int8(model: bytes, spec: PreprocessSpec, frame_hw: tuple[int, int],
                   frames: Sequence[np.ndarray], per_channel: bool = True,
                   progress: Progress | None = None) -> bytes:
     """Full-integer int8 with the prefix and softmax in float, calibrated on ``frames``."""
-    if not frames:
-        raise ConversionError("int8 quantisation needs calibration frames (real images)")
-    from ai_edge_quantizer import calibrator, recipe_manager
-
-    float_model = unshare_biases(model)
-    q = _int8_recipe_quantizer(float_model, per_channel)
-    data = calibration_inputs(spec, frame_hw, frames)
-    try:
-        # Quantizer.calibrate() would merge per-sample ranges with a 0.95 moving average
-        # (QAT style): the range then follows the last ~20 samples and clips the others
-        # (EfficientNet-Lite0's logits were clipped from 11.2 to 6.8 that way). PTQ wants
-        # the range of all calibration data: the same calibrator with a min/max merge.
-        rm = recipe_manager.RecipeManager()
-        rm.load_quantization_recipe(q.get_quantization_recipe())
-        calib = calibrator.Calibrator(float_model, num_threads=max(1, min(4, os.cpu_count() or 1)),
-                                      qsv_update_func=_minmax_update)
-        calib.calibrate(data, rm)
-        result = calib.get_model_qsvs()
-        qmodel = bytes(q.quantize(result, enable_progress_report=False).quantized_model)
-    except Exception as e:  # noqa: BLE001 - the quantiser raises ValueError/RuntimeError
-        msg = " ".join(str(e).split())[:300] or type(e).__name__
-        raise ConversionError(f"int8 quantisation of the TFLite model failed: {msg}") from e
-    qmodel, n_fixed = fix_bias_overflow(model, qmodel)
-    if n_fixed and progress:
-        progress(f"int8: raised the weight scale of {n_fixed} near-zero channel(s) so their "
+    t = TfliteInt8(model, spec, frame_hw, frames, per_channel, progress)
+    qmodel = t.build()
+    if t.fixed and progress:
+        progress(f"int8: raised the weight scale of {t.fixed} near-zero channel(s) so their "
                  "int32 bias fits")
     return qmodel
 

@@ -175,6 +175,11 @@ def _row(o: Outcome, given: Outcome, labels: np.ndarray | None) -> AuditRow:
                     o.bn_fit.score if o.bn_fit else None, z)
 
 
+def _with(detail: str) -> str:
+    """``with <detail>``, without doubling a detail that already starts with "with"."""
+    return detail if detail.startswith("with ") else f"with {detail}"
+
+
 def _bn_hit(r: AuditRow, g: AuditRow) -> bool:
     """Label-free: the hypothesis fits the BN statistics far better and changes predictions."""
     return (r.bn_fit is not None and g.bn_fit is not None and r.agreement is not None
@@ -212,14 +217,14 @@ def _verdict(g: AuditRow, rows: list[AuditRow], labelled: bool, n: int,
         bn = (f"; BN fit {best.bn_fit:.3g} vs {g.bn_fit:.3g}" if best.bn_fit is not None
               and g.bn_fit is not None else "")
         msg = (f"spec audit: the spec most likely contains '{best.culprit}' "
-               f"({CULPRITS[best.culprit][0]}): with {best.detail} the model is right on "
+               f"({CULPRITS[best.culprit][0]}): {_with(best.detail)} the model is right on "
                f"{best.accuracy:.1%} of {what}, with the given spec on {g.accuracy:.1%}{bn}; "
                f"corrected spec: {_compact(best.spec)}")
         return AuditResult("refuse", best.culprit, msg, best.spec, True, n, seconds, g, rows)
     if warn:
         best = _pick(warn, lambda r: r.bn_fit, 0.1 * min(r.bn_fit for r in warn) + 0.01)
         msg = (f"spec audit: the spec most likely contains '{best.culprit}' "
-               f"({CULPRITS[best.culprit][0]}): with {best.detail} the frames fit the model's "
+               f"({CULPRITS[best.culprit][0]}): {_with(best.detail)} the frames fit the model's "
                f"BatchNorm statistics far better (BN fit {best.bn_fit:.3g} vs {g.bn_fit:.3g}, "
                f"{what}) and {1 - best.agreement:.0%} of the predictions change"
                + (f" (accuracy {best.accuracy:.1%} vs {g.accuracy:.1%}, not a clear gain)"

@@ -145,6 +145,28 @@ def write_folder(directory: str | Path, n: int = 400, seed: int = 0) -> Path:
     return d
 
 
+def held_out_split(calibration: list[np.ndarray],
+                   frames: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """(calibration frames, indices of ``frames`` held out from calibration).
+
+    Why: int8 agreement measured on frames the ranges were calibrated on flatters it. A
+    frame counts as calibrated on when the same pixels are in ``calibration``; frames in
+    both sets are split alternately (every other one is held out AND dropped from the
+    calibration), so that a user who gives one folder for both still gets a held-out set.
+    """
+    import hashlib
+
+    def key(f: np.ndarray) -> str:
+        return hashlib.sha1(f.tobytes() + str(f.shape).encode()).hexdigest()
+
+    cal_at = {key(f): i for i, f in enumerate(calibration)}
+    shared = [i for i, f in enumerate(frames) if key(f) in cal_at]
+    moved = shared[1::2]
+    drop = {cal_at[key(frames[i])] for i in moved}
+    held = sorted(set(range(len(frames))) - set(shared) | set(moved))
+    return [f for j, f in enumerate(calibration) if j not in drop], held
+
+
 if __name__ == "__main__":  # python -m edgeinfer.parity.calibration OUT_DIR [N]
     import sys
 

@@ -164,19 +164,31 @@ def _from_csv(path: Path, spec: PreprocessSpec, limit: int | None,
                      sorted({lab for _f, lab in items}))
 
 
+def safe_spelling(label: str) -> str:
+    """A folder name for a label: '/' (and '\\') cannot be in one, so they become '_'."""
+    return label.replace("/", "_").replace("\\", "_")
+
+
+def label_spellings(order: Sequence[str]) -> dict[str, int]:
+    """Every accepted spelling of each class -> its index: the label itself, its safe
+    spelling (``T-shirt_top`` for ``T-shirt/top``) and its index (``0``); a real label
+    always wins over another class's index or safe spelling."""
+    index = {str(i): i for i in range(len(order))}
+    index |= {safe_spelling(c): i for i, c in enumerate(order)}
+    return index | {c: i for i, c in enumerate(order)}
+
+
 def _labelled(name: str, items: list[tuple[Path, str]], spec: PreprocessSpec,
               limit: int | None, class_names: Sequence[str] | None,
               found: Sequence[str]) -> FrameSet:
     order = tuple(class_names) if class_names else tuple(found)
-    index = {c: i for i, c in enumerate(order)}
+    index = label_spellings(order) if class_names else {c: i for i, c in enumerate(order)}
     unknown = sorted(set(found) - set(index))
-    if class_names and unknown and all(c.isdigit() for c in found):
-        index = {c: int(c) for c in found}  # classes given as indices
-        unknown = [c for c in found if int(c) >= len(order)]
     if unknown:
         raise ConfigError(f"{name}: classes {unknown[:5]} are not among the model's labels "
                           f"({', '.join(order[:5])}{', ...' if len(order) > 5 else ''}); "
-                          "name the folders (or CSV labels) after labels.txt")
+                          "name the folders (or CSV labels) after labels.txt, with '_' for "
+                          "'/' (T-shirt/top -> T-shirt_top), or by class index (0, 1, ...)")
     if limit and len(items) > limit:
         idx = np.linspace(0, len(items) - 1, limit).astype(int)  # keep every class
         items = [items[i] for i in idx]

@@ -112,3 +112,26 @@ def target_warning(props: dict[str, str], provenance: dict[str, Any],
                 f"CPUs without VNNI; on this {here} machine they cost precision: convert with "
                 f"--target {here}")
     return None
+
+
+def kept_float_line(provenance: dict[str, Any]) -> str | None:
+    """One line for ``check``/``verify``/``info``: the layers an accuracy-controlled int8
+    artifact keeps float, and why (``provenance["int8_control"]``, written by convert)."""
+    ctl = provenance.get("int8_control")
+    if not isinstance(ctl, dict):
+        return None
+    kept = list(ctl.get("kept_float") or [])
+    want = []
+    if ctl.get("min_agreement") is not None:
+        want.append(f">= {ctl['min_agreement']:.2%} top-1 agreement with fp32 (95% lower bound)")
+    if ctl.get("max_drop") is not None:
+        want.append(f"an accuracy drop <= {ctl['max_drop']:.2%}")
+    steps = ctl.get("steps") or [{}]
+    first, last = steps[0], steps[-1]
+    got = (f"all-int8 {first.get('agreement', 0):.2%} -> {last.get('agreement', 0):.2%} on "
+           f"{ctl.get('n_heldout')} held-out frames")
+    if not kept:
+        return f"all {ctl.get('candidates')} layers int8: met {' and '.join(want)} ({got})"
+    names = ", ".join(kept[:6]) + (f" and {len(kept) - 6} more" if len(kept) > 6 else "")
+    return (f"{len(kept)} of {ctl.get('candidates')} layers kept float ({names}): the most "
+            f"harmful when quantised, kept float to meet {' and '.join(want)} ({got})")

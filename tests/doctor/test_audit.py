@@ -77,6 +77,7 @@ def test_onnx_source_probed_through_its_batchnorm_nodes():
     assert res.verdict == "pass" and res.given.bn_fit is not None, res.message
     wrong = audit_spec(src, replace(spec, scale=1.0), frames)  # the /255 forgotten
     assert (wrong.verdict, wrong.culprit) == ("warn", "missing_scaling"), wrong.message
+    assert "with one more /255" in wrong.message and "with with" not in wrong.message
 
 
 def test_without_labels_or_batchnorm_the_audit_is_unverified(small_source):

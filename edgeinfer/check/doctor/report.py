@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeinfer.check.doctor.run import DoctorResult
+from edgeinfer.check.doctor.run import CulpritRow, DoctorResult
 from edgeinfer.check.report_files import write_bundle
 
 
@@ -20,15 +20,26 @@ def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
+def _score(c: CulpritRow) -> str:
+    """A distribution_shift row scored 0 means "not indicated", not a measured 0.0%."""
+    return "not seen" if c.name == "distribution_shift" and not c.score else _pct(c.score)
+
+
 def table(res: DoctorResult) -> str:
-    """The ranked culprit table (plain text, what the CLI prints)."""
-    score = "agrees w/ device" if res.mode == "device" else "changes"
-    agree = "agree(device)" if res.mode == "device" else "agree(ref)"
-    lines = [f"{'rank':<5}{'culprit':<23}{score:>17}{'accuracy':>10}{agree:>14}"
-             f"{'BN fit':>9}  detail"]
+    """The ranked culprit table (plain text, what the CLI prints). In device mode the
+    agreement of one run equals the score except for stochastic culprits (dropout), so that
+    column is shown only when some row differs (two identical columns read as a bug)."""
+    device = res.mode == "device"
+    score = "agrees w/ device" if device else "changes"
+    agree = "agree(1 run)" if device else "agree(ref)"
+    show = not device or any(c.agreement is not None and c.agreement != c.score
+                             for c in res.culprits)
+    lines = [f"{'rank':<5}{'culprit':<23}{score:>17}{'accuracy':>10}"
+             + (f"{agree:>14}" if show else "") + f"{'BN fit':>9}  detail"]
     for i, c in enumerate(res.culprits, 1):
-        lines.append(f"{i:<5}{c.name:<23}{_pct(c.score):>17}{_pct(c.accuracy):>10}"
-                     f"{_pct(c.agreement):>14}{_num(c.bn_fit):>9}  {c.detail}")
+        lines.append(f"{i:<5}{c.name:<23}{_score(c):>17}{_pct(c.accuracy):>10}"
+                     + (f"{_pct(c.agreement):>14}" if show else "")
+                     + f"{_num(c.bn_fit):>9}  {c.detail}")
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.int8_layers import Int8Layers, int8_layers
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison, accuracy, compare, confusion, flip_matrix, flip_pairs
+from edgeinfer.parity.targets import kept_float_line
 from edgeinfer.parity.timing import median_ms
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
 from edgeinfer.spec import PreprocessSpec
@@ -48,6 +49,7 @@ class Rung:
     path: str | None = None
     size_bytes: int | None = None
     model: bytes | None = None  # ONNX bytes, for the per-layer diagnosis
+    kept_float: str | None = None  # int8 control: layers kept float and why (metadata)
 
 
 def open_artifact(path: str | Path, threads: int | None = None) -> tuple[Rung, ArtifactMetadata]:
@@ -65,7 +67,7 @@ def open_artifact(path: str | Path, threads: int | None = None) -> tuple[Rung, A
     dtype = meta.provenance.get("quantize") or "fp32"
     runner.name = f"{fmt}-{dtype}"
     return Rung(runner.name, fmt, dtype, runner, name, len(data),
-                data if fmt == "onnx" else None), meta
+                data if fmt == "onnx" else None, kept_float_line(meta.provenance)), meta
 
 
 def order_rungs(rungs: Sequence[Rung]) -> list[Rung]:
@@ -157,6 +159,7 @@ class Step:
     abs_errors: np.ndarray | None = None  # |dp| vs source, for the histogram
     confusion: np.ndarray | None = None  # K x K: row = true label, column = prediction
     uncertified: str | None = None  # why vs_source cannot certify its bound (parity.certify)
+    kept_float: str | None = None  # int8 control: layers kept float and why
 
     @property
     def passed(self) -> bool:
@@ -256,7 +259,9 @@ def ladder_table(res: LadderResult) -> str:
                          str(st.flips), *tail))
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
-    return "\n".join([line(head), line(tuple("-" * w for w in widths)), *map(line, rows)])
+    notes = [f"{s.name}: {s.kept_float}" for s in res.steps if s.kept_float]
+    return "\n".join([line(head), line(tuple("-" * w for w in widths)), *map(line, rows),
+                      *notes])
 
 
 def _judge(step: Step, parent: Step | None) -> None:
@@ -294,7 +299,7 @@ def _artifact_step(r: Rung, parent: Rung | None, p: np.ndarray, p_src: np.ndarra
         accuracy(p, frames.labels) if has_labels else None,
         flip_pairs(p_src, p, labels, frames.ids), flip_matrix(p_src, p),
         batch_consistency(r.runner, sub, batch_sizes), determinism(r.runner, sub, p[:len(sub)]),
-        abs_errors=np.abs(p_src - p).ravel(),
+        abs_errors=np.abs(p_src - p).ravel(), kept_float=r.kept_float,
         confusion=confusion(p, frames.labels) if has_labels else None)
 
 

@@ -73,6 +73,8 @@ def markdown(result: VerifyResult, images: dict[str, str] | None = None,
             f"Latency (batch 1, {lat['runs']} calls, ms): p50 {lat['p50']:.2f}, p90 "
             f"{lat['p90']:.2f}, p99 {lat['p99']:.2f}; peak RSS {result.peak_rss_mb:.0f} MB; "
             f"verify took {result.seconds:.1f} s."]
+    if result.notes:
+        out += [""] + [f"int8: {n}" for n in result.notes]
     if result.warnings:
         out += [""] + [f"> warning: {w}" for w in result.warnings]
     if result.flips:

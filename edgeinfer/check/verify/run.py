@@ -33,7 +33,7 @@ from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
 from edgeinfer.parity.pack import ParityPack, read_pack
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs
-from edgeinfer.parity.targets import machine_target, target_warning
+from edgeinfer.parity.targets import kept_float_line, machine_target, target_warning
 from edgeinfer.parity.timing import summarize, time_calls, warm_up
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
 from edgeinfer.runtime.files import load_model_bytes
@@ -76,6 +76,7 @@ class VerifyResult:
     probs: np.ndarray
     reference: np.ndarray
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # e.g. int8 layers kept float, and why
 
     @property
     def verdict(self) -> str:
@@ -249,4 +250,5 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
         artifact=name, pack=pack_name, format=fmt, dtype=dtype, steps=steps, machine=machine(),
         accuracy=acc, decode=decode, consistency=cons, latency_ms=lat, peak_rss_mb=rss,
         warnings=warns, flips=flip_pairs(pack.reference, probs, pack.labels, pack.ids),
-        probs=probs, reference=pack.reference, seconds=time.perf_counter() - t0)
+        probs=probs, reference=pack.reference, seconds=time.perf_counter() - t0,
+        notes=[n for n in [kept_float_line(meta.provenance)] if n])

@@ -1,0 +1,368 @@
+"""Accuracy-controlled int8: keep the fewest layers float until the agreement target holds.
+
+Why: plain post-training int8 reports its miss (EfficientNet-Lite0 on real photos: 95.7-98.7%
+top-1 agreement with fp32, docs/int8/), and the flips that remain are frames where a few
+layers' quantisation error tips an uncertain decision. NNCF's accuracy control showed the
+recipe (``quantize_with_accuracy_control``): quantise fully, rank the quantised layers by
+the error each causes on the worst frames, revert the worst to float one at a time until the
+metric holds, stop. Here, with onnxruntime's ``nodes_to_exclude`` (ONNX) and
+ai-edge-quantizer's NO_QUANTIZE recipe entries (TFLite) behind one ``build(keep_float)``:
+
+1. quantise fully; measure agreement with fp32 on HELD-OUT frames (never calibrated on);
+2. if the 95% Wilson lower bound already reaches ``min_agreement`` (and the labelled
+   accuracy drop is within ``max_drop``), stop: nothing is kept float;
+3. rank every weighted layer by how much keeping it float alone lowers the error (total
+   variation between fp32 and int8 probabilities) on the worst held-out frames;
+4. build with the ``max_float`` best-ranked layers float: if even that misses, refuse in one
+   line naming what to try (no point in walking the steps);
+5. otherwise add the ranked layers one at a time, measuring agreement, size and 1-thread
+   latency after each, and stop at the first step that meets the target.
+
+The target is judged on the interval's LOWER bound, so a held-out set too small to show it
+(0.99 needs at least 381 frames, all agreeing) is refused before any work. Calibration is
+done once per conversion (the builders cache it); each step only re-quantises.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgeinfer.errors import ConfigError, ParityError
+from edgeinfer.parity.certify import frames_to_certify
+from edgeinfer.parity.stats import wilson
+
+Progress = Callable[[str], None]
+RANK_FRAMES = 32  # worst held-out frames the ranking is measured on
+LATENCY_RUNS = 20
+
+
+class Int8Builder(Protocol):
+    """Quantises one model with some layers kept float (``OnnxInt8``, ``TfliteInt8``)."""
+
+    candidates: list[str]
+    labels: dict[str, str]  # candidate -> readable layer name
+
+    def __call__(self, keep_float: Sequence[str]) -> bytes: ...
+
+
+@dataclass
+class Step:
+    """One quantisation of the loop: what was float, and what it measured."""
+
+    kept_float: list[str]
+    added: str | None
+    agreement: float
+    ci95: tuple[float, float]
+    flips: int
+    accuracy: float | None
+    size_bytes: int
+    latency_ms: float | None
+    meets: bool
+    seconds: float = 0.0  # build + held-out run (+ latency); the first build calibrates
+
+
+@dataclass
+class ControlResult:
+    """The loop's record; stored as ``provenance["int8_control"]`` in the artifact."""
+
+    min_agreement: float | None
+    max_drop: float | None
+    heldout: str
+    n_heldout: int
+    candidates: int
+    max_float: int
+    fp32_latency_ms: float | None
+    fp32_size_bytes: int
+    fp32_accuracy: float | None
+    ranking: list[tuple[str, float]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    wall_s: float = 0.0
+    rank_s: float = 0.0  # the ranking: one build per candidate, run on the worst frames
+    labels: dict[str, str] = field(default_factory=dict)
+    target: str | None = None  # the int8 target, for the refusal's hints
+    fmt: str = "onnx"
+
+    def name(self, layer: str | None) -> str:
+        return self.labels.get(layer or "", layer or "")
+
+    @property
+    def final(self) -> Step:
+        return self.steps[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        del d["labels"]
+        d["ranking"] = [{"layer": self.name(n), "node": n, "error_reduction": s}
+                        for n, s in self.ranking[:20]]
+        d["kept_float"] = [self.name(n) for n in self.final.kept_float] if self.steps else []
+        d["kept_float_nodes"] = self.final.kept_float if self.steps else []
+        d["why"] = ("kept float, most harmful first: reverting each alone lowered the int8 "
+                    f"error most on the {RANK_FRAMES} worst held-out frames")
+        return d
+
+    def lines(self) -> list[str]:
+        """One line per step, for the terminal."""
+        out = []
+        for s in self.steps:
+            lo, hi = s.ci95
+            lat = (f", {s.latency_ms:.2f} ms ({s.latency_ms / self.fp32_latency_ms:.2f}x fp32)"
+                   if s.latency_ms and self.fp32_latency_ms else "")
+            acc = f", accuracy {s.accuracy:.2%}" if s.accuracy is not None else ""
+            what = f"+ {self.name(s.added)}" if s.added else ("all int8" if not s.kept_float
+                                                          else f"{len(s.kept_float)} float")
+            out.append(f"int8 control: {len(s.kept_float)} float ({what}): agreement "
+                       f"{s.agreement:.2%} [95% CI {lo:.2%}, {hi:.2%}]{acc}, "
+                       f"{s.size_bytes / 1e6:.2f} MB{lat}" + (" -> target met" if s.meets
+                                                               else ""))
+        return out
+
+
+def _tv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Total variation distance per frame (0 = same probabilities, 1 = disjoint)."""
+    return 0.5 * np.abs(a.astype(np.float64) - b.astype(np.float64)).sum(-1)
+
+
+def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.ndarray],
+            fp32: bytes, frames: Sequence[np.ndarray], *, heldout: str = "held-out frames",
+            min_agreement: float | None = None, max_drop: float | None = None,
+            labels: np.ndarray | None = None, max_float: int | None = None,
+            latency: Callable[[bytes], float] | None = None, target: str | None = None,
+            fmt: str = "onnx", say: Progress | None = None) -> tuple[bytes, ControlResult]:
+    """Run the loop; returns the chosen model's bytes and the record, or raises ParityError.
+
+    ``run(model, frames)`` gives probabilities; ``fp32`` is the float model (the reference);
+    ``frames`` are held out from calibration; ``labels`` (for ``max_drop``, in accuracy
+    points as a fraction, e.g. 0.01) are their classes. ``latency(model)`` is the 1-thread
+    p50 in ms (optional: the per-step speed cost).
+    """
+    say = say or (lambda _m: None)
+    t0 = time.perf_counter()
+    n = len(frames)
+    check_targets(min_agreement, max_drop, labels, n, heldout)
+    ref = run(fp32, frames)
+    top = ref.argmax(-1)
+    acc32 = float((top == labels).mean()) if labels is not None else None
+    cand = list(build.candidates)
+    cap = len(cand) if max_float is None else max(0, min(max_float, len(cand)))
+    res = ControlResult(min_agreement, max_drop, heldout, n, len(cand), cap,
+                        latency(fp32) if latency else None, len(fp32), acc32,
+                        labels=dict(getattr(build, "labels", {})), target=target, fmt=fmt)
+
+    def step(keep: list[str], added: str | None) -> tuple[bytes, Step, np.ndarray]:
+        t = time.perf_counter()
+        model = build(keep)
+        p = run(model, frames)
+        same = int((p.argmax(-1) == top).sum())
+        acc = float((p.argmax(-1) == labels).mean()) if labels is not None else None
+        ok = _meets(same, n, acc, acc32, min_agreement, max_drop)
+        s = Step(list(keep), added, same / n, wilson(same, n), n - same, acc, len(model),
+                 latency(model) if latency else None, ok, time.perf_counter() - t)
+        return model, s, p
+
+    model, s, p = step([], None)
+    res.steps.append(s)
+    for line in res.lines():
+        say(line)
+    if s.meets or not cand or cap == 0:
+        return _finish(model, res, t0, say)
+    err = _tv(ref, p)
+    worst = np.argsort(-err)[:RANK_FRAMES]
+    say(f"int8 control: ranking {len(cand)} layers by the error each causes on the "
+        f"{len(worst)} worst of {n} held-out frames")
+    sub = [frames[i] for i in worst]
+    base = float(err[worst].mean())
+    t = time.perf_counter()
+    scores = [(c, base - float(_tv(ref[worst], run(build([c]), sub)).mean())) for c in cand]
+    res.rank_s = time.perf_counter() - t
+    res.ranking = sorted(scores, key=lambda cs: -cs[1])
+    order = [c for c, _ in res.ranking]
+    model_cap, s_cap, _ = step(order[:cap], None)
+    if not s_cap.meets:
+        res.steps.append(s_cap)
+        res.wall_s = time.perf_counter() - t0
+        raise ParityError(refusal(res, s_cap))
+    for k in range(1, cap + 1):
+        if k == cap:
+            model, s = model_cap, s_cap
+            s.added = order[k - 1]
+        else:
+            model, s, _ = step(order[:k], order[k - 1])
+        res.steps.append(s)
+        say(res.lines()[-1])
+        if s.meets:
+            break
+    return _finish(model, res, t0, say)
+
+
+def _finish(model: bytes, res: ControlResult, t0: float,
+            say: Progress) -> tuple[bytes, ControlResult]:
+    res.wall_s = time.perf_counter() - t0
+    say(f"int8 control: {len(res.final.kept_float)} of {res.candidates} layers kept float "
+        f"({res.wall_s:.0f} s)")
+    return model, res
+
+
+def _meets(same: int, n: int, acc: float | None, acc32: float | None,
+           min_agreement: float | None, max_drop: float | None) -> bool:
+    ok = True
+    if min_agreement is not None:
+        ok = wilson(same, n)[0] >= min_agreement
+    if max_drop is not None and acc is not None and acc32 is not None:
+        ok = ok and acc32 - acc <= max_drop
+    return ok
+
+
+def check_targets(min_agreement: float | None, max_drop: float | None,
+                  labels: np.ndarray | None, n: int, heldout: str) -> None:
+    """Refuse targets that cannot be judged on these held-out frames, before any work."""
+    if min_agreement is None and max_drop is None:
+        raise ConfigError("the int8 accuracy control needs --min-agreement and/or --max-drop")
+    if min_agreement is not None:
+        if not 0.0 < min_agreement < 1.0:
+            raise ConfigError(f"--min-agreement {min_agreement} must be a fraction below 1, "
+                              "e.g. 0.99")
+        need = frames_to_certify(min_agreement)
+        if need is None or n < need:
+            raise ConfigError(
+                f"--min-agreement {min_agreement:.2%} is judged on the 95% interval's lower "
+                f"bound, which needs at least {need} held-out frames (all agreeing); "
+                f"{heldout} has {n} not used for calibration: pass more with --parity-data "
+                "(frames the model will see, not the calibration set) or lower the target")
+    if max_drop is not None:
+        if not 0.0 <= max_drop < 1.0:
+            raise ConfigError(f"--max-drop {max_drop} must be a fraction of accuracy, e.g. 0.01")
+        if labels is None:
+            raise ConfigError(f"--max-drop needs labelled held-out frames; {heldout} has no "
+                              "labels (use a labelled folder as --parity-data)")
+
+
+def refusal(res: ControlResult, s: Step) -> str:
+    """The one-line refusal: what was reached, and what to try."""
+    lo, hi = s.ci95
+    want = []
+    if res.min_agreement is not None:
+        want.append(f"{res.min_agreement:.2%} agreement (95% lower bound)")
+    if res.max_drop is not None:
+        want.append(f"an accuracy drop <= {res.max_drop:.2%}")
+    return (f"artifact not written: int8 cannot reach {' and '.join(want)} on {res.n_heldout} "
+            f"held-out frames ({res.heldout}) even with {len(s.kept_float)} of "
+            f"{res.candidates} layers kept float: {s.agreement:.2%} [95% CI {lo:.2%}, "
+            f"{hi:.2%}], {s.flips} flips. Try: " + "; ".join(int8_hints(
+                res.target, res.fmt, True, res.max_float, res.candidates)))
+
+
+def int8_hints(target: str | None = None, fmt: str = "onnx", controlled: bool = False,
+               max_float: int | None = None, candidates: int | None = None) -> list[str]:
+    """Settings likely to pass, most effective first (measured in docs/int8/)."""
+    from edgeinfer.parity.targets import machine_target
+
+    out = []
+    if fmt == "onnx" and target in (None, "x86-avx2") and machine_target() != "x86-avx2":
+        out.append(f"--target {machine_target()} if this machine is the device, or the "
+                   "device's target (8-bit weights: +2.1 points on EfficientNet-Lite0 photos)")
+    out.append("more, realistic --calibration frames (what the camera sees; "
+               "builtin:photo-calibration for photo models)")
+    if not controlled:
+        out.append("--min-agreement 0.99 (keeps the few most harmful layers float)")
+    elif max_float is not None and candidates and max_float < candidates:
+        out.append(f"--max-float-layers above {max_float} (of {candidates}; slower, larger)")
+    out.append("a lower --min-agreement, or fp32")
+    return out
+
+
+# ----------------------------------------------------------------- the converter's side
+def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int],
+               per_channel: bool, target: str | None, parity: Any, *,
+               min_agreement: float | None, max_drop: float | None,
+               max_float: int | None, verbose: bool,
+               say: Progress) -> Callable[[Any], bytes]:
+    """The accuracy-controlled int8 artifact of a conversion (``convert(min_agreement=...)``).
+
+    ``s`` is the source, ``fp32`` the converter's fp32 build (its ``model``, ``meta()``,
+    ``blob()`` and ``provenance``), ``parity`` the parity FrameSet. Held out: the parity
+    frames that are not calibration frames (frames in both are split, every other one
+    held out and dropped from calibration). Records the loop in
+    ``provenance["int8_control"]``; returns metadata -> artifact bytes, like the plain build.
+    """
+    from edgeinfer.parity.calibration import held_out_split
+    from edgeinfer.parity.runners import ArtifactRunner
+    from edgeinfer.parity.timing import median_ms
+    from edgeinfer.runtime.loader import open_backend
+
+    cal, idx = held_out_split(cal, parity.frames)
+    frames = [parity.frames[i] for i in idx]
+    labels = None if parity.labels is None else np.asarray(parity.labels)[idx]
+    name = f"{parity.name}, {len(frames)} of {len(parity.frames)} frames not calibrated on"
+    check_targets(min_agreement, max_drop, labels, len(frames), name)
+    if "calibration" in fp32.provenance:
+        fp32.provenance["calibration"]["n"] = len(cal)
+    meta = fp32.meta()
+    if fmt == "onnx":
+        from edgeinfer.converter.assemble import with_metadata
+        from edgeinfer.converter.quantize_onnx import OnnxInt8
+
+        q = OnnxInt8(fp32.model, cal, per_channel, say, target=target)
+        float_blob = fp32.blob(meta)
+
+        def wrap(m: Any, md: Any) -> bytes:
+            return with_metadata(m, md).SerializeToString()
+    else:
+        from edgeinfer.converter.quiet import captured
+        from edgeinfer.converter.tflite_metadata import embed_metadata
+        from edgeinfer.converter.tflite_quant import TfliteInt8
+
+        fp32.provenance["frame_size"] = list(hw)
+        meta = fp32.meta()
+        with captured(verbose):
+            bare = s.to_tflite(hw, None, [], say, per_channel)
+            q = TfliteInt8(bare, fp32.spec, hw, cal, per_channel, say)
+        float_blob = embed_metadata(bare, meta.to_props())
+
+        def wrap(m: Any, md: Any) -> bytes:
+            return embed_metadata(m, md.to_props())
+
+    built: dict[tuple[str, ...], Any] = {}
+
+    class _Build:
+        candidates = q.candidates
+        labels = q.labels
+
+        def __call__(self, keep: Sequence[str]) -> bytes:
+            with captured_if(fmt, verbose):
+                built[tuple(keep)] = q.build(keep)
+            return wrap(built[tuple(keep)], meta)
+
+    same = [f for f in frames if f.shape[:2] == tuple(hw)] or frames
+    x = same[0][None] if same[0].ndim == 3 else same[0][None, ..., None]
+
+    def latency(model: bytes) -> float:
+        b = open_backend(model, 1)
+        return median_ms(lambda: b.run(x), runs=LATENCY_RUNS, warmup=3)
+
+    try:
+        _blob, res = control(_Build(), lambda m, fr: ArtifactRunner(m).run(fr), float_blob,
+                             frames, heldout=name, min_agreement=min_agreement,
+                             max_drop=max_drop, labels=labels, max_float=max_float,
+                             latency=latency, target=target, fmt=fmt, say=say)
+    finally:
+        if fmt == "onnx":
+            q.__exit__(None, None, None)
+    fp32.provenance["int8_control"] = res.to_dict()
+    chosen = built[tuple(res.final.kept_float)]
+    return lambda md: wrap(chosen, md)
+
+
+def captured_if(fmt: str, verbose: bool) -> Any:
+    """The TFLite quantiser prints progress bars; ONNX's is quiet."""
+    import contextlib
+
+    if fmt == "onnx":
+        return contextlib.nullcontext()
+    from edgeinfer.converter.quiet import captured
+
+    return captured(verbose)
