@@ -246,6 +246,11 @@ class PreprocessSpec:
             return th, max(1, div(width * th, height))
         return max(1, div(height * tw, width)), tw
 
+    def resample_taps(self, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+        """The antialiased resize along one axis as (index, weight), each (n_out, K):
+        what the numpy reference runs, and what a fixed-size TFLite graph bakes."""
+        return filter_taps(n_in, n_out, self.interpolation)
+
     def crop_offsets(self, nh: int, nw: int) -> tuple[int, int]:
         """(top, left) of the centre crop of an ``nh x nw`` resized frame."""
         th, tw = self.size

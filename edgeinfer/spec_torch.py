@@ -16,14 +16,40 @@ from torch import nn
 _TORCH_MODE = {"linear": "bilinear", "cubic": "bicubic"}
 
 
-class PreprocessModule(nn.Module):
-    """uint8 frames [N, H, W, C] (spec.frame_color order) -> float model input."""
+def _resample(x: torch.Tensor, spec: Any, n_out: int, dim: int) -> torch.Tensor:
+    """Antialiased resize along ``dim`` as K gathers and a weighted sum, with the taps of
+    ``spec.resample_taps`` baked as constants (the frame size is static when exported).
+    litert-torch has no lowering for aten._upsample_*_aa (measured, torch 2.13 /
+    litert-torch 0.10), but index_select, mul and add are TFLite builtins; the cost is
+    K * n_out * other * C multiply-adds, far below a dense resize matrix."""
+    n_in = int(x.shape[dim])
+    if n_in == n_out:
+        return x
+    idx, wgt = spec.resample_taps(n_in, n_out)
+    shape = [1, 1, 1, 1]
+    shape[dim] = n_out
+    out = None
+    for j in range(idx.shape[1]):
+        term = x.index_select(dim, torch.from_numpy(idx[:, j].copy())) * \
+            torch.from_numpy(wgt[:, j].copy()).reshape(shape)
+        out = term if out is None else out + term
+    return out
 
-    def __init__(self, spec: Any) -> None:
+
+class PreprocessModule(nn.Module):
+    """uint8 frames [N, H, W, C] (spec.frame_color order) -> float model input.
+
+    ``static_resize``: antialiased resizing through baked taps (:func:`_resample`) instead
+    of ``F.interpolate(antialias=True)``, for exporters that lower a fixed frame size
+    (the TFLite ``frame`` signature). Both are Pillow's filter; tests hold them together.
+    """
+
+    def __init__(self, spec: Any, static_resize: bool = False) -> None:
         # ``spec`` is a PreprocessSpec; not imported here, because spec.py imports this
         # module (lazily, in ``to_torch``) and imports flow one way.
         super().__init__()
         self.spec = spec
+        self.static_resize = static_resize
         a, b = spec.affine()
         weight = torch.from_numpy(spec.color_matrix() * a[:, None])
         self.register_buffer("weight", weight, persistent=False)  # (Cm, Cf)
@@ -35,8 +61,11 @@ class PreprocessModule(nn.Module):
         h, w = int(x.shape[2]), int(x.shape[3])
         nh, nw = spec.resized_size(h, w)
         if (nh, nw) != (h, w):
-            x = F.interpolate(x, size=(nh, nw), mode=_TORCH_MODE[spec.interpolation],
-                              align_corners=False, antialias=spec.antialias)
+            if spec.antialias and self.static_resize:
+                x = _resample(_resample(x, spec, nh, 2), spec, nw, 3)
+            else:
+                x = F.interpolate(x, size=(nh, nw), mode=_TORCH_MODE[spec.interpolation],
+                                  align_corners=False, antialias=spec.antialias)
             if spec.clips_overshoot:
                 x = x.clamp(0.0, 255.0)
         th, tw = spec.size

@@ -13,6 +13,7 @@ from edgeinfer import PreprocessSpec, SpecError
 from edgeinfer.converter.preprocess_graph import build_preprocess_model
 from edgeinfer.datasets import sample_photos
 from edgeinfer.parity.tolerances import preprocess_tolerance
+from edgeinfer.spec_torch import PreprocessModule
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
@@ -161,7 +162,11 @@ def test_antialiased_resize_is_pillows_in_all_three_executions(interp: str, phot
         pil_u8 = _pil_resize(frame, spec.size, resample, "L")
         with torch.inference_mode():
             eager = module(torch.from_numpy(frame[None])).numpy()[0]
+        with torch.inference_mode():
+            static = PreprocessModule(spec, static_resize=True)(
+                torch.from_numpy(frame[None])).numpy()[0]
         runs = {"reference": spec.reference(frame)[0], "torch": eager,
+                "torch-static (TFLite)": static,
                 "onnx": sess.run(None, {"frame": frame[None]})[0][0]}
         for what, out in runs.items():
             assert np.abs(out - pil_f).max() <= tol, (name, what, "vs Pillow float")

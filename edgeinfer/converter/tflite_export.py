@@ -45,7 +45,8 @@ class ServedModule(nn.Module):
 
     def __init__(self, spec: PreprocessSpec, model: nn.Module) -> None:
         super().__init__()
-        setattr(self, PREFIX_SCOPE, PreprocessModule(spec))
+        # static_resize: litert-torch cannot lower F.interpolate(antialias=True)
+        setattr(self, PREFIX_SCOPE, PreprocessModule(spec, static_resize=True))
         self.model = model
         setattr(self, SOFTMAX_SCOPE, _Softmax())
 
