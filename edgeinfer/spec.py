@@ -18,6 +18,7 @@ This module imports only numpy and OpenCV: the runtime depends on it.
 from __future__ import annotations
 
 import json
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -34,14 +35,11 @@ RESIZE_POLICIES = ("stretch", "shorter_crop", "letterbox")
 # would disagree by whole pixels. Linear and cubic agree to 0.01 of a pixel everywhere.
 INTERPOLATIONS = ("linear", "cubic")
 LAYOUTS = ("NCHW", "NHWC")
-# How a kept-aspect resize rounds the computed side: "half_up" (exact integer arithmetic,
-# the default) or "floor", which is ``int(size * long / short)`` of torchvision's and
-# Hugging Face's shorter-side resize (and so of timm): 427x640 to a shorter side of 256
-# is 256x383 there, 256x384 with half_up, and the centre crop then moves by one pixel.
+# Kept-aspect side: "half_up" (default) or "floor", torchvision's/HF's int(s * long / short)
+# (427x640 -> 256x383 there, 256x384 half up, and the crop moves a pixel). Crop offset of an
+# odd margin: "floor" (HF, albumentations) or "half_even", torchvision's CenterCrop
+# int(round(margin / 2)): a 235 -> 224 crop starts at row 6 there, at row 5 with floor.
 SIZE_ROUNDINGS = ("half_up", "floor")
-# How the centre crop's offset rounds an odd margin: "floor" (HF, albumentations, the
-# default) or "half_even", torchvision's CenterCrop ``int(round(margin / 2))`` (Python
-# rounds halves to even): a 235 -> 224 crop starts at row 6 there, at row 5 with floor.
 CROP_ROUNDINGS = ("floor", "half_even")
 # ITU-R BT.601 luma, the weights cv2.cvtColor(..., COLOR_BGR2GRAY) uses.
 GRAY_WEIGHTS_RGB = (0.299, 0.587, 0.114)
@@ -234,7 +232,7 @@ class PreprocessSpec:
         """(h, w) the frame is resized to before crop/pad, in exact integer arithmetic
         rounded as ``size_rounding`` says."""
         th, tw = self.size
-        div = _round_div if self.size_rounding == "half_up" else _floor_div
+        div = _round_div if self.size_rounding == "half_up" else operator.floordiv
         if self.resize == "stretch":
             return th, tw
         if self.resize == "shorter_crop":
@@ -330,11 +328,6 @@ def _half(margin: int, rounding: str) -> int:
     return k + (margin % 2) * (k % 2) if rounding == "half_even" else k
 
 
-def _floor_div(num: int, den: int) -> int:
-    """int(num / den) for positive integers, without float rounding."""
-    return num // den
-
-
 _CV2_INTERP = {"linear": "INTER_LINEAR", "cubic": "INTER_CUBIC"}
 # Pillow's bicubic coefficient; torch's antialiased bicubic and the graph use it too.
 PIL_CUBIC_A = -0.5
@@ -372,11 +365,9 @@ def _kernel(interp: str, d: np.ndarray) -> np.ndarray:
 def filter_taps(n_in: int, n_out: int, interp: str) -> tuple[np.ndarray, np.ndarray]:
     """(index, weight), each (n_out, K): Pillow's separable resampling along one axis.
 
-    Half-pixel centres; the kernel is widened by the downscale factor (never narrowed
-    when upscaling); taps outside the image are dropped and each row renormalised, which
-    is Pillow's rule and ONNX Resize's ``antialias=1, exclude_outside=1``. Only the K
-    taps of a row's window are kept, so applying it costs O(n_out * K) per line, not a
-    dense n_out x n_in product (a 1080p frame stays cheap on the TFLite host path).
+    Half-pixel centres; the kernel widened by the downscale factor; taps outside the image
+    dropped and each row renormalised (Pillow's rule, ONNX ``exclude_outside=1``). Only a
+    row's K taps are kept: O(n_out * K) per line, not a dense n_out x n_in product.
     """
     scale = n_in / n_out
     support = (1.0 if interp == "linear" else 2.0) * max(1.0, scale)
