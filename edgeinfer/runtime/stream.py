@@ -20,6 +20,13 @@ camera would deliver it, which is how the dropping is tested without a camera.
 Optional temporal smoothing: an exponential moving average of the probabilities
 (``smoothing=alpha``, the weight of the newest frame), which steadies a flickering top-1
 on a static scene at the cost of reacting ``~1/alpha`` frames later to a change.
+
+Thread safety: an OpenCV capture must not be released while another thread is inside its
+``read()`` (FFmpeg frees the decoder under it). The thread that reads owns the release:
+``stop()`` from any other thread only sets a flag when a read is in progress, and the
+reading thread releases the capture as soon as that read returns; when nobody is reading,
+``stop()`` releases it itself. Network sources (``rtsp://``, ``http://``) are opened with
+OpenCV's open and read timeouts, so that read always returns.
 """
 
 from __future__ import annotations
@@ -40,6 +47,10 @@ from edgeinfer.runtime.topk import Prediction, rank
 
 #: Latencies kept for the percentiles in ``stats()`` (the most recent ones).
 LATENCY_WINDOW = 10_000
+#: Network sources: give up opening after this long, and a read that gets no frame for this
+#: long ends the stream (OpenCV's FFmpeg backend otherwise waits ~30 s, or for ever).
+OPEN_TIMEOUT_MS = 10_000
+READ_TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -71,12 +82,24 @@ class StreamStats:
         return dict(self.__dict__)
 
 
-def open_capture(source: str | int) -> cv2.VideoCapture:
-    """A camera index (``0`` or ``"0"``), a video file or a stream URL (``rtsp://...``)."""
+def open_capture(source: str | int, open_timeout_ms: int = OPEN_TIMEOUT_MS,
+                 read_timeout_ms: int = READ_TIMEOUT_MS) -> cv2.VideoCapture:
+    """A camera index (``0`` or ``"0"``), a video file or a stream URL (``rtsp://...``).
+
+    URLs are opened with ``CAP_PROP_OPEN_TIMEOUT_MSEC`` / ``CAP_PROP_READ_TIMEOUT_MSEC``
+    (passed at open time, as the FFmpeg backend requires), so an unreachable or stalled
+    camera fails or ends within those times instead of blocking a thread for good.
+    """
     if isinstance(source, int) and not isinstance(source, bool):
         cap = cv2.VideoCapture(source)
     elif isinstance(source, str) and source:
-        cap = cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
+        if source.isdigit():
+            cap = cv2.VideoCapture(int(source))
+        elif "://" in source:
+            cap = cv2.VideoCapture(source, cv2.CAP_ANY, network_params(open_timeout_ms,
+                                                                       read_timeout_ms))
+        else:
+            cap = cv2.VideoCapture(source)
     else:
         raise ConfigError(f"a stream source is a camera index, a video file or a URL, got "
                           f"{source!r}")
@@ -84,6 +107,13 @@ def open_capture(source: str | int) -> cv2.VideoCapture:
         raise ImageDecodeError(f"cannot open video {source!r}: not a readable video file, "
                                "stream URL or camera (check the path, URL or device index)")
     return cap
+
+
+def network_params(open_timeout_ms: int = OPEN_TIMEOUT_MS,
+                   read_timeout_ms: int = READ_TIMEOUT_MS) -> list[int]:
+    """The ``params`` of ``cv2.VideoCapture(url, api, params)`` that bound open and read."""
+    return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, positive_int("open_timeout_ms", open_timeout_ms),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, positive_int("read_timeout_ms", read_timeout_ms)]
 
 
 def is_live(source: str | int) -> bool:
@@ -122,6 +152,8 @@ class Stream:
         if is_live(source):
             self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # honoured by V4L2 and some others
         self._stop = threading.Event()
+        self._cap_lock = threading.Lock()  # held by the thread inside cap.read()
+        self._released = False
         self._cond = threading.Condition()
         self._slot: tuple[int, float, np.ndarray] | None = None
         self._eof = False
@@ -161,14 +193,22 @@ class Stream:
         return self.stats()
 
     def stop(self) -> None:
-        """End the stream (from any thread) and release the capture."""
+        """End the stream, from any thread; the capture is released by whoever reads it.
+
+        If a thread is inside ``cap.read()`` right now, it releases the capture when that
+        read returns (bounded by the read timeout for network sources); otherwise it is
+        released here. Safe to call several times.
+        """
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+        if self._cap_lock.acquire(blocking=False):  # nobody is reading: release it here
+            try:
+                self._release_locked()
+            finally:
+                self._cap_lock.release()
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout=5)
-        if self._reader is None or not self._reader.is_alive():
-            self._cap.release()
 
     def stats(self) -> StreamStats:
         end = self._end if self._end is not None else time.perf_counter()
@@ -188,8 +228,20 @@ class Stream:
         self.stop()
 
     # ------------------------------------------------------------------ frames
+    def _release_locked(self) -> None:
+        if not self._released:
+            self._released = True
+            self._cap.release()
+
     def _grab(self) -> tuple[bool, np.ndarray | None]:
-        ok, frame = self._cap.read()
+        with self._cap_lock:
+            if self._released or self._stop.is_set():
+                self._release_locked()
+                return False, None
+            ok, frame = self._cap.read()
+            if self._stop.is_set():  # stop() came while this thread was inside read()
+                self._release_locked()
+                return False, None
         if ok and frame is not None:
             self._read += 1
         return ok and frame is not None, frame
@@ -238,8 +290,6 @@ class Stream:
             with self._cond:
                 self._eof = True
                 self._cond.notify_all()
-            if self._stop.is_set():
-                self._cap.release()
 
     def _no_frames_check(self) -> None:
         if self._read == 0 and not self._stop.is_set():

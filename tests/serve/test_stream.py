@@ -114,3 +114,67 @@ def test_watch_command(fashion_artifact, video, capsys) -> None:
     assert all(len(x["predictions"]) == 3 and x["latency_ms"] > 0 for x in lines)
     assert "5 frames processed, 0 dropped" in out.err
     assert main(["watch", str(fashion_artifact), "/nonexistent.avi"]) == 2
+
+
+class _WatchedCapture:
+    """The real OpenCV capture, recording whether release() ever came during a read()."""
+
+    def __init__(self, cap: cv2.VideoCapture) -> None:
+        self._cap = cap
+        self._inside = 0
+        self.released_during_read = False
+        self.release_threads: list[str] = []
+
+    def read(self):
+        self._inside += 1
+        try:
+            time.sleep(0.01)  # widen the window a foreign release() would hit
+            return self._cap.read()
+        finally:
+            self._inside -= 1
+
+    def release(self) -> None:
+        self.released_during_read |= self._inside > 0
+        self.release_threads.append(threading.current_thread().name)
+        self._cap.release()
+
+    def __getattr__(self, name: str):
+        return getattr(self._cap, name)
+
+
+@pytest.mark.parametrize("latest", [False, True])
+def test_stop_from_another_thread_never_releases_during_read(video, predictor, latest) -> None:
+    """stop() from a foreign thread while frames are being read: the capture is released
+    exactly once, by the thread that reads it, never under a read in progress."""
+    for _ in range(5):
+        stream = Stream(predictor, str(video), latest=latest)
+        watched = stream._cap = _WatchedCapture(stream._cap)
+        got = []
+        stopper = threading.Timer(0.05, stream.stop)
+        stopper.start()
+        for r in stream:
+            got.append(r.frame_id)
+        stopper.join()
+        assert 0 < len(got) < 32
+        assert not watched.released_during_read
+        assert len(watched.release_threads) == 1
+
+
+def test_network_source_open_timeout() -> None:
+    """A camera URL whose server accepts the connection and never answers: the open fails
+    after the open timeout instead of blocking the thread (OpenCV's default: 30 s)."""
+    import socket
+
+    from edgeinfer.runtime.stream import open_capture
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    try:
+        for scheme in ("http", "rtsp"):
+            t = time.perf_counter()
+            with pytest.raises(ImageDecodeError, match="cannot open video"):
+                open_capture(f"{scheme}://127.0.0.1:{srv.getsockname()[1]}/cam", 500, 500)
+            assert time.perf_counter() - t < 5
+    finally:
+        srv.close()
