@@ -266,6 +266,104 @@ def part_b() -> dict:
     return {"scenarios": rows, "cli_exit_code": code}
 
 
+# ------------------------------------------------------------------ (d) verdicts
+def _jpeg(q: int):
+    def f(fr: np.ndarray) -> np.ndarray:
+        ok, buf = cv2.imencode(".jpg", fr, [cv2.IMWRITE_JPEG_QUALITY, q])
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return f
+
+
+def _gamma(g: float):
+    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** g, 0, 255).astype(np.uint8)
+    return lambda fr: lut[fr]
+
+
+def _verdicts(name: str, source, spec, frames, labels, scenarios) -> list[dict]:
+    """Each device -> rank -> the doctor's verdict (device_verdict), as the CLI decides."""
+    from edgeinfer.check.doctor.run import culprit_outcomes, device_verdict, rank
+    from edgeinfer.parity.stats import wilson
+
+    t0 = time.perf_counter()
+    outcomes, _notes = culprit_outcomes(source, spec, frames)  # the CSV lists data order
+    sim_s = time.perf_counter() - t0
+    ref_pred = outcomes[0].probs.argmax(-1)
+    rows = []
+    for scen, (expected, prep, train, batch, shuffled) in scenarios.items():
+        order = (np.random.default_rng(7).permutation(len(frames)) if shuffled
+                 else np.arange(len(frames)))
+        dev = np.empty(len(frames), np.int64)
+        dev[order] = _run_device(source.module, [frames[i] for i in order], prep, train,
+                                 batch=batch)
+        ranked, _, fbn = rank(outcomes, labels, dev)
+        top, verdict = device_verdict(ranked, len(dev), fbn)
+        named = next((r for r in ranked if r.name == top), None)
+        nxt = next((r for r in ranked if r is not named), None)
+        agree = float((dev == ref_pred).mean())
+        best = max((r for r in ranked if r.share is not None), key=lambda r: r.share,
+                   default=None)
+        rows.append({"model": name, "scenario": scen, "expected": expected, "top": top,
+                     "ok": top in expected,
+                     "detail": named.detail if named else None,
+                     "agreement": named.score if named else None,
+                     "share": named.share if named else None,
+                     "next": f"{nxt.name} ({nxt.detail})" if nxt else None,
+                     "next_agreement": nxt.score if nxt else None,
+                     "margin": named.score - nxt.score if named and nxt else None,
+                     "reference_agreement": agree,
+                     "reference_ci95": wilson(int((dev == ref_pred).sum()), len(dev)),
+                     "best_share": best.share if best else None,
+                     "best_share_culprit": f"{best.name} ({best.detail})" if best else None,
+                     "device_accuracy": float((dev == labels).mean())
+                     if labels is not None else None,
+                     "verdict": verdict, "frames": len(frames), "simulation_seconds": sim_s})
+        print(f"(d) {name:26s} {scen:40s} -> {top:22s} "
+              f"{'OK' if rows[-1]['ok'] else 'X'}", flush=True)
+    return rows
+
+
+def part_d() -> dict:
+    from edgeinfer.converter.sources import resolve_source, source_spec
+    from edgeinfer.parity.frames import load_frames
+
+    mode = ("batchnorm_batch_stats", "train_mode")
+    g = gray_prep()
+    fashion = {
+        "unbroken pipeline": (("none",), g, False, 1, False),
+        "training mode, batch 8": (mode, g, True, 8, False),
+        "training mode, batch 32": (mode, g, True, 32, False),
+        "training mode, batch 8, rows not in call order": (mode + ("unexplained",), g, True,
+                                                            8, True),
+        "gamma 0.5 on the camera (outside the vocabulary)": (("unexplained",),
+                                                            lambda f: g(_gamma(0.5)(f)),
+                                                            False, 1, False),
+        "JPEG quality 10 (outside the vocabulary)": (("unexplained",),
+                                                    lambda f: g(_jpeg(10)(f)), False, 1,
+                                                    False),
+        "vertical flip (outside the vocabulary)": (("unexplained",), lambda f: g(f[::-1]),
+                                                  False, 1, False),
+    }
+    e = effnet_prep()
+    effnet = {
+        "unbroken pipeline": (("none",), e, False, 1, False),
+        "training mode, batch 8": (mode, e, True, 8, False),
+        "vertical flip (outside the vocabulary)": (("unexplained",), lambda f: e(f[::-1]),
+                                                  False, 1, False),
+        "JPEG quality 10 (outside the vocabulary)": (("unexplained",),
+                                                    lambda f: e(_jpeg(10)(f)), False, 1,
+                                                    False),
+    }
+    fsp = source_spec("fashion", None)
+    fs = load_frames("builtin:fashion-test", fsp, limit=512)
+    rows = _verdicts("fashion (test split, 512)", resolve_source("fashion", fsp), fsp,
+                     fs.frames, fs.labels, fashion)
+    sp = source_spec("efficientnet-lite0", None)
+    frames, _ids = crops(photo_pool())
+    rows += _verdicts(f"efficientnet-lite0 ({len(frames)} crops)",
+                      resolve_source("efficientnet-lite0", sp), sp, frames, None, effnet)
+    return {"scenarios": rows}
+
+
 # ------------------------------------------------------------------ (c) shift / TTA
 def part_c() -> dict:
     from edgeinfer.cli import main as cli
@@ -342,6 +440,37 @@ def write_md(study: dict) -> str:
                        f"{'yes' if r['correct'] else '**no**'} |")
         out += ["", "Report of one real CLI run (EfficientNet-Lite0, BGR device): "
                 "[effnet-bgr/doctor.md](effnet-bgr/doctor.md)", ""]
+    if "d" in study:
+        d = study["d"]
+        e = d["env_start"]
+        out += ["## (d) Verdicts: training mode at a device batch size, and unexplained drops",
+                "", f"Devices as in (b); the doctor's verdict as the CLI decides it "
+                f"(`device_verdict`). CPU flags {', '.join(e['cpu_flags'])}; load average "
+                f"{e['load_average'][0]:.1f} at the start, {d['env_end']['load_average'][0]:.1f}"
+                f" at the end; torch {e['torch_threads']} thread. 'share' = the part of the "
+                "device's disagreement with the reference that the named culprit explains "
+                "(50% needed).", "",
+                "| model (frames) | device | verdict | named variant | agrees | share | next | "
+                "margin | reference agrees [95% CI] | best share (unexplained) | accuracy "
+                "| ok |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in d["scenarios"]:
+            lo, hi = r["reference_ci95"]
+            unexplained = r["top"] == "unexplained"
+            out.append(
+                f"| {r['model']} | {r['scenario']} | `{r['top']}` | {r['detail'] or '-'} | "
+                f"{_p(r['agreement'])} | {_p(r['share'])} | {r['next'] or '-'} "
+                f"{_p(r['next_agreement'])} | "
+                + (f"{r['margin']:+.1%}" if r["margin"] is not None else "-")
+                + f" | {r['reference_agreement']:.1%} [{lo:.1%}, {hi:.1%}] | "
+                + (f"{_p(r['best_share'])} ({r['best_share_culprit']})" if unexplained
+                   else "-")
+                + f" | {_p(r['device_accuracy'])} | {'yes' if r['ok'] else '**no**'} |")
+        sims = {r["model"]: r["simulation_seconds"] for r in d["scenarios"]}
+        out += ["", "Simulation time (all variants, once per model): "
+                + "; ".join(f"{k} {v:.0f} s" for k, v in sims.items()) + ".", "",
+                "Verdict texts:", ""]
+        out += [f"- {r['model']}, {r['scenario']}: {r['verdict']}" for r in d["scenarios"]]
+        out.append("")
     if "c" in study:
         out += ["## (c) Shift and TTA", "",
                 "- fashion, 500 test frames: [shift-fashion/doctor.md](shift-fashion/doctor.md)",
@@ -352,13 +481,13 @@ def write_md(study: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", default="all", choices=["a", "b", "c", "all"])
+    ap.add_argument("--part", default="all", choices=["a", "b", "c", "d", "all"])
     args = ap.parse_args()
     torch.set_num_threads(1)  # shared 2-core machine: one thread is faster under load
     DOCS.mkdir(parents=True, exist_ok=True)
     out_path = DOCS / "study.json"
     study = json.loads(out_path.read_text()) if out_path.exists() else {}
-    for part, fn in (("a", part_a), ("b", part_b), ("c", part_c)):
+    for part, fn in (("a", part_a), ("b", part_b), ("c", part_c), ("d", part_d)):
         if args.part in (part, "all"):
             t0 = time.perf_counter()
             before = env()
