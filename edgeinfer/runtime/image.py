@@ -44,8 +44,14 @@ def load_image(
     spec: PreprocessSpec,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    header: tuple[str, int, int] | None = None,
 ) -> np.ndarray:
     """One image as an ``H x W x C`` uint8 frame in the spec's ``frame_color`` order.
+
+    ``header``: what :func:`~edgeinfer.runtime.image_probe.probe` already returned for these
+    same encoded bytes (a server probes every image of a request before decoding any, to
+    charge its pixels); it is then not probed a second time. Ignored for arrays and paths.
 
     Accepted input:
 
@@ -96,7 +102,7 @@ def load_image(
     count), :class:`ImageTooLargeError` (above a limit). All are ``ImageError``.
     """
     _check_limits(max_pixels, max_bytes)
-    return _load(image, spec, max_pixels, max_bytes)
+    return _load(image, spec, max_pixels, max_bytes, header)
 
 
 def _check_limits(max_pixels: int, max_bytes: int) -> None:
@@ -104,7 +110,8 @@ def _check_limits(max_pixels: int, max_bytes: int) -> None:
     positive_int("max_bytes", max_bytes)
 
 
-def _load(image: ImageInput, spec: PreprocessSpec, max_pixels: int, max_bytes: int) -> np.ndarray:
+def _load(image: ImageInput, spec: PreprocessSpec, max_pixels: int, max_bytes: int,
+          header: tuple[str, int, int] | None = None) -> np.ndarray:
     """load_image without re-validating the limits (the Predictor checks them once)."""
     if isinstance(image, np.ndarray):
         return _from_array(image, spec, max_pixels)
@@ -113,7 +120,7 @@ def _load(image: ImageInput, spec: PreprocessSpec, max_pixels: int, max_bytes: i
         if len(data) > max_bytes:
             raise ImageTooLargeError(f"the image data is {len(data)} bytes, above the limit of "
                                      f"{max_bytes}; pass a smaller image or raise max_bytes")
-        return _decode(data, spec, max_pixels, "the image data")
+        return _decode(data, spec, max_pixels, "the image data", header)
     if isinstance(image, (str, os.PathLike)):
         name = display(image)
         return _decode(_read_file(image, name, max_bytes), spec, max_pixels, f"image file {name}")
@@ -196,10 +203,11 @@ def _read_file(path: Any, name: str, max_bytes: int) -> bytes:
     return data
 
 
-def _decode(data: bytes, spec: PreprocessSpec, max_pixels: int, source: str) -> np.ndarray:
+def _decode(data: bytes, spec: PreprocessSpec, max_pixels: int, source: str,
+            header: tuple[str, int, int] | None = None) -> np.ndarray:
     if not data:
         raise ImageDecodeError(f"{source} is empty (0 bytes): pass a JPEG or PNG image")
-    fmt, h, w = probe(data, source)
+    fmt, h, w = header if header is not None else probe(data, source)
     _check_size(h, w, spec, max_pixels, source)
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD[spec.frame_color])
