@@ -278,3 +278,30 @@ def test_cli_unexplained_and_unknown_rows(tmp_path, test_frames, small_source, t
     assert main(base + ["--device-predictions", str(csv_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no row" in err[0] and "'elsewhere/0.png'" in err[0]
+
+
+def test_batch_stats_simulation_is_torch_training_batchnorm(small_source, train_spec,
+                                                            test_frames):
+    """The batch-8 simulation, in a device order given by the CSV, equals torch's own
+    BatchNorm in training mode (dropout off) called on those 8-frame batches: an
+    independent oracle, not the hook checked against itself. 44 frames: the last call has 4."""
+    from edgeinfer.parity.culprits import Variant, prepare
+    from edgeinfer.parity.simulate import Simulator
+
+    frames = test_frames.frames[:44]
+    order = np.random.default_rng(3).permutation(len(frames))
+    v = Variant("batchnorm_batch_stats", "", train_spec, mode="batchnorm_batch_stats", batch=8)
+    got = Simulator(small_source, train_spec, order=order).run(v, frames).probs
+    m = copy.deepcopy(small_source.module).eval()
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.train()
+    x = np.concatenate(prepare(Variant("none", "", train_spec), frames))
+    want = np.empty((len(frames), got.shape[1]))
+    with torch.no_grad():
+        for s in range(0, len(frames), 8):
+            idx = order[s:s + 8]
+            want[idx] = torch.softmax(m(torch.from_numpy(x[idx])), -1).double().numpy()
+    assert np.abs(got - want).max() < 1e-5
+    in_data_order = Simulator(small_source, train_spec).run(v, frames).probs
+    assert np.abs(in_data_order - want).max() > 1e-2  # the order matters, so it is tested
