@@ -294,7 +294,8 @@ def device_verdict(rows: list[CulpritRow], n: int, frames_bn: float | None
         f"unexplained disagreement: {agrees}, below the {HEALTHY_TOP1:.0%} any healthy "
         f"deployment keeps, and no culprit of the vocabulary explains it"
         + (f" (the best, {best.name} ({best.detail}), explains {best.share:.0%} of the "
-           f"disagreement; {MIN_SHARE:.0%} needed)" if best is not None else "")
+           f"disagreement; {MIN_SHARE:.0%} needed)" if best is not None and best.share > 0
+           else " (none explains any of the disagreement)")
         + ": look for a step the doctor does not simulate (decoding, colour or geometry "
         "changes, another model or weights) by comparing the device's input tensor with "
         "the reference's on one frame")
