@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
+from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME, TFLITE_IDENTIFIER
 from edgeinfer.errors import ConfigError, ImageTooLargeError, ModelError
+from edgeinfer.runtime.files import load_model_bytes
 from edgeinfer.runtime.image import load_image
 from edgeinfer.runtime.image_probe import probe
 from edgeinfer.runtime.predictor import Predictor
@@ -193,14 +194,29 @@ class ModelSet:
 
     @classmethod
     def load(cls, paths: Sequence[str | os.PathLike], cfg: ServeConfig) -> ModelSet:
+        """One Predictor per artifact. A TFLite artifact gets one LiteRT interpreter per
+        worker (an interpreter is not thread-safe: with one, ``--workers N`` took turns);
+        an onnxruntime session is thread-safe and shared by the workers."""
         if not paths:
             raise ConfigError("give at least one artifact to serve")
         models = []
         for p in paths:
-            pred = Predictor(p, threads=cfg.threads, providers=cfg.providers,
-                             allow_fallback=cfg.allow_fallback, max_pixels=cfg.max_pixels,
-                             max_bytes=cfg.max_body_bytes)
-            fmt = "tflite" if "tflite" in type(pred.backend).__name__.lower() else "onnx"
+            data, name = load_model_bytes(p)
+            fmt = "tflite" if bytes(data[4:8]) == TFLITE_IDENTIFIER else "onnx"  # by content
+            if fmt == "tflite":
+                from edgeinfer.runtime.tflite_backend import TFLiteBackend
+
+                if cfg.providers not in (None, "cpu"):
+                    raise ConfigError(f"{name} is a TFLite model: it runs on the CPU with "
+                                      "LiteRT; --provider is for ONNX artifacts")
+                backend = TFLiteBackend(data, threads=cfg.threads, pool_size=cfg.workers,
+                                        source=name)
+                pred = Predictor.from_backend(backend, max_pixels=cfg.max_pixels,
+                                              max_bytes=cfg.max_body_bytes, source=name)
+            else:
+                pred = Predictor(p, threads=cfg.threads, providers=cfg.providers,
+                                 allow_fallback=cfg.allow_fallback, max_pixels=cfg.max_pixels,
+                                 max_bytes=cfg.max_body_bytes)
             models.append(ServedModel(Path(p).stem, pred, fmt, cfg.tta))
         return cls(models)
 

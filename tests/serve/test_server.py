@@ -286,3 +286,29 @@ def test_timeout_504_abandons_the_job(fashion_artifact, jpegs) -> None:
         text = httpx.get(f"{url}/metrics").text
     assert 'edgeinfer_errors_total{type="Timeout"} 1.0' in text
     assert 'edgeinfer_batch_frames_sum{model="fashion"} 1.0' in text
+
+
+def test_tflite_workers_get_an_interpreter_each(fashion_tflite, jpegs) -> None:
+    """--workers N on a TFLite artifact: N LiteRT interpreters (one was shared before, so
+    the workers took turns), and the served result equals the in-process Predictor's."""
+    from edgeinfer.runtime.predictor import Predictor
+    from edgeinfer.serve.models import ModelSet
+
+    path = fashion_tflite.path
+    models = ModelSet.load([path], ServeConfig(workers=3))
+    (m,) = list(models)
+    assert m.platform == "tensorflow_lite" and m.predictor.backend.pool_size == 3
+    want = np.stack([Predictor(path).predict_probs(j) for j in jpegs[:3]])
+    with serve_in_thread(models, ServeConfig(port=0, workers=3)) as url:
+        results: dict[int, np.ndarray] = {}
+
+        def one(i: int) -> None:
+            results[i] = _client(url).infer(m.name, [_bytes_input([jpegs[i]])]).as_numpy(
+                "probs")[0]
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    np.testing.assert_array_equal(np.stack([results[i] for i in range(3)]), want)
