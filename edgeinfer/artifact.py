@@ -20,6 +20,9 @@ from edgeinfer.spec import PreprocessSpec
 
 INPUT_NAME = "frame"
 OUTPUT_NAME = "probs"
+#: The tensor the baked preprocessing prefix hands to the model (an ONNX artifact's
+#: internal name; parity/stages.py reads it to judge preprocessing and model apart).
+PREFIX_OUTPUT = "edgeinfer_pixels"
 FORMAT_VERSION = "1"
 
 # TFLite: the flatbuffer's file identifier, the name of the metadata entry holding the

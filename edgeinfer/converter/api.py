@@ -20,7 +20,7 @@ import numpy as np
 from edgeinfer._version import __version__
 from edgeinfer.artifact import FORMATS, ArtifactMetadata
 from edgeinfer.converter.frontend import Progress, Source
-from edgeinfer.converter.gate import GateResult, gate
+from edgeinfer.converter.gate import GateResult, gate, onnx_stages
 from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
 from edgeinfer.errors import ConfigError, ConversionError, ParityError, require
 from edgeinfer.parity.frames import FrameSet, builtin_name, default_parity_data, load_frames
@@ -154,10 +154,12 @@ def convert(
         frames = replace(frames, labels=None, class_names=None)
     say(f"parity on {len(frames.frames)} real frames ({frames.name})"
         + (f": {data_note}; pass --parity-data with your own images" if data_note else ""))
-    ref_probs = s.make_runner(fp32.softmax_added).run(frames.frames)
+    src_runner = s.make_runner(fp32.softmax_added)
+    ref_probs = src_runner.run(frames.frames)
     fp32_probs = ArtifactRunner(fp32.blob(), name="onnx-fp32").run(frames.frames)
     result = gate(fp32_probs, "onnx-fp32", "onnx", "fp32", frames,
-                  {s.framework: ref_probs}, say, data_note)
+                  {s.framework: ref_probs}, say, data_note,
+                  stages=onnx_stages(fp32.blob(), s, src_runner, frames, ref_probs, say))
     if fp32.bn_left:
         raise ConversionError(f"artifact not written: {fp32.bn_left} BatchNormalization "
                               "node(s) left after folding")

@@ -4,12 +4,15 @@ Every format goes through :func:`gate`: the candidate's probabilities on the rea
 frames are compared (with :func:`edgeinfer.parity.stats.compare`) against the framework
 and, for quantised or TFLite artifacts, against the fp32 ONNX artifact too, each with the
 registry's tolerance for the candidate's (format, dtype). Nothing here builds artifacts.
+The fp32 ONNX artifact is judged stage by stage (:mod:`edgeinfer.parity.stages`:
+preprocessing in grey levels, model with the fp32 bound); its end-to-end figure against the
+framework is then reported, not judged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,7 @@ import numpy as np
 from edgeinfer.errors import ParityError
 from edgeinfer.parity.certify import FAIL, certify
 from edgeinfer.parity.frames import FrameSet
+from edgeinfer.parity.stages import StageCheck, failures, stage_checks
 from edgeinfer.parity.stats import Comparison, compare
 from edgeinfer.parity.tolerances import tolerance
 
@@ -30,11 +34,13 @@ class GateResult:
     primary: Comparison
     others: dict[str, Comparison]
     accuracies: dict[str, Any]  # + certified, certification (parity.certify)
+    stages: list[StageCheck] = field(default_factory=list)
 
     def to_parity(self, data: str) -> dict[str, Any]:
         """The ``edgeinfer.parity`` metadata entry."""
         return {"data": data, **self.primary.to_dict(),
-                **{k: c.to_dict() for k, c in self.others.items()}, **self.accuracies}
+                **{k: c.to_dict() for k, c in self.others.items()}, **self.accuracies,
+                **({"stages": [s.to_dict() for s in self.stages]} if self.stages else {})}
 
 
 def accuracies(frames: FrameSet, source_probs: np.ndarray,
@@ -48,28 +54,62 @@ def accuracies(frames: FrameSet, source_probs: np.ndarray,
 
 def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet,
          references: dict[str, np.ndarray], say: Progress,
-         data_note: str | None = None) -> GateResult:
+         data_note: str | None = None, stages: Sequence[StageCheck] = ()) -> GateResult:
     """Judge ``candidate`` against each reference (the first is the framework), each with
     the one certification rule (:func:`edgeinfer.parity.certify.certify`); ``data_note``
     qualifies the word when the frames are not the user's (``not your data``).
 
-    Raises :class:`ParityError` naming every failed comparison; the caller writes nothing.
+    With ``stages`` (preprocessing and model, :mod:`edgeinfer.parity.stages`) those are
+    judged instead of the first (end-to-end) comparison, which is reported; the model stage
+    becomes the primary comparison and the end-to-end one ``vs_end_to_end``.
+
+    Raises :class:`ParityError` naming every failed comparison (and the stage that broke);
+    the caller writes nothing.
     """
     tol = tolerance(fmt, dtype)
     cmps = {name: compare(ref, candidate, tol, reference=name, target=tag)
             for name, ref in references.items()}
+    first, *rest = cmps
+    model = next((s.comparison for s in stages if s.stage == "model"), None)
     certs = {k: certify(c, data_note) for k, c in cmps.items()}
     for k, c in cmps.items():
         cert = certs[k]
+        if model is not None and k == first:
+            say(f"end-to-end (reported, judged by stage): {c.summary('-')}")
+            continue
         say(c.summary(cert.word) + (f" - {cert.reason}" if cert.base != FAIL and cert.reason
                                     else ""))
-    failed = [c for k, c in cmps.items() if certs[k].base == FAIL]
+    failed = [c.summary() for k, c in cmps.items()
+              if certs[k].base == FAIL and not (model is not None and k == first)]
+    failed = failures(stages) + failed
     if failed:
-        raise ParityError("artifact not written: " + "; ".join(c.summary() for c in failed))
-    first, *rest = cmps
-    src, cert = references[first], certs[first]
+        raise ParityError("artifact not written: " + "; ".join(failed))
+    src = references[first]
+    if model is not None:
+        cert = certify(model, data_note)
+        return GateResult(model, {"vs_end_to_end": cmps[first]}
+                          | {f"vs_{k}": cmps[k] for k in rest},
+                          accuracies(frames, src, candidate)
+                          | {"certified": cert.certified, "verdict": cert.word,
+                             "certification": cert.reason or "certified"}
+                          | ({"data_note": data_note} if data_note else {}), list(stages))
+    cert = certs[first]
     return GateResult(cmps[first], {f"vs_{k}": cmps[k] for k in rest},
                       accuracies(frames, src, candidate)
                       | {"certified": cert.certified, "verdict": cert.word,
                          "certification": cert.reason or "certified"}
                       | ({"data_note": data_note} if data_note else {}))
+
+
+def onnx_stages(model: bytes, source: Any, runner: Any, frames: FrameSet,
+                source_probs: np.ndarray, say: Progress) -> list[StageCheck]:
+    """Preprocessing, model and end-to-end stages of the fp32 ONNX artifact.
+
+    None when a frontend lifted preprocessing layers out of the model into the spec (Keras
+    Rescaling/Normalization): the framework model then expects other pixels than the
+    artifact's core, so only the end-to-end comparison can be judged.
+    """
+    if source.spec is not None or not hasattr(runner, "model"):
+        return []
+    return stage_checks(model, runner.spec, frames.frames, runner, source_probs,
+                        framework=source.framework, say=say)

@@ -94,6 +94,15 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "photos (measured, docs/resize.md; float rounding only); without exclude_outside "
         "onnxruntime clamps border taps and the outermost rows differ by up to 10 grey levels.",
     ),
+    ("stage", "preprocessing"): Tolerance(
+        0.5, 1.0,
+        "in grey levels of the 0..255 frame (parity/stages.py): the artifact's own prefix "
+        "output vs the numpy/OpenCV reference. Both compute the same float arithmetic in "
+        "another order: measured <= 0.011 (linear and cubic, 300 real photos, issue 18) and "
+        "0.02 (antialiased, Pillow kernel). A real mistake is tens of levels (a swapped "
+        "colour matrix, another interpolation or size; tests/parity/test_stages.py). Half a "
+        "level is below the frame's own quantum and 25x above the rounding seen.",
+    ),
     ("preprocess", "uint8_resize"): Tolerance(
         1.0 / 255 / 0.226, 1.0,
         "the hand-written torch baseline of `edgeinfer bench` resizes the uint8 frame with "

@@ -1,0 +1,154 @@
+"""The stage gate (parity/stages.py) on a sensitive network and three broken conversions.
+
+The network: Hugging Face MobileNetV2 built from its config (random init, no download),
+BatchNorm statistics calibrated on 64 real photo crops, logits scaled to a trained net's
+confidence (tools/zoo_models.py). The baked resize and the numpy/OpenCV reference differ by
+float rounding (< 0.01 grey levels) and on this net that alone moves probabilities by more
+than the fp32 bound, so the old single end-to-end gate refused a correct conversion. Judged
+stage by stage it passes, and three broken conversions are still refused, each at the
+stage that broke: a wrong colour matrix and a wrong resize (preprocessing), a damaged
+weight (model).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgeinfer.artifact import OUTPUT_NAME, PREFIX_OUTPUT
+from edgeinfer.converter.api import convert
+from edgeinfer.converter.gate import gate
+from edgeinfer.converter.preprocess_graph import PREFIX_OUTPUT as GRAPH_PREFIX_OUTPUT
+from edgeinfer.errors import ParityError
+from edgeinfer.parity.frames import load_frames
+from edgeinfer.parity.runners import ArtifactRunner, TorchRunner
+from edgeinfer.parity.stages import (
+    MODEL,
+    PREPROCESSING,
+    PrefixRunner,
+    grey_levels,
+    stage_checks,
+    with_prefix_output,
+)
+from edgeinfer.parity.tolerances import tolerance
+from edgeinfer.spec import PreprocessSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def zoo_models():
+    spec = importlib.util.spec_from_file_location("zoo_models", ROOT / "tools/zoo_models.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["zoo_models"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def sensitive(tmp_path_factory):
+    """(module, spec, conversion, frames, torch runner, torch probs on the reference)."""
+    zm = zoo_models()
+    arch = zm.BY_NAME["mobilenet_v2"]
+    spec = arch.spec()
+    cal = load_frames("builtin:photo-calibration", spec, limit=64).frames
+    module = zm.built(arch, cal)
+    out = tmp_path_factory.mktemp("stages") / "mnv2.onnx"
+    res = convert(module, out, spec=spec, parity_data="builtin:photos")
+    frames = load_frames("builtin:photos", spec).frames
+    runner = TorchRunner(module, spec, True)
+    return module, spec, res, frames, runner, runner.run(frames)
+
+
+def test_prefix_output_name_is_the_graphs():
+    assert PREFIX_OUTPUT == GRAPH_PREFIX_OUTPUT
+
+
+def test_grey_levels_undo_scale_and_std():
+    spec = PreprocessSpec(size=(2, 2), scale=1 / 255, mean=(0.5, 0.4, 0.3),
+                          std=(0.2, 0.25, 0.5), layout="NHWC")
+    diff = np.zeros((1, 2, 2, 3))
+    diff[..., 2] = 1 / 255 / 0.5  # one grey level in the third channel
+    g = grey_levels(diff, spec)
+    np.testing.assert_allclose(g[..., 2], 1.0)
+    assert g[..., :2].max() == 0
+
+
+def test_sensitive_network_old_gate_refused_stage_gate_passes(sensitive):
+    module, spec, res, frames, runner, ref = sensitive
+    parity = res.metadata.parity
+    stages = {s["stage"]: s for s in parity["stages"]}
+    assert stages[PREPROCESSING]["passed"] and stages[PREPROCESSING]["max_abs"] < 0.05
+    assert stages[MODEL]["passed"] and stages[MODEL]["max_abs"] <= tolerance("onnx").max_abs
+    # the old gate: the framework on the reference pixels vs the artifact, one fp32 bound
+    probs = ArtifactRunner(str(res.path)).run(frames)
+    e2e = np.abs(probs - ref).max()
+    assert e2e > tolerance("onnx").max_abs, f"end-to-end {e2e:.2e}: not a sensitive network"
+    assert parity["vs_end_to_end"]["max_abs"] == pytest.approx(e2e, rel=1e-3)
+    with pytest.raises(ParityError):
+        gate(probs, "onnx-fp32", "onnx", "fp32", _frameset(frames), {"torch": ref},
+             lambda _m: None)
+
+
+def _frameset(frames):
+    from edgeinfer.parity.frames import FrameSet
+
+    return FrameSet("photos", frames)
+
+
+def _damaged(path: Path, how: str) -> bytes:
+    """The written artifact with one thing broken, as a wrong conversion would have it."""
+    m = onnx.load(path)
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    if how == "colour":  # the prefix's 1x1 colour/normalisation Conv with R and B swapped
+        conv = producer[producer[PREFIX_OUTPUT].input[0]]
+        assert conv.op_type == "Conv"
+        w = numpy_helper.to_array(inits[conv.input[1]])
+        inits[conv.input[1]].CopyFrom(numpy_helper.from_array(w[:, ::-1].copy(), conv.input[1]))
+    elif how == "resize":  # nearest instead of linear
+        node = next(n for n in g.node if n.op_type == "Resize")
+        for a in node.attribute:
+            if a.name == "mode":
+                a.s = b"nearest"
+    elif how == "weight":  # one output channel of the model's first conv zeroed
+        conv = next(n for n in g.node if n.op_type == "Conv" and PREFIX_OUTPUT in n.input)
+        w = numpy_helper.to_array(inits[conv.input[1]]).copy()
+        w[0] = 0
+        inits[conv.input[1]].CopyFrom(numpy_helper.from_array(w, conv.input[1]))
+    return m.SerializeToString()
+
+
+@pytest.mark.parametrize("how, stage", [("colour", PREPROCESSING), ("resize", PREPROCESSING),
+                                        ("weight", MODEL)])
+def test_broken_conversion_refused_at_its_stage(sensitive, how, stage):
+    module, spec, res, frames, runner, ref = sensitive
+    blob = _damaged(res.path, how)
+    checks = stage_checks(blob, spec, frames, runner, ref, framework="torch")
+    by = {c.stage: c for c in checks}
+    other = MODEL if stage == PREPROCESSING else PREPROCESSING
+    assert not by[stage].passed, by[stage].summary()
+    assert by[other].passed, by[other].summary()  # the other stage is not blamed
+    if stage == PREPROCESSING:
+        assert by[stage].max_abs > 5, "a real preprocessing mistake is many grey levels"
+    probs = ArtifactRunner(blob).run(frames)
+    with pytest.raises(ParityError, match=f"^artifact not written: {stage} stage"):
+        gate(probs, "onnx-fp32", "onnx", "fp32", _frameset(frames), {"torch": ref},
+             lambda _m: None, stages=checks)
+
+
+def test_prefix_runner_returns_the_deployed_probabilities(sensitive):
+    _module, spec, res, frames, _runner, _ref = sensitive
+    data = res.path.read_bytes()
+    pixels, probs = PrefixRunner(data).run(frames[:2])
+    assert pixels[0].shape == spec.model_input_shape(1)
+    np.testing.assert_array_equal(probs, ArtifactRunner(data).run(frames[:2]))
+    # appending the output leaves the original model intact for a protobuf parser
+    m = onnx.load_from_string(with_prefix_output(data))
+    assert [o.name for o in m.graph.output] == [OUTPUT_NAME, PREFIX_OUTPUT]
