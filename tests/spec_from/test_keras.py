@@ -1,0 +1,37 @@
+"""spec_from on Keras models: the size from the input, the leading Rescaling/Normalization
+through the one lifting path (converter/keras_preprocess.py), and convert(spec="auto")
+lifting them exactly once (the committed, really trained Fashion-MNIST Keras model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeinfer import spec_from
+from edgeinfer.converter.api import convert
+
+pytest.importorskip("keras")
+
+from tests.keras.conftest import KERAS_FILE, small_model  # noqa: E402
+
+
+def test_trained_keras_model_spec(tmp_path: Path) -> None:
+    import keras
+
+    model = keras.saving.load_model(KERAS_FILE, compile=False)
+    spec = spec_from(model)
+    assert (spec.size, spec.model_color, spec.layout) == ((28, 28), "GRAY", "NHWC")
+    a, b = spec.affine()
+    np.testing.assert_allclose(a, [1 / 255], rtol=1e-6)  # its Rescaling(1/255), lifted
+    np.testing.assert_allclose(b, [0.0], atol=1e-7)
+
+
+def test_convert_spec_auto_lifts_the_rescaling_once(tmp_path: Path) -> None:
+    r = convert(small_model("rescale"), tmp_path / "k.onnx", spec="auto",
+                parity_data="builtin:fashion-test", parity_limit=64)
+    a, _ = r.metadata.spec.affine()
+    np.testing.assert_allclose(a, [1 / 255], rtol=1e-6)  # not 1/255**2
+    assert r.metadata.provenance["spec_derived"]["source"] == "keras"
+    assert r.parity.top1_agreement == 1.0
