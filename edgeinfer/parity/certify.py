@@ -98,8 +98,8 @@ def explain(cmp: Comparison) -> str:
         return (f"{head}; at this rate no number of frames certifies top-1 agreement >= "
                 f"{bound:.0%} (95% lower bound {lo:.2%})")
     k, j = need
-    more = "all agreeing" if j == 0 else f"at most {j} disagreement{'s' * (j != 1)}"
-    return (f"{head}; to certify >= {bound:.0%} you need at least {k} frames with {more} "
+    more = ", all agreeing" if j == 0 else f" with at most {j} disagreement{'s' * (j != 1)}"
+    return (f"{head}; to certify >= {bound:.0%} you need at least {k} frames{more} "
             f"(95% lower bound now {lo:.2%})")
 
 

@@ -19,6 +19,7 @@ from edgeinfer.parity.certify import (
     PASS,
     certify,
     frames_needed,
+    frames_to_certify,
     qualified,
 )
 from edgeinfer.parity.frames import default_parity_data
@@ -51,9 +52,39 @@ def _int8(n: int, disagree: int):
 def test_one_disagreement_in_300_says_what_would_certify():
     """Issue 17: 299/300 (99.67%) was NOT CERTIFIED with a reason no user could act on."""
     cert = certify(_int8(300, 1))
-    assert cert.word == NOT_CERTIFIED and not cert.certified
-    assert cert.reason.startswith("1 of 300 frames disagree; to certify >= 99% you need at "
-                                  "least 878 frames with at most 3 disagreements")
+    assert (cert.word, cert.base, cert.certified) == (NOT_CERTIFIED, NOT_CERTIFIED, False)
+    assert cert.reason == ("1 of 300 frames disagree; to certify >= 99% you need at least 878 "
+                           "frames with at most 3 disagreements (95% lower bound now 98.14%)")
+    assert cert.line() == f"{NOT_CERTIFIED} - {cert.reason}"
+
+
+@pytest.mark.parametrize(("n", "d", "tail"), [
+    (200, 0, "381 frames, all agreeing (95% lower bound now 98.12%)"),
+    (500, 1, "726 frames with at most 2 disagreements (95% lower bound now 98.88%)"),
+    (600, 2, "878 frames with at most 3 disagreements"),  # the rate of 1 in 300
+])
+def test_reason_wording(n, d, tail):
+    assert certify(_int8(n, d)).reason.startswith(
+        f"{d} of {n} frames disagree; to certify >= 99% you need at least {tail}")
+
+
+def test_pass_has_no_reason():
+    cert = certify(_int8(2000, 0))
+    assert (cert.word, cert.base, cert.certified, cert.reason) == (PASS, PASS, True, "")
+    assert cert.line() == PASS
+
+
+def test_frames_to_certify_edges():
+    assert frames_to_certify(0.99) == 381 and isinstance(frames_to_certify(0.99), int)
+    assert frames_to_certify(0.1) == 1  # one agreeing frame already certifies 10%
+    assert frames_to_certify(0.99, cap=100) is None  # not reachable within the cap
+    assert frames_to_certify(1.0) is None
+
+
+def test_frames_needed_edges():
+    assert frames_needed(1.0, 0, 10) is None and frames_needed(0.99, 0, 0) is None
+    assert frames_needed(0.99, 0, 1) == (381, 0)
+    assert frames_needed(0.9999999, 0, 10) is None  # beyond ten million frames
 
 
 @pytest.mark.parametrize(("d", "n"), [(1, 300), (1, 500), (2, 300), (5, 1000), (0, 200)])
@@ -92,7 +123,9 @@ def test_nan_fails_and_extra_failures_fail():
     out[3, 2] = np.nan
     assert certify(compare(ref, out, tolerance("onnx", "int8"))).base == FAIL
     cert = certify(_int8(2000, 0), extra_failures=["accuracy drop 2.00% > 1.0%"])
-    assert cert.word == FAIL and "accuracy drop" in cert.reason
+    assert (cert.word, cert.reason) == (FAIL, "accuracy drop 2.00% > 1.0%")
+    two = certify(_int8(200, 3), extra_failures=["batch-size dependent"])
+    assert two.reason == "top-1 agreement 98.50% < 99% vs torch; batch-size dependent"
 
 
 def test_not_your_data_qualifies_pass_and_not_certified_never_fail():
