@@ -272,6 +272,7 @@ def test_cli_unexplained_and_unknown_rows(tmp_path, test_frames, small_source, t
     assert rep["device_unmatched"] == 7
     text = capsys.readouterr().out
     assert "verdict: unexplained disagreement" in text
+    assert "explains" in next(x for x in text.splitlines() if x.startswith("rank"))
     assert "7 of 71 device rows name no image" in text and "'elsewhere/0.png'" in text
     with csv_path.open("w", newline="") as fh:
         csv.writer(fh).writerows([rows[0]] + rows[-7:])

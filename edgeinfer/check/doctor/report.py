@@ -20,6 +20,10 @@ def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
+def _share(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
 def _score(c: CulpritRow) -> str:
     """A distribution_shift row scored 0 means "not indicated", not a measured 0.0%."""
     return "not seen" if c.name == "distribution_shift" and not c.score else _pct(c.score)
@@ -34,11 +38,16 @@ def table(res: DoctorResult) -> str:
     agree = "agree(1 run)" if device else "agree(ref)"
     show = not device or any(c.agreement is not None and c.agreement != c.score
                              for c in res.culprits)
+    # the part of the device's disagreement with the reference a culprit explains: the
+    # verdict names a culprit (or says "unexplained") on this number
+    share = device and any(c.share is not None for c in res.culprits)
     lines = [f"{'rank':<5}{'culprit':<23}{score:>17}{'accuracy':>10}"
-             + (f"{agree:>14}" if show else "") + f"{'BN fit':>9}  detail"]
+             + (f"{agree:>14}" if show else "") + (f"{'explains':>10}" if share else "")
+             + f"{'BN fit':>9}  detail"]
     for i, c in enumerate(res.culprits, 1):
         lines.append(f"{i:<5}{c.name:<23}{_score(c):>17}{_pct(c.accuracy):>10}"
                      + (f"{_pct(c.agreement):>14}" if show else "")
+                     + (f"{_share(c.share):>10}" if share else "")
                      + f"{_num(c.bn_fit):>9}  {c.detail}")
     return "\n".join(lines)
 
@@ -68,12 +77,12 @@ def markdown(res: DoctorResult, images: dict[str, str], note: str | None) -> str
     if "culprits" in images:
         out += [f"![culprits]({images['culprits']})", ""]
     score = "agrees with device" if d["mode"] == "device" else "predictions changed"
-    out += [f"| rank | culprit | {score} | accuracy | agreement | BN fit | variant | fix |",
-            "|---|---|---|---|---|---|---|---|"]
+    out += [f"| rank | culprit | {score} | accuracy | agreement | explains | BN fit | variant "
+            "| fix |", "|---|---|---|---|---|---|---|---|---|"]
     for i, c in enumerate(d["culprits"], 1):
         out.append(f"| {i} | `{c['name']}` | {_pct(c['score'])} | {_pct(c['accuracy'])} | "
-                   f"{_pct(c['agreement'])} | {_num(c['bn_fit'])} | {c['detail']} | "
-                   f"{c['fix']} |")
+                   f"{_pct(c['agreement'])} | {_share(c['share'])} | {_num(c['bn_fit'])} | "
+                   f"{c['detail']} | {c['fix']} |")
     if d["not_applicable"]:
         out += ["", "Not simulated separately:", ""]
         out += [f"- `{s['name']}` ({s['detail']}): {s['why']}" for s in d["not_applicable"]]
