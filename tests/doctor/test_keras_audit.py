@@ -33,6 +33,15 @@ def test_keras_audit_and_training_mode():
     sp = model_spec(src, spec)
     train = sim.run(Variant("train_mode", "", sp, mode="train_mode"), fs.frames[:32])
     assert train.probs is not None and train.probs.shape == (32, 10)
+    # at a device batch of 8 (calls in a given order) BN's batch statistics come close to
+    # the running ones: far more predictions agree with eval mode than at batch 1
+    # (measured 92% vs 12% on 40 frames)
+    order = np.random.default_rng(0).permutation(32)
+    b8 = Simulator(src, sp, order=order).run(
+        Variant("train_mode", "", sp, mode="train_mode", batch=8), fs.frames[:32])
+    ref = sim.run(Variant("none", "", sp), fs.frames[:32]).probs.argmax(-1)
+    assert b8.probs is not None, b8.error
+    assert (b8.probs.argmax(-1) == ref).mean() > (train.probs.argmax(-1) == ref).mean() + 0.3
     assert all(np.array_equal(a, b) for a, b in zip(before, src.module.get_weights(),
                                                     strict=True))
     wrong = sim.run(Variant("missing_scaling", "", replace(sp, scale=sp.scale * 255)),
