@@ -187,7 +187,7 @@ def select_output(module: nn.Module, spec: PreprocessSpec) -> tuple[nn.Module, s
     """(the module to convert, what its output is) after one forward on a zero input."""
     example = torch.zeros(spec.model_input_shape(1), dtype=torch.float32)
     try:
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: lazy layers would get inference tensors
             out = module(example)
     except Exception as e:  # noqa: BLE001 - user code: one line, the exporter says more
         msg = " ".join(str(e).split())[:200] or type(e).__name__
@@ -257,9 +257,10 @@ def torch_source(module: nn.Module, spec: PreprocessSpec, weights: str | Path | 
     report = lint(module)
     was_training = report.train_mode_modules > 0
     module.eval()
-    fingerprint = sha or weights_fingerprint(module)
     cls = f"{type(module).__module__}.{type(module).__qualname__}"
-    module, output = select_output(module, spec)
+    original = module
+    module, output = select_output(module, spec)  # its forward also initialises lazy layers
+    fingerprint = sha or weights_fingerprint(original)
     prov = {"framework": "torch", "framework_version": torch.__version__, "source": name,
             "class": cls,
             "weights": str(weights) if weights else None,

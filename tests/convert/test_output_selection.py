@@ -92,3 +92,14 @@ def test_a_tensor_output_is_left_alone() -> None:
     assert pick_output(torch.zeros(1, 3)) is None
     with pytest.raises(ConversionError, match="not a tensor"):
         pick_output("scores")
+
+
+def test_lazy_layers_are_initialised_by_the_probe(tmp_path: Path) -> None:
+    """A LazyLinear model used to fail with a traceback (its weights were fingerprinted
+    before any forward); the output probe's forward initialises it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.Flatten(),
+                          nn.LazyLinear(3))
+    r = convert(model, tmp_path / "lazy.onnx", spec=SPEC, parity_data="builtin:photos")
+    assert r.metadata.provenance["output"] == "tensor"
+    assert r.parity.max_abs <= tolerance("onnx", "fp32").max_abs
