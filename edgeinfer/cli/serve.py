@@ -21,6 +21,11 @@ def run_serve(args: argparse.Namespace) -> int:
                       max_inflight_bytes=int(args.max_inflight_mb * 2**20),
                       max_json_bytes=int(args.max_json_mb * 2**20),
                       body_timeout_s=args.body_timeout, http=args.http)
+    if args.ray:
+        from edgeinfer.serve.ray_serve import serve_ray
+
+        return serve_ray(args.artifacts, cfg, args.replicas, address=args.ray_address,
+                         announce=progress)
     from edgeinfer.serve.server import serve
 
     return serve(args.artifacts, cfg, log_level=args.log_level, access_log=args.access_log,
@@ -64,6 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="JSON part of a request (send large tensors as binary data)")
     p.add_argument("--http", choices=["auto", "h11"], default="auto",
                    help="HTTP parser: auto (httptools + uvloop when installed) or h11")
+    p.add_argument("--ray", action="store_true",
+                   help="serve on Ray Serve (the 'ray' extra): the same routes, N replicas")
+    p.add_argument("--replicas", type=positive, default=1, help="Ray Serve replicas (with --ray)")
+    p.add_argument("--ray-address", default=None,
+                   help="an existing Ray cluster (default: start one on 127.0.0.1)")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--access-log", action="store_true", help="log every request")

@@ -39,3 +39,20 @@ def test_serve_imports_no_framework() -> None:
 
 def test_missing_extra_names_the_install() -> None:
     assert "pip install 'edgeinfer[serve]'" in _run(MISSING)
+
+
+RAY_MISSING = """
+import sys
+sys.modules["ray"] = None  # an install without the ray extra
+from edgeinfer.errors import MissingExtraError
+try:
+    import edgeinfer.serve.ray_serve
+except MissingExtraError as e:
+    print(e)
+"""
+
+
+def test_ray_serve_lean_and_names_its_extra() -> None:
+    assert _run("import sys, edgeinfer.serve.ray_serve\nprint(sorted(m for m in ('torch', "
+                "'tensorflow', 'keras', 'onnx') if m in sys.modules))") == "[]"
+    assert "pip install 'edgeinfer[ray]'" in _run(RAY_MISSING)

@@ -1,0 +1,134 @@
+"""Scale-out on Ray Serve: the same Open Inference Protocol app, as N replicas.
+
+Why Ray Serve: it runs here without containers or Kubernetes (Triton and KServe do not),
+and it serves an ASGI app as is. Each replica builds the very app ``edgeinfer serve``
+runs (:func:`~edgeinfer.serve.app.create_app` on its own :class:`ModelSet`), so routes,
+codec, limits and metrics are identical; Ray's HTTP proxy spreads requests over the
+replicas and its controller replaces a replica that dies. Per replica the budgets of
+:class:`ServeConfig` apply (``max_queue`` becomes Ray's ``max_ongoing_requests`` too).
+
+Loopback only, by construction: Ray rewrites "127.0.0.1" in any cluster address to the
+machine's private address (``resolve_ip_for_localhost``), so even a driver started with
+``_node_ip_address="127.0.0.1"`` talked to the cluster on 192.0.2.2 and ``ray start``
+left the GCS listening on all interfaces (measured with ``ss``). Ray's single-machine
+mode (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, set here unless the caller set it) keeps
+every address on loopback: the cluster processes then listen on 127.0.0.1 only and no
+connection leaves it. A cluster started here is ``ray.init(_node_ip_address="127.0.0.1",
+include_dashboard=False)``; :func:`local_cluster` starts a head and more node processes
+on loopback (for tests and tools); the proxy listens on ``cfg.host`` (127.0.0.1 unless
+told otherwise).
+
+A request that was running in a replica when it died fails (the proxy answers 5xx or
+drops the connection); the client retries it once (tools/serve_ray.py measures this:
+docs/serve/ray.md). Needs the ``ray`` extra (``pip install 'edgeinfer[ray]'``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from edgeinfer.errors import ConfigError, require
+from edgeinfer.serve.config import ServeConfig
+
+#: Ray's single-machine mode: addresses stay on loopback (see the module docstring). Read
+#: by ray when it is imported, so it is set before the import below.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+for _k, _v in LOOPBACK_ENV.items():
+    os.environ.setdefault(_k, _v)
+
+require("ray", "ray", "edgeinfer serve --ray")
+
+from ray import serve  # noqa: E402 - after the extra check
+
+APP_NAME = "edgeinfer"
+
+
+class _Replica:
+    """One replica: loads the models and builds the app when Ray starts it."""
+
+    def __init__(self, artifacts: list[str], cfg: ServeConfig) -> None:
+        self._artifacts = artifacts
+        self._cfg = cfg
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from edgeinfer.serve.app import create_app
+        from edgeinfer.serve.models import ModelSet
+
+        return create_app(ModelSet.load(self._artifacts, self._cfg), self._cfg)
+
+
+def build(artifacts: Sequence[str | os.PathLike], cfg: ServeConfig, replicas: int,
+          num_cpus: float = 1.0) -> Any:
+    """The bound Ray Serve application (pass it to ``serve.run``)."""
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ConfigError(f"replicas must be a positive integer, got {replicas!r}")
+    paths = [os.fspath(os.path.abspath(a)) for a in artifacts]
+    for p in paths:
+        if not os.path.isfile(p):
+            raise ConfigError(f"artifact {p} does not exist: check the path")
+    ingress = serve.ingress()(_Replica)
+    dep = serve.deployment(ingress, name=APP_NAME, num_replicas=replicas,
+                           max_ongoing_requests=cfg.max_queue,
+                           ray_actor_options={"num_cpus": num_cpus},
+                           health_check_period_s=2, health_check_timeout_s=10,
+                           graceful_shutdown_timeout_s=cfg.timeout_s)
+    return dep.bind(paths, cfg)
+
+
+@contextlib.contextmanager
+def local_cluster(nodes: int = 2, cpus_per_node: int = 1) -> Iterator[str]:
+    """A real Ray cluster on 127.0.0.1: a head and ``nodes - 1`` more node processes (each
+    its own raylet), dashboard off; yields the address, shuts every process down after."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "node_ip_address": "127.0.0.1", "include_dashboard": False, "num_cpus": cpus_per_node})
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(node_ip_address="127.0.0.1", num_cpus=cpus_per_node)
+        yield cluster.address
+    finally:
+        cluster.shutdown()
+
+
+def serve_ray(artifacts: Sequence[str | os.PathLike], cfg: ServeConfig, replicas: int,
+              address: str | None = None, num_cpus: float = 1.0,
+              announce: Callable[[str], None] | None = None) -> int:
+    """Deploy on Ray Serve and block until SIGTERM/SIGINT; then shut the app down, exit 0.
+
+    ``address``: an existing cluster (``"127.0.0.1:6379"``); None starts a local one on
+    loopback for the life of this call.
+    """
+    import ray
+
+    app = build(artifacts, cfg, replicas, num_cpus)  # ConfigError before starting anything
+    if cfg.port == 0:
+        raise ConfigError("--ray needs a fixed --port (Ray's proxy cannot pick one)")
+    # The driver's own address too: without _node_ip_address it registers with the machine's
+    # private address and the cluster talks to it there (seen: 192.0.2.2), not on loopback.
+    if address:
+        ray.init(address=address, _node_ip_address="127.0.0.1", log_to_driver=False)
+    else:
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        url = f"http://{cfg.host}:{cfg.port}"
+        (announce or print)(f"serving on Ray Serve, {replicas} replica(s), on {url} (Open "
+                            f"Inference Protocol: {url}/v2/models/NAME/infer)")
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        serve.delete(APP_NAME)
+        serve.shutdown()
+        ray.shutdown()
+    return 0
