@@ -85,6 +85,7 @@ def test_frames_needed_edges():
     assert frames_needed(1.0, 0, 10) is None and frames_needed(0.99, 0, 0) is None
     assert frames_needed(0.99, 0, 1) == (381, 0)
     assert frames_needed(0.9999999, 0, 10) is None  # beyond ten million frames
+    assert frames_needed(0.99997, 0, 10)[0] > 100_000  # beyond frames_to_certify's own cap
 
 
 @pytest.mark.parametrize(("d", "n"), [(1, 300), (1, 500), (2, 300), (5, 1000), (0, 200)])

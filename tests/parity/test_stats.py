@@ -160,3 +160,54 @@ def test_preprocess_tolerance_picks_antialias_first():
     assert preprocess_tolerance("linear", True) is tolerance("preprocess", "antialias")
     assert preprocess_tolerance("cubic", False) is tolerance("preprocess", "cubic")
     assert preprocess_tolerance("linear", False) is tolerance("preprocess", "linear")
+
+
+# ---------------------------------------------------------------- what mutation testing found
+def test_defaults_and_edges_pinned():
+    """Each assertion here killed a surviving mutant (docs/mutation.md)."""
+    c = compare(_ref(), _ref(), TOL)
+    assert (c.reference, c.target) == ("reference", "target")
+    e = compare(np.zeros((0, 3)), np.zeros((0, 3)), TOL)
+    assert e.flips == 0
+    assert tolerance("onnx") is tolerance("onnx", "fp32")
+    assert accuracy(np.array([[0.2, 0.8]]), np.array([1]))["accuracy"] == 1.0
+    assert confusion(_ref(), np.array([0, 1, 1, 0])).dtype == np.int64
+
+
+def test_tolerance_bound_is_inclusive_in_both_places():
+    ref = _ref()
+    out = ref.copy()
+    out[0, 0] += 0.0625  # exactly representable: |d| == the bound
+    c = compare(ref, out, Tolerance(abs(out[0, 0] - ref[0, 0]), 0.5, ""))
+    assert c.passed and c.problems() == []
+
+
+def test_p99_is_not_the_max():
+    rng = np.random.default_rng(0)
+    ref = rng.dirichlet(np.ones(10), 200)
+    out = ref + rng.normal(0, 1e-3, ref.shape)
+    c = compare(ref, out, Tolerance(1.0, 0.0, ""))
+    diff = np.abs(ref - out)
+    assert c.p99_abs == pytest.approx(np.percentile(diff, 99)) and c.p99_abs < c.max_abs
+
+
+def test_topk_against_a_full_sort_on_ten_classes():
+    rng = np.random.default_rng(1)
+    ref, out = rng.dirichlet(np.ones(10), 300), rng.dirichlet(np.ones(10), 300)
+    rank = np.argsort(-out, -1)  # brute force: the reference class among the k best
+    for k in (1, 2, 5, 6):
+        want = float((rank[:, :k] == ref.argmax(-1)[:, None]).any(-1).mean())
+        assert topk_agreement(ref, out, k) == want
+    assert topk_agreement(ref, out) == float((rank[:, :5] == ref.argmax(-1)[:, None])
+                                             .any(-1).mean())
+
+
+def test_flip_pairs_limit_and_examples():
+    k = 6
+    ref = np.repeat(np.eye(k), k, axis=0)  # every (from, to) pair once, diagonal agreeing
+    out = np.tile(np.eye(k), (k, 1))
+    pairs = flip_pairs(ref, out, [str(i) for i in range(k)])
+    assert len(pairs) == 20 and all(p["count"] == 1 for p in pairs)  # 30 pairs, 20 shown
+    ref4 = np.repeat(np.eye(2)[:1], 4, axis=0)
+    out4 = np.repeat(np.eye(2)[1:], 4, axis=0)
+    assert flip_pairs(ref4, out4, ["a", "b"])[0]["examples"] == ["0", "1", "2"]
