@@ -14,7 +14,7 @@ from torch import nn
 
 from edgeinfer import ConversionError, PreprocessSpec
 from edgeinfer.converter.api import convert
-from edgeinfer.converter.frontend_torch import pick_output
+from edgeinfer.converter.frontend_torch import pick_output, select_output
 from edgeinfer.parity.tolerances import tolerance
 
 SPEC = PreprocessSpec(size=(32, 32), resize="shorter_crop", interpolation="linear",
@@ -49,10 +49,20 @@ class TwoHeads(nn.Module):
         return logits, aux  # plain tuple of two [N, 5]: ambiguous
 
 
-@pytest.mark.parametrize("out, desc", [("named", "Outputs.logits"),
-                                       ("dict", "dict.scores"), ("features", "tuple[0]")])
-def test_logits_are_picked_and_recorded(out: str, desc: str, tmp_path: Path) -> None:
-    model = TwoHeads(out)
+@pytest.mark.parametrize("out, desc", [("dict", "dict.scores"), ("features", "tuple[0]")])
+def test_select_output_picks_the_main_head(out: str, desc: str) -> None:
+    model = TwoHeads(out).eval()
+    wrapped, what = select_output(model, SPEC)
+    assert what.startswith(desc)
+    x = torch.from_numpy(SPEC.reference(np.full((40, 48, 3), 90, np.uint8)))
+    with torch.inference_mode():
+        torch.testing.assert_close(wrapped(x), model.head(model.body(x)))
+
+
+def test_logits_are_picked_and_recorded(tmp_path: Path) -> None:
+    """Through convert: a named tuple with an aux head (GoogLeNet/Inception style)."""
+    desc = "Outputs.logits"
+    model = TwoHeads("named")
     r = convert(model, tmp_path / "m.onnx", spec=SPEC, parity_data="builtin:photos")
     assert r.metadata.provenance["output"].startswith(desc)
     assert r.parity.max_abs <= tolerance("onnx", "fp32").max_abs
