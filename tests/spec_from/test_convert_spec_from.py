@@ -46,6 +46,14 @@ def test_spec_auto_reads_the_models_config(tmp_path: Path) -> None:
 def test_spec_auto_without_a_config_is_refused() -> None:
     with pytest.raises(SpecError, match="spec_from"):
         convert(nn.Sequential(nn.Flatten(), nn.LazyLinear(2)), "x.onnx", spec="auto")
+    with pytest.raises(SpecError, match="spec_from"):
+        convert("models/does_not_exist.onnx", "x.onnx", spec="auto")
+
+
+def test_spec_auto_on_a_bundled_model_is_its_own_spec() -> None:
+    from edgeinfer.converter.spec_from import for_convert
+
+    assert for_convert("fashion", "auto", None) == (None, None)
 
 
 def test_cli_spec_from_config_file(tmp_path: Path, capsys) -> None:

@@ -151,6 +151,11 @@ def for_convert(source: Any, spec: Any, spec_from_: Any, frame_color: str = "BGR
         return spec, None
     if spec_from_ is not None and spec is not None and not auto:
         raise SpecError("give spec= or spec_from=, not both")
+    if spec_from_ is None and isinstance(source, str):
+        from edgeinfer.converter.reference import REFERENCE_MODELS
+
+        if source in REFERENCE_MODELS:  # a bundled model: its own spec file
+            return None, None
     target = spec_from_ if spec_from_ is not None else source
     if spec_from_ is None and isinstance(source, (str, os.PathLike)) and not Path(
             source).is_dir():
