@@ -160,17 +160,24 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
             raise RequestError(f"Content-Encoding {enc[:30]!r} is not accepted: send the body "
                                "uncompressed", 415)
         length = request.headers.get("content-length")
+        reserved = 0
         if length is not None:
             n = parse_uint(length, "Content-Length")
             if n > limit:
                 raise RequestError(f"the body is {n} bytes, above the limit of {limit}", 413)
+            # Reserved whole, before reading: charging chunk by chunk let 8 concurrent 3 MiB
+            # uploads each take a share of a 16 MiB budget and then all fail with 503
+            # (measured, tools/serve_memory.py); reserved up front, 5 pass and 3 get 503.
+            ctx.charge.add(n, "the request body")
+            reserved = n
         chunks, size = [], 0
         async with asyncio.timeout(cfg.body_timeout_s):  # TimeoutError: 408 (ctx.reading)
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
                     raise RequestError(f"the body is more than {limit} bytes, the limit", 413)
-                ctx.charge.add(len(chunk), "the request body")
+                if size > reserved:  # chunked: charged as it arrives
+                    ctx.charge.add(size - max(reserved, size - len(chunk)), "the request body")
                 chunks.append(chunk)
         ctx.reading = False
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # the chunks die here

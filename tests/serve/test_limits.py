@@ -156,3 +156,30 @@ def test_connection_cap_503(fashion_artifact, jpegs) -> None:
                 s.close()
         time.sleep(0.2)
         assert httpx.post(f"{url}/predict", content=jpegs[0]).status_code == 200
+
+
+def test_declared_bodies_reserve_the_budget_whole(fashion_artifact) -> None:
+    """Three slow uploads of 400 KB (Content-Length declared) against a 1 MiB budget: two
+    reserve theirs and pass, the third is refused at once. Charged chunk by chunk, all three
+    were let in with a share each (here all three happened to finish; with 8 uploads of 3 MiB
+    against 16 MiB all 8 failed half way, tools/serve_memory.py)."""
+    cfg = ServeConfig(port=0, max_body_bytes=512 * 1024, max_inflight_bytes=1 << 20,
+                      timeout_s=20)
+    body = b'{"inputs": [{"name": "frame", "datatype": "UINT8", "shape": [1, 1, 1, 3], ' \
+           b'"data": [1, 2, 3]}]' + b" " * 400_000 + b"}"
+    with serve_in_thread([fashion_artifact], cfg) as url:
+
+        async def three() -> list[int]:
+            async def slow(delay: float):
+                yield body[:300_000]
+                await asyncio.sleep(delay)
+                yield body[300_000:]
+
+            async with httpx.AsyncClient(timeout=20) as c:
+                rs = await asyncio.gather(*(
+                    c.post(f"{url}/v2/models/fashion/infer", content=slow(0.5 + 0.3 * i),
+                           headers={"content-length": str(len(body))}) for i in range(3)))
+            return sorted(r.status_code for r in rs)
+
+        assert asyncio.run(three()) == [200, 200, 503]
+        assert _inflight(url) == 0
