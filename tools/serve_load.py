@@ -55,6 +55,14 @@ def cpu_model() -> str:
     return m[1].strip() if m else platform.processor()
 
 
+def _stack() -> str:
+    """What uvicorn's http="auto" picks here: httptools + uvloop when installed, else h11."""
+    import importlib.util
+
+    fast = all(importlib.util.find_spec(m) for m in ("httptools", "uvloop"))
+    return "httptools + uvloop" if fast else "h11"
+
+
 def load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
@@ -346,7 +354,7 @@ def markdown(doc: dict) -> str:
     lines = ["# `edgeinfer serve` under load (loopback)", "",
              f"Run {doc['date']} on {env['cpu']} ({env['cpus']} CPUs, flags: "
              f"{', '.join(env['cpu_flags'])}), Python {env['python']}, HTTP stack: uvicorn "
-             f"(h11) + starlette. Load average at start {env['load_start']}, at end "
+             f"({_stack()}) + starlette. Load average at start {env['load_start']}, at end "
              f"{env['load_end']}. Client (tritonclient.http, {CLIENTS} connections) and "
              "server share the same CPUs. Server: `--threads 1 --workers 2`; requests: one "
              "real JPEG each, binary BYTES input, top-1 classification output (checked "
