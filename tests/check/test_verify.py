@@ -239,6 +239,7 @@ def test_one_artifact_gets_one_word_from_every_command(int8, pack, capsys):
     assert rc == 0 and last.startswith(f"{word}:") and why in last
     rc, out, _ = _cli(capsys, "info", int8)
     assert rc == 0 and f"parity:     {word} on {N} frames" in out and why in out
+    assert "int8:       target x86-vnni, QDQ U8S8, 8-bit weights, per-channel" in out
     with serve_in_thread([int8], ServeConfig(port=0)) as url:
         meta = httpx.get(f"{url}/v2/models/{Path(int8).stem}").json()
     assert meta["parameters"]["certification"] == word
