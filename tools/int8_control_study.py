@@ -60,7 +60,8 @@ def build_rows(a: argparse.Namespace, cal: list[np.ndarray]) -> dict[str, bytes]
         name, path = item.split("=", 1)
         rows[name] = Path(path).read_bytes()
     if a.tune:
-        tune = load_frames(a.tune, meta.spec, class_names=meta.labels).frames
+        tune = load_frames(a.tune, meta.spec, limit=a.tune_limit,
+                           class_names=meta.labels).frames
         for fmt, src in (("ONNX", a.onnx), ("TFLite", a.tflite)):
             name = f"{fmt} int8 --min-agreement {a.min_agreement}"
             cached = Path(a.out) / f"controlled-{fmt.lower()}.bin"
@@ -98,7 +99,9 @@ def controlled_from_artifact(path: str, cal: list[np.ndarray], tune: list[np.nda
             return wrap(q.build(keep))
 
     _model, res = control(Build(), lambda m, fr: ArtifactRunner(m).run(fr), data, tune,
-                         heldout=a.tune, min_agreement=a.min_agreement, say=print)
+                         heldout=a.tune, min_agreement=a.min_agreement, say=print,
+                         target=a.target_best if path.endswith(".onnx") else None,
+                         fmt="onnx" if path.endswith(".onnx") else "tflite")
     meta.provenance["int8_control"] = res.to_dict()  # wrap() reads this same object
     meta.provenance["quantize"] = "int8"
     out = wrap(q.build(res.final.kept_float))
@@ -126,6 +129,7 @@ def main() -> None:
     ap.add_argument("--controlled", nargs="*")
     ap.add_argument("--target-best", default="x86-vnni")
     ap.add_argument("--tune", help="run the control loop here on this TUNE data set")
+    ap.add_argument("--tune-limit", type=int, help="the first N frames of --tune")
     ap.add_argument("--min-agreement", type=float, default=0.99)
     ap.add_argument("--runs", type=int, default=100)
     a = ap.parse_args()

@@ -136,28 +136,52 @@ _SIGNATURES = ("_FrameSignature", "_ResizedSignature")
 _SIG = "{signature}"
 
 
-def compute_ops(model: bytes) -> list[str]:
-    """The weighted ops outside the prefix, in graph order, one name per layer: the op's
-    scope (output tensor names) with the signature's class name replaced by ``{signature}``,
-    so that keeping a layer float keeps it float in both signatures."""
+def compute_ops(model: bytes) -> dict[str, list[str]]:
+    """The weighted ops outside the prefix, in graph order, one name per layer, each with
+    its group: the layer's op and the ops after it up to the next weighted op (activation,
+    residual ADD, MEAN ...), which must stay float with it or their quantisation remains.
+    A name is the op's scope (output tensor names) with the signature's class name
+    replaced by ``{signature}``, so that a layer kept float is float in both signatures."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    out: list[str] = []
+    out: dict[str, list[str]] = {}
     for sg in obj.subgraphs:
+        current: list[str] | None = None
         for op in sg.operators:
-            code = flatbuffer_utils.get_builtin_code_from_operator_code(
-                obj.operatorCodes[op.opcodeIndex])
-            if names.get(code) not in COMPUTE_OPS:
-                continue
+            code = names.get(flatbuffer_utils.get_builtin_code_from_operator_code(
+                obj.operatorCodes[op.opcodeIndex]), "")
             name = ";".join(_tname(sg.tensors[i].name) for i in op.outputs)
             for sig in _SIGNATURES:
                 name = name.replace(sig, _SIG)
-            if PREFIX_SCOPE not in name and name not in out:
-                out.append(name)
+            if PREFIX_SCOPE in name or SOFTMAX_SCOPE in name or code == "SOFTMAX":
+                continue
+            if code in COMPUTE_OPS:
+                current = out.setdefault(name, [])
+            if current is not None and name not in current:
+                current.append(name)
     return out
+
+
+def layer_label(name: str) -> str:
+    """A readable layer name from a candidate's scope: the module attribute path of its
+    Conv/Linear (``MBConvBlock_3/Conv2d..__depthwise_conv`` -> ``3._depthwise_conv``)."""
+    import re
+
+    weighted = re.compile(r"Conv|Linear")
+    parts = [p for p in name.split(";") if "/" in p]
+    pick = next((p for p in reversed(parts) if weighted.search(p)), parts[-1] if parts else name)
+    comps = pick.split("/")[2:] or pick.split("/")
+    last = max((i for i, c in enumerate(comps) if weighted.search(c.rsplit(".", 1)[-1])),
+               default=len(comps) - 1)
+
+    def attr(c: str) -> str:
+        cls = c.rsplit(".", 1)[-1]
+        return cls.split("_", 1)[1] if "_" in cls else cls
+
+    return ".".join(attr(c) for c in comps[:last + 1]) or name
 
 
 def _scope_regex(name: str) -> str:
@@ -190,9 +214,9 @@ class TfliteInt8:
 
         self.model, self.per_channel, self.say = model, per_channel, progress
         self.float_model = unshare_biases(model)
-        self.candidates = compute_ops(model)
-        self.labels = {c: c.split(";")[-2 if c.count(";") else -1].rsplit("/", 1)[-1] or c
-                       for c in self.candidates}
+        self.groups = compute_ops(model)
+        self.candidates = list(self.groups)
+        self.labels = {c: layer_label(c) for c in self.candidates}
         q = _int8_recipe_quantizer(self.float_model, per_channel)
         data = calibration_inputs(spec, frame_hw, frames)
         try:
@@ -221,7 +245,7 @@ class TfliteInt8:
             raise ConversionError(f"cannot keep {', '.join(unknown[:3])} float: not a "
                                   "weighted op of this model")
         q = _int8_recipe_quantizer(self.float_model, self.per_channel)
-        for name in keep_float:
+        for name in (m for k in keep_float for m in self.groups[k]):
             q.update_quantization_recipe(
                 regex=_scope_regex(name),
                 operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,

@@ -122,3 +122,17 @@ def test_held_out_split_never_measures_calibrated_frames():
     parity = a[:6] + extra
     assert all(parity[i].tobytes() not in keys for i in held)
     assert {6, 7, 8} <= set(held) and len(held) == 6 and len(cal) == 7
+
+
+def test_info_shows_the_layers_kept_float_and_why(controlled, capsys):
+    assert main(["info", str(controlled.path)]) == 0
+    out = capsys.readouterr().out
+    n = len(controlled.metadata.provenance["int8_control"]["kept_float"])
+    assert f"{n} of " in out and "layers kept float" in out and "99.30%" in out
+
+
+def test_int8_without_target_says_what_the_default_costs(fashion_int8):
+    q = json.loads({p.key: p.value for p in
+                    onnx.load_model(fashion_int8).metadata_props}[KEY_QUANTIZATION])
+    assert q["target"] == "x86-avx2" and q["reduce_range"] is True
+    assert "no --target" in q["target_note"] and "--target" in q["target_note"][12:]
