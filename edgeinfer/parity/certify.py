@@ -114,9 +114,3 @@ def certify(cmp: Comparison, data_note: str | None = None,
     if bound < 1.0 and lo < bound:
         return Certification(qualified(NOT_CERTIFIED, data_note), NOT_CERTIFIED, explain(cmp))
     return Certification(qualified(PASS, data_note), PASS, "")
-
-
-def uncertified(cmp: Comparison) -> str | None:
-    """Why a passing comparison cannot certify its agreement bound, or None when it can."""
-    c = certify(cmp)
-    return c.reason if c.base == NOT_CERTIFIED else None
