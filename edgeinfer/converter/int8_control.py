@@ -15,8 +15,11 @@ ai-edge-quantizer's NO_QUANTIZE recipe entries (TFLite) behind one ``build(keep_
    variation between fp32 and int8 probabilities) on the worst held-out frames;
 4. build with the ``max_float`` best-ranked layers float: if even that misses, refuse in one
    line naming what to try (no point in walking the steps);
-5. otherwise add the ranked layers one at a time, measuring agreement, size and 1-thread
-   latency after each, and stop at the first step that meets the target.
+5. otherwise add the ranked layers one at a time (up to ``LINEAR``), then bisect the ranked
+   prefix between the last miss and ``max_float``, measuring agreement, size and 1-thread
+   latency at each step; keep the fewest that meet the target. Bisection assumes the
+   agreement grows with the prefix, which holds only roughly (EfficientNet-Lite0: 2 layers
+   float 99.0%, 3 layers 98.3%), so the count found is the fewest up to that noise.
 
 The target is judged on the interval's LOWER bound, so a held-out set too small to show it
 (0.99 needs at least 381 frames, all agreeing) is refused before any work. Calibration is
@@ -38,6 +41,7 @@ from edgeinfer.parity.stats import wilson
 
 Progress = Callable[[str], None]
 RANK_FRAMES = 32  # worst held-out frames the ranking is measured on
+LINEAR = 3  # layers added one at a time before the loop bisects the ranked prefix
 LATENCY_RUNS = 20
 
 
@@ -107,8 +111,11 @@ class ControlResult:
 
     def lines(self) -> list[str]:
         """One line per step, for the terminal."""
+        return self.lines_of(self.steps)
+
+    def lines_of(self, steps: list[Step]) -> list[str]:
         out = []
-        for s in self.steps:
+        for s in steps:
             lo, hi = s.ci95
             lat = (f", {s.latency_ms:.2f} ms ({s.latency_ms / self.fp32_latency_ms:.2f}x fp32)"
                    if s.latency_ms and self.fp32_latency_ms else "")
@@ -186,16 +193,26 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
         res.steps.append(s_cap)
         res.wall_s = time.perf_counter() - t0
         raise ParityError(refusal(res, s_cap))
-    for k in range(1, cap + 1):
-        if k == cap:
-            model, s = model_cap, s_cap
-            s.added = order[k - 1]
-        else:
-            model, s, _ = step(order[:k], order[k - 1])
-        res.steps.append(s)
-        say(res.lines()[-1])
-        if s.meets:
-            break
+    models = {cap: model_cap}
+    s_cap.added = order[cap - 1]
+    tried = {cap: s_cap}
+
+    def probe(k: int) -> bool:
+        if k not in tried:
+            models[k], tried[k], _ = step(order[:k], order[k - 1])
+            say(res.lines_of([tried[k]])[0])
+        return tried[k].meets
+
+    # one layer at a time while few are needed (the usual case), then bisect the ranked
+    # prefix: O(log n) quantisations instead of n (each costs a build and a held-out run)
+    hi = next((k for k in range(1, min(LINEAR, cap) + 1) if probe(k)), None)
+    if hi is None:
+        lo, hi = min(LINEAR, cap), cap
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if probe(mid) else (mid, hi)
+    res.steps += [tried[k] for k in sorted(tried) if k <= hi]
+    model = models[hi]
     return _finish(model, res, t0, say)
 
 

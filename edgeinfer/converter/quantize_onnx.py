@@ -228,13 +228,17 @@ class OnnxInt8:
         #: of 600 photos; with whole groups float it is the fp32 graph.
         self.groups: dict[str, list[str]] = {}
         current: list[str] | None = None
+        pending: list[str] = []  # nodes before the first compute node (a Pad): its group
         for n in pre.graph.node:
             if n.name in base:
                 continue
             if n.name in self.candidates:
-                current = self.groups.setdefault(n.name, [n.name])
+                current = self.groups.setdefault(n.name, [n.name, *pending])
+                pending = []
             elif current is not None:
                 current.append(n.name)
+            else:
+                pending.append(n.name)
         inits = {i.name for i in pre.graph.initializer}
         #: node name -> a name a person can read: its weight's name (``blocks.3.conv``)
         self.labels = {n.name: next((i.removesuffix(".weight") for i in n.input[1:]

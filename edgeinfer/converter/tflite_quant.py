@@ -150,6 +150,7 @@ def compute_ops(model: bytes) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for sg in obj.subgraphs:
         current: list[str] | None = None
+        pending: list[str] = []  # ops before the first weighted op (a PAD): its group
         for op in sg.operators:
             code = names.get(flatbuffer_utils.get_builtin_code_from_operator_code(
                 obj.operatorCodes[op.opcodeIndex]), "")
@@ -160,7 +161,11 @@ def compute_ops(model: bytes) -> dict[str, list[str]]:
                 continue
             if code in COMPUTE_OPS:
                 current = out.setdefault(name, [])
-            if current is not None and name not in current:
+                current += [p for p in pending if p not in current]
+                pending = []
+            if current is None:
+                pending.append(name)
+            elif name not in current:
                 current.append(name)
     return out
 
