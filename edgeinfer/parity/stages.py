@@ -148,6 +148,19 @@ class PrefixRunner:
                         else np.zeros((0, 0)))
 
 
+def prefix_runner(model: bytes | bytearray | memoryview,
+                  threads: int | None = None) -> PrefixRunner | None:
+    """A PrefixRunner, or None when the graph has no ``PREFIX_OUTPUT`` tensor: onnxruntime's
+    int8 quantiser renames the tensors it touches, and an ONNX file from elsewhere has none.
+    Then the stages are not measured and the end-to-end comparisons judge alone."""
+    if PREFIX_OUTPUT.encode() not in bytes(model):
+        return None
+    try:
+        return PrefixRunner(model, threads)
+    except Exception:  # noqa: BLE001 - onnxruntime's Fail: the name is there but no tensor
+        return None
+
+
 # ---------------------------------------------------------------- the stages
 def grey_levels(diff: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """|model-input difference| [N, ...] in grey levels of the 0..255 frame: y = (x*scale -
@@ -211,8 +224,12 @@ def stage_checks(model: bytes, spec: PreprocessSpec, frames: Sequence[np.ndarray
                  framework: str = "framework",
                  say: Callable[[str], None] | None = None) -> list[StageCheck]:
     """Preprocessing, model and (when ``source_probs`` is given) end-to-end for an ONNX
-    artifact; ``source`` is the framework runner (a ``ReferencePreprocessed``)."""
-    pixels, probs = PrefixRunner(model).run(frames)
+    artifact; ``source`` is the framework runner (a ``ReferencePreprocessed``). Empty when
+    the artifact has no prefix output (:func:`prefix_runner`)."""
+    runner = prefix_runner(model)
+    if runner is None:
+        return []
+    pixels, probs = runner.run(frames)
     tol = tolerance(fmt, dtype)
     checks = [preprocessing_stage(spec, frames, pixels, f"{target} prefix"),
               model_stage(framework_on(source, pixels), probs, tol,
@@ -223,6 +240,25 @@ def stage_checks(model: bytes, spec: PreprocessSpec, frames: Sequence[np.ndarray
     for c in checks:
         (say or (lambda _m: None))(c.summary())
     return checks
+
+
+def stage_row(c: StageCheck) -> tuple[str, str, str, str]:
+    """(name, max |diff| with its unit, bound, verdict): one table row in every report."""
+    unit = " grey" if c.unit == GREY else ""
+    bound = f"<= {c.bound:.2g}{unit}" if c.bound is not None else "not judged"
+    return f"{c.stage} stage", f"{c.max_abs:.2g}{unit}", bound, c.verdict
+
+
+def markdown_table(checks: Sequence[StageCheck]) -> list[str]:
+    """The stages as a Markdown table (ladder and verify reports)."""
+    if not checks:
+        return []
+    out = ["| stage | compared | max \\|diff\\| | bound | verdict |", "|---|---|---|---|---|"]
+    for c in checks:
+        name, worst, bound, verdict = stage_row(c)
+        out.append(f"| {c.stage} | {c.target} vs {c.reference} | {worst} | {bound} | "
+                   f"{verdict} |")
+    return out
 
 
 def failures(checks: Sequence[StageCheck]) -> list[str]:

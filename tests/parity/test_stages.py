@@ -152,3 +152,41 @@ def test_prefix_runner_returns_the_deployed_probabilities(sensitive):
     # appending the output leaves the original model intact for a protobuf parser
     m = onnx.load_from_string(with_prefix_output(data))
     assert [o.name for o in m.graph.output] == [OUTPUT_NAME, PREFIX_OUTPUT]
+
+
+# ---------------------------------------------------------------- ladder and verify
+def test_ladder_judges_the_same_stages(sensitive, tmp_path):
+    from edgeinfer.check.ladder.run import run_ladder
+
+    module, spec, res, _frames, _runner, _ref = sensitive
+    good = run_ladder(module, [res.path], "builtin:photos", spec=spec, timing=False,
+                      consistency_frames=4)
+    step = good.steps[1]
+    assert [c.stage for c in step.stages] == [PREPROCESSING, MODEL, "end-to-end"]
+    assert step.vs_source.max_abs > tolerance("onnx").max_abs  # what the old ladder failed on
+    assert good.passed, good.verdict()
+    assert "preprocessing stage" in good.table()
+    bad = tmp_path / "colour.onnx"
+    bad.write_bytes(_damaged(res.path, "colour"))
+    broken = run_ladder(module, [bad], "builtin:photos", spec=spec, timing=False,
+                        consistency_frames=4)
+    assert broken.first_failure.failures[0].startswith("preprocessing stage")
+
+
+def test_verify_measures_preprocessing_on_the_device(sensitive, tmp_path):
+    from edgeinfer.check.verify.pack import build_pack
+    from edgeinfer.check.verify.run import verify
+    from edgeinfer.parity.pack import write_pack
+
+    module, spec, res, _frames, _runner, _ref = sensitive
+    pack = write_pack(build_pack(module, "builtin:photos", spec=spec), tmp_path / "p.pack")
+    good = verify(res.path, pack, latency_runs=2)
+    by = {c.stage: c for c in good.stages}
+    assert by[PREPROCESSING].passed and by[PREPROCESSING].max_abs < 0.05
+    # the model stage on the device is the artifact vs the pack's framework outputs
+    assert by[MODEL].max_abs == pytest.approx(good.steps[0].comparison.max_abs)
+    bad = tmp_path / "colour.onnx"
+    bad.write_bytes(_damaged(res.path, "colour"))
+    broken = verify(bad, pack, latency_runs=2)
+    assert broken.verdict == "FAIL"
+    assert any(n.startswith("preprocessing stage") for n in broken.steps[0].notes)

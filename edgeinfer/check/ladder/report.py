@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeinfer.check.ladder.run import LadderResult, Step
 from edgeinfer.check.report_files import write_bundle
+from edgeinfer.parity.stages import markdown_table as stage_table
 
 MAX_MATRIX_CLASSES = 20  # flip/confusion plots show at most this many classes
 
@@ -115,6 +116,8 @@ def _step_details(s: Step, images: dict[str, str]) -> list[str]:
     d: list[str] = []
     if s.path and s.name != "source":
         d.append(f"Artifact: `{Path(s.path).name}`; parent step: {s.parent}.")
+    if s.stages:  # parity/stages.py: the same stage names as convert's gate and verify
+        d += ["", *stage_table(s.stages), ""]
     for f in s.failures:
         d.append(f"- **FAIL**: {f}")
     for f in s.inherited:

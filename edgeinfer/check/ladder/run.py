@@ -27,6 +27,7 @@ from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
 from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.int8_layers import Int8Layers, int8_layers
 from edgeinfer.parity.runners import ArtifactRunner
+from edgeinfer.parity.stages import StageCheck, failures, stage_checks, stage_row
 from edgeinfer.parity.stats import Comparison, accuracy, compare, confusion, flip_matrix, flip_pairs
 from edgeinfer.parity.targets import kept_float_line
 from edgeinfer.parity.timing import median_ms
@@ -160,6 +161,7 @@ class Step:
     confusion: np.ndarray | None = None  # K x K: row = true label, column = prediction
     uncertified: str | None = None  # why vs_source cannot certify its bound (parity.certify)
     kept_float: str | None = None  # int8 control: layers kept float and why
+    stages: list[StageCheck] = field(default_factory=list)  # ONNX rungs (parity/stages.py)
 
     @property
     def passed(self) -> bool:
@@ -175,8 +177,10 @@ class Step:
         return NOT_CERTIFIED if self.uncertified else PASS
 
     def to_dict(self) -> dict[str, Any]:
-        skip = ("flip_matrix", "abs_errors", "confusion", "diagnosis", "vs_parent", "vs_source")
+        skip = ("flip_matrix", "abs_errors", "confusion", "diagnosis", "vs_parent", "vs_source",
+                "stages")
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        d["stages"] = [c.to_dict() for c in self.stages]
         d["vs_parent"] = self.vs_parent.to_dict() if self.vs_parent else None
         d["vs_source"] = self.vs_source.to_dict() if self.vs_source else None
         d["diagnosis"] = self.diagnosis.to_dict() if self.diagnosis else None
@@ -257,6 +261,7 @@ def ladder_table(res: LadderResult) -> str:
             rows.append((*lead, f"{st.max_abs:.1e}", f"{st.p99_abs:.1e}",
                          f"{st.top1_agreement:.2%}", f"{st.top5_agreement:.2%}",
                          str(st.flips), *tail))
+        rows += [("", n, w, b, *[""] * 8, v) for n, w, b, v in map(stage_row, s.stages)]
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     notes = [f"{s.name}: {s.kept_float}" for s in res.steps if s.kept_float]
@@ -266,7 +271,9 @@ def ladder_table(res: LadderResult) -> str:
 
 def _judge(step: Step, parent: Step | None) -> None:
     own = list(step.vs_parent.problems()) if step.vs_parent else []
-    if step.vs_source is not None and not step.vs_source.passed:
+    own += failures(step.stages)  # fp32 whose stages pass: end-to-end reported, not judged
+    by_stage = bool(step.stages) and step.dtype == "fp32" and not own
+    if step.vs_source is not None and not step.vs_source.passed and not by_stage:
         if parent is not None and not parent.passed:
             step.inherited.append(f"inherits {parent.name}'s difference from the source")
         elif step.vs_parent is None or step.vs_parent.reference != step.vs_source.reference:
@@ -373,6 +380,9 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
                               probs[j] if j >= 0 else None, frames, labels, sub,
                               batch_sizes, timing)
         _accuracy_verdict(step, src_step)
+        if r.model is not None and getattr(src_runner, "spec", None) == spec:
+            step.stages = stage_checks(r.model, spec, frames.frames, src_runner, probs_src,
+                                       r.format, r.dtype, r.name, "source")
         _judge(step, steps[1 + j] if j >= 0 else src_step)
         say(f"{r.name} consistency", 1, 1)
         want = diagnose == "always" or (diagnose == "auto" and bool(step.failures))

@@ -12,6 +12,8 @@ import numpy as np
 
 from edgeinfer.check.report_files import write_bundle
 from edgeinfer.check.verify.run import VerifyResult
+from edgeinfer.parity.stages import markdown_table as stage_table
+from edgeinfer.parity.stages import stage_row
 
 
 def table(result: VerifyResult) -> str:
@@ -41,6 +43,9 @@ def text_table(result: VerifyResult) -> str:
         rows.append(f"{s.name:<9}{c.target:<26}{c.reference:<14}{c.n:>6}  {c.max_abs:<9.2e}"
                     f"{c.p99_abs:<9.1e}{top1:<26}{c.top5_agreement:<9.2%}{c.flips:<6}"
                     f"{s.verdict}")
+    for c in result.stages:  # parity/stages.py: the names convert's gate and check use
+        name, worst, bound, verdict = stage_row(c)
+        rows.append(f"{name:<22}{worst:<16}{bound:<18}{verdict}")
     return "\n".join(rows)
 
 
@@ -54,7 +59,7 @@ def markdown(result: VerifyResult, images: dict[str, str] | None = None,
            f"- machine: {m['machine']} ({m['target']}), Python {m['python']}, CPU flags "
            f"{', '.join(m['cpu_flags']) or '-'}, load average "
            f"{', '.join(f'{v:.2f}' for v in m['load_average'])}", "",
-           table(result), ""]
+           table(result), "", *stage_table(result.stages), ""]
     for s in result.steps:
         for n in s.notes:
             out.append(f"- {s.name}: {n}")

@@ -32,6 +32,13 @@ from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
 from edgeinfer.parity.pack import ParityPack, read_pack
 from edgeinfer.parity.runners import ArtifactRunner
+from edgeinfer.parity.stages import (
+    StageCheck,
+    failures,
+    model_stage,
+    prefix_runner,
+    preprocessing_stage,
+)
 from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs
 from edgeinfer.parity.targets import kept_float_line, machine_target, target_warning
 from edgeinfer.parity.timing import summarize, time_calls, warm_up
@@ -77,6 +84,7 @@ class VerifyResult:
     reference: np.ndarray
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. int8 layers kept float, and why
+    stages: list[StageCheck] = field(default_factory=list)  # device_stages()
 
     @property
     def verdict(self) -> str:
@@ -104,7 +112,8 @@ class VerifyResult:
                 "accuracy": self.accuracy, "decode": self.decode,
                 "consistency": self.consistency, "latency_ms": self.latency_ms,
                 "peak_rss_mb": self.peak_rss_mb, "warnings": self.warnings,
-                "flips": self.flips, "seconds": self.seconds}
+                "flips": self.flips, "seconds": self.seconds,
+                "stages": [c.to_dict() for c in self.stages]}
 
 
 def judge(name: str, cmp: Comparison, extra: list[str] | None = None) -> VerifyStep:
@@ -229,6 +238,10 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
         if bound is not None and drop > bound.max_abs:
             extra.append(f"accuracy drop {drop:.2%} > {bound.max_abs:.1%}")
     steps = [judge("artifact", cmp, extra)]
+    stages = device_stages(data, fmt, dtype, pack, probs, tol, ref_name, threads)
+    if failures(stages):
+        steps[0].notes += failures(stages)
+        steps[0].verdict = FAIL
     cons = consistency(runner, pack.frames, probs)
     for key, value in cons.items():
         if value > tolerance("consistency", key).max_abs:
@@ -251,4 +264,31 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
         accuracy=acc, decode=decode, consistency=cons, latency_ms=lat, peak_rss_mb=rss,
         warnings=warns, flips=flip_pairs(pack.reference, probs, pack.labels, pack.ids),
         probs=probs, reference=pack.reference, seconds=time.perf_counter() - t0,
-        notes=[n for n in [kept_float_line(meta.provenance)] if n])
+        notes=[n for n in [kept_float_line(meta.provenance)] if n], stages=stages)
+
+
+def device_stages(data: bytes, fmt: str, dtype: str, pack: ParityPack, probs: np.ndarray,
+                  tol: Any, ref_name: str, threads: int | None) -> list[StageCheck]:
+    """The stages of convert's gate that this device can measure without the framework.
+
+    preprocessing (ONNX): this device's prefix output vs this device's numpy/OpenCV
+    reference, in grey levels: complete, the same check as convert's. A TFLite artifact
+    does not expose its prefix output, nor does an int8 ONNX one whose quantiser renamed
+    it: not measured.
+    model: the artifact vs the pack's framework outputs, with the artifact's bound (the
+    ``artifact`` step's numbers). The pack's framework saw the workstation's reference
+    pixels and the artifact its own, so this shows that the device's kernels reproduce the
+    framework, but it cannot separate the model from the rounding of the preprocessing:
+    on a network so sensitive that convert reported an end-to-end figure above the bound
+    (and judged it stage by stage), this stage fails here by the same amount.
+    """
+    out = []
+    prefix = prefix_runner(data, threads) if fmt == "onnx" else None
+    if prefix is not None:
+        pixels, _ = prefix.run(pack.frames)
+        out.append(preprocessing_stage(pack.spec, pack.frames, pixels,
+                                       f"{fmt}-{dtype} prefix (this device)",
+                                       "numpy/OpenCV reference (this device)"))
+    out.append(model_stage(pack.reference, probs, tol, f"{ref_name} on reference pixels "
+                           "(pack)", f"{fmt}-{dtype}"))
+    return out
