@@ -46,6 +46,11 @@ def build_rows(a: argparse.Namespace, cal: list[np.ndarray]) -> dict[str, bytes]
     with OnnxInt8(fp32, cal, target=a.target_best) as q:
         rows[f"ONNX int8 --target {a.target_best}"] = with_metadata(
             q.build(), meta).SerializeToString()
+        node = {v: k for k, v in q.labels.items()}
+        for layers in a.keep_float or []:  # fixed float layers, by readable name
+            keep = [node[x] for x in layers.split(",")]
+            rows[f"ONNX int8 --target {a.target_best}, float: {layers}"] = with_metadata(
+                q.build(keep), meta).SerializeToString()
     if a.tflite:
         from edgeinfer.converter.tflite_metadata import embed_metadata
         from edgeinfer.converter.tflite_quant import TfliteInt8
@@ -130,6 +135,7 @@ def main() -> None:
     ap.add_argument("--target-best", default="x86-vnni")
     ap.add_argument("--tune", help="run the control loop here on this TUNE data set")
     ap.add_argument("--tune-limit", type=int, help="the first N frames of --tune")
+    ap.add_argument("--keep-float", nargs="*", help="rows with these layers float (a,b)")
     ap.add_argument("--min-agreement", type=float, default=0.99)
     ap.add_argument("--runs", type=int, default=100)
     a = ap.parse_args()
