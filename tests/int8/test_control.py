@@ -136,3 +136,12 @@ def test_int8_without_target_says_what_the_default_costs(fashion_int8):
                     onnx.load_model(fashion_int8).metadata_props}[KEY_QUANTIZATION])
     assert q["target"] == "x86-avx2" and q["reduce_range"] is True
     assert "no --target" in q["target_note"] and "--target" in q["target_note"][12:]
+
+
+def test_max_drop_needs_labelled_held_out_frames():
+    from edgeinfer.converter.int8_control import check_targets
+    from edgeinfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="labelled"):
+        check_targets(None, 0.005, None, 1000, "frames")
+    check_targets(None, 0.005, np.zeros(1000, int), 1000, "frames")  # labels: accepted
