@@ -219,8 +219,13 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
 def _finish(model: bytes, res: ControlResult, t0: float,
             say: Progress) -> tuple[bytes, ControlResult]:
     res.wall_s = time.perf_counter() - t0
-    say(f"int8 control: {len(res.final.kept_float)} of {res.candidates} layers kept float "
-        f"({res.wall_s:.0f} s)")
+    k = len(res.final.kept_float)
+    say(f"int8 control: {k} of {res.candidates} layers kept float ({res.wall_s:.0f} s)")
+    if res.candidates and k > res.candidates // 2:
+        # EfficientNet-Lite0 on photos: 50 of 50 for 0.99 on 600 photos (docs/int8/control.md)
+        say(f"warning: {k} of {res.candidates} layers float leaves little of int8's speed "
+            "and size: cap them with --max-float-layers (the loop then refuses instead), "
+            "lower the target, or ship fp32")
     return model, res
 
 
