@@ -61,7 +61,7 @@ def test_metadata_is_embedded_and_read_back(fashion_tflite) -> None:
 def test_cli_info_reads_a_tflite_artifact(fashion_tflite, capsys) -> None:
     assert main(["info", str(fashion_tflite.path)]) == 0
     out = capsys.readouterr().out
-    assert "GRAY 28x28" in out and "T-shirt/top" in out and "n=10000" in out
+    assert "GRAY 28x28" in out and "T-shirt/top" in out and "on 10000 frames" in out
     assert main(["info", "--json", str(fashion_tflite.path)]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["provenance"]["format"] == "tflite" and d["spec"]["size"] == [28, 28]
