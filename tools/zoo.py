@@ -23,10 +23,12 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import sys
 import time
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,7 @@ def cpu_flags() -> list[str]:
 
 def cause(e: BaseException) -> str:
     """The first line of an exception, naming its type: what a table cell can hold."""
-    text = " ".join(str(e).split())
+    text = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(e).split()))
     return f"{type(e).__name__}: {text[:240]}"
 
 
@@ -221,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         report = {"started": started, "machine": machine(),
                   "architectures": [rows[a.name] for a in zm.ARCHS if a.name in rows]}
         out.write_text(json.dumps(report, indent=1, default=float))
-        out.with_suffix(".md").write_text(markdown(report))
+        out.with_suffix(".md").write_text(markdown(report, [a.name for a in zm.ARCHS
+                                                            if a.name not in rows]))
     return 0
 
 
@@ -232,7 +235,8 @@ def render(zm: Any, files: list[Path], out: Path) -> int:
     report = {"started": min(r["started"] for r in reports), "machine": reports[0]["machine"],
               "architectures": [rows[a.name] for a in zm.ARCHS if a.name in rows]}
     out.write_text(json.dumps(report, indent=1, default=float))
-    out.with_suffix(".md").write_text(markdown(report))
+    out.with_suffix(".md").write_text(markdown(report, [a.name for a in zm.ARCHS
+                                                        if a.name not in rows]))
     return 0
 
 
@@ -248,12 +252,14 @@ def _brief(row: dict[str, Any]) -> dict[str, Any]:
 
 def _cell(ok: Any, cause_: str | None = None) -> str:
     if ok is None:
-        return "-"
-    return "yes" if ok else f"**no**: {cause_ or ''}"
+        return "not run"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", cause_ or "")  # the exporter's terminal colours
+    return "yes" if ok else "**no**: " + text.replace("|", "\\|")
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """docs/zoo.md: the table, generated (do not edit by hand)."""
+def markdown(report: dict[str, Any], missing: Sequence[str] = ()) -> str:
+    """docs/zoo.md: the table, generated (do not edit by hand); ``missing``: the
+    architectures of tools/zoo_models.py without a row (not run yet)."""
     rows = report["architectures"]
     m = report["machine"]
     lines = [
@@ -285,7 +291,8 @@ def markdown(report: dict[str, Any]) -> str:
         st, lat = r.get("stages", {}), r.get("latency_ms", {})
         onnx, tfl = r.get("onnx", {}), r.get("tflite", {})
         if "error" in r:
-            lines.append(f"| {r['name']} | {r['features']} | | **error**: {r['error']} "
+            lines.append(f"| {r['name']} | {r['features']} | | **error**: "
+                         f"{r['error'].replace('|', chr(92) + '|')} "
                          "| | | | | | | | | | |")
             continue
         if "onnx_speedup" in lat:
@@ -319,7 +326,9 @@ def markdown(report: dict[str, Any]) -> str:
               (f"- ONNX artifact vs torch eager at 1 thread: median speed-up "
                f"{float(np.median(speed)):.2f}x (min {min(speed):.2f}x, max {max(speed):.2f}x,"
                f" {sum(s >= 1 for s in speed)} of {len(speed)} at least as fast)."
-               if speed else "- no latency figures"), ""]
+               if speed else "- no latency figures"),
+              f"- Not run yet (`tools/zoo.py --merge --only ...`): {', '.join(missing)}."
+              if missing else "- Every architecture of tools/zoo_models.py has a row.", ""]
     return "\n".join(lines)
 
 
