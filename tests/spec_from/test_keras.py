@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from edgeinfer import spec_from
 from edgeinfer.converter.api import convert
+from tests.keras.conftest import KERAS_FILE, small_model
 
-pytest.importorskip("keras")
-
-from tests.keras.conftest import KERAS_FILE, small_model  # noqa: E402
+# keras is imported inside the tests (tensorflow-cpu is installed by scripts/setup): importing
+# it at collection broke an unrelated server test (stderr lost under pytest's capture).
 
 
 def test_trained_keras_model_spec(tmp_path: Path) -> None:
