@@ -16,10 +16,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeinfer.artifact import PREFIX_OUTPUT
 from edgeinfer.spec import PIL_CUBIC_A, PLAIN_CUBIC_A, PreprocessSpec
 
 FRAME_INPUT = "frame"
-PREFIX_OUTPUT = "edgeinfer_pixels"
 PREFIX_NODE_PREFIX = "edgeinfer_pre/"
 MIN_OPSET = 13  # Resize with `sizes` and Slice/Pad with tensor inputs
 ANTIALIAS_OPSET = 18  # Resize's antialias attribute
