@@ -31,6 +31,10 @@ TFLITE_IDENTIFIER = b"TFL3"
 TFLITE_METADATA_NAME = "edgeinfer"
 SIG_FRAME = "frame"
 SIG_RESIZED = "resized"
+#: The module attribute holding the prefix in the traced TFLite module: it becomes the scope
+#: of the prefix's tensor names, which the int8 recipe matches to keep the prefix float and
+#: parity/prefix.py follows to the tensor the prefix hands the model.
+TFLITE_PREFIX_SCOPE = "edgeinfer_prefix"
 FORMATS = ("onnx", "tflite")
 
 KEY_FORMAT = "edgeinfer.format_version"

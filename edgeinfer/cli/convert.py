@@ -33,9 +33,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
         return 0
+    from edgeinfer.parity.stages import parity_figure
+
     p = result.metadata.parity
     print(f"{result.path}: {p['verdict']} on {p['n']} frames ({p['data']}): "
-          f"max|dprob| {p['max_abs']:.2e}, top-1 agreement {p['top1_agreement']:.2%}"
+          f"{parity_figure(p)}, top-1 agreement {p['top1_agreement']:.2%}"
           + (f"; accuracy {p['accuracy_source']:.2%} -> {p['accuracy_artifact']:.2%}"
              if "accuracy_artifact" in p else "")
           + f"; {batchnorm_summary(result.metadata.provenance)}")

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     int8 = _int8_line(prov, quant)
     if int8:
         print(f"int8:       {int8}")
+    from edgeinfer.parity.stages import parity_figure
     from edgeinfer.parity.targets import kept_float_line
 
     if kept := kept_float_line(prov):
@@ -72,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if par:
         lo, hi = par.get("top1_ci95", [float("nan")] * 2)
         print(f"parity:     {par.get('verdict', 'unknown (artifact made before verdicts)')} "
-              f"on {par.get('n')} frames ({par.get('data')}): max|dprob| "
-              f"{par.get('max_abs', float('nan')):.2e}, top-1 agreement "
+              f"on {par.get('n')} frames ({par.get('data')}): {parity_figure(par)}, "
+              "top-1 agreement "
               f"{par.get('top1_agreement', float('nan')):.2%} [95% CI {lo:.1%}, {hi:.1%}]")
         if par.get("certification") not in (None, "certified"):
             print(f"            {par['certification']}")

@@ -14,12 +14,14 @@ def run_pack(args: argparse.Namespace) -> int:
 
     pack = build_pack(args.source, args.data, spec=args.spec, weights=args.weights,
                       labels=args.labels, limit=args.limit, encoded=not args.no_encoded,
-                      max_side=args.max_side, progress=progress)
+                      max_side=args.max_side, artifact=args.artifact, progress=progress)
     out = write_pack(pack, args.output)
     size = out.stat().st_size
     print(f"{out}: {pack.n} frames ({pack.data_name}), {len(pack.labels)} classes, "
           f"{'labelled' if pack.truth is not None else 'unlabelled'}, "
-          f"{'with' if pack.encoded else 'without'} encoded files, {size / 1e6:.2f} MB")
+          f"{'with' if pack.encoded else 'without'} encoded files"
+          + (f", with the model stage of {pack.artifact['name']}" if pack.artifact else "")
+          + f", {size / 1e6:.2f} MB")
     return 0
 
 
@@ -37,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", type=positive,
                    help="downscale frames whose longer side is above this (smaller packs; "
                    "the framework runs on the downscaled frames)")
+    p.add_argument("--artifact", help="also store the framework fed THIS artifact's own "
+                   "preprocessed pixels: `verify` of that file then judges its model stage "
+                   "as convert does (networks sensitive to pixel rounding pass on the device)")
     p.add_argument("--no-encoded", action="store_true",
                    help="do not store the original encoded files (no decode check)")
     p.set_defaults(handler=run_pack)

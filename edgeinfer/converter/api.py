@@ -20,7 +20,7 @@ import numpy as np
 from edgeinfer._version import __version__
 from edgeinfer.artifact import FORMATS, ArtifactMetadata
 from edgeinfer.converter.frontend import Progress, Source
-from edgeinfer.converter.gate import GateResult, gate, onnx_stages
+from edgeinfer.converter.gate import GateResult, artifact_stages, gate
 from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
 from edgeinfer.errors import ConfigError, ConversionError, ParityError, require
 from edgeinfer.parity.frames import FrameSet, builtin_name, default_parity_data, load_frames
@@ -159,7 +159,7 @@ def convert(
     fp32_probs = ArtifactRunner(fp32.blob(), name="onnx-fp32").run(frames.frames)
     result = gate(fp32_probs, "onnx-fp32", "onnx", "fp32", frames,
                   {s.framework: ref_probs}, say, data_note,
-                  stages=onnx_stages(fp32.blob(), s, src_runner, frames, ref_probs, say))
+                  stages=artifact_stages(fp32.blob(), s, src_runner, frames, ref_probs, say))
     if fp32.bn_left:
         raise ConversionError(f"artifact not written: {fp32.bn_left} BatchNormalization "
                               "node(s) left after folding")
@@ -184,10 +184,16 @@ def convert(
     else:
         with_props = _build_derived(s, fp32, fmt, quantize, cal, hw, per_channel, verbose,
                                     say, target)
-    out_probs = ArtifactRunner(with_props(fp32.meta()), name=tag).run(frames.frames)
+    candidate = with_props(fp32.meta())
+    out_probs = ArtifactRunner(candidate, name=tag).run(frames.frames)
+    # a float TFLite artifact is judged stage by stage like fp32 ONNX (its prefix output is
+    # read from the file); int8 keeps the end-to-end agreement rule of its tolerance
+    stages = (artifact_stages(candidate, s, src_runner, frames, ref_probs, say, fmt,
+                              quantize or "fp32", tag) if quantize != "int8" else [])
     try:
         derived = gate(out_probs, tag, fmt, quantize or "fp32", frames,
-                       {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say, data_note)
+                       {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say, data_note,
+                       stages=stages)
     except ParityError as e:
         if quantize != "int8":
             raise

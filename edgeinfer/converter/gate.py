@@ -60,8 +60,10 @@ def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet
     qualifies the word when the frames are not the user's (``not your data``).
 
     With ``stages`` (preprocessing and model, :mod:`edgeinfer.parity.stages`) those are
-    judged instead of the first (end-to-end) comparison, which is reported; the model stage
-    becomes the primary comparison and the end-to-end one ``vs_end_to_end``.
+    judged instead of the end-to-end comparisons (the framework's, and fp32 ONNX's for a
+    TFLite artifact), which are reported: they add the network's sensitivity to the
+    rounding of the pixels, a property of the model. The model stage becomes the primary
+    comparison and the framework's end-to-end one ``vs_end_to_end``.
 
     Raises :class:`ParityError` naming every failed comparison (and the stage that broke);
     the caller writes nothing.
@@ -74,13 +76,13 @@ def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet
     certs = {k: certify(c, data_note) for k, c in cmps.items()}
     for k, c in cmps.items():
         cert = certs[k]
-        if model is not None and k == first:
+        if model is not None:
             say(f"end-to-end (reported, judged by stage): {c.summary('-')}")
             continue
         say(c.summary(cert.word) + (f" - {cert.reason}" if cert.base != FAIL and cert.reason
                                     else ""))
     failed = [c.summary() for k, c in cmps.items()
-              if certs[k].base == FAIL and not (model is not None and k == first)]
+              if certs[k].base == FAIL and model is None]
     failed = failures(stages) + failed
     if failed:
         raise ParityError("artifact not written: " + "; ".join(failed))
@@ -101,9 +103,11 @@ def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet
                       | ({"data_note": data_note} if data_note else {}))
 
 
-def onnx_stages(model: bytes, source: Any, runner: Any, frames: FrameSet,
-                source_probs: np.ndarray, say: Progress) -> list[StageCheck]:
-    """Preprocessing, model and end-to-end stages of the fp32 ONNX artifact.
+def artifact_stages(model: bytes, source: Any, runner: Any, frames: FrameSet,
+                    source_probs: np.ndarray, say: Progress, fmt: str = "onnx",
+                    dtype: str = "fp32", target: str = "onnx-fp32") -> list[StageCheck]:
+    """Preprocessing, model and end-to-end stages of a float artifact (ONNX, or TFLite
+    fp32/fp16 whose prefix stays float), judged with the bound of its (format, dtype).
 
     None when a frontend lifted preprocessing layers out of the model into the spec (Keras
     Rescaling/Normalization): the framework model then expects other pixels than the
@@ -111,5 +115,5 @@ def onnx_stages(model: bytes, source: Any, runner: Any, frames: FrameSet,
     """
     if source.spec is not None or not hasattr(runner, "model"):
         return []
-    return stage_checks(model, runner.spec, frames.frames, runner, source_probs,
-                        framework=source.framework, say=say)
+    return stage_checks(model, runner.spec, frames.frames, runner, source_probs, fmt, dtype,
+                        target, framework=source.framework, say=say)

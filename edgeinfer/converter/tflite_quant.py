@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from edgeinfer.artifact import SIG_FRAME, SIG_RESIZED
+from edgeinfer.artifact import SIG_FRAME, SIG_RESIZED, TFLITE_PREFIX_SCOPE
 from edgeinfer.errors import ConversionError
 from edgeinfer.spec import PreprocessSpec
 
@@ -19,7 +19,7 @@ QUANTIZE = (None, "fp16", "int8")
 
 # Module attribute names of the traced model: they become the TFLite tensor names' scopes,
 # which the int8 recipe matches to keep the prefix and the softmax in float.
-PREFIX_SCOPE = "edgeinfer_prefix"
+PREFIX_SCOPE = TFLITE_PREFIX_SCOPE
 SOFTMAX_SCOPE = "edgeinfer_softmax"
 
 

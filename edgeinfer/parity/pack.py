@@ -17,6 +17,12 @@ Format (``edgeinfer-parity-pack``, version 1) - a zip archive (deflate) of:
 - ``reference.npy``: float32 ``[N, K]``, the framework's softmax probabilities (float32
   rounding, <= 6e-8, is far below every tolerance).
 - ``labels.npy`` (optional): int64 ``[N]`` ground-truth class indices.
+- ``artifact_reference.npy`` (optional, ``pack --artifact``): float32 ``[N, K]``, the
+  framework fed ONE artifact's own prefix output (the pixels its baked preprocessing hands
+  the model) instead of the reference pixels; the manifest's ``artifact`` (name, sha256,
+  format, dtype) says which file. ``verify`` of that very file judges its model stage
+  against these, as convert's stage gate does, so a network whose outputs move with the
+  rounding of the pixels is not failed for it on the device.
 - ``encoded.npy`` + ``encoded_offsets.npy`` (optional): the original encoded image files
   (JPEG/PNG bytes) concatenated, with ``N + 1`` offsets, so the device's own decoder can be
   checked against the frames the workstation decoded.
@@ -75,6 +81,8 @@ class ParityPack:
     tolerances: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: str = ""
     edgeinfer_version: str = ""
+    artifact: dict[str, Any] | None = None  # name, sha256, format, dtype of the file below
+    artifact_reference: np.ndarray | None = None  # framework on that artifact's pixels
 
     @property
     def n(self) -> int:
@@ -89,6 +97,7 @@ class ParityPack:
                      "labelled": self.truth is not None,
                      "class_names": list(self.class_names) if self.class_names else None},
             "tolerances": self.tolerances, "encoded": self.encoded is not None,
+            "artifact": self.artifact,
         }
 
 
@@ -152,6 +161,8 @@ def write_pack(pack: ParityPack, path: str | Path) -> Path:
     }
     if pack.truth is not None:
         arrays["labels.npy"] = pack.truth.astype(np.int64)
+    if pack.artifact_reference is not None:
+        arrays["artifact_reference.npy"] = pack.artifact_reference.astype(np.float32)
     if pack.encoded is not None:
         arrays["encoded.npy"] = np.frombuffer(b"".join(pack.encoded), np.uint8)
         arrays["encoded_offsets.npy"] = np.cumsum([0] + [len(b) for b in pack.encoded],
@@ -250,6 +261,12 @@ def _assemble(m: dict[str, Any], arrays: dict[str, np.ndarray]) -> ParityPack:
             raise ValueError("encoded offsets do not match the frames")
         raw = blob.tobytes()
         encoded = [raw[int(a):int(b)] for a, b in zip(off[:-1], off[1:], strict=True)]
+    art_ref = arrays.get("artifact_reference.npy")
+    artifact = m.get("artifact")
+    if (art_ref is None) != (artifact is None) or (art_ref is not None and (
+            art_ref.shape != ref.shape or not np.issubdtype(art_ref.dtype, np.floating)
+            or not isinstance(artifact, dict) or not isinstance(artifact.get("sha256"), str))):
+        raise ValueError("the artifact reference does not match the reference or its entry")
     data = m.get("data") or {}
     ids = data.get("ids")
     if ids is not None and len(ids) != n:
@@ -260,4 +277,6 @@ def _assemble(m: dict[str, Any], arrays: dict[str, np.ndarray]) -> ParityPack:
         data_name=str(data.get("name", "frames")), ids=ids, truth=truth,
         class_names=tuple(data["class_names"]) if data.get("class_names") else None,
         encoded=encoded, tolerances=dict(m.get("tolerances") or {}),
-        created=str(m.get("created", "")), edgeinfer_version=str(m.get("edgeinfer_version", "")))
+        created=str(m.get("created", "")), edgeinfer_version=str(m.get("edgeinfer_version", "")),
+        artifact=artifact,
+        artifact_reference=None if art_ref is None else art_ref.astype(np.float64))

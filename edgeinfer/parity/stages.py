@@ -6,7 +6,7 @@ baked resize and the reference differ by float rounding only (about 0.01 grey le
 on MobileNet-class nets with calibrated BatchNorm that alone moves probabilities by more than
 1e-4 (issue 18). So every artifact is judged in two stages that each compare like with like:
 
-- ``preprocessing``: the artifact's OWN prefix output (the tensor ``PREFIX_OUTPUT`` that the
+- ``preprocessing``: the artifact's OWN prefix output (the tensor that the
   baked preprocessing graph hands to the model) vs ``spec.reference(frame)``, as max |diff|
   in grey levels of the 0..255 frame (``|dy| * std / scale``), bounded by the registry's
   ``("stage", "preprocessing*")`` entry: rounding is ~0.01, a real mistake (swapped
@@ -18,11 +18,8 @@ on MobileNet-class nets with calibrated BatchNorm that alone moves probabilities
   frame) is still computed and reported, not judged: it adds the network's sensitivity to
   rounding-level pixel noise, which is a property of the model, not of the conversion.
 
-The prefix output is read by appending one graph output to the serialized ModelProto:
-protobuf parsers merge repeated occurrences of an embedded message field (ModelProto.graph
-= field 7; GraphProto.output = field 12 is repeated), so ``model + field7(field12(value
-info))`` is the same model with one more output. No parsing, no rewrite and no ``onnx``
-package, so ``verify`` does the same on the lean install. Only numpy and onnxruntime here.
+The prefix output is read from the artifact that ships, ONNX or TFLite
+(:mod:`edgeinfer.parity.prefix`); only numpy here.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer.artifact import OUTPUT_NAME, PREFIX_OUTPUT
+from edgeinfer.parity.prefix import prefix_runner
 from edgeinfer.parity.runners import softmax
 from edgeinfer.parity.stats import Comparison, compare
 from edgeinfer.parity.tolerances import Tolerance, tolerance
@@ -43,7 +40,7 @@ PREPROCESSING, MODEL, END_TO_END = "preprocessing", "model", "end-to-end"
 STAGES = (PREPROCESSING, MODEL, END_TO_END)
 GREY = "grey levels"
 PROB = "probability"
-CHUNK = 64  # frames per onnxruntime call (pixels of 64 photos at 224x224: 38 MB)
+CHUNK = 64  # frames per framework call (pixels of 64 photos at 224x224: 38 MB)
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ class StageCheck:
 
     @property
     def verdict(self) -> str:
-        return "PASS" if self.passed else "FAIL" if self.judged else "reported"
+        return "reported" if not self.judged else "PASS" if self.passed else "FAIL"
 
     def summary(self) -> str:
         """One line, e.g. ``preprocessing PASS: onnx-fp32 prefix vs reference ...``."""
@@ -98,67 +95,6 @@ class StageCheck:
         d["comparison"] = self.comparison.to_dict() if self.comparison else None
         d["verdict"] = self.verdict
         return d
-
-
-# ---------------------------------------------------------------- the artifact's prefix output
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def with_prefix_output(model: bytes | bytearray | memoryview) -> bytes:
-    """The ONNX artifact with ``PREFIX_OUTPUT`` as a second graph output (module docstring)."""
-    float_tensor = _field(1, b"\x08\x01")  # TypeProto.tensor_type {elem_type: FLOAT}
-    value_info = _field(1, PREFIX_OUTPUT.encode()) + _field(2, float_tensor)
-    return bytes(model) + _field(7, _field(12, value_info))
-
-
-class PrefixRunner:
-    """An ONNX artifact that also returns what its preprocessing prefix hands the model."""
-
-    def __init__(self, model: bytes | bytearray | memoryview, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(with_prefix_output(model), opts,
-                                            providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-
-    def run(self, frames: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-        """(prefix outputs, one [1, ...] array per frame; probabilities [N, K] float64)."""
-        pixels: list[np.ndarray] = []
-        probs: list[np.ndarray] = []
-        for f in frames:  # frames may differ in size; batch 1 keeps memory flat
-            x = f if f.ndim == 3 else f[..., None]
-            p, px = self.session.run([OUTPUT_NAME, PREFIX_OUTPUT], {self.input: x[None]})
-            pixels.append(px)
-            probs.append(p)
-        return pixels, (np.concatenate(probs).astype(np.float64) if probs
-                        else np.zeros((0, 0)))
-
-
-def prefix_runner(model: bytes | bytearray | memoryview,
-                  threads: int | None = None) -> PrefixRunner | None:
-    """A PrefixRunner, or None when the graph has no ``PREFIX_OUTPUT`` tensor: onnxruntime's
-    int8 quantiser renames the tensors it touches, and an ONNX file from elsewhere has none.
-    Then the stages are not measured and the end-to-end comparisons judge alone."""
-    if PREFIX_OUTPUT.encode() not in bytes(model):
-        return None
-    try:
-        return PrefixRunner(model, threads)
-    except Exception:  # noqa: BLE001 - onnxruntime's Fail: the name is there but no tensor
-        return None
 
 
 # ---------------------------------------------------------------- the stages
@@ -264,3 +200,14 @@ def markdown_table(checks: Sequence[StageCheck]) -> list[str]:
 def failures(checks: Sequence[StageCheck]) -> list[str]:
     """One phrase per failed judged stage, in stage order."""
     return [p for p in (c.problem() for c in checks) if p]
+
+
+def parity_figure(parity: dict[str, Any]) -> str:
+    """The headline |dprob| of an artifact's ``edgeinfer.parity`` entry, saying what it is:
+    judged by stage, the primary figure is the model stage's and the end-to-end one is
+    reported beside it; otherwise it is the end-to-end comparison."""
+    head = f"max|dprob| {parity.get('max_abs', float('nan')):.2e}"
+    e2e = parity.get("vs_end_to_end")
+    if not parity.get("stages") or not isinstance(e2e, dict):
+        return head
+    return f"model stage {head} (end to end {e2e.get('max_abs', float('nan')):.2e}, reported)"

@@ -195,3 +195,20 @@ def test_make_pack_checks_lengths(spec):
         make_pack(spec, ["a", "b", "c"], f, np.zeros((3, 2)))
     with pytest.raises(ValueError, match="uint8"):
         make_pack(spec, ["a", "b"], [np.zeros((8, 8, 3))] * 3, np.zeros((3, 2)))
+
+
+def test_artifact_reference_round_trip_and_consistency(photo_pack, tmp_path):
+    """`pack --artifact`: the framework on one artifact's pixels, tied to its sha256; an
+    entry without its array (or of another shape) is a damaged pack, not a silent PASS."""
+    from dataclasses import replace
+
+    own = replace(photo_pack, artifact={"name": "m.onnx", "sha256": "cd" * 32,
+                                        "format": "onnx", "dtype": "fp32"},
+                  artifact_reference=photo_pack.reference[::-1].copy())
+    back = read_pack(write_pack(own, tmp_path / "own.pack"))
+    assert back.artifact == own.artifact
+    np.testing.assert_allclose(back.artifact_reference, own.artifact_reference, atol=1e-7)
+    assert read_pack(write_pack(photo_pack, tmp_path / "plain.pack")).artifact is None
+    half = write_pack(replace(own, artifact_reference=None), tmp_path / "half.pack")
+    with pytest.raises(ModelError, match="inconsistent .*artifact reference"):
+        read_pack(half)

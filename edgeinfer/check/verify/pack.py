@@ -65,12 +65,57 @@ def shrink(fs: FrameSet, blobs: list[bytes] | None, max_side: int) -> int:
     return n
 
 
+def artifact_reference(artifact: Any, src: Any, spec: Any, frames: list[np.ndarray],
+                       softmax: bool, say: Progress) -> tuple[dict[str, Any], np.ndarray]:
+    """(the manifest's ``artifact`` entry, the framework fed that artifact's own pixels).
+
+    Why: on a network whose outputs move with the rounding of the pixels, the artifact vs
+    the framework on the reference pixels exceeds the fp32 bound although the conversion is
+    right (convert judges it stage by stage for that reason). Packing the framework's answer
+    on the artifact's own prefix output lets the device judge the same model stage.
+    """
+    import hashlib
+
+    from edgeinfer.artifact import ArtifactMetadata, sniff_format
+    from edgeinfer.parity.prefix import prefix_runner
+    from edgeinfer.parity.runners import softmax as _softmax
+    from edgeinfer.parity.stages import framework_on
+    from edgeinfer.runtime.files import load_model_bytes
+    from edgeinfer.runtime.loader import open_backend
+
+    data, name = load_model_bytes(artifact)
+    meta = ArtifactMetadata.from_props(open_backend(data, 1, source=name).metadata_props(),
+                                       name)
+    if meta.spec != spec:
+        raise ConfigError(f"--artifact {name} was converted with another preprocessing spec "
+                          "than this pack's: pass the same --spec (or none for a bundled model)")
+    runner = src.make_runner(False)
+    if src.spec is not None or not hasattr(runner, "model"):
+        raise ConfigError(f"--artifact: the {src.framework} source's model does not take the "
+                          "artifact's pixels (its preprocessing layers were lifted into the "
+                          "spec); pack without --artifact")
+    prefix = prefix_runner(data)
+    if prefix is None:
+        raise ConfigError(f"--artifact {name} exposes no preprocessing output (an int8 ONNX "
+                          "file renames it; a file from elsewhere has none): pack without "
+                          "--artifact")
+    say(f"running {src.name} on the pixels of {name}'s own preprocessing")
+    pixels, _ = prefix.run(frames)
+    ref = framework_on(runner, pixels)
+    entry = {"name": Path(name).name, "sha256": hashlib.sha256(data).hexdigest(),
+             "format": sniff_format(data), "dtype": meta.provenance.get("quantize") or "fp32"}
+    return entry, _softmax(ref) if softmax else ref
+
+
 def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None = None,
                labels: Any = None, limit: int | None = DEFAULT_LIMIT, encoded: bool = True,
-               max_side: int | None = None, progress: Progress | None = None) -> ParityPack:
+               max_side: int | None = None, artifact: Any = None,
+               progress: Progress | None = None) -> ParityPack:
     """Run the framework source in inference mode on ``data`` and pack its probabilities.
 
     ``max_side``: frames larger than this are downscaled first (see :func:`shrink`).
+    ``artifact``: also pack the framework fed this artifact's own pixels
+    (:func:`artifact_reference`), which ``verify`` of that file judges its model stage by.
     """
     from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
 
@@ -99,5 +144,9 @@ def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None 
         raise ConfigError(f"{data}: its classes are not the model's labels")
     prov = dict(src.provenance) | {"softmax_applied": softmax, "runner": src.name,
                                    "max_side": max_side, "downscaled_frames": resized}
-    return make_pack(spec_, names, fs.frames, raw, source=prov, data_name=fs.name, ids=fs.ids,
+    pack = make_pack(spec_, names, fs.frames, raw, source=prov, data_name=fs.name, ids=fs.ids,
                      truth=truth, class_names=fs.class_names, encoded=blobs)
+    if artifact is not None:
+        pack.artifact, pack.artifact_reference = artifact_reference(
+            artifact, src, spec_, fs.frames, softmax, say)
+    return pack

@@ -15,6 +15,7 @@ registry's minimum (a statistical bound such as int8's 99%): too few frames to c
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import platform
@@ -31,12 +32,14 @@ from edgeinfer.artifact import ArtifactMetadata, sniff_format
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
 from edgeinfer.parity.pack import ParityPack, read_pack
+from edgeinfer.parity.prefix import prefix_runner
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stages import (
+    MODEL,
     StageCheck,
+    end_to_end,
     failures,
     model_stage,
-    prefix_runner,
     preprocessing_stage,
 )
 from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs
@@ -48,6 +51,8 @@ from edgeinfer.runtime.loader import open_backend
 
 Progress = Callable[[str], None]
 LATENCY_RUNS = 50
+#: How a model stage measured against ``pack --artifact`` names its reference.
+OWN_PIXELS = "on the artifact's own pixels (pack)"
 CONSISTENCY_FRAMES = 8
 
 
@@ -237,8 +242,13 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
         bound = TOLERANCES.get(("accuracy_drop", dtype))
         if bound is not None and drop > bound.max_abs:
             extra.append(f"accuracy drop {drop:.2%} > {bound.max_abs:.1%}")
-    steps = [judge("artifact", cmp, extra)]
     stages = device_stages(data, fmt, dtype, pack, probs, tol, ref_name, threads)
+    own = next((c.comparison for c in stages if c.stage == MODEL and c.judged
+                and c.reference.endswith(OWN_PIXELS)), None)
+    steps = [judge("artifact", own or cmp, extra)]
+    if own is not None:
+        steps[0].notes.append(f"judged by stage; end to end vs {ref_name} on the reference "
+                              f"pixels (reported) max|dp| {cmp.max_abs:.2e}")
     if failures(stages):
         steps[0].notes += failures(stages)
         steps[0].verdict = FAIL
@@ -252,8 +262,9 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
     if pack.encoded:
         say(f"decode check: {len(pack.encoded)} encoded files through this device's decoder")
         decoded, decode = decode_frames(pack)
-        dcmp = compare(pack.reference, runner.run(decoded), tol,
-                       reference=f"{ref_name} (pack)", target=f"{fmt}-{dtype} (decoded here)")
+        dcmp = compare(pack.reference if own is None else pack.artifact_reference,
+                       runner.run(decoded), tol, reference=f"{ref_name} (pack)",
+                       target=f"{fmt}-{dtype} (decoded here)")
         steps.append(judge("decode", dcmp))
     say(f"latency: {latency_runs} batch-1 calls")
     lat = latency(backend, pack.frames, latency_runs)
@@ -271,24 +282,33 @@ def device_stages(data: bytes, fmt: str, dtype: str, pack: ParityPack, probs: np
                   tol: Any, ref_name: str, threads: int | None) -> list[StageCheck]:
     """The stages of convert's gate that this device can measure without the framework.
 
-    preprocessing (ONNX): this device's prefix output vs this device's numpy/OpenCV
-    reference, in grey levels: complete, the same check as convert's. A TFLite artifact
-    does not expose its prefix output, nor does an int8 ONNX one whose quantiser renamed
-    it: not measured.
-    model: the artifact vs the pack's framework outputs, with the artifact's bound (the
-    ``artifact`` step's numbers). The pack's framework saw the workstation's reference
-    pixels and the artifact its own, so this shows that the device's kernels reproduce the
-    framework, but it cannot separate the model from the rounding of the preprocessing:
-    on a network so sensitive that convert reported an end-to-end figure above the bound
-    (and judged it stage by stage), this stage fails here by the same amount.
+    preprocessing: this device's prefix output (ONNX, or TFLite read through LiteRT) vs this
+    device's numpy/OpenCV reference, in grey levels: complete, the same check as convert's.
+    An int8 ONNX file whose quantiser renamed the tensor has none: not measured.
+    model: when the pack holds the framework fed THIS file's own pixels (``pack
+    --artifact``, matched by sha256) and the artifact is float, the artifact vs those,
+    judged, and the end-to-end figure (vs the framework on the reference pixels) reported,
+    as convert does. Otherwise the artifact vs the pack's framework outputs on the reference
+    pixels, which cannot separate the model from the rounding of the preprocessing: on a
+    network so sensitive that convert judged it stage by stage, it fails here by the same
+    amount, and the note says to pack with ``--artifact``.
     """
     out = []
-    prefix = prefix_runner(data, threads) if fmt == "onnx" else None
+    prefix = prefix_runner(data, threads)
     if prefix is not None:
         pixels, _ = prefix.run(pack.frames)
         out.append(preprocessing_stage(pack.spec, pack.frames, pixels,
                                        f"{fmt}-{dtype} prefix (this device)",
                                        "numpy/OpenCV reference (this device)"))
+    target = f"{fmt}-{dtype}"
+    sha = hashlib.sha256(data).hexdigest()
+    mine = pack.artifact is not None and pack.artifact.get("sha256") == sha
+    if mine and dtype != "int8" and pack.artifact_reference is not None:
+        out.append(model_stage(pack.artifact_reference, probs, tol,
+                               f"{ref_name} {OWN_PIXELS}", target))
+        out.append(end_to_end(pack.reference, probs, tol, f"{ref_name} on reference pixels "
+                              "(pack)", target))
+        return out
     out.append(model_stage(pack.reference, probs, tol, f"{ref_name} on reference pixels "
-                           "(pack)", f"{fmt}-{dtype}"))
+                           "(pack)", target))
     return out
