@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
                      progress=progress, verbose=args.verbose,
                      accept_spec=args.accept_spec, strict=args.strict,
                      min_agreement=args.min_agreement, max_drop=args.max_drop,
-                     max_float_layers=args.max_float_layers)
+                     max_float_layers=args.max_float_layers,
+                     max_latency_ratio=args.max_latency_ratio)
     if args.json:
         print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
         return 0
@@ -81,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-float-layers", type=positive, metavar="N",
                    help="int8 control: at most N layers kept float (default: any; each costs "
                    "speed and size)")
+    p.add_argument("--max-latency-ratio", type=float, metavar="R",
+                   help="int8 control: keep only as many layers float as stay within R x "
+                   "fp32's 1-thread latency on this machine, e.g. 0.67 (refused when the "
+                   "target needs more)")
     p.add_argument("--frame-size", help="TFLite input frame HxW, e.g. 480x640 (fixed size)")
     p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
     p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one), or "

@@ -95,6 +95,7 @@ def convert(
     min_agreement: float | None = None,
     max_drop: float | None = None,
     max_float_layers: int | None = None,
+    max_latency_ratio: float | None = None,
 ) -> ConversionResult:
     """Convert ``source`` to an artifact at ``output`` and prove its parity.
 
@@ -115,7 +116,8 @@ def convert(
     on bundled frames resembling its input and the verdict says ``not your data``;
     ``strict`` refuses that (ConfigError). ``min_agreement`` / ``max_drop`` (int8 only): the
     accuracy control (:mod:`edgeinfer.converter.int8_control`) keeps the fewest layers float
-    (at most ``max_float_layers``) until the target holds on held-out parity frames.
+    (at most ``max_float_layers``, and no more than keep the 1-thread latency within
+    ``max_latency_ratio`` x fp32's) until the target holds on held-out parity frames.
     """
     say: Progress = progress or (lambda _msg: None)
     fmt = output_format(output, format)
@@ -125,6 +127,9 @@ def convert(
     if target is not None and (quantize != "int8" or fmt != "onnx"):
         raise ConfigError("--target selects onnxruntime's int8 settings: use it with "
                           "--quantize int8 and an ONNX output (LiteRT int8 needs no target)")
+    if max_latency_ratio is not None and min_agreement is None and max_drop is None:
+        raise ConfigError("--max-latency-ratio bounds the int8 accuracy control: use it with "
+                          "--min-agreement or --max-drop")
     if (min_agreement is not None or max_drop is not None) and quantize != "int8":
         raise ConfigError("--min-agreement/--max-drop control int8 quantisation: use them "
                           "with --quantize int8")
@@ -176,11 +181,12 @@ def convert(
                        per_channel)
     hw = frame_size or _default_frame_size(frames.frames, spec)
     if quantize == "int8" and (min_agreement is not None or max_drop is not None):
-        from edgeinfer.converter.int8_control import controlled
+        from edgeinfer.converter.int8_controlled import controlled
 
         with_props = controlled(s, fp32, fmt, cal, hw, per_channel, target, frames,
                                 min_agreement=min_agreement, max_drop=max_drop,
-                                max_float=max_float_layers, verbose=verbose, say=say)
+                                max_float=max_float_layers, verbose=verbose, say=say,
+                                max_latency_ratio=max_latency_ratio)
     else:
         with_props = _build_derived(s, fp32, fmt, quantize, cal, hw, per_channel, verbose,
                                     say, target)

@@ -13,8 +13,10 @@ ai-edge-quantizer's NO_QUANTIZE recipe entries (TFLite) behind one ``build(keep_
    accuracy drop is within ``max_drop``), stop: nothing is kept float;
 3. rank every weighted layer by how much keeping it float alone lowers the error (total
    variation between fp32 and int8 probabilities) on the worst held-out frames;
-4. build with the ``max_float`` best-ranked layers float: if even that misses, refuse in one
-   line naming what to try (no point in walking the steps);
+4. with a latency budget (``max_latency_ratio``, x fp32's 1-thread latency), bisect the
+   ranked prefix on latency alone for the most layers float that stay within it, and lower
+   ``max_float`` to that; then build with the ``max_float`` best-ranked layers float: if
+   even that misses, refuse in one line naming what to try (no point in walking the steps);
 5. otherwise add the ranked layers one at a time (up to ``LINEAR``), then bisect the ranked
    prefix between the last miss and ``max_float``, measuring agreement, size and 1-thread
    latency at each step; keep the fewest that meet the target. Bisection assumes the
@@ -90,6 +92,8 @@ class ControlResult:
     labels: dict[str, str] = field(default_factory=dict)
     target: str | None = None  # the int8 target, for the refusal's hints
     fmt: str = "onnx"
+    max_latency_ratio: float | None = None  # --max-latency-ratio: x fp32's 1-thread p50
+    latency_cap: int | None = None  # the most ranked layers float within that budget
 
     def name(self, layer: str | None) -> str:
         return self.labels.get(layer or "", layer or "")
@@ -139,18 +143,21 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
             min_agreement: float | None = None, max_drop: float | None = None,
             labels: np.ndarray | None = None, max_float: int | None = None,
             latency: Callable[[bytes], float] | None = None, target: str | None = None,
-            fmt: str = "onnx", say: Progress | None = None) -> tuple[bytes, ControlResult]:
+            fmt: str = "onnx", max_latency_ratio: float | None = None,
+            say: Progress | None = None) -> tuple[bytes, ControlResult]:
     """Run the loop; returns the chosen model's bytes and the record, or raises ParityError.
 
     ``run(model, frames)`` gives probabilities; ``fp32`` is the float model (the reference);
     ``frames`` are held out from calibration; ``labels`` (for ``max_drop``, in accuracy
     points as a fraction, e.g. 0.01) are their classes. ``latency(model)`` is the 1-thread
-    p50 in ms (optional: the per-step speed cost).
+    p50 in ms (optional: the per-step speed cost; required by ``max_latency_ratio``).
     """
     say = say or (lambda _m: None)
     t0 = time.perf_counter()
     n = len(frames)
     check_targets(min_agreement, max_drop, labels, n, heldout)
+    if max_latency_ratio is not None and (latency is None or not max_latency_ratio > 0):
+        raise ConfigError("--max-latency-ratio needs a positive ratio and a latency measure")
     ref = run(fp32, frames)
     top = ref.argmax(-1)
     acc32 = float((top == labels).mean()) if labels is not None else None
@@ -158,7 +165,8 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
     cap = len(cand) if max_float is None else max(0, min(max_float, len(cand)))
     res = ControlResult(min_agreement, max_drop, heldout, n, len(cand), cap,
                         latency(fp32) if latency else None, len(fp32), acc32,
-                        labels=dict(getattr(build, "labels", {})), target=target, fmt=fmt)
+                        labels=dict(getattr(build, "labels", {})), target=target, fmt=fmt,
+                        max_latency_ratio=max_latency_ratio)
 
     def step(keep: list[str], added: str | None) -> tuple[bytes, Step, np.ndarray]:
         t = time.perf_counter()
@@ -188,6 +196,12 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
     res.rank_s = time.perf_counter() - t
     res.ranking = sorted(scores, key=lambda cs: -cs[1])
     order = [c for c, _ in res.ranking]
+    if max_latency_ratio is not None and res.fp32_latency_ms and s.latency_ms is not None:
+        cap = res.latency_cap = latency_cap(build, latency, order, cap, s.latency_ms,
+                                            max_latency_ratio * res.fp32_latency_ms, say)
+        if cap == 0:
+            res.wall_s = time.perf_counter() - t0
+            raise ParityError(refusal(res, s))
     model_cap, s_cap, _ = step(order[:cap], None)
     if not s_cap.meets:
         res.steps.append(s_cap)
@@ -214,6 +228,26 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
     res.steps += [tried[k] for k in sorted(tried) if k <= hi]
     model = models[hi]
     return _finish(model, res, t0, say)
+
+
+def latency_cap(build: Int8Builder, latency: Callable[[bytes], float], order: list[str],
+                cap: int, plain_ms: float, budget_ms: float, say: Progress) -> int:
+    """The most best-ranked layers that can be float within ``budget_ms`` (1 thread).
+
+    Latency grows with the float layers, roughly: bisect on it alone (a build and a timing
+    per probe, no held-out run); 0 when plain int8 is already over the budget.
+    """
+    if plain_ms > budget_ms:
+        return 0
+    lo, hi = 0, cap + 1  # lo fits the budget; hi is taken not to
+    if latency(build(order[:cap])) <= budget_ms:
+        lo = cap
+    while hi - lo > 1 and lo < cap:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if latency(build(order[:mid])) <= budget_ms else (lo, mid)
+    say(f"int8 control: at most {lo} of {len(order)} ranked layers float within "
+        f"{budget_ms:.2f} ms per frame (1 thread)")
+    return lo
 
 
 def _finish(model: bytes, res: ControlResult, t0: float,
@@ -271,15 +305,21 @@ def refusal(res: ControlResult, s: Step) -> str:
         want.append(f"{res.min_agreement:.2%} agreement (95% lower bound)")
     if res.max_drop is not None:
         want.append(f"an accuracy drop <= {res.max_drop:.2%}")
+    budget = ""
+    if res.latency_cap is not None:
+        budget = (f" within {res.max_latency_ratio:.2f}x fp32's latency (at most "
+                  f"{res.latency_cap} of {res.candidates} layers float fit it)")
     return (f"artifact not written: int8 cannot reach {' and '.join(want)} on {res.n_heldout} "
-            f"held-out frames ({res.heldout}) even with {len(s.kept_float)} of "
+            f"held-out frames ({res.heldout}){budget} even with {len(s.kept_float)} of "
             f"{res.candidates} layers kept float: {s.agreement:.2%} [95% CI {lo:.2%}, "
             f"{hi:.2%}], {s.flips} flips. Try: " + "; ".join(int8_hints(
-                res.target, res.fmt, True, res.max_float, res.candidates)))
+                res.target, res.fmt, True, res.max_float, res.candidates,
+                res.latency_cap is not None)))
 
 
 def int8_hints(target: str | None = None, fmt: str = "onnx", controlled: bool = False,
-               max_float: int | None = None, candidates: int | None = None) -> list[str]:
+               max_float: int | None = None, candidates: int | None = None,
+               latency_bound: bool = False) -> list[str]:
     """Settings likely to pass, most effective first (measured in docs/int8/)."""
     from edgeinfer.parity.targets import machine_target
 
@@ -291,100 +331,9 @@ def int8_hints(target: str | None = None, fmt: str = "onnx", controlled: bool = 
                "builtin:photo-calibration for photo models)")
     if not controlled:
         out.append("--min-agreement 0.99 (keeps the few most harmful layers float)")
+    elif latency_bound:
+        out.append("a higher --max-latency-ratio (more layers float: slower)")
     elif max_float is not None and candidates and max_float < candidates:
         out.append(f"--max-float-layers above {max_float} (of {candidates}; slower, larger)")
     out.append("a lower --min-agreement, or fp32")
     return out
-
-
-# ----------------------------------------------------------------- the converter's side
-def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int],
-               per_channel: bool, target: str | None, parity: Any, *,
-               min_agreement: float | None, max_drop: float | None,
-               max_float: int | None, verbose: bool,
-               say: Progress) -> Callable[[Any], bytes]:
-    """The accuracy-controlled int8 artifact of a conversion (``convert(min_agreement=...)``).
-
-    ``s`` is the source, ``fp32`` the converter's fp32 build (its ``model``, ``meta()``,
-    ``blob()`` and ``provenance``), ``parity`` the parity FrameSet. Held out: the parity
-    frames that are not calibration frames (frames in both are split, every other one
-    held out and dropped from calibration). Records the loop in
-    ``provenance["int8_control"]``; returns metadata -> artifact bytes, like the plain build.
-    """
-    from edgeinfer.parity.calibration import held_out_split
-    from edgeinfer.parity.runners import ArtifactRunner
-    from edgeinfer.parity.timing import median_ms
-    from edgeinfer.runtime.loader import open_backend
-
-    cal, idx = held_out_split(cal, parity.frames)
-    frames = [parity.frames[i] for i in idx]
-    labels = None if parity.labels is None else np.asarray(parity.labels)[idx]
-    name = f"{parity.name}, {len(frames)} of {len(parity.frames)} frames not calibrated on"
-    check_targets(min_agreement, max_drop, labels, len(frames), name)
-    if "calibration" in fp32.provenance:
-        fp32.provenance["calibration"]["n"] = len(cal)
-    meta = fp32.meta()
-    if fmt == "onnx":
-        from edgeinfer.converter.assemble import with_metadata
-        from edgeinfer.converter.quantize_onnx import OnnxInt8
-
-        q = OnnxInt8(fp32.model, cal, per_channel, say, target=target)
-        float_blob = fp32.blob(meta)
-
-        def wrap(m: Any, md: Any) -> bytes:
-            return with_metadata(m, md).SerializeToString()
-    else:
-        from edgeinfer.converter.quiet import captured
-        from edgeinfer.converter.tflite_metadata import embed_metadata
-        from edgeinfer.converter.tflite_quant import TfliteInt8
-
-        fp32.provenance["frame_size"] = list(hw)
-        meta = fp32.meta()
-        with captured(verbose):
-            bare = s.to_tflite(hw, None, [], say, per_channel)
-            q = TfliteInt8(bare, fp32.spec, hw, cal, per_channel, say)
-        float_blob = embed_metadata(bare, meta.to_props())
-
-        def wrap(m: Any, md: Any) -> bytes:
-            return embed_metadata(m, md.to_props())
-
-    built: dict[tuple[str, ...], Any] = {}
-
-    class _Build:
-        candidates = q.candidates
-        labels = q.labels
-
-        def __call__(self, keep: Sequence[str]) -> bytes:
-            with captured_if(fmt, verbose):
-                built[tuple(keep)] = q.build(keep)
-            return wrap(built[tuple(keep)], meta)
-
-    same = [f for f in frames if f.shape[:2] == tuple(hw)] or frames
-    x = same[0][None] if same[0].ndim == 3 else same[0][None, ..., None]
-
-    def latency(model: bytes) -> float:
-        b = open_backend(model, 1)
-        return median_ms(lambda: b.run(x), runs=LATENCY_RUNS, warmup=3)
-
-    try:
-        _blob, res = control(_Build(), lambda m, fr: ArtifactRunner(m).run(fr), float_blob,
-                             frames, heldout=name, min_agreement=min_agreement,
-                             max_drop=max_drop, labels=labels, max_float=max_float,
-                             latency=latency, target=target, fmt=fmt, say=say)
-    finally:
-        if fmt == "onnx":
-            q.__exit__(None, None, None)
-    fp32.provenance["int8_control"] = res.to_dict()
-    chosen = built[tuple(res.final.kept_float)]
-    return lambda md: wrap(chosen, md)
-
-
-def captured_if(fmt: str, verbose: bool) -> Any:
-    """The TFLite quantiser prints progress bars; ONNX's is quiet."""
-    import contextlib
-
-    if fmt == "onnx":
-        return contextlib.nullcontext()
-    from edgeinfer.converter.quiet import captured
-
-    return captured(verbose)

@@ -145,3 +145,58 @@ def test_max_drop_needs_labelled_held_out_frames():
     with pytest.raises(ConfigError, match="labelled"):
         check_targets(None, 0.005, None, 1000, "frames")
     check_targets(None, 0.005, np.zeros(1000, int), 1000, "frames")  # labels: accepted
+
+
+def test_latency_cap_bisects_to_the_most_layers_within_the_budget():
+    from edgeinfer.converter.int8_control import latency_cap
+
+    order = list("abcdefghij")
+    built: list[int] = []
+
+    def build(keep):
+        built.append(len(keep))
+        return bytes(len(keep))
+
+    def ms(model):  # one float layer costs 1 ms
+        return 1.0 + len(model)
+
+    assert latency_cap(build, ms, order, 10, 1.0, 4.5, lambda _m: None) == 3
+    assert len(built) <= 5  # bisection, not a walk over the ten
+    assert latency_cap(build, ms, order, 10, 1.0, 50.0, lambda _m: None) == 10
+    assert latency_cap(build, ms, order, 6, 1.0, 50.0, lambda _m: None) == 6
+    assert latency_cap(build, ms, order, 10, 2.0, 1.5, lambda _m: None) == 0
+
+
+def test_a_latency_budget_plain_int8_cannot_meet_is_refused(fashion_artifact, fashion_sets):
+    """Real timings: no int8 build runs at 1% of fp32's latency, so the loop refuses and
+    says what the budget allowed; a generous budget changes nothing."""
+    from edgeinfer.parity.timing import median_ms
+    from edgeinfer.runtime.loader import open_backend
+
+    test, cal = fashion_sets
+    fp32 = onnx.load_model(fashion_artifact)
+    meta = read_metadata(str(fashion_artifact))
+    frames = test.frames[:1000]  # enough to judge TARGET, a quarter of the time
+    x = frames[0][None] if frames[0].ndim == 3 else frames[0][None, ..., None]
+
+    def latency(model):
+        b = open_backend(model, 1)
+        return median_ms(lambda: b.run(x), runs=5, warmup=1)
+
+    with OnnxInt8(fp32, cal) as q:
+        class B:
+            candidates, labels = q.candidates, q.labels
+
+            def __call__(self, keep):
+                return with_metadata(q.build(keep), meta).SerializeToString()
+
+        args = (B(), lambda m, fr: ArtifactRunner(m).run(fr),
+                with_metadata(fp32, meta).SerializeToString(), frames)
+        with pytest.raises(ParityError) as e:
+            control(*args, min_agreement=TARGET, latency=latency, max_latency_ratio=0.01)
+        _model, res = control(*args, min_agreement=TARGET, latency=latency,
+                              max_latency_ratio=100.0)
+    msg = str(e.value)
+    assert "within 0.01x fp32's latency (at most 0 of" in msg, msg
+    assert "--max-latency-ratio" in msg and "\n" not in msg
+    assert res.latency_cap == res.candidates and res.final.meets

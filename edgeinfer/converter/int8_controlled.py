@@ -1,0 +1,109 @@
+"""The converter's side of the int8 accuracy control: builders, held-out frames, timing.
+
+:mod:`edgeinfer.converter.int8_control` is the loop (format-free: a builder, a runner, a
+latency measure); this module wires it to one conversion: the held-out split of the parity
+frames, onnxruntime's or ai-edge-quantizer's builder calibrated once, the 1-thread latency
+of each candidate, and the record in the provenance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.converter.int8_control import LATENCY_RUNS, Progress, check_targets, control
+
+
+def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int],
+               per_channel: bool, target: str | None, parity: Any, *,
+               min_agreement: float | None, max_drop: float | None,
+               max_float: int | None, verbose: bool, say: Progress,
+               max_latency_ratio: float | None = None) -> Callable[[Any], bytes]:
+    """The accuracy-controlled int8 artifact of a conversion (``convert(min_agreement=...)``).
+
+    ``s`` is the source, ``fp32`` the converter's fp32 build (its ``model``, ``meta()``,
+    ``blob()`` and ``provenance``), ``parity`` the parity FrameSet. Held out: the parity
+    frames that are not calibration frames (frames in both are split, every other one
+    held out and dropped from calibration). Records the loop in
+    ``provenance["int8_control"]``; returns metadata -> artifact bytes, like the plain build.
+    """
+    from edgeinfer.parity.calibration import held_out_split
+    from edgeinfer.parity.runners import ArtifactRunner
+    from edgeinfer.parity.timing import median_ms
+    from edgeinfer.runtime.loader import open_backend
+
+    cal, idx = held_out_split(cal, parity.frames)
+    frames = [parity.frames[i] for i in idx]
+    labels = None if parity.labels is None else np.asarray(parity.labels)[idx]
+    name = f"{parity.name}, {len(frames)} of {len(parity.frames)} frames not calibrated on"
+    check_targets(min_agreement, max_drop, labels, len(frames), name)
+    if "calibration" in fp32.provenance:
+        fp32.provenance["calibration"]["n"] = len(cal)
+    meta = fp32.meta()
+    if fmt == "onnx":
+        from edgeinfer.converter.assemble import with_metadata
+        from edgeinfer.converter.quantize_onnx import OnnxInt8
+
+        q = OnnxInt8(fp32.model, cal, per_channel, say, target=target)
+        float_blob = fp32.blob(meta)
+
+        def wrap(m: Any, md: Any) -> bytes:
+            return with_metadata(m, md).SerializeToString()
+    else:
+        from edgeinfer.converter.quiet import captured
+        from edgeinfer.converter.tflite_metadata import embed_metadata
+        from edgeinfer.converter.tflite_quant import TfliteInt8
+
+        fp32.provenance["frame_size"] = list(hw)
+        meta = fp32.meta()
+        with captured(verbose):
+            bare = s.to_tflite(hw, None, [], say, per_channel)
+            q = TfliteInt8(bare, fp32.spec, hw, cal, per_channel, say)
+        float_blob = embed_metadata(bare, meta.to_props())
+
+        def wrap(m: Any, md: Any) -> bytes:
+            return embed_metadata(m, md.to_props())
+
+    built: dict[tuple[str, ...], Any] = {}
+
+    class _Build:
+        candidates = q.candidates
+        labels = q.labels
+
+        def __call__(self, keep: Sequence[str]) -> bytes:
+            with captured_if(fmt, verbose):
+                built[tuple(keep)] = q.build(keep)
+            return wrap(built[tuple(keep)], meta)
+
+    same = [f for f in frames if f.shape[:2] == tuple(hw)] or frames
+    x = same[0][None] if same[0].ndim == 3 else same[0][None, ..., None]
+
+    def latency(model: bytes) -> float:
+        b = open_backend(model, 1)
+        return median_ms(lambda: b.run(x), runs=LATENCY_RUNS, warmup=3)
+
+    try:
+        _blob, res = control(_Build(), lambda m, fr: ArtifactRunner(m).run(fr), float_blob,
+                             frames, heldout=name, min_agreement=min_agreement,
+                             max_drop=max_drop, labels=labels, max_float=max_float,
+                             latency=latency, target=target, fmt=fmt,
+                             max_latency_ratio=max_latency_ratio, say=say)
+    finally:
+        if fmt == "onnx":
+            q.__exit__(None, None, None)
+    fp32.provenance["int8_control"] = res.to_dict()
+    chosen = built[tuple(res.final.kept_float)]
+    return lambda md: wrap(chosen, md)
+
+
+def captured_if(fmt: str, verbose: bool) -> Any:
+    """The TFLite quantiser prints progress bars; ONNX's is quiet."""
+    import contextlib
+
+    if fmt == "onnx":
+        return contextlib.nullcontext()
+    from edgeinfer.converter.quiet import captured
+
+    return captured(verbose)
