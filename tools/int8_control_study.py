@@ -27,11 +27,12 @@ import onnx
 
 from edgeinfer.converter.assemble import with_metadata
 from edgeinfer.converter.quantize_onnx import OnnxInt8
+from edgeinfer.errors import ParityError
 from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import wilson
 from edgeinfer.parity.targets import cpu_flags
-from edgeinfer.parity.timing import interleaved, summarize
+from edgeinfer.parity.timing import interleaved, median_ms, summarize
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.metadata import read_metadata
 
@@ -68,7 +69,8 @@ def build_rows(a: argparse.Namespace, cal: list[np.ndarray]) -> dict[str, bytes]
         tune = load_frames(a.tune, meta.spec, limit=a.tune_limit,
                            class_names=meta.labels).frames
         for fmt, src in (("ONNX", a.onnx), ("TFLite", a.tflite)):
-            name = f"{fmt} int8 --min-agreement {a.min_agreement}"
+            name = f"{fmt} int8 --min-agreement {a.min_agreement}" + (
+                f" --max-latency-ratio {a.max_latency_ratio}" if a.max_latency_ratio else "")
             cached = Path(a.out) / f"controlled-{fmt.lower()}.bin"
             if src and name not in rows:
                 if not cached.exists():
@@ -103,10 +105,23 @@ def controlled_from_artifact(path: str, cal: list[np.ndarray], tune: list[np.nda
         def __call__(self, keep):
             return wrap(q.build(keep))
 
-    _model, res = control(Build(), lambda m, fr: ArtifactRunner(m).run(fr), data, tune,
-                         heldout=a.tune, min_agreement=a.min_agreement, say=print,
-                         target=a.target_best if path.endswith(".onnx") else None,
-                         fmt="onnx" if path.endswith(".onnx") else "tflite")
+    x = tune[0][None]
+
+    def latency(model: bytes) -> float:
+        b = open_backend(model, 1)
+        return median_ms(lambda: b.run(x), runs=20, warmup=3)
+
+    try:
+        _model, res = control(Build(), lambda m, fr: ArtifactRunner(m).run(fr), data, tune,
+                              heldout=a.tune, min_agreement=a.min_agreement, say=print,
+                              target=a.target_best if path.endswith(".onnx") else None,
+                              fmt="onnx" if path.endswith(".onnx") else "tflite",
+                              latency=latency, max_latency_ratio=a.max_latency_ratio)
+    except ParityError as e:  # refused within the latency budget: keep what it allowed
+        res = getattr(e, "control", None)
+        if res is None or res.latency_cap is None:
+            raise
+        print(f"refused: {e}")  # its last step is the ranked layers the budget allowed
     meta.provenance["int8_control"] = res.to_dict()  # wrap() reads this same object
     meta.provenance["quantize"] = "int8"
     out = wrap(q.build(res.final.kept_float))
@@ -138,6 +153,9 @@ def main() -> None:
     ap.add_argument("--keep-float", nargs="*", help="rows with these layers float (a,b)")
     ap.add_argument("--min-agreement", type=float, default=0.99)
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--max-latency-ratio", type=float,
+                    help="the loop's latency budget (x fp32, 1 thread); when it refuses, the "
+                    "row is the ranked layers the budget allowed, float")
     a = ap.parse_args()
     o = Path(a.out)
     o.mkdir(parents=True, exist_ok=True)

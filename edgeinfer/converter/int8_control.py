@@ -200,13 +200,11 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
         cap = res.latency_cap = latency_cap(build, latency, order, cap, s.latency_ms,
                                             max_latency_ratio * res.fp32_latency_ms, say)
         if cap == 0:
-            res.wall_s = time.perf_counter() - t0
-            raise ParityError(refusal(res, s))
+            _refuse(res, s, t0)
     model_cap, s_cap, _ = step(order[:cap], None)
     if not s_cap.meets:
         res.steps.append(s_cap)
-        res.wall_s = time.perf_counter() - t0
-        raise ParityError(refusal(res, s_cap))
+        _refuse(res, s_cap, t0)
     models = {cap: model_cap}
     s_cap.added = order[cap - 1]
     tried = {cap: s_cap}
@@ -228,6 +226,15 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
     res.steps += [tried[k] for k in sorted(tried) if k <= hi]
     model = models[hi]
     return _finish(model, res, t0, say)
+
+
+def _refuse(res: ControlResult, s: Step, t0: float) -> None:
+    """Raise the one-line refusal; the loop's record rides along as ``.control`` (the
+    study tools read the ranking and the latency cap from it)."""
+    res.wall_s = time.perf_counter() - t0
+    err = ParityError(refusal(res, s))
+    err.control = res  # type: ignore[attr-defined]
+    raise err
 
 
 def latency_cap(build: Int8Builder, latency: Callable[[bytes], float], order: list[str],
