@@ -5,10 +5,6 @@ blocks with BatchNorm calibrated on real photos, attention, a 256 px input."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -16,16 +12,7 @@ from edgeinfer.converter.api import convert
 from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner, TorchRunner
 from edgeinfer.parity.tolerances import tolerance
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def zoo_models():
-    spec = importlib.util.spec_from_file_location("zoo_models", ROOT / "tools/zoo_models.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["zoo_models"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.zoo.models import zoo_models
 
 
 @pytest.mark.parametrize("name", ["vit", "mobilevit_256"])
