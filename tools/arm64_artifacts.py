@@ -5,6 +5,9 @@
 
 Photos for the EfficientNet-Lite0 pack: ``$EDGEINFER_PHOTO_PACK_DATA`` (an image folder,
 flat or labelled) when set, else the bundled photos. Existing files are reused.
+``$EDGEINFER_ARM64_EXTRA``: more artifacts made elsewhere (e.g. the int8 control study's
+EfficientNet-Lite0 artifacts), ``path=pack`` separated by spaces, copied in and verified with
+the named pack.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ ARTIFACTS = [  # (file, source, convert kwargs, pack)
     ("efficientnet-lite0-int8-arm64.onnx", "efficientnet-lite0",
      {"quantize": "int8", "target": "arm64"}, "effnet.pack"),
     ("efficientnet-lite0.tflite", "efficientnet-lite0", {}, "effnet.pack"),
+    # accuracy-controlled int8 (#19): tuned on the first 4000 test images, as in tests/int8
+    ("fashion-int8-ctl-arm64.onnx", "fashion", {"quantize": "int8", "target": "arm64",
+                                                "min_agreement": 0.993, "parity_limit": 4000},
+     "fashion.pack"),
+    ("fashion-int8-ctl.tflite", "fashion", {"quantize": "int8", "min_agreement": 0.995,
+                                            "parity_limit": 4000}, "fashion.pack"),
 ]
 PACKS = {"fashion.pack": ("fashion", "builtin:fashion-test", 200),
          "effnet.pack": ("efficientnet-lite0",
@@ -48,14 +57,20 @@ def make(work: Path) -> None:
     for name, src, kw, _pack in ARTIFACTS:
         if not (d / name).exists():
             progress(f"converting {name}")
-            convert(src, d / name, parity_limit=200 if src == "fashion" else None,
-                    calibration_limit=256, progress=None, **kw)
-    (d / "pairs.txt").write_text("".join(f"{a} {p}\n" for a, _s, _k, p in ARTIFACTS))
+            convert(src, d / name, **({"parity_limit": 200 if src == "fashion" else None,
+                                       "calibration_limit": 256, "progress": None} | kw))
+    pairs = [(a, p) for a, _s, _k, p in ARTIFACTS]
+    for item in os.environ.get("EDGEINFER_ARM64_EXTRA", "").split():
+        path, pack = item.split("=", 1)
+        (d / Path(path).name).write_bytes(Path(path).read_bytes())
+        pairs.append((Path(path).name, pack))
+    (d / "pairs.txt").write_text("".join(f"{a} {p}\n" for a, p in pairs))
 
 
 def summary(work: Path, wall: float, cpu: str = "max") -> None:
     rows = []
-    for name, _src, _kw, pack in ARTIFACTS:
+    pairs = [ln.split() for ln in (work / "in" / "pairs.txt").read_text().splitlines() if ln]
+    for name, pack in pairs:
         x, a = work / f"x86-{name}.json", work / f"arm64-{name}.json"
         if not (x.exists() and a.exists()):
             rows.append({"artifact": name, "missing": True})

@@ -32,7 +32,7 @@ from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import wilson
 from edgeinfer.parity.targets import cpu_flags
-from edgeinfer.parity.timing import interleaved, median_ms, summarize
+from edgeinfer.parity.timing import interleaved, median_ms, ratio_to, summarize
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.metadata import read_metadata
 
@@ -66,11 +66,14 @@ def build_rows(a: argparse.Namespace, cal: list[np.ndarray]) -> dict[str, bytes]
         name, path = item.split("=", 1)
         rows[name] = Path(path).read_bytes()
     if a.tune:
-        tune = load_frames(a.tune, meta.spec, limit=a.tune_limit,
-                           class_names=meta.labels).frames
+        tune_set = load_frames(a.tune, meta.spec, limit=a.tune_limit, class_names=meta.labels)
+        tune = tune_set.frames
+        a.tune_labels = None if tune_set.labels is None else np.asarray(tune_set.labels)
         for fmt, src in (("ONNX", a.onnx), ("TFLite", a.tflite)):
-            name = f"{fmt} int8 --min-agreement {a.min_agreement}" + (
-                f" --max-latency-ratio {a.max_latency_ratio}" if a.max_latency_ratio else "")
+            name = f"{fmt} int8" + "".join(
+                f" --{k.replace('_', '-')} {v}" for k in ("min_agreement", "max_drop",
+                                                          "max_latency_ratio")
+                if (v := getattr(a, k)) is not None)
             cached = Path(a.out) / f"controlled-{fmt.lower()}.bin"
             if src and name not in rows:
                 if not cached.exists():
@@ -106,14 +109,19 @@ def controlled_from_artifact(path: str, cal: list[np.ndarray], tune: list[np.nda
             return wrap(q.build(keep))
 
     x = tune[0][None]
+    ref = open_backend(data, 1)
+    fp32_ms = median_ms(lambda: ref.run(x), runs=20, warmup=3)
 
-    def latency(model: bytes) -> float:
+    def latency(model: bytes) -> float:  # as the converter measures it (int8_controlled)
+        if model is data:
+            return fp32_ms
         b = open_backend(model, 1)
-        return median_ms(lambda: b.run(x), runs=20, warmup=3)
+        return fp32_ms * ratio_to(lambda: b.run(x), lambda: ref.run(x), runs=20)
 
     try:
         _model, res = control(Build(), lambda m, fr: ArtifactRunner(m).run(fr), data, tune,
                               heldout=a.tune, min_agreement=a.min_agreement, say=print,
+                              max_drop=a.max_drop, labels=a.tune_labels,
                               target=a.target_best if path.endswith(".onnx") else None,
                               fmt="onnx" if path.endswith(".onnx") else "tflite",
                               latency=latency, max_latency_ratio=a.max_latency_ratio)
@@ -151,12 +159,16 @@ def main() -> None:
     ap.add_argument("--tune", help="run the control loop here on this TUNE data set")
     ap.add_argument("--tune-limit", type=int, help="the first N frames of --tune")
     ap.add_argument("--keep-float", nargs="*", help="rows with these layers float (a,b)")
-    ap.add_argument("--min-agreement", type=float, default=0.99)
+    ap.add_argument("--min-agreement", type=float, default=0.99,
+                    help="0 for none (e.g. with --max-drop alone)")
+    ap.add_argument("--max-drop", type=float, help="accuracy points (fraction) on the "
+                    "labelled tune set")
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--max-latency-ratio", type=float,
                     help="the loop's latency budget (x fp32, 1 thread); when it refuses, the "
                     "row is the ranked layers the budget allowed, float")
     a = ap.parse_args()
+    a.min_agreement = a.min_agreement or None
     o = Path(a.out)
     o.mkdir(parents=True, exist_ok=True)
     meta = read_metadata(a.onnx)

@@ -31,7 +31,7 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     """
     from edgeinfer.parity.calibration import held_out_split
     from edgeinfer.parity.runners import ArtifactRunner
-    from edgeinfer.parity.timing import median_ms
+    from edgeinfer.parity.timing import median_ms, ratio_to
     from edgeinfer.runtime.loader import open_backend
 
     cal, idx = held_out_split(cal, parity.frames)
@@ -80,9 +80,18 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     same = [f for f in frames if f.shape[:2] == tuple(hw)] or frames
     x = same[0][None] if same[0].ndim == 3 else same[0][None, ..., None]
 
+    ref = open_backend(float_blob, 1)
+    fp32_ms = median_ms(lambda: ref.run(x), runs=LATENCY_RUNS, warmup=3)
+
     def latency(model: bytes) -> float:
+        """1-thread ms; a candidate is timed interleaved with fp32 and given as its ratio x
+        fp32's figure, so load drifting during the loop does not move it against the budget
+        (measured separately, plain int8 read 0.65x fp32 in the loop and 0.55x
+        interleaved: docs/int8/control.md)."""
+        if model is float_blob:
+            return fp32_ms
         b = open_backend(model, 1)
-        return median_ms(lambda: b.run(x), runs=LATENCY_RUNS, warmup=3)
+        return fp32_ms * ratio_to(lambda: b.run(x), lambda: ref.run(x), runs=LATENCY_RUNS)
 
     try:
         _blob, res = control(_Build(), lambda m, fr: ArtifactRunner(m).run(fr), float_blob,

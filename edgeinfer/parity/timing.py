@@ -82,7 +82,15 @@ def median_ms(fn: Call, runs: int = 20, warmup: int = 3) -> float:
     return measure(fn, runs, warmup)["p50"]
 
 
-__all__ = ["interleaved", "measure", "median_ms", "summarize", "time_calls", "warm_up"]
+def ratio_to(fn: Call, ref: Call, runs: int = 20, warmup: int = 3, rounds: int = 4) -> float:
+    """p50(fn) / p50(ref), the two timed :func:`interleaved`: a ratio that load drifting
+    between separate measurements cannot move (the int8 loop's latency budget)."""
+    t = interleaved({"fn": fn, "ref": ref}, {"fn": runs, "ref": runs}, warmup, rounds)
+    return summarize(t["fn"])["p50"] / summarize(t["ref"])["p50"]
+
+
+__all__ = ["interleaved", "measure", "median_ms", "ratio_to", "summarize", "time_calls",
+           "warm_up"]
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

@@ -376,3 +376,25 @@ def test_cli_bench_runs_must_be_positive(fashion_artifact, capsys):
 def test_cli_bench_missing_artifact(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "nope.onnx"), "--cold-repeats", "0"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_ratio_to_times_both_interleaved():
+    import time
+
+    from edgeinfer.parity.timing import ratio_to
+
+    calls = []
+
+    def slow():
+        calls.append("s")
+        time.sleep(0.004)
+
+    def fast():
+        calls.append("f")
+        time.sleep(0.001)
+
+    r = ratio_to(slow, fast, runs=8, warmup=1, rounds=4)
+    assert 2.0 < r < 8.0, r
+    timed = calls[2:]  # after one warm-up call each
+    assert timed.count("s") == timed.count("f") == 8
+    assert "sf" in "".join(timed) and "fs" in "".join(timed)  # the order rotates
