@@ -17,7 +17,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeinfer.artifact import PREFIX_OUTPUT
-from edgeinfer.spec import PIL_CUBIC_A, PLAIN_CUBIC_A, PreprocessSpec
+from edgeinfer.resample import PIL_CUBIC_A, PLAIN_CUBIC_A
+from edgeinfer.spec import PreprocessSpec
 
 FRAME_INPUT = "frame"
 PREFIX_NODE_PREFIX = "edgeinfer_pre/"
