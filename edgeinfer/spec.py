@@ -7,7 +7,8 @@ The same spec executes three ways and tests hold them together on real photos:
 * as the plain numpy/OpenCV reference below (``spec.reference(frame)``).
 
 Order of operations (all three follow it): cast the uint8 frame to float32, resize
-(stretch | shorter side then centre crop | letterbox), convert colour (a per-pixel
+(stretch | shorter side then centre crop | letterbox | stretch to ``crop_from`` then centre
+crop), convert colour (a per-pixel
 linear map, so it commutes with resizing and is done on the small image), scale,
 subtract mean, divide by std, lay out as NCHW or NHWC. Output sizes are computed with
 integer arithmetic (round half up) so every execution picks the same pixel grid.
@@ -31,7 +32,7 @@ from edgeinfer.resample import filter_taps
 from edgeinfer.resample import resize as _resize
 
 COLORS = ("BGR", "RGB", "GRAY")
-RESIZE_POLICIES = ("stretch", "shorter_crop", "letterbox")
+RESIZE_POLICIES = ("stretch", "shorter_crop", "letterbox", "stretch_crop")
 # No "nearest": at exact ties ((i + .5) * in / out integral) OpenCV rounds exactly while
 # onnxruntime and torch compute in float and pick the pixel below, so the executions
 # would disagree by whole pixels. Linear and cubic agree to 0.01 of a pixel everywhere.
@@ -59,7 +60,10 @@ class PreprocessSpec:
 
     ``size`` is (height, width) of the model input. ``resize_shorter`` is the shorter-side
     length before the centre crop (``shorter_crop`` only; default: ``max(size)``, i.e. no
-    margin). ``pad_value`` is the letterbox fill in frame pixel units (0..255). ``scale``
+    margin). ``crop_from`` is the (height, width) a ``stretch_crop`` stretches the frame to,
+    aspect ignored, before the centre crop: timm's ``squash`` with ``crop_pct < 1`` and
+    DeiT-style processors (size 256x256, crop 224). ``pad_value`` is the letterbox fill in
+    frame pixel units (0..255). ``scale``
     multiplies pixel values before ``mean``/``std`` are applied:
     ``y = (x * scale - mean) / std``.
 
@@ -84,6 +88,7 @@ class PreprocessSpec:
     pad_value: float = 0.0
     size_rounding: str = "half_up"
     crop_rounding: str = "floor"
+    crop_from: tuple[int, int] | None = None
     version: int = field(default=SPEC_VERSION)
 
     def __post_init__(self) -> None:
@@ -94,6 +99,12 @@ class PreprocessSpec:
             except (TypeError, ValueError) as e:
                 raise SpecError(f"spec.{name} must be a number or a list of numbers, "
                                 f"got {getattr(self, name)!r}") from e
+        if self.crop_from is not None:
+            try:
+                object.__setattr__(self, "crop_from", tuple(int(v) for v in _seq(self.crop_from)))
+            except (TypeError, ValueError) as e:
+                raise SpecError(f"spec.crop_from must be [height, width], got "
+                                f"{self.crop_from!r}") from e
         self._validate()
 
     # ------------------------------------------------------------------ validation
@@ -130,6 +141,14 @@ class PreprocessSpec:
             if int(self.resize_shorter) < max(self.size):
                 raise SpecError(f"spec.resize_shorter={self.resize_shorter} must be >= "
                                 f"max(size)={max(self.size)} so the centre crop fits")
+        if (self.crop_from is None) != (self.resize != "stretch_crop"):
+            raise SpecError("spec.crop_from [height, width] is needed by resize='stretch_crop'"
+                            " and only applies to it")
+        if self.crop_from is not None and (
+                len(self.crop_from) != 2 or self.crop_from[0] < self.size[0]
+                or self.crop_from[1] < self.size[1] or max(self.crop_from) > 8192):
+            raise SpecError(f"spec.crop_from={list(self.crop_from)} must be (height, width), "
+                            f"each >= size={list(self.size)} (and <= 8192) so the crop fits")
         if not (0.0 <= self.pad_value <= 255.0):
             raise SpecError(f"spec.pad_value={self.pad_value} must be in 0..255")
 
@@ -146,6 +165,12 @@ class PreprocessSpec:
     def shorter(self) -> int:
         """Shorter-side length before the centre crop (``shorter_crop`` only)."""
         return int(self.resize_shorter) if self.resize_shorter else max(self.size)
+
+    @property
+    def crops(self) -> bool:
+        """Whether the resized frame is centre-cropped to ``size`` (``shorter_crop``,
+        ``stretch_crop``)."""
+        return self.resize in ("shorter_crop", "stretch_crop")
 
     @property
     def clips_overshoot(self) -> bool:
@@ -194,8 +219,11 @@ class PreprocessSpec:
         d["size"] = list(self.size)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        if self.crop_from is not None:
+            d["crop_from"] = list(self.crop_from)
         # defaults of fields added later are omitted, so older readers load the spec
-        for name, default in (("size_rounding", "half_up"), ("crop_rounding", "floor")):
+        for name, default in (("size_rounding", "half_up"), ("crop_rounding", "floor"),
+                              ("crop_from", None)):
             if d[name] == default:
                 del d[name]
         return d
@@ -237,6 +265,8 @@ class PreprocessSpec:
         div = _round_div if self.size_rounding == "half_up" else operator.floordiv
         if self.resize == "stretch":
             return th, tw
+        if self.resize == "stretch_crop":
+            return self.crop_from  # type: ignore[return-value]
         if self.resize == "shorter_crop":
             s = self.shorter
             short = min(height, width)
@@ -277,7 +307,7 @@ class PreprocessSpec:
         if self.clips_overshoot and (nh, nw) != (h0, w0):
             x = np.clip(x, 0.0, 255.0)
         th, tw = self.size
-        if self.resize == "shorter_crop":
+        if self.crops:
             top, left = self.crop_offsets(nh, nw)
             x = x[top:top + th, left:left + tw]
         elif self.resize == "letterbox":

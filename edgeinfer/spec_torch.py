@@ -69,7 +69,7 @@ class PreprocessModule(nn.Module):
             if spec.clips_overshoot:
                 x = x.clamp(0.0, 255.0)
         th, tw = spec.size
-        if spec.resize == "shorter_crop":
+        if spec.crops:
             top, left = spec.crop_offsets(nh, nw)
             x = x[:, :, top:top + th, left:left + tw]
         elif spec.resize == "letterbox":

@@ -41,6 +41,11 @@ def _grid() -> list[PreprocessSpec]:
             resize_shorter=256 if resize == "shorter_crop" else None,
             pad_value=114.0 if resize == "letterbox" else 0.0, **norm,
         ))
+    for interp, aa in itertools.product(["linear", "cubic"], [False, True]):
+        # stretched to a fixed size, aspect ignored, then centre-cropped (odd margins)
+        specs.append(PreprocessSpec(size=(224, 200), resize="stretch_crop",
+                                    crop_from=(251, 229), interpolation=interp, antialias=aa,
+                                    **IMAGENET))
     return specs
 
 

@@ -70,8 +70,8 @@ def _geometry(tf: Any, spec: PreprocessSpec, x: Any, hw: tuple[int, int]) -> Any
     if (nh, nw) != (h, w):
         x = tf.image.resize(x, (nh, nw), method="bilinear", antialias=spec.antialias)
     th, tw = spec.size
-    if spec.resize == "shorter_crop":
-        top, left = (nh - th) // 2, (nw - tw) // 2
+    if spec.crops:
+        top, left = spec.crop_offsets(nh, nw)
         x = x[:, top:top + th, left:left + tw, :]
     elif spec.resize == "letterbox":
         top, left = (th - nh) // 2, (tw - nw) // 2

@@ -77,8 +77,8 @@ def build_preprocess_model(spec: PreprocessSpec, opset: int = 18) -> onnx.ModelP
         two = b.const([2])
         return b.op("Div", [b.op("Add", [b.op("Mul", [num, two]), den]), b.op("Mul", [den, two])])
 
-    if spec.resize == "stretch":
-        nh, nw = b.const([th]), b.const([tw])
+    if spec.resize in ("stretch", "stretch_crop"):
+        nh, nw = (b.const([v]) for v in spec.resized_size(th, tw))  # fixed, frame-independent
     elif spec.resize == "shorter_crop":
         s = b.const([spec.shorter])
         short = b.op("Min", [h, w], "short")
@@ -107,7 +107,7 @@ def build_preprocess_model(spec: PreprocessSpec, opset: int = 18) -> onnx.ModelP
         x = b.op("Clip", [x, b.const(np.array(0.0, np.float32)),
                           b.const(np.array(255.0, np.float32))], "clipped")
 
-    if spec.resize == "shorter_crop":
+    if spec.crops:
         two = b.const([2])
 
         def half(margin: str, hint: str) -> str:

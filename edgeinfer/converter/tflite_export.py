@@ -72,7 +72,7 @@ def resized_spec(spec: PreprocessSpec) -> PreprocessSpec:
     Its input already has the model size, so a ``stretch`` to ``spec.size`` is the
     identity and only colour, normalisation and layout remain.
     """
-    return replace(spec, resize="stretch", resize_shorter=None, antialias=False)
+    return replace(spec, resize="stretch", resize_shorter=None, crop_from=None, antialias=False)
 
 
 def _signatures(module: nn.Module, spec: PreprocessSpec, frame_hw: tuple[int, int]):

@@ -197,7 +197,7 @@ def _policy_variants(spec: PreprocessSpec) -> list[Variant]:
     for pol in ("stretch", "shorter_crop", "letterbox"):
         if pol != spec.resize:
             v = replace(spec, resize=pol, resize_shorter=None if pol != "shorter_crop" else
-                        spec.resize_shorter)
+                        spec.resize_shorter, crop_from=None)
             out.append(Variant("resize_policy", f"{pol.replace('_', ' ')} instead of "
                                f"{spec.resize.replace('_', ' ')}", v))
     return out

@@ -185,7 +185,7 @@ def _check_size(h: int, w: int, spec: PreprocessSpec, max_pixels: int, source: s
         raise ImageTooLargeError(f"{source} is {w}x{h} pixels ({h * w / 1e6:.1f} MP), above the "
                                  f"limit of {max_pixels / 1e6:g} MP: downscale it first or "
                                  "raise max_pixels (predict and serve: --max-megapixels)")
-    if spec.resize == "shorter_crop":
+    if spec.crops:
         nh, nw = spec.resized_size(h, w)
         if nh * nw > max_pixels:
             raise ImageTooLargeError(f"{source} is {w}x{h} pixels; the spec would resize it to "

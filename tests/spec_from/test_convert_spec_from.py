@@ -79,3 +79,23 @@ def test_cli_unexpressible_config_is_one_line_exit_2(tmp_path: Path, capsys) -> 
                  "--spec-from", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert "interpolation='random'" in err and len(err.splitlines()) == 1
+
+
+def test_stretch_crop_converts_to_onnx_and_tflite_and_passes_by_stage(tmp_path: Path) -> None:
+    """timm squash with crop_pct 0.9 (stretch to 373x373, centre 336x336): baked into the
+    ONNX prefix and the TFLite 'frame' signature (fixed 640x427 frames: the static
+    antialiased resize), each judged stage by stage on the photos."""
+    from .test_timm_torchvision import EVA_L_336
+
+    class Squash(TinyNet):
+        pretrained_cfg = EVA_L_336 | {"crop_pct": 0.9}
+
+    for out, kw in ((tmp_path / "s.onnx", {}), (tmp_path / "s.tflite",
+                                                 {"frame_size": (427, 640)})):
+        r = convert(Squash(), out, spec="auto", parity_data="builtin:photos", **kw)
+        assert (r.metadata.spec.resize, r.metadata.spec.crop_from) == ("stretch_crop",
+                                                                       (373, 373))
+        stages = {s["stage"]: s for s in r.metadata.parity["stages"]}
+        assert stages["preprocessing"]["passed"], stages["preprocessing"]
+        assert stages["preprocessing"]["max_abs"] < 0.05, stages["preprocessing"]
+        assert stages["model"]["passed"] and r.parity.top1_agreement == 1.0

@@ -25,6 +25,8 @@ PROCESSORS = {
     "efficientnet-offset": lambda: T.EfficientNetImageProcessorPil(
         rescale_offset=True, rescale_factor=1 / 127.5, size={"height": 289, "width": 289}),
     "mobilenet-v2": lambda: T.MobileNetV2ImageProcessorPil(),
+    # stretched to 256x256, aspect ignored, then the centre 224x224 (resize='stretch_crop')
+    "deit": lambda: T.DeiTImageProcessorPil(),
 }
 
 
@@ -61,6 +63,14 @@ def test_efficientnet_include_top_divides_by_std_twice() -> None:
     np.testing.assert_allclose(spec.std, std * std, rtol=1e-6)
 
 
+def test_a_stretch_then_a_crop_is_read_as_stretch_crop() -> None:
+    spec = spec_from(T.DeiTImageProcessorPil())
+    assert (spec.resize, spec.crop_from, spec.size) == ("stretch_crop", (256, 256), (224, 224))
+    vit = spec_from(T.ViTImageProcessorPil(do_center_crop=True,
+                                           crop_size={"height": 200, "width": 180}))
+    assert (vit.resize, vit.crop_from, vit.size) == ("stretch_crop", (224, 224), (200, 180))
+
+
 def test_saved_config_file_and_folder(tmp_path) -> None:
     proc = PROCESSORS["convnext-224"]()
     proc.save_pretrained(tmp_path)
@@ -71,8 +81,7 @@ def test_saved_config_file_and_folder(tmp_path) -> None:
 @pytest.mark.parametrize("kwargs, step", [
     ({"resample": 1}, "resample"),  # PIL code 1 is Lanczos (OpenCV's 1 would be linear)
     ({"resample": 4}, "resample"),  # box
-    ({"do_center_crop": True, "crop_size": {"height": 200, "width": 200}},
-     "do_center_crop"),  # a stretch then a crop
+    ({"do_pad": True}, "do_pad"),
 ])
 def test_what_cannot_be_expressed_is_refused_naming_the_step(kwargs, step) -> None:
     with pytest.raises(SpecError, match=step):

@@ -56,7 +56,7 @@ def raw_runtime_name(a: BenchArtifact) -> str:
 def pipeline_params(spec: PreprocessSpec) -> dict[str, Any]:
     """The numbers a user would copy from their training code, taken from the spec."""
     return {"color": spec.model_color, "size": list(spec.size), "resize": spec.resize,
-            "shorter": spec.shorter,
+            "shorter": spec.shorter, "crop_from": spec.crop_from,
             "interpolation": "area" if spec.antialias else spec.interpolation,
             "scale": spec.scale, "mean": list(spec.mean), "std": list(spec.std),
             "layout": spec.layout, "pad": spec.pad_value}
@@ -80,9 +80,10 @@ def user_preprocess(data: bytes, p: dict[str, Any]) -> np.ndarray:
         p["interpolation"]]
     if p["resize"] == "stretch":
         img = cv2.resize(img, (tw, th), interpolation=interp)
-    elif p["resize"] == "shorter_crop":
+    elif p["resize"] in ("shorter_crop", "stretch_crop"):
         k = p["shorter"] / min(h, w)
-        nh, nw = max(th, round(h * k)), max(tw, round(w * k))
+        nh, nw = ((max(th, round(h * k)), max(tw, round(w * k))) if p["resize"] == "shorter_crop"
+                  else p["crop_from"])
         img = cv2.resize(img, (nw, nh), interpolation=interp)
         top, left = (nh - th) // 2, (nw - tw) // 2
         img = img[top:top + th, left:left + tw]

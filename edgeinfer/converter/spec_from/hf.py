@@ -87,10 +87,9 @@ def derive(cfg: dict[str, Any], frame_color: str = "BGR", layout: str = "NCHW") 
             raise refuse(f"{step} crop_pct={cfg['crop_pct']}", "this processor's crop_pct "
                          "rule is not known to edgeinfer")
         spec = PreprocessSpec(size=hw(size, f"{step} size"))
-    if crop and hw(cfg.get("crop_size"), f"{step} crop_size") != spec.size:
-        raise refuse(f"{step} do_center_crop={cfg.get('crop_size')} after a "
-                     f"{list(spec.size)} stretch", "a stretch followed by a crop cannot "
-                     "be expressed")
+        cropped = hw(cfg.get("crop_size"), f"{step} crop_size") if crop else spec.size
+        if cropped != spec.size:  # DeiT: stretched to 256x256, then the centre 224x224
+            spec = PreprocessSpec(size=cropped, resize="stretch_crop", crop_from=spec.size)
     scale = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
     offset = 1.0 if cfg.get("rescale_offset") else 0.0  # x * scale - 1
     mean, std = (0.0,), (1.0,)

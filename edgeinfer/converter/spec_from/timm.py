@@ -60,11 +60,10 @@ def derive(cfg: dict[str, Any], frame_color: str = "BGR", layout: str = "NCHW") 
                   scale=1 / 255, mean=mean, std=std, layout=layout)
     notes = ["Pillow resizes uint8 images and rounds after each pass: up to 1 grey level "
              "(bicubic: overshoot clipped between passes, rarely more)"]
-    if mode == "squash":
-        if crop_pct != 1.0:
-            raise refuse(f"{step} crop_mode='squash' with crop_pct={crop_pct}", "a stretch "
-                         f"to {scale_h}x{scale_w} followed by a crop cannot be expressed")
-        spec = PreprocessSpec(resize="stretch", **common)
+    if mode == "squash":  # Resize((scale_h, scale_w)) + CenterCrop(input_size)
+        spec = (PreprocessSpec(resize="stretch", **common) if crop_pct == 1.0 else
+                PreprocessSpec(resize="stretch_crop", crop_from=(scale_h, scale_w),
+                               crop_rounding="half_even", **common))
     elif mode == "border":
         fill = [round(255 * v) for v in mean]
         if crop_pct != 1.0 or len(set(fill)) != 1:
