@@ -243,3 +243,20 @@ def test_one_artifact_gets_one_word_from_every_command(int8, pack, capsys):
     with serve_in_thread([int8], ServeConfig(port=0)) as url:
         meta = httpx.get(f"{url}/v2/models/{Path(int8).stem}").json()
     assert meta["parameters"]["certification"] == word
+
+
+def test_pack_artifact_cli_stores_the_model_stage_of_that_file(fp32, int8, work, capsys):
+    """`pack --artifact`: the line says so, verify judges the model stage against it; an
+    int8 ONNX file has no readable prefix output and is refused in one line (exit 2)."""
+    p = work / "own.pack"
+    rc, out, _ = _cli(capsys, "pack", "fashion", "--data", "builtin:fashion-test", "--limit",
+                      40, "--artifact", fp32, "-o", p)
+    assert rc == 0 and f"with the model stage of {fp32.name}" in out
+    assert read_pack(p).artifact["format"] == "onnx"
+    rc, out, _ = _cli(capsys, "verify", fp32, p)
+    assert rc == 0 and out.splitlines()[-1].startswith("PASS")
+    assert "on the artifact's own pixels" in out  # the model stage row names its reference
+    rc, _out, err = _cli(capsys, "pack", "fashion", "--data", "builtin:fashion-test",
+                         "--limit", 8, "--artifact", int8, "-o", work / "bad.pack")
+    assert rc == 2 and "exposes no preprocessing output" in err.splitlines()[-1]
+    assert "Traceback" not in err and "running" not in err  # refused before the framework ran

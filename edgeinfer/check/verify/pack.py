@@ -65,21 +65,11 @@ def shrink(fs: FrameSet, blobs: list[bytes] | None, max_side: int) -> int:
     return n
 
 
-def artifact_reference(artifact: Any, src: Any, spec: Any, frames: list[np.ndarray],
-                       softmax: bool, say: Progress) -> tuple[dict[str, Any], np.ndarray]:
-    """(the manifest's ``artifact`` entry, the framework fed that artifact's own pixels).
-
-    Why: on a network whose outputs move with the rounding of the pixels, the artifact vs
-    the framework on the reference pixels exceeds the fp32 bound although the conversion is
-    right (convert judges it stage by stage for that reason). Packing the framework's answer
-    on the artifact's own prefix output lets the device judge the same model stage.
-    """
-    import hashlib
-
-    from edgeinfer.artifact import ArtifactMetadata, sniff_format
+def open_artifact(artifact: Any, spec: Any) -> tuple[bytes, str, str, Any]:
+    """(bytes, name, dtype, prefix runner) of ``pack --artifact``, refused in one line
+    (ConfigError) before any framework work when it cannot give its own pixels."""
+    from edgeinfer.artifact import ArtifactMetadata
     from edgeinfer.parity.prefix import prefix_runner
-    from edgeinfer.parity.runners import softmax as _softmax
-    from edgeinfer.parity.stages import framework_on
     from edgeinfer.runtime.files import load_model_bytes
     from edgeinfer.runtime.loader import open_backend
 
@@ -89,21 +79,41 @@ def artifact_reference(artifact: Any, src: Any, spec: Any, frames: list[np.ndarr
     if meta.spec != spec:
         raise ConfigError(f"--artifact {name} was converted with another preprocessing spec "
                           "than this pack's: pass the same --spec (or none for a bundled model)")
-    runner = src.make_runner(False)
-    if src.spec is not None or not hasattr(runner, "model"):
-        raise ConfigError(f"--artifact: the {src.framework} source's model does not take the "
-                          "artifact's pixels (its preprocessing layers were lifted into the "
-                          "spec); pack without --artifact")
     prefix = prefix_runner(data)
     if prefix is None:
         raise ConfigError(f"--artifact {name} exposes no preprocessing output (an int8 ONNX "
                           "file renames it; a file from elsewhere has none): pack without "
                           "--artifact")
+    return data, name, meta.provenance.get("quantize") or "fp32", prefix
+
+
+def artifact_reference(opened: tuple[bytes, str, str, Any], src: Any,
+                       frames: list[np.ndarray], softmax: bool,
+                       say: Progress) -> tuple[dict[str, Any], np.ndarray]:
+    """(the manifest's ``artifact`` entry, the framework fed that artifact's own pixels).
+
+    Why: on a network whose outputs move with the rounding of the pixels, the artifact vs
+    the framework on the reference pixels exceeds the fp32 bound although the conversion is
+    right (convert judges it stage by stage for that reason). Packing the framework's answer
+    on the artifact's own prefix output lets the device judge the same model stage.
+    """
+    import hashlib
+
+    from edgeinfer.artifact import sniff_format
+    from edgeinfer.parity.runners import softmax as _softmax
+    from edgeinfer.parity.stages import framework_on
+
+    data, name, dtype, prefix = opened
+    runner = src.make_runner(False)
+    if src.spec is not None or not hasattr(runner, "model"):
+        raise ConfigError(f"--artifact: the {src.framework} source's model does not take the "
+                          "artifact's pixels (its preprocessing layers were lifted into the "
+                          "spec); pack without --artifact")
     say(f"running {src.name} on the pixels of {name}'s own preprocessing")
     pixels, _ = prefix.run(frames)
     ref = framework_on(runner, pixels)
     entry = {"name": Path(name).name, "sha256": hashlib.sha256(data).hexdigest(),
-             "format": sniff_format(data), "dtype": meta.provenance.get("quantize") or "fp32"}
+             "format": sniff_format(data), "dtype": dtype}
     return entry, _softmax(ref) if softmax else ref
 
 
@@ -121,6 +131,7 @@ def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None 
 
     say = progress or (lambda _m: None)
     spec_ = source_spec(source, spec)
+    opened = open_artifact(artifact, spec_) if artifact is not None else None
     src = resolve_source(source, spec_, weights, progress=say)
     names = resolve_labels(labels, src.reference) or src.labels
     fs = load_frames(data, spec_, limit=limit, class_names=names)
@@ -146,7 +157,7 @@ def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None 
                                    "max_side": max_side, "downscaled_frames": resized}
     pack = make_pack(spec_, names, fs.frames, raw, source=prov, data_name=fs.name, ids=fs.ids,
                      truth=truth, class_names=fs.class_names, encoded=blobs)
-    if artifact is not None:
+    if opened is not None:
         pack.artifact, pack.artifact_reference = artifact_reference(
-            artifact, src, spec_, fs.frames, softmax, say)
+            opened, src, fs.frames, softmax, say)
     return pack
