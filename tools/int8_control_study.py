@@ -108,7 +108,9 @@ def controlled_from_artifact(path: str, cal: list[np.ndarray], tune: list[np.nda
         def __call__(self, keep):
             return wrap(q.build(keep))
 
-    x = tune[0][None]
+    from edgeinfer.converter.int8_controlled import at_frame_size
+
+    x = at_frame_size(tune[0], tuple(meta.provenance.get("frame_size") or meta.spec.size))
     ref = open_backend(data, 1)
     fp32_ms = median_ms(lambda: ref.run(x), runs=20, warmup=3)
 

@@ -77,8 +77,7 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
                 built[tuple(keep)] = q.build(keep)
             return wrap(built[tuple(keep)], meta)
 
-    same = [f for f in frames if f.shape[:2] == tuple(hw)] or frames
-    x = same[0][None] if same[0].ndim == 3 else same[0][None, ..., None]
+    x = at_frame_size(frames[0], hw)
 
     ref = open_backend(float_blob, 1)
     fp32_ms = median_ms(lambda: ref.run(x), runs=LATENCY_RUNS, warmup=3)
@@ -105,6 +104,18 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     fp32.provenance["int8_control"] = res.to_dict()
     chosen = built[tuple(res.final.kept_float)]
     return lambda md: wrap(chosen, md)
+
+
+def at_frame_size(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """One held-out frame resized to the artifact's frame size, as ``[1, H, W, C]``: what
+    the loop times. A TFLite artifact then runs its ``frame`` signature, as a camera at that
+    size feeds it, not the host resize other sizes take (it made fp32 look slower: 0.67x
+    in the loop was 0.77x at the frame size, docs/int8/control.md)."""
+    import cv2
+
+    f = frame if frame.shape[:2] == tuple(hw) else cv2.resize(frame, (hw[1], hw[0]),
+                                                              interpolation=cv2.INTER_AREA)
+    return f.reshape(hw[0], hw[1], -1)[None]
 
 
 def captured_if(fmt: str, verbose: bool) -> Any:
