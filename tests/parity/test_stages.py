@@ -170,6 +170,7 @@ def test_verify_judges_the_model_stage_on_the_artifacts_own_pixels(sensitive, tm
     plain = write_pack(build_pack(module, "builtin:photos", spec=spec), tmp_path / "p.pack")
     before = verify(res.path, plain, latency_runs=2)
     assert before.verdict == "FAIL", before.message()
+    assert "--artifact` with THIS file" in before.message()  # the way out is named
     own = write_pack(build_pack(module, "builtin:photos", spec=spec, artifact=res.path),
                      tmp_path / "own.pack")
     assert read_pack(own).artifact["sha256"]
@@ -185,6 +186,7 @@ def test_verify_judges_the_model_stage_on_the_artifacts_own_pixels(sensitive, tm
     broken = verify(bad, own, latency_runs=2)
     assert broken.verdict == "FAIL"
     assert not any(c.reference.endswith(OWN_PIXELS) for c in broken.stages)
+    assert "entry is for another file (mnv2.onnx)" in broken.message()
 
 
 def test_the_headline_figure_says_which_stage_it_is(sensitive):

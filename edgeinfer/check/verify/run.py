@@ -252,6 +252,14 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
     if failures(stages):
         steps[0].notes += failures(stages)
         steps[0].verdict = FAIL
+        if own is None and dtype != "int8" and any(c.stage == MODEL and not c.passed
+                                                   for c in stages):
+            other = pack.artifact and pack.artifact.get("name")
+            steps[0].notes.append(
+                (f"the pack's --artifact entry is for another file ({other}); "
+                 if other else "") + "a network whose outputs move with pixel rounding fails "
+                "end to end: `edgeinfer pack ... --artifact` with THIS file judges its model "
+                "stage as convert did")
     cons = consistency(runner, pack.frames, probs)
     for key, value in cons.items():
         if value > tolerance("consistency", key).max_abs:
