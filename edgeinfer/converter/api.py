@@ -117,7 +117,8 @@ def convert(
     ``strict`` refuses that (ConfigError). ``min_agreement`` / ``max_drop`` (int8 only): the
     accuracy control (:mod:`edgeinfer.converter.int8_control`) keeps the fewest layers float
     (at most ``max_float_layers``, and no more than keep the 1-thread latency within
-    ``max_latency_ratio`` x fp32's) until the target holds on held-out parity frames.
+    ``max_latency_ratio`` x fp32's) until the target holds on held-out parity frames;
+    ``max_latency_ratio`` alone keeps float the most harmful layers that fit the budget.
     """
     say: Progress = progress or (lambda _msg: None)
     fmt = output_format(output, format)
@@ -127,12 +128,11 @@ def convert(
     if target is not None and (quantize != "int8" or fmt != "onnx"):
         raise ConfigError("--target selects onnxruntime's int8 settings: use it with "
                           "--quantize int8 and an ONNX output (LiteRT int8 needs no target)")
-    if max_latency_ratio is not None and min_agreement is None and max_drop is None:
-        raise ConfigError("--max-latency-ratio bounds the int8 accuracy control: use it with "
-                          "--min-agreement or --max-drop")
-    if (min_agreement is not None or max_drop is not None) and quantize != "int8":
-        raise ConfigError("--min-agreement/--max-drop control int8 quantisation: use them "
-                          "with --quantize int8")
+    controlled_ = (min_agreement is not None or max_drop is not None
+                   or max_latency_ratio is not None)
+    if controlled_ and quantize != "int8":
+        raise ConfigError("--min-agreement/--max-drop/--max-latency-ratio control int8 "
+                          "quantisation: use them with --quantize int8")
     require("onnx", "convert", "converting models")
     from edgeinfer.converter.spec_from import for_convert
 
@@ -180,7 +180,7 @@ def convert(
     cal = _calibration(fp32, calibration, data_name, spec, calibration_limit, quantize, say,
                        per_channel)
     hw = frame_size or _default_frame_size(frames.frames, spec)
-    if quantize == "int8" and (min_agreement is not None or max_drop is not None):
+    if quantize == "int8" and controlled_:
         from edgeinfer.converter.int8_controlled import controlled
 
         with_props = controlled(s, fp32, fmt, cal, hw, per_channel, target, frames,
@@ -205,7 +205,6 @@ def convert(
             raise
         from edgeinfer.converter.int8_control import int8_hints
 
-        controlled_ = min_agreement is not None or max_drop is not None
         raise ParityError(f"{e}. Try: " + "; ".join(int8_hints(target, fmt, controlled_))) from e
     derived.others["onnx_fp32_vs_source"] = result.primary
     return _write(output, with_props(fp32.final(derived, frames)), fp32, derived, s, say)

@@ -155,7 +155,8 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
     say = say or (lambda _m: None)
     t0 = time.perf_counter()
     n = len(frames)
-    check_targets(min_agreement, max_drop, labels, n, heldout)
+    budget_only = min_agreement is None and max_drop is None and max_latency_ratio is not None
+    check_targets(min_agreement, max_drop, labels, n, heldout, budget_only)
     if max_latency_ratio is not None and (latency is None or not max_latency_ratio > 0):
         raise ConfigError("--max-latency-ratio needs a positive ratio and a latency measure")
     ref = run(fp32, frames)
@@ -174,7 +175,7 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
         p = run(model, frames)
         same = int((p.argmax(-1) == top).sum())
         acc = float((p.argmax(-1) == labels).mean()) if labels is not None else None
-        ok = _meets(same, n, acc, acc32, min_agreement, max_drop)
+        ok = _meets(same, n, acc, acc32, min_agreement, max_drop) and not budget_only
         s = Step(list(keep), added, same / n, wilson(same, n), n - same, acc, len(model),
                  latency(model) if latency else None, ok, time.perf_counter() - t)
         return model, s, p
@@ -201,6 +202,12 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
                                             max_latency_ratio * res.fp32_latency_ms, say)
         if cap == 0:
             _refuse(res, s, t0)
+    if budget_only:  # no target: the most harmful layers the budget allows stay float
+        model, s_cap, _ = step(order[:cap], order[cap - 1])
+        s_cap.meets = True
+        res.steps.append(s_cap)
+        say(res.lines_of([s_cap])[0])
+        return _finish(model, res, t0, say)
     model_cap, s_cap, _ = step(order[:cap], None)
     if not s_cap.meets:
         res.steps.append(s_cap)
@@ -281,10 +288,13 @@ def _meets(same: int, n: int, acc: float | None, acc32: float | None,
 
 
 def check_targets(min_agreement: float | None, max_drop: float | None,
-                  labels: np.ndarray | None, n: int, heldout: str) -> None:
-    """Refuse targets that cannot be judged on these held-out frames, before any work."""
-    if min_agreement is None and max_drop is None:
-        raise ConfigError("the int8 accuracy control needs --min-agreement and/or --max-drop")
+                  labels: np.ndarray | None, n: int, heldout: str,
+                  budget_only: bool = False) -> None:
+    """Refuse targets that cannot be judged on these held-out frames, before any work.
+    ``budget_only``: no target, a latency budget alone (the most accurate int8 within it)."""
+    if min_agreement is None and max_drop is None and not budget_only:
+        raise ConfigError("the int8 accuracy control needs --min-agreement, --max-drop or "
+                          "--max-latency-ratio")
     if min_agreement is not None:
         if not 0.0 < min_agreement < 1.0:
             raise ConfigError(f"--min-agreement {min_agreement} must be a fraction below 1, "
@@ -312,6 +322,10 @@ def refusal(res: ControlResult, s: Step) -> str:
         want.append(f"{res.min_agreement:.2%} agreement (95% lower bound)")
     if res.max_drop is not None:
         want.append(f"an accuracy drop <= {res.max_drop:.2%}")
+    if not want:  # a latency budget alone, which plain int8 already exceeds
+        return (f"artifact not written: plain int8 takes {s.latency_ms or 0:.2f} ms per frame "
+                f"(1 thread), above {res.max_latency_ratio:.2f}x fp32's "
+                f"{res.fp32_latency_ms or 0:.2f} ms: raise --max-latency-ratio, or ship fp32")
     budget = ""
     if res.latency_cap is not None:
         budget = (f" within {res.max_latency_ratio:.2f}x fp32's latency (at most "

@@ -38,7 +38,8 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     frames = [parity.frames[i] for i in idx]
     labels = None if parity.labels is None else np.asarray(parity.labels)[idx]
     name = f"{parity.name}, {len(frames)} of {len(parity.frames)} frames not calibrated on"
-    check_targets(min_agreement, max_drop, labels, len(frames), name)
+    check_targets(min_agreement, max_drop, labels, len(frames), name,
+                  min_agreement is None and max_drop is None and max_latency_ratio is not None)
     if "calibration" in fp32.provenance:
         fp32.provenance["calibration"]["n"] = len(cal)
     meta = fp32.meta()

@@ -200,3 +200,17 @@ def test_a_latency_budget_plain_int8_cannot_meet_is_refused(fashion_artifact, fa
     assert "within 0.01x fp32's latency (at most 0 of" in msg, msg
     assert "--max-latency-ratio" in msg and "\n" not in msg
     assert res.latency_cap == res.candidates and res.final.meets
+
+
+def test_a_latency_budget_alone_keeps_the_most_harmful_layers_it_allows(fashion_sets,
+                                                                         tmp_path):
+    """No target: --max-latency-ratio alone gives the most accurate int8 within it; plain
+    int8 already over the budget is refused in one line."""
+    r = convert("fashion", tmp_path / "b.onnx", quantize="int8", parity_limit=500,
+                max_latency_ratio=100.0)
+    ctl = r.metadata.provenance["int8_control"]
+    assert ctl["latency_cap"] == ctl["candidates"] == len(ctl["kept_float"])
+    assert ctl["steps"][-1]["meets"] and ctl["min_agreement"] is None
+    with pytest.raises(ParityError, match=r"plain int8 takes .* above 0\.01x fp32"):
+        convert("fashion", tmp_path / "c.onnx", quantize="int8", parity_limit=500,
+                max_latency_ratio=0.01)
