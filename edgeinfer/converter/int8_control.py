@@ -353,7 +353,9 @@ def int8_hints(target: str | None = None, fmt: str = "onnx", controlled: bool = 
     if not controlled:
         out.append("--min-agreement 0.99 (keeps the few most harmful layers float)")
     elif latency_bound:
-        out.append("a higher --max-latency-ratio (more layers float: slower)")
+        out.append("a higher --max-latency-ratio (more layers float: slower), or "
+                   "--max-latency-ratio without a target (the most accurate int8 within it, "
+                   "the figure above)")
     elif max_float is not None and candidates and max_float < candidates:
         out.append(f"--max-float-layers above {max_float} (of {candidates}; slower, larger)")
     out.append("a lower --min-agreement, or fp32")
