@@ -169,7 +169,7 @@ def test_latency_cap_bisects_to_the_most_layers_within_the_budget():
 
 def test_a_latency_budget_plain_int8_cannot_meet_is_refused(fashion_artifact, fashion_sets):
     """Real timings: no int8 build runs at 1% of fp32's latency, so the loop refuses and
-    says what the budget allowed; a generous budget changes nothing."""
+    says what the budget allowed (a generous budget: the budget-only test below)."""
     from edgeinfer.parity.timing import median_ms
     from edgeinfer.runtime.loader import open_backend
 
@@ -194,12 +194,10 @@ def test_a_latency_budget_plain_int8_cannot_meet_is_refused(fashion_artifact, fa
                 with_metadata(fp32, meta).SerializeToString(), frames)
         with pytest.raises(ParityError) as e:
             control(*args, min_agreement=TARGET, latency=latency, max_latency_ratio=0.01)
-        _model, res = control(*args, min_agreement=TARGET, latency=latency,
-                              max_latency_ratio=100.0)
     msg = str(e.value)
     assert "within 0.01x fp32's latency (at most 0 of" in msg, msg
     assert "--max-latency-ratio" in msg and "\n" not in msg
-    assert res.latency_cap == res.candidates and res.final.meets
+    assert e.value.control.latency_cap == 0  # the loop's record rides along
 
 
 def test_a_latency_budget_alone_keeps_the_most_harmful_layers_it_allows(fashion_sets,
