@@ -16,7 +16,8 @@ ai-edge-quantizer's NO_QUANTIZE recipe entries (TFLite) behind one ``build(keep_
 4. with a latency budget (``max_latency_ratio``, x fp32's 1-thread latency), bisect the
    ranked prefix on latency alone for the most layers float that stay within it, and lower
    ``max_float`` to that; then build with the ``max_float`` best-ranked layers float: if
-   even that misses, refuse in one line naming what to try (no point in walking the steps);
+   even that misses, refuse in one line naming what to try (no point in walking the steps).
+   A budget without a target ships that capped build: the most accurate int8 within it;
 5. otherwise add the ranked layers one at a time (up to ``LINEAR``), then bisect the ranked
    prefix between the last miss and ``max_float``, measuring agreement, size and 1-thread
    latency at each step; keep the fewest that meet the target. Bisection assumes the
