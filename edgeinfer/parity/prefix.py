@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,8 +93,9 @@ class PrefixRunner:
 
 def tflite_prefix_tensors(model: bytes) -> dict[str, tuple[int, int]]:
     """signature -> (subgraph, tensor) of its prefix output: the one tensor that an op under
-    ``TFLITE_PREFIX_SCOPE`` produces and an op outside it consumes. A signature where that is
-    not exactly one tensor is left out."""
+    ``TFLITE_PREFIX_SCOPE`` produces and an op outside it consumes, followed back through a
+    QUANTIZE (an int8 model quantises the prefix output under the prefix's own scope) to the
+    float32 tensor. A signature where that is not exactly one float tensor is left out."""
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.Model.GetRootAs(model, 0)
@@ -104,17 +106,36 @@ def tflite_prefix_tensors(model: bytes) -> dict[str, tuple[int, int]]:
         sg = m.Subgraphs(si)
         scoped = [TFLITE_PREFIX_SCOPE in (sg.Tensors(t).Name() or b"").decode("utf-8", "replace")
                   for t in range(sg.TensorsLength())]
-        made = set()
+        made: dict[int, int] = {}  # scoped tensor -> the op that produced it
         found = set()
         for j in range(sg.OperatorsLength()):
             op = sg.Operators(j)
             outs = [int(t) for t in op.OutputsAsNumpy()]
             if not any(scoped[t] for t in outs):
                 found |= {int(t) for t in op.InputsAsNumpy() if t >= 0 and int(t) in made}
-            made |= {t for t in outs if scoped[t]}
-        if len(found) == 1:
-            out[(sig.SignatureKey() or b"").decode()] = (si, found.pop())
+            made |= {t: j for t in outs if scoped[t]}
+        floats = {_float_source(m, sg, t, made) for t in found} - {None}
+        if len(floats) == 1:
+            out[(sig.SignatureKey() or b"").decode()] = (si, floats.pop())
     return out
+
+
+def _float_source(m: Any, sg: Any, t: int, made: dict[int, int]) -> int | None:
+    """``t`` if it is float32, else the float input of the QUANTIZE that made it."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    for _ in range(4):  # QUANTIZE chains are one op long; bounded all the same
+        if sg.Tensors(t).Type() == schema.TensorType.FLOAT32:
+            return t
+        op = sg.Operators(made[t]) if t in made else None
+        if op is None:
+            return None
+        code = m.OperatorCodes(op.OpcodeIndex())
+        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != \
+                schema.BuiltinOperator.QUANTIZE:
+            return None
+        t = int(op.InputsAsNumpy()[0])
+    return None
 
 
 class TflitePrefixRunner:

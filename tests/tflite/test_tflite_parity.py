@@ -165,6 +165,21 @@ def test_int8_keeps_the_preprocessing_and_softmax_in_float(fashion_tflite_int8) 
         assert "QUANTIZE" in [o for o, _, _ in kinds]
 
 
+def test_the_int8_prefix_output_is_read_before_its_quantize(fashion_tflite_int8,
+                                                            fashion_test) -> None:
+    """The QUANTIZE after the prefix keeps the prefix's scope: the stage reader must follow
+    it back to the float tensor. Reading the int8 tensor instead made verify and check fail
+    every int8 .tflite at the preprocessing stage (1.1e4 grey levels; found by the arm64 run)."""
+    from edgeinfer.parity.prefix import prefix_runner
+    from edgeinfer.parity.stages import preprocessing_stage
+
+    spec = fashion_tflite_int8.metadata.spec
+    frames = [np.repeat(f[..., None], 3, axis=-1) for f in fashion_test[0][:20]]
+    pixels, _ = prefix_runner(fashion_tflite_int8.path.read_bytes()).run(frames)
+    stage = preprocessing_stage(spec, frames, pixels)
+    assert stage.passed and stage.max_abs < 0.01, stage.summary()
+
+
 def test_spec_is_the_bundled_one(fashion_tflite) -> None:
     spec = PreprocessSpec.from_json(get_reference("fashion").spec_path.read_text())
     assert fashion_tflite.metadata.spec == spec
