@@ -23,13 +23,18 @@ from edgeinfer.parity.tolerances import tolerance
 
 @pytest.fixture(scope="module")
 def tflite(sensitive) -> bytes:
-    """The sensitive net as an fp32 .tflite with the ONNX conversion's metadata."""
+    """The sensitive net as an fp32 .tflite with the ONNX conversion's metadata, exported
+    inside ``captured()`` as the converter does: TensorFlow/absl first imported outside it
+    left a later capsys + uvicorn test with a closed sys.stderr ("lost sys.stderr", the
+    whole run killed; seen when tests/parity ran before tests/check)."""
+    from edgeinfer.converter.quiet import captured
     from edgeinfer.converter.tflite_export import export_tflite
     from edgeinfer.converter.tflite_metadata import embed_metadata
 
     module, spec, res, _frames, _runner, _ref = sensitive
-    return embed_metadata(export_tflite(module, spec, tuple(spec.size), None, []),
-                          res.metadata.to_props())
+    with captured():
+        bare = export_tflite(module, spec, tuple(spec.size), None, [])
+    return embed_metadata(bare, res.metadata.to_props())
 
 
 def _checks(sensitive, blob: bytes):
