@@ -32,7 +32,7 @@ from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import wilson
 from edgeinfer.parity.targets import cpu_flags
-from edgeinfer.parity.timing import interleaved, median_ms, ratio_to, summarize
+from edgeinfer.parity.timing import interleaved, summarize
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.metadata import read_metadata
 
@@ -108,17 +108,11 @@ def controlled_from_artifact(path: str, cal: list[np.ndarray], tune: list[np.nda
         def __call__(self, keep):
             return wrap(q.build(keep))
 
-    from edgeinfer.converter.int8_controlled import at_frame_size
+    from edgeinfer.converter.int8_controlled import at_frame_size, latency_vs_fp32
 
-    x = at_frame_size(tune[0], tuple(meta.provenance.get("frame_size") or meta.spec.size))
-    ref = open_backend(data, 1)
-    fp32_ms = median_ms(lambda: ref.run(x), runs=20, warmup=3)
-
-    def latency(model: bytes) -> float:  # as the converter measures it (int8_controlled)
-        if model is data:
-            return fp32_ms
-        b = open_backend(model, 1)
-        return fp32_ms * ratio_to(lambda: b.run(x), lambda: ref.run(x), runs=20)
+    # the converter's own measure (int8_controlled): interleaved with fp32, at the frame size
+    latency = latency_vs_fp32(data, at_frame_size(
+        tune[0], tuple(meta.provenance.get("frame_size") or meta.spec.size)))
 
     try:
         _model, res = control(Build(), lambda m, fr: ArtifactRunner(m).run(fr), data, tune,

@@ -31,8 +31,6 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     """
     from edgeinfer.parity.calibration import held_out_split
     from edgeinfer.parity.runners import ArtifactRunner
-    from edgeinfer.parity.timing import median_ms, ratio_to
-    from edgeinfer.runtime.loader import open_backend
 
     cal, idx = held_out_split(cal, parity.frames)
     frames = [parity.frames[i] for i in idx]
@@ -78,21 +76,7 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
                 built[tuple(keep)] = q.build(keep)
             return wrap(built[tuple(keep)], meta)
 
-    x = at_frame_size(frames[0], hw)
-
-    ref = open_backend(float_blob, 1)
-    fp32_ms = median_ms(lambda: ref.run(x), runs=LATENCY_RUNS, warmup=3)
-
-    def latency(model: bytes) -> float:
-        """1-thread ms; a candidate is timed interleaved with fp32 and given as its ratio x
-        fp32's figure, so load drifting during the loop does not move it against the budget
-        (measured separately, plain int8 read 0.65x fp32 in the loop and 0.55x
-        interleaved: docs/int8/control.md)."""
-        if model is float_blob:
-            return fp32_ms
-        b = open_backend(model, 1)
-        return fp32_ms * ratio_to(lambda: b.run(x), lambda: ref.run(x), runs=LATENCY_RUNS)
-
+    latency = latency_vs_fp32(float_blob, at_frame_size(frames[0], hw))
     try:
         _blob, res = control(_Build(), lambda m, fr: ArtifactRunner(m).run(fr), float_blob,
                              frames, heldout=name, min_agreement=min_agreement,
@@ -105,6 +89,26 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     fp32.provenance["int8_control"] = res.to_dict()
     chosen = built[tuple(res.final.kept_float)]
     return lambda md: wrap(chosen, md)
+
+
+def latency_vs_fp32(float_blob: bytes, x: np.ndarray) -> Callable[[bytes], float]:
+    """The loop's latency measure: 1-thread ms of one call on ``x``. fp32 is timed once; a
+    candidate is timed interleaved with fp32 and given as its ratio x fp32's figure, so load
+    drifting during the loop does not move it against the budget (measured separately,
+    plain int8 read 0.65x fp32 in the loop and 0.55x interleaved: docs/int8/control.md)."""
+    from edgeinfer.parity.timing import median_ms, ratio_to
+    from edgeinfer.runtime.loader import open_backend
+
+    ref = open_backend(float_blob, 1)
+    fp32_ms = median_ms(lambda: ref.run(x), runs=LATENCY_RUNS, warmup=3)
+
+    def latency(model: bytes) -> float:
+        if model is float_blob:
+            return fp32_ms
+        b = open_backend(model, 1)
+        return fp32_ms * ratio_to(lambda: b.run(x), lambda: ref.run(x), runs=LATENCY_RUNS)
+
+    return latency
 
 
 def at_frame_size(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

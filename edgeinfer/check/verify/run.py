@@ -242,9 +242,7 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
         bound = TOLERANCES.get(("accuracy_drop", dtype))
         if bound is not None and drop > bound.max_abs:
             extra.append(f"accuracy drop {drop:.2%} > {bound.max_abs:.1%}")
-    stages = device_stages(data, fmt, dtype, pack, probs, tol, ref_name, threads)
-    own = next((c.comparison for c in stages if c.stage == MODEL and c.judged
-                and c.reference.endswith(OWN_PIXELS)), None)
+    stages, own = device_stages(data, fmt, dtype, pack, probs, tol, ref_name, threads)
     steps = [judge("artifact", own or cmp, extra)]
     if own is not None:
         steps[0].notes.append(f"judged by stage; end to end vs {ref_name} on the reference "
@@ -287,8 +285,11 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
 
 
 def device_stages(data: bytes, fmt: str, dtype: str, pack: ParityPack, probs: np.ndarray,
-                  tol: Any, ref_name: str, threads: int | None) -> list[StageCheck]:
-    """The stages of convert's gate that this device can measure without the framework.
+                  tol: Any, ref_name: str, threads: int | None
+                  ) -> tuple[list[StageCheck], Comparison | None]:
+    """The stages of convert's gate that this device can measure without the framework, and
+    the model stage's comparison when it was judged on the artifact's own pixels (None when
+    only end to end could be judged).
 
     preprocessing: this device's prefix output (ONNX, or TFLite read through LiteRT) vs this
     device's numpy/OpenCV reference, in grey levels: complete, the same check as convert's.
@@ -312,11 +313,11 @@ def device_stages(data: bytes, fmt: str, dtype: str, pack: ParityPack, probs: np
     sha = hashlib.sha256(data).hexdigest()
     mine = pack.artifact is not None and pack.artifact.get("sha256") == sha
     if mine and dtype != "int8" and pack.artifact_reference is not None:
-        out.append(model_stage(pack.artifact_reference, probs, tol,
-                               f"{ref_name} {OWN_PIXELS}", target))
-        out.append(end_to_end(pack.reference, probs, tol, f"{ref_name} on reference pixels "
-                              "(pack)", target))
-        return out
+        model = model_stage(pack.artifact_reference, probs, tol, f"{ref_name} {OWN_PIXELS}",
+                            target)
+        out += [model, end_to_end(pack.reference, probs, tol, f"{ref_name} on reference "
+                                  "pixels (pack)", target)]
+        return out, model.comparison
     out.append(model_stage(pack.reference, probs, tol, f"{ref_name} on reference pixels "
                            "(pack)", target))
-    return out
+    return out, None
