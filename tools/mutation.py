@@ -42,6 +42,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "audit": ("edgeinfer/parity/audit.py", ["tests/doctor/test_audit_without_batchnorm.py"]),
     "doctor_rank": ("edgeinfer/check/doctor/run.py", ["tests/doctor/test_doctor.py"]),
     "serve_models": ("edgeinfer/serve/models.py", ["tests/serve/test_server.py"]),
+    "pack": ("edgeinfer/parity/pack.py", ["tests/parity/test_pack.py"]),
+    "timing": ("edgeinfer/parity/timing.py", ["tests/check/test_bench.py"]),  # see PYTEST_K
 }
 
 
@@ -49,7 +51,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
 # each, so the subset keeps the near-epsilon cases that reach our own arithmetic (MatMul
 # producer, Mul+Add lowering) and the hand-built graphs, not every export
 PYTEST_K = {"fold_batchnorm": "not rapid and not test_fold_torch_model and not "
-                              "near_epsilon[conv]"}
+                              "near_epsilon[conv]",
+            "timing": "ratio_to"}  # the bench fixtures convert models: minutes per mutant
 
 
 def _copy_tree(dest: Path) -> None:

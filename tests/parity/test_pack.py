@@ -212,3 +212,50 @@ def test_artifact_reference_round_trip_and_consistency(photo_pack, tmp_path):
     half = write_pack(replace(own, artifact_reference=None), tmp_path / "half.pack")
     with pytest.raises(ModelError, match="inconsistent .*artifact reference"):
         read_pack(half)
+
+
+@pytest.mark.parametrize("edit", [
+    "truth_out_of_range", "truth_negative", "truth_length", "reference_rows", "label_count",
+    "empty_frame", "reference_ints", "artifact_shape",
+], ids=str)
+def test_each_consistency_check_refuses_alone(photo_pack, tmp_path, edit):
+    """A pack whose members all carry valid sha256s but disagree with each other (a buggy
+    writer, a hand-made file) is one ModelError, check by check: found by mutation testing,
+    where only the ids-length case was covered and the others could be removed unnoticed."""
+    from dataclasses import replace
+
+    n, k = photo_pack.n, photo_pack.reference.shape[1]
+    bad = {
+        "truth_out_of_range": lambda p: replace(p, truth=np.full(n, k)),
+        "truth_negative": lambda p: replace(p, truth=np.full(n, -1)),
+        "truth_length": lambda p: replace(p, truth=np.zeros(n - 1, np.int64)),
+        "reference_rows": lambda p: replace(p, reference=p.reference[:-1]),
+        "label_count": lambda p: replace(p, labels=p.labels[:-1]),
+        "empty_frame": lambda p: replace(p, frames=[np.zeros((0, 4, 3), np.uint8)] + p.frames[1:]),
+        "reference_ints": lambda p: replace(p, reference=np.zeros((n, k), np.int64)),
+        "artifact_shape": lambda p: replace(p, artifact={"sha256": "ab" * 32},
+                                            artifact_reference=p.reference[:, :-1]),
+    }[edit](replace(photo_pack, encoded=None))
+    path = tmp_path / "bad.pack"
+    if edit == "reference_ints":  # write_pack casts to float32: write the member by hand
+        _rewrite(write_pack(bad, tmp_path / "w.pack"), path, _int_reference)
+    else:
+        write_pack(bad, path)
+    with pytest.raises(ModelError, match="is (inconsistent|damaged)"):
+        read_pack(path)
+
+
+def _int_reference(name: str, data: bytes) -> bytes:
+    if name == "reference.npy":
+        buf = io.BytesIO()
+        np.save(buf, np.zeros((6, 10), np.int64))
+        return buf.getvalue()
+    if name == MANIFEST:
+        m = json.loads(data)
+        buf = io.BytesIO()
+        np.save(buf, np.zeros((6, 10), np.int64))
+        import hashlib
+
+        m["members"]["reference.npy"]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+        return json.dumps(m).encode()
+    return data
