@@ -20,7 +20,7 @@ import pytest
 from edgeinfer.artifact import ArtifactMetadata
 from edgeinfer.check.bench.inputs import BenchArtifact, BenchInput, default_input
 from edgeinfer.converter.api import convert
-from edgeinfer.converter.reference import get_reference
+from edgeinfer.converter.sources.reference import get_reference
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.spec import PreprocessSpec
 

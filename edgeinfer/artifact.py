@@ -26,7 +26,7 @@ PREFIX_OUTPUT = "edgeinfer_pixels"
 FORMAT_VERSION = "1"
 
 # TFLite: the flatbuffer's file identifier, the name of the metadata entry holding the
-# props below as one JSON object, and the two signatures (see converter/tflite_export.py).
+# props below as one JSON object, and the two signatures (see converter/export/tflite_torch.py).
 TFLITE_IDENTIFIER = b"TFL3"
 TFLITE_METADATA_NAME = "edgeinfer"
 SIG_FRAME = "frame"

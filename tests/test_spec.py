@@ -11,7 +11,7 @@ import torch
 
 from edgeinfer import PreprocessSpec, SpecError
 from edgeinfer.converter.preprocess_graph import build_preprocess_model
-from edgeinfer.datasets import sample_photos
+from edgeinfer.data.datasets import sample_photos
 from edgeinfer.parity.tolerances import preprocess_tolerance
 from edgeinfer.spec_torch import PreprocessModule
 

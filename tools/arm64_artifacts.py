@@ -47,7 +47,7 @@ def make(work: Path) -> None:
     from edgeinfer.check.verify.pack import build_pack
     from edgeinfer.cli.common import progress
     from edgeinfer.converter.api import convert
-    from edgeinfer.parity.pack import write_pack
+    from edgeinfer.data.packfile import write_pack
 
     d = work / "in"
     d.mkdir(parents=True, exist_ok=True)

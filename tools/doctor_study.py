@@ -77,9 +77,9 @@ def crops(photos: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
 # ------------------------------------------------------------------ (a) spec audit
 def part_a() -> dict:
     from edgeinfer.converter.api import convert
-    from edgeinfer.converter.sources import resolve_source, source_spec
-    from edgeinfer.parity.audit import audit_spec
-    from edgeinfer.parity.frames import FrameSet, load_frames
+    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.data.frames import FrameSet, load_frames
+    from edgeinfer.diagnose.audit import audit_spec
     from edgeinfer.spec import PreprocessSpec
 
     spec = PreprocessSpec.from_json((SMALL / "spec.json").read_text())
@@ -236,8 +236,8 @@ def _scenarios(name: str, source, spec, frames, labels, scenarios) -> list[dict]
 
 def part_b() -> dict:
     from edgeinfer.cli import main as cli
-    from edgeinfer.converter.sources import resolve_source, source_spec
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.data.frames import load_frames
 
     rows = []
     sp = source_spec("efficientnet-lite0", None)
@@ -323,8 +323,8 @@ def _verdicts(name: str, source, spec, frames, labels, scenarios) -> list[dict]:
 
 
 def part_d() -> dict:
-    from edgeinfer.converter.sources import resolve_source, source_spec
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.data.frames import load_frames
 
     mode = ("batchnorm_batch_stats", "train_mode")
     g = gray_prep()
@@ -369,8 +369,8 @@ def part_e() -> dict:
     frames written as PNG files, a device in training mode at batch 8 and one whose camera
     applies gamma 0.5 (outside the vocabulary); the CSV also names 3 images not in --data."""
     from edgeinfer.cli import main as cli
-    from edgeinfer.converter.sources import resolve_source, source_spec
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.data.frames import load_frames
 
     sp = source_spec("fashion", None)
     src = resolve_source("fashion", sp)

@@ -4,7 +4,7 @@
         [--target x86-vnni] [--min-agreement 0.99] [--frames 400 800 1600]
 
 A benchmark, not a test: for each held-out size N it runs the converter's loop
-(:func:`edgeinfer.converter.int8_control.control` over ``OnnxInt8``) from scratch on the first
+(:func:`edgeinfer.converter.int8.control.control` over ``OnnxInt8``) from scratch on the first
 N frames of DATA and records the wall time split into calibration (the first build),
 ranking (one build per layer, run on the 32 worst frames), and the steps (one build + a
 run over the N frames each), plus the layers kept float and the agreement reached. Writes
@@ -22,12 +22,12 @@ from pathlib import Path
 import onnx
 
 from edgeinfer.converter.assemble import with_metadata
-from edgeinfer.converter.int8_control import control
-from edgeinfer.converter.quantize_onnx import OnnxInt8
+from edgeinfer.converter.int8.control import control
+from edgeinfer.converter.int8.onnx_quant import OnnxInt8
+from edgeinfer.converter.int8.targets import cpu_flags
+from edgeinfer.data.frames import load_frames
 from edgeinfer.errors import EdgeInferError
-from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
-from edgeinfer.parity.targets import cpu_flags
 from edgeinfer.runtime.metadata import read_metadata
 
 

@@ -10,7 +10,7 @@ never tunes anything on it). The plain int8 rows are quantised here from the fp3
 with the converter's own quantisers (``OnnxInt8``, ``TfliteInt8``), calibrated on
 ``--calibration``. Per row: top-1 agreement with the ONNX fp32 artifact (95% Wilson
 interval), accuracy where the final set has labels, latency at 1 and 2 threads (one
-interleaved run per thread count, through parity/timing, on one final frame at the TFLite
+interleaved run per thread count, through runtime/timing, on one final frame at the TFLite
 frame size), size and layers kept float. Writes OUT_DIR/study.json and study.md, with the
 CPU flags and load averages.
 """
@@ -26,15 +26,15 @@ import numpy as np
 import onnx
 
 from edgeinfer.converter.assemble import with_metadata
-from edgeinfer.converter.quantize_onnx import OnnxInt8
+from edgeinfer.converter.int8.onnx_quant import OnnxInt8
+from edgeinfer.converter.int8.targets import cpu_flags
+from edgeinfer.data.frames import load_frames
 from edgeinfer.errors import ParityError
-from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import wilson
-from edgeinfer.parity.targets import cpu_flags
-from edgeinfer.parity.timing import interleaved, summarize
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.metadata import read_metadata
+from edgeinfer.runtime.timing import interleaved, summarize
 
 
 def build_rows(a: argparse.Namespace, cal: list[np.ndarray]) -> dict[str, bytes]:
@@ -53,8 +53,8 @@ def build_rows(a: argparse.Namespace, cal: list[np.ndarray]) -> dict[str, bytes]
             rows[f"ONNX int8 --target {a.target_best}, float: {layers}"] = with_metadata(
                 q.build(keep), meta).SerializeToString()
     if a.tflite:
-        from edgeinfer.converter.tflite_metadata import embed_metadata
-        from edgeinfer.converter.tflite_quant import TfliteInt8
+        from edgeinfer.converter.export.tflite_metadata import embed_metadata
+        from edgeinfer.converter.int8.tflite_quant import TfliteInt8
 
         t32 = Path(a.tflite).read_bytes()
         tmeta = read_metadata(a.tflite)
@@ -87,7 +87,7 @@ def controlled_from_artifact(path: str, cal: list[np.ndarray], tune: list[np.nda
     """The converter's loop (``control`` over ``OnnxInt8`` / ``TfliteInt8``) run on a fp32
     artifact, tuned on ``tune``: what ``convert --min-agreement`` does after its export,
     without re-exporting the model (a litert-torch export costs minutes here)."""
-    from edgeinfer.converter.int8_control import control
+    from edgeinfer.converter.int8.control import control
 
     meta = read_metadata(path)
     data = Path(path).read_bytes()
@@ -95,8 +95,8 @@ def controlled_from_artifact(path: str, cal: list[np.ndarray], tune: list[np.nda
         q = OnnxInt8(onnx.load_model(path), cal, target=a.target_best)
         wrap = lambda m: with_metadata(m, meta).SerializeToString()  # noqa: E731
     else:
-        from edgeinfer.converter.tflite_metadata import embed_metadata
-        from edgeinfer.converter.tflite_quant import TfliteInt8
+        from edgeinfer.converter.export.tflite_metadata import embed_metadata
+        from edgeinfer.converter.int8.tflite_quant import TfliteInt8
 
         hw = tuple(meta.provenance.get("frame_size") or meta.spec.size)
         q = TfliteInt8(data, meta.spec, hw, cal)
@@ -108,7 +108,7 @@ def controlled_from_artifact(path: str, cal: list[np.ndarray], tune: list[np.nda
         def __call__(self, keep):
             return wrap(q.build(keep))
 
-    from edgeinfer.converter.int8_controlled import at_frame_size, latency_vs_fp32
+    from edgeinfer.converter.int8.conversion import at_frame_size, latency_vs_fp32
 
     # the converter's own measure (int8_controlled): interleaved with fp32, at the frame size
     latency = latency_vs_fp32(data, at_frame_size(

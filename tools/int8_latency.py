@@ -16,12 +16,12 @@ from pathlib import Path
 
 import onnx
 
-from edgeinfer.converter.quantize_onnx import quantize_int8
-from edgeinfer.parity.frames import load_frames
-from edgeinfer.parity.targets import cpu_flags
-from edgeinfer.parity.timing import interleaved, summarize
+from edgeinfer.converter.int8.onnx_quant import quantize_int8
+from edgeinfer.converter.int8.targets import cpu_flags
+from edgeinfer.data.frames import load_frames
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.metadata import read_metadata
+from edgeinfer.runtime.timing import interleaved, summarize
 
 ROUNDS, PER_ROUND = 30, 5
 
@@ -31,7 +31,7 @@ def main(fp32: str, out: str, photos: bool) -> None:
     o.mkdir(parents=True, exist_ok=True)
     spec = read_metadata(fp32).spec
     if photos:
-        from edgeinfer.parity.calibration import calibration_frames
+        from edgeinfer.data.calibration import calibration_frames
 
         cal, frame = calibration_frames(1000, augmented=False)[0], \
             load_frames("builtin:photos", spec).frames[0]

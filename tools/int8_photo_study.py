@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgeinfer.converter.quantize_onnx import quantize_int8
-from edgeinfer.parity.calibration import calibration_frames
-from edgeinfer.parity.frames import load_frames
+from edgeinfer.converter.int8.onnx_quant import quantize_int8
+from edgeinfer.data.calibration import calibration_frames
+from edgeinfer.data.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import accuracy, compare
 from edgeinfer.parity.tolerances import tolerance

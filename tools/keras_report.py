@@ -105,7 +105,7 @@ def main() -> int:
     import keras
     import tensorflow as tf
 
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.data.frames import load_frames
 
     info = {"cpu_flags": cpu_flags(), "load_average_start": os.getloadavg(),
             "tensorflow": tf.__version__, "keras": keras.__version__,

@@ -37,11 +37,11 @@ from edgeinfer.check.ladder.report import ProgressBar, write_report  # noqa: E40
 from edgeinfer.check.ladder.run import run_ladder  # noqa: E402
 from edgeinfer.converter.api import convert  # noqa: E402
 from edgeinfer.converter.assemble import with_metadata  # noqa: E402
-from edgeinfer.converter.quantize_onnx import quantize_int8  # noqa: E402
+from edgeinfer.converter.int8.onnx_quant import quantize_int8  # noqa: E402
 from edgeinfer.errors import ParityError  # noqa: E402
 from edgeinfer.parity.stats import wilson  # noqa: E402
-from edgeinfer.parity.timing import interleaved, summarize  # noqa: E402
 from edgeinfer.runtime.loader import open_backend  # noqa: E402
+from edgeinfer.runtime.timing import interleaved, summarize  # noqa: E402
 
 # scikit-image photos that are not in edgeinfer's six evaluation photos (astronaut, coffee,
 # chelsea, rocket + sklearn's china, flower): calibration data disjoint from evaluation.
@@ -75,7 +75,7 @@ def calibration_dir(work: Path) -> Path:
 
 def int8_without_gate(fp32: Path, out: Path, calibration: str, **kw) -> Path:
     """The converter's int8 ONNX path minus its parity gate (for honest reporting)."""
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.data.frames import load_frames
 
     m = onnx.load_model(fp32)
     meta = ArtifactMetadata.from_props({p.key: p.value for p in m.metadata_props})
@@ -117,9 +117,9 @@ def tflite_without_gate(name: str, fp32: Path, out: Path, quantize: str | None,
                         calibration: str | None) -> Path:
     """The converter's TFLite path minus its parity gate (for honest reporting)."""
     from edgeinfer.converter.api import _default_frame_size
-    from edgeinfer.converter.sources import resolve_source
-    from edgeinfer.converter.tflite_metadata import embed_metadata
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.converter.export.tflite_metadata import embed_metadata
+    from edgeinfer.converter.sources.load import resolve_source
+    from edgeinfer.data.frames import load_frames
 
     meta = ArtifactMetadata.from_props(
         {p.key: p.value for p in onnx.load_model(fp32).metadata_props})
@@ -204,7 +204,7 @@ def main() -> int:
         diagnose = "always" if data == "builtin:photos" else "auto"
         res = run_ladder(name, paths, data, diagnose=diagnose, progress=ProgressBar())
         write_report(res, out / name)
-        from edgeinfer.parity.frames import load_frames
+        from edgeinfer.data.frames import load_frames
 
         frames = load_frames(data, onnx_spec(paths[0]), limit=1).frames
         lat = latencies(paths, frames[0])

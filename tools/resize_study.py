@@ -25,7 +25,7 @@ from PIL import Image
 
 from edgeinfer import PreprocessSpec
 from edgeinfer.converter.preprocess_graph import build_preprocess_model
-from edgeinfer.parity.calibration import package_photos
+from edgeinfer.data.calibration import package_photos
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 MODES = {  # name: (Resize attributes, spec fields)

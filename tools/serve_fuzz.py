@@ -68,7 +68,7 @@ def main() -> int:
     args = ap.parse_args()
     import cv2
 
-    from edgeinfer.datasets import load_fashion_mnist
+    from edgeinfer.data.datasets import load_fashion_mnist
 
     img = load_fashion_mnist("test")[0][0]
     jpeg = encode(cv2.cvtColor(cv2.resize(img, (56, 56)), cv2.COLOR_GRAY2BGR))

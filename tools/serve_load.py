@@ -39,7 +39,7 @@ import tritonclient.http as triton
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgeinfer.datasets import load_fashion_mnist, sample_photos  # noqa: E402
+from edgeinfer.data.datasets import load_fashion_mnist, sample_photos  # noqa: E402
 from edgeinfer.runtime.predictor import Predictor  # noqa: E402
 
 CLIENTS = 32

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from serve_load import REPO, Server, cpu_flags, load, rss_mb  # noqa: E402
 
-from edgeinfer.datasets import load_fashion_mnist, sample_photos  # noqa: E402
+from edgeinfer.data.datasets import load_fashion_mnist, sample_photos  # noqa: E402
 
 ARENA_CHILD = r"""
 import json, sys, time

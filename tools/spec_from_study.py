@@ -24,7 +24,7 @@ from PIL import Image
 from edgeinfer.converter.preprocess_graph import build_preprocess_model
 from edgeinfer.converter.spec_from import derive
 from edgeinfer.converter.spec_from.torchvision import derive_steps as tv_steps
-from edgeinfer.parity.calibration import package_photos
+from edgeinfer.data.calibration import package_photos
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgeinfer.datasets import load_fashion_mnist  # noqa: E402
+from edgeinfer.data.datasets import load_fashion_mnist  # noqa: E402
 from edgeinfer.spec import PreprocessSpec  # noqa: E402
 
 MODEL_DIR = ROOT / "models" / "fashion"

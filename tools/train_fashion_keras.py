@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from edgeinfer.datasets import FASHION_LABELS, load_fashion_mnist  # noqa: E402
+from edgeinfer.data.datasets import FASHION_LABELS, load_fashion_mnist  # noqa: E402
 
 MODEL_DIR = ROOT / "models" / "fashion_keras"
 SPEC = {"size": [28, 28], "frame_color": "BGR", "model_color": "GRAY", "resize": "stretch",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeinfer.datasets import load_fashion_mnist
+from edgeinfer.data.datasets import load_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "doctor" / "small_fashion"

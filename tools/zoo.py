@@ -63,8 +63,8 @@ def latency(onnx_path: Path, tflite_path: Path | None, module: Any, spec: Any,
     """Median ms at one thread, interleaved: artifact(frame) vs torch eager(tensor)."""
     import torch
 
-    from edgeinfer.parity.timing import interleaved, summarize
     from edgeinfer.runtime.loader import open_backend
+    from edgeinfer.runtime.timing import interleaved, summarize
 
     torch.set_num_threads(1)
     x = torch.from_numpy(spec.reference(frame))
@@ -158,8 +158,8 @@ def photo_sets(spec: Any, n_held: int) -> tuple[list[np.ndarray], list[np.ndarra
     frame goes through a real resize (the crops alone are 256 px: no resize for 224 nets)."""
     import cv2
 
-    from edgeinfer.parity.calibration import package_photos
-    from edgeinfer.parity.frames import load_frames, to_frame_color
+    from edgeinfer.data.calibration import package_photos
+    from edgeinfer.data.frames import load_frames, to_frame_color
 
     crops = load_frames("builtin:photo-calibration", spec, limit=64 + n_held).frames
     held = [to_frame_color(p, spec.frame_color) for p in package_photos().values()]
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     zm = load_zoo_models()
     if args.render:
         return render(zm, [Path(p) for p in args.render], Path(args.out))
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.data.frames import load_frames
 
     archs = [zm.BY_NAME[n] for n in args.only.split(",")] if args.only else zm.ARCHS
     work = Path(args.work)

@@ -151,8 +151,8 @@ def repvgg_like() -> nn.Module:
 
 def efficientnet_lite0() -> nn.Module:
     """The bundled, trained EfficientNet-Lite0 (models/efficientnet_lite0)."""
-    from edgeinfer.converter.frontend_torch import load_factory, load_weights
-    from edgeinfer.converter.reference import get_reference
+    from edgeinfer.converter.sources.from_torch import load_factory, load_weights
+    from edgeinfer.converter.sources.reference import get_reference
 
     ref = get_reference("efficientnet-lite0")
     module = load_factory(ref.factory())()
@@ -161,7 +161,7 @@ def efficientnet_lite0() -> nn.Module:
 
 
 def _lite0_spec() -> str:
-    from edgeinfer.converter.reference import get_reference
+    from edgeinfer.converter.sources.reference import get_reference
 
     return str(get_reference("efficientnet-lite0").spec_path)
 

@@ -9,9 +9,9 @@ from edgeinfer.cli.common import EXIT_FAILED, add_source_args, emit_json, progre
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
-    from edgeinfer.parity.audit import DEFAULT_LIMIT, audit_rows, audit_spec
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.converter.sources.load import resolve_labels, resolve_source, source_spec
+    from edgeinfer.data.frames import load_frames
+    from edgeinfer.diagnose.audit import DEFAULT_LIMIT, audit_rows, audit_spec
 
     spec = source_spec(args.source, args.spec)
     s = resolve_source(args.source, spec, args.weights, progress)

@@ -34,7 +34,7 @@ def _int8_line(prov: dict[str, Any], quant: dict[str, Any] | None) -> str | None
 
 def _props(path: str) -> dict[str, str]:
     """Every metadata property (the quantisation settings too), from the backend itself."""
-    from edgeinfer.runtime.files import load_model_bytes
+    from edgeinfer.data.files import load_model_bytes
     from edgeinfer.runtime.loader import open_backend
 
     data, name = load_model_bytes(path)
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     int8 = _int8_line(prov, quant)
     if int8:
         print(f"int8:       {int8}")
+    from edgeinfer.converter.int8.targets import kept_float_line
     from edgeinfer.parity.stages import parity_figure
-    from edgeinfer.parity.targets import kept_float_line
 
     if kept := kept_float_line(prov):
         print(f"            {kept}")

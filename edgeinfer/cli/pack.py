@@ -10,7 +10,7 @@ from edgeinfer.cli.common import DATA_HELP, SOURCE_HELP, positive, progress
 
 def run_pack(args: argparse.Namespace) -> int:
     from edgeinfer.check.verify.pack import build_pack
-    from edgeinfer.parity.pack import write_pack
+    from edgeinfer.data.packfile import write_pack
 
     pack = build_pack(args.source, args.data, spec=args.spec, weights=args.weights,
                       labels=args.labels, limit=args.limit, encoded=not args.no_encoded,

@@ -19,11 +19,11 @@ import numpy as np
 
 from edgeinfer._version import __version__
 from edgeinfer.artifact import FORMATS, ArtifactMetadata
-from edgeinfer.converter.frontend import Progress, Source
 from edgeinfer.converter.gate import GateResult, artifact_stages, gate
-from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
+from edgeinfer.converter.sources.base import Progress, Source
+from edgeinfer.converter.sources.load import resolve_labels, resolve_source, source_spec
+from edgeinfer.data.frames import FrameSet, builtin_name, default_parity_data, load_frames
 from edgeinfer.errors import ConfigError, ConversionError, ParityError, require
-from edgeinfer.parity.frames import FrameSet, builtin_name, default_parity_data, load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison
 from edgeinfer.spec import PreprocessSpec
@@ -115,7 +115,7 @@ def convert(
     evidence only warns, unless ``strict``. Without ``parity_data``, a user's model is gated
     on bundled frames resembling its input and the verdict says ``not your data``;
     ``strict`` refuses that (ConfigError). ``min_agreement`` / ``max_drop`` (int8 only): the
-    accuracy control (:mod:`edgeinfer.converter.int8_control`) keeps the fewest layers float
+    accuracy control (:mod:`edgeinfer.converter.int8.control`) keeps the fewest layers float
     (at most ``max_float_layers``, and no more than keep the 1-thread latency within
     ``max_latency_ratio`` x fp32's) until the target holds on held-out parity frames;
     ``max_latency_ratio`` alone keeps float the most harmful layers that fit the budget.
@@ -168,7 +168,7 @@ def convert(
     if fp32.bn_left:
         raise ConversionError(f"artifact not written: {fp32.bn_left} BatchNormalization "
                               "node(s) left after folding")
-    from edgeinfer.parity.audit import audit_spec, enforce
+    from edgeinfer.diagnose.audit import audit_spec, enforce
 
     audit = audit_spec(s, given_spec, frames)
     fp32.provenance["spec_audit"] = audit.to_dict()
@@ -181,7 +181,7 @@ def convert(
                        per_channel)
     hw = frame_size or _default_frame_size(frames.frames, spec)
     if quantize == "int8" and controlled_:
-        from edgeinfer.converter.int8_controlled import controlled
+        from edgeinfer.converter.int8.conversion import controlled
 
         with_props = controlled(s, fp32, fmt, cal, hw, per_channel, target, frames,
                                 min_agreement=min_agreement, max_drop=max_drop,
@@ -203,7 +203,7 @@ def convert(
     except ParityError as e:
         if quantize != "int8":
             raise
-        from edgeinfer.converter.int8_control import int8_hints
+        from edgeinfer.converter.int8.control import int8_hints
 
         raise ParityError(f"{e}. Try: " + "; ".join(int8_hints(target, fmt, controlled_))) from e
     derived.others["onnx_fp32_vs_source"] = result.primary
@@ -309,13 +309,13 @@ def _build_derived(s: Source, fp32: _Built, fmt: str, quantize: str | None,
     """Build the int8 ONNX or TFLite artifact once; returns metadata -> file bytes."""
     if fmt == "onnx":
         from edgeinfer.converter.assemble import with_metadata
-        from edgeinfer.converter.quantize_onnx import quantize_int8
+        from edgeinfer.converter.int8.onnx_quant import quantize_int8
 
         qmodel = quantize_int8(fp32.model, cal, per_channel=per_channel, progress=say,
                                target=target)
         return lambda meta: with_metadata(qmodel, meta).SerializeToString()
+    from edgeinfer.converter.export.tflite_metadata import embed_metadata
     from edgeinfer.converter.quiet import captured
-    from edgeinfer.converter.tflite_metadata import embed_metadata
 
     fp32.provenance["frame_size"] = list(hw)
     with captured(verbose):

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.data.frames import FrameSet
 from edgeinfer.errors import ParityError
 from edgeinfer.parity.certify import FAIL, certify
-from edgeinfer.parity.frames import FrameSet
 from edgeinfer.parity.stages import StageCheck, failures, stage_checks
 from edgeinfer.parity.stats import Comparison, compare
 from edgeinfer.parity.tolerances import tolerance

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.data.files import ModelSource
 from edgeinfer.runtime.backend import Backend
-from edgeinfer.runtime.files import ModelSource
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.spec import PreprocessSpec
 

@@ -11,6 +11,7 @@ NaN or inf in either side always fails, whatever the tolerance.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -124,3 +125,16 @@ def preprocess_tolerance(interpolation: str, antialias: bool) -> Tolerance:
     if antialias:
         return tolerance("preprocess", "antialias")
     return tolerance("preprocess", interpolation)
+
+
+#: The registry entries a device may need: every artifact format and dtype.
+ARTIFACT_KINDS = (("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
+                  ("tflite", "int8"))
+
+
+def pack_entries() -> dict[str, dict[str, Any]]:
+    """The tolerance entries that apply to artifacts, as stored in a parity pack."""
+    return {f"{k}/{d}": {"max_abs": TOLERANCES[(k, d)].max_abs,
+                         "min_top1": TOLERANCES[(k, d)].min_top1,
+                         "reason": TOLERANCES[(k, d)].reason}
+            for k, d in ARTIFACT_KINDS if (k, d) in TOLERANCES}

@@ -15,13 +15,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeinfer.data.files import display, read_regular
 from edgeinfer.errors import (
     ImageDecodeError,
     ImageFormatError,
     ImageTooLargeError,
     positive_int,
 )
-from edgeinfer.runtime.files import display, read_regular
 from edgeinfer.runtime.image_probe import probe
 from edgeinfer.spec import PreprocessSpec
 

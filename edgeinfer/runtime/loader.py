@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from edgeinfer.artifact import sniff_format
+from edgeinfer.data.files import ModelSource, load_model_bytes
 from edgeinfer.errors import ConfigError, ModelError
 from edgeinfer.runtime.backend import Backend
-from edgeinfer.runtime.files import ModelSource, load_model_bytes
 
 
 def open_backend(

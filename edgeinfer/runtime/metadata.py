@@ -5,8 +5,8 @@ from __future__ import annotations
 import onnxruntime as ort
 
 from edgeinfer.artifact import ArtifactMetadata, sniff_format
+from edgeinfer.data.files import ModelSource, load_model_bytes
 from edgeinfer.errors import ModelError
-from edgeinfer.runtime.files import ModelSource, load_model_bytes
 
 
 def read_metadata(model: ModelSource) -> ArtifactMetadata:

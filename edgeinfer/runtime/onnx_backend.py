@@ -31,9 +31,9 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
+from edgeinfer.data.files import ModelSource, load_model_bytes
 from edgeinfer.errors import ConfigError, ModelError, ProviderError, one_line, positive_int
 from edgeinfer.runtime.backend import default_threads
-from edgeinfer.runtime.files import ModelSource, load_model_bytes
 
 #: Short provider names accepted by ``providers=`` and the onnxruntime names they map to.
 PROVIDERS = {

@@ -26,9 +26,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata
+from edgeinfer.data.files import ModelSource
 from edgeinfer.errors import ConfigError, EdgeInferError, ModelError, positive_int
 from edgeinfer.runtime.backend import Backend
-from edgeinfer.runtime.files import ModelSource
 from edgeinfer.runtime.image import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,

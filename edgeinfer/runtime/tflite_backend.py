@@ -71,10 +71,10 @@ from edgeinfer.artifact import (
     ArtifactMetadata,
 )
 from edgeinfer.artifact import TFLITE_METADATA_NAME as METADATA_NAME
+from edgeinfer.data.files import read_regular
 from edgeinfer.errors import ConfigError, ModelError, SpecError, positive_int
 from edgeinfer.errors import one_line as _one_line
 from edgeinfer.runtime.backend import default_threads
-from edgeinfer.runtime.files import read_regular
 from edgeinfer.spec import PreprocessSpec, resolve_spec
 
 OUTPUT = OUTPUT_NAME

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME, TFLITE_IDENTIFIER
+from edgeinfer.data.files import load_model_bytes
 from edgeinfer.errors import ConfigError, ImageTooLargeError, ModelError
-from edgeinfer.runtime.files import load_model_bytes
 from edgeinfer.runtime.image import load_image
 from edgeinfer.runtime.image_probe import probe
 from edgeinfer.runtime.predictor import Predictor

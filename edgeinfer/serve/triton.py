@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME, ArtifactMetadata, sniff_format
+from edgeinfer.data.files import display, load_model_bytes
 from edgeinfer.errors import ConfigError, positive_int
-from edgeinfer.runtime.files import display, load_model_bytes
 from edgeinfer.runtime.loader import open_backend
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

@@ -1,6 +1,6 @@
 """The import graph, read from the source with ``ast`` (lazy imports inside functions too):
-no cycles, and imports flow one way (design.md):
-errors/spec/artifact <- runtime <- parity <- converter <- check <- cli; serve uses runtime."""
+no cycles, and imports flow one way (design.md, docs/architecture.md):
+contract <- data <- runtime <- parity, diagnose, serve <- converter <- check <- cli."""
 
 from __future__ import annotations
 
@@ -11,13 +11,18 @@ import edgeinfer
 
 ROOT = Path(edgeinfer.__file__).parent
 
-# Layer of each top-level room; a module may import only its own layer or lower ones.
+# Floor of each top-level room; a module may import only its own floor or lower ones.
 LAYERS = {
     "_version": 0, "errors": 0, "resample": 0, "spec": 0, "spec_torch": 0, "artifact": 0,
-    "datasets": 0,
-    "runtime": 1, "serve": 2, "parity": 2, "converter": 3, "check": 4, "cli": 5,
-    "__init__": 5, "__main__": 6,
+    "probs": 0, "progress": 0,
+    "data": 1, "runtime": 2, "parity": 3, "diagnose": 3, "serve": 3, "converter": 4,
+    "check": 5, "cli": 6, "__init__": 6, "__main__": 7,
 }
+# Rooms on one floor that must not import each other: each is its own concept.
+SIBLINGS = {"parity", "diagnose", "serve"}
+# What a runtime-only install has: serve may use these rooms and nothing else.
+LEAN = ("serve", "runtime", "data", "errors", "spec", "resample", "artifact", "_version",
+        "probs", "progress")
 
 
 def _module_name(path: Path) -> str:
@@ -100,9 +105,10 @@ def test_imports_flow_one_way():
             if d == "edgeinfer":
                 continue  # the lean facade (Predictor, errors, spec): any layer may use it
             dst = room(d)
-            lean = ("serve", "runtime", "errors", "spec", "resample", "artifact", "_version")
-            if (src == "serve" and dst not in lean) or LAYERS[dst] > LAYERS[src]:
+            if (src == "serve" and dst not in LEAN) or LAYERS[dst] > LAYERS[src]:
                 bad.append(f"{mod} -> {d}")
+            elif src != dst and src in SIBLINGS and dst in SIBLINGS:
+                bad.append(f"{mod} -> {d} (rooms of one floor)")
     assert not bad, "imports against the layering: " + ", ".join(sorted(bad))
 
 
@@ -114,7 +120,7 @@ def test_converter_never_imports_ladder_bench_or_reports():
 
 def test_command_packages_do_not_import_each_other():
     """check/{ladder,bench,doctor,verify} share only the report plumbing at check/ level; what
-    two commands need both belongs one floor down, in parity/."""
+    two commands need both belongs one floor down (parity/, diagnose/, data/, runtime/)."""
     bad = []
     for mod, deps in graph().items():
         parts = mod.split(".")

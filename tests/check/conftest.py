@@ -14,7 +14,7 @@ from onnx import compose, numpy_helper
 
 from edgeinfer.artifact import ArtifactMetadata
 from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
-from edgeinfer.parity.frames import load_frames
+from edgeinfer.data.frames import load_frames
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +80,7 @@ def train_mode_artifact(fashion_artifact, tmp_path_factory) -> Path:
 
     from edgeinfer.converter.assemble import _finish_output, with_metadata
     from edgeinfer.converter.preprocess_graph import build_preprocess_model
-    from edgeinfer.converter.reference import _load_file, get_reference
+    from edgeinfer.converter.sources.reference import _load_file, get_reference
 
     ref = get_reference("fashion")
     net = _load_file(ref.path / "net.py").build()

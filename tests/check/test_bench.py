@@ -31,10 +31,10 @@ from edgeinfer.check.bench.run import run_bench
 from edgeinfer.check.bench.startup import child_env
 from edgeinfer.cli import main
 from edgeinfer.converter.assemble import with_metadata
-from edgeinfer.converter.reference import get_reference
-from edgeinfer.datasets import load_fashion_mnist
-from edgeinfer.parity.timing import interleaved, measure, summarize
+from edgeinfer.converter.sources.reference import get_reference
+from edgeinfer.data.datasets import load_fashion_mnist
 from edgeinfer.parity.tolerances import tolerance
+from edgeinfer.runtime.timing import interleaved, measure, summarize
 from edgeinfer.spec import PreprocessSpec
 
 CASES = ("edgeinfer.model", "edgeinfer.e2e", "raw.model", "raw.e2e", "tta.hflip",
@@ -381,7 +381,7 @@ def test_cli_bench_missing_artifact(tmp_path, capsys):
 def test_ratio_to_times_both_interleaved():
     import time
 
-    from edgeinfer.parity.timing import ratio_to
+    from edgeinfer.runtime.timing import ratio_to
 
     calls = []
 

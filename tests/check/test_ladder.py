@@ -9,8 +9,8 @@ import pytest
 
 from edgeinfer.check.ladder.report import ProgressBar, write_report
 from edgeinfer.check.ladder.run import Rung, order_rungs, parent_of, run_ladder
+from edgeinfer.converter.int8.layers import int8_layers
 from edgeinfer.errors import ConfigError, ModelError
-from edgeinfer.parity.int8_layers import int8_layers
 from edgeinfer.parity.stats import topk_agreement, wilson
 from edgeinfer.parity.tolerances import tolerance
 

@@ -9,13 +9,13 @@ import onnx
 import pytest
 
 from edgeinfer.converter.api import convert
-from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
-from edgeinfer.converter.quantize_onnx import (
+from edgeinfer.converter.int8.onnx_quant import (
     KEY_QUANTIZATION,
     _FrameReader,
     float_nodes,
     quantize_int8,
 )
+from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
 from edgeinfer.errors import ConversionError
 from edgeinfer.parity.runners import ArtifactRunner
 

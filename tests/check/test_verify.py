@@ -15,16 +15,16 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgeinfer import datasets
 from edgeinfer.check.verify.pack import build_pack
 from edgeinfer.check.verify.run import NOT_CERTIFIED, PASS, verify
 from edgeinfer.cli import main
 from edgeinfer.converter.api import convert
+from edgeinfer.converter.int8.targets import KEY_QUANTIZATION, target_warning
 from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX
+from edgeinfer.data import datasets
+from edgeinfer.data.packfile import make_pack, read_pack, write_pack
 from edgeinfer.parity.certify import frames_to_certify
-from edgeinfer.parity.pack import make_pack, read_pack, write_pack
 from edgeinfer.parity.stats import wilson
-from edgeinfer.parity.targets import KEY_QUANTIZATION, target_warning
 from edgeinfer.spec import PreprocessSpec
 
 N = 200
@@ -180,8 +180,8 @@ def test_target_warning_on_a_cpu_without_vnni(int8):
 
 
 def test_machine_target_from_cpuinfo():
+    from edgeinfer.converter.int8.targets import cpu_flags, machine_target, resolve_target
     from edgeinfer.errors import ConfigError
-    from edgeinfer.parity.targets import cpu_flags, machine_target, resolve_target
 
     arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid asimddp\nCPU part\t: 0xd0b\n"
     x86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n"
@@ -197,7 +197,7 @@ def test_machine_target_from_cpuinfo():
 def test_shrink_keeps_decode_check_consistent():
     """--max-side: large photos are downscaled, their encoded entry becomes a lossless PNG."""
     from edgeinfer.check.verify.pack import shrink
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.data.frames import load_frames
 
     spec = PreprocessSpec.from_json(
         (Path(__file__).resolve().parents[2] / "models/efficientnet_lite0/spec.json").read_text())

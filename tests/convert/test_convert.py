@@ -20,8 +20,8 @@ import torch
 from edgeinfer import ConversionError, ModelError, ParityError, PreprocessSpec
 from edgeinfer.cli import main
 from edgeinfer.converter.api import convert
-from edgeinfer.converter.reference import get_reference
-from edgeinfer.datasets import document_photo, load_fashion_mnist, sample_photos
+from edgeinfer.converter.sources.reference import get_reference
+from edgeinfer.data.datasets import document_photo, load_fashion_mnist, sample_photos
 from edgeinfer.parity.tolerances import tolerance
 
 CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
@@ -45,7 +45,7 @@ def test_fashion_artifact_matches_torch_on_all_10k_test_images(fashion_conversio
                           for i in range(0, 10_000, 1000)])
     # Torch eval, normalised by hand (not through the spec code under test).
     ref = get_reference("fashion")
-    from edgeinfer.converter.frontend_torch import load_factory, load_weights
+    from edgeinfer.converter.sources.from_torch import load_factory, load_weights
 
     model = load_factory(ref.factory())()
     load_weights(model, ref.weights())

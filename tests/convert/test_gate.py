@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from edgeinfer.converter.gate import gate
+from edgeinfer.data.frames import load_frames
 from edgeinfer.errors import ParityError
-from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import compare
 from edgeinfer.parity.tolerances import tolerance

@@ -14,7 +14,7 @@ from torch import nn
 
 from edgeinfer import ConversionError, PreprocessSpec
 from edgeinfer.converter.api import convert
-from edgeinfer.converter.frontend_torch import pick_output, select_output
+from edgeinfer.converter.sources.from_torch import pick_output, select_output
 from edgeinfer.parity.tolerances import tolerance
 
 SPEC = PreprocessSpec(size=(32, 32), resize="shorter_crop", interpolation="linear",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeinfer.parity.frames import FrameSet, load_frames
+from edgeinfer.data.frames import FrameSet, load_frames
 from edgeinfer.spec import PreprocessSpec
 
 HERE = Path(__file__).parent / "small_fashion"
@@ -52,7 +52,7 @@ def test_frames(train_spec) -> FrameSet:
 
 @pytest.fixture(scope="session")
 def small_source(train_spec):
-    from edgeinfer.converter.sources import resolve_source
+    from edgeinfer.converter.sources.load import resolve_source
 
     return resolve_source(FACTORY, train_spec, WEIGHTS)
 

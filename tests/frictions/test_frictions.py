@@ -18,8 +18,8 @@ import pytest
 
 import edgeinfer
 from edgeinfer import ConfigError, ImageDecodeError, ModelError, Predictor
-from edgeinfer.datasets import load_fashion_mnist
-from edgeinfer.parity.frames import load_frames
+from edgeinfer.data.datasets import load_fashion_mnist
+from edgeinfer.data.frames import load_frames
 from edgeinfer.runtime.image import load_image
 from edgeinfer.spec import PreprocessSpec
 

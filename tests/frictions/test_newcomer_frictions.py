@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeinfer import datasets
 from edgeinfer.cli import main
 from edgeinfer.converter.quiet import captured
+from edgeinfer.data import datasets
+from edgeinfer.data.frames import load_frames
 from edgeinfer.errors import ConfigError
-from edgeinfer.parity.frames import load_frames
 from edgeinfer.spec import PreprocessSpec
 
 FASHION_SPEC = PreprocessSpec(size=(28, 28), model_color="GRAY", mean=(0.286,), std=(0.353,))
@@ -35,7 +35,7 @@ def test_calibration_progress_bar_is_hidden(capfd):
 
 
 def test_keras_input_structure_warning_is_hidden():
-    from edgeinfer.converter.frontend_keras import _quiet_tf
+    from edgeinfer.converter.sources.from_keras import _quiet_tf
 
     _quiet_tf()
     import keras

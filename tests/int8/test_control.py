@@ -16,10 +16,10 @@ import pytest
 from edgeinfer.cli import main
 from edgeinfer.converter.api import convert
 from edgeinfer.converter.assemble import with_metadata
-from edgeinfer.converter.int8_control import control
-from edgeinfer.converter.quantize_onnx import KEY_QUANTIZATION, OnnxInt8
+from edgeinfer.converter.int8.control import control
+from edgeinfer.converter.int8.onnx_quant import KEY_QUANTIZATION, OnnxInt8
+from edgeinfer.data.frames import load_frames
 from edgeinfer.errors import ParityError
-from edgeinfer.parity.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.runtime.metadata import read_metadata
 
@@ -112,7 +112,7 @@ def test_control_needs_int8():
 
 
 def test_held_out_split_never_measures_calibrated_frames():
-    from edgeinfer.parity.calibration import held_out_split
+    from edgeinfer.data.calibration import held_out_split
 
     rng = np.random.default_rng(0)
     a = [rng.integers(0, 256, (8, 8, 3), np.uint8) for _ in range(10)]
@@ -139,7 +139,7 @@ def test_int8_without_target_says_what_the_default_costs(fashion_int8):
 
 
 def test_max_drop_needs_labelled_held_out_frames():
-    from edgeinfer.converter.int8_control import check_targets
+    from edgeinfer.converter.int8.control import check_targets
     from edgeinfer.errors import ConfigError
 
     with pytest.raises(ConfigError, match="labelled"):
@@ -148,7 +148,7 @@ def test_max_drop_needs_labelled_held_out_frames():
 
 
 def test_latency_cap_bisects_to_the_most_layers_within_the_budget():
-    from edgeinfer.converter.int8_control import latency_cap
+    from edgeinfer.converter.int8.control import latency_cap
 
     order = list("abcdefghij")
     built: list[int] = []
@@ -170,8 +170,8 @@ def test_latency_cap_bisects_to_the_most_layers_within_the_budget():
 def test_a_latency_budget_plain_int8_cannot_meet_is_refused(fashion_artifact, fashion_sets):
     """Real timings: no int8 build runs at 1% of fp32's latency, so the loop refuses and
     says what the budget allowed (a generous budget: the budget-only test below)."""
-    from edgeinfer.parity.timing import median_ms
     from edgeinfer.runtime.loader import open_backend
+    from edgeinfer.runtime.timing import median_ms
 
     test, cal = fashion_sets
     fp32 = onnx.load_model(fashion_artifact)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeinfer.converter.tflite_metadata import embed_metadata
-from edgeinfer.converter.tflite_quant import TfliteInt8
-from edgeinfer.parity.frames import load_frames
+from edgeinfer.converter.export.tflite_metadata import embed_metadata
+from edgeinfer.converter.int8.tflite_quant import TfliteInt8
+from edgeinfer.data.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.runtime.metadata import read_metadata
 

@@ -15,7 +15,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from edgeinfer.parity.frames import FrameSet, load_frames  # noqa: E402
+from edgeinfer.data.frames import FrameSet, load_frames  # noqa: E402
 from edgeinfer.spec import PreprocessSpec  # noqa: E402
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "fashion_keras"

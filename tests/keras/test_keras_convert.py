@@ -15,7 +15,7 @@ import onnx
 import pytest
 
 import edgeinfer
-from edgeinfer.converter.reference import get_reference
+from edgeinfer.converter.sources.reference import get_reference
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.runners_keras import KerasRunner
 from edgeinfer.parity.stats import compare
@@ -60,7 +60,7 @@ def test_model_file_to_onnx(path, tmp_path, keras_model, keras_spec, test_frames
 
 def test_in_memory_models_twice_in_one_process(tmp_path, keras_model, keras_spec, test_frames):
     """keras.Model and torch nn.Module objects, each converted twice in one process."""
-    from edgeinfer.converter.frontend_torch import build_from_factory, load_weights
+    from edgeinfer.converter.sources.from_torch import build_from_factory, load_weights
 
     hashes = []
     for i in range(2):
@@ -127,7 +127,7 @@ def test_labelled_folder_gives_accuracy_in_convert_check_and_report(tmp_path, ke
     """A folder with one subfolder per class (named after labels.txt), real PNGs."""
     from edgeinfer.check.ladder.report import markdown
     from edgeinfer.check.ladder.run import run_ladder
-    from edgeinfer.datasets import FASHION_LABELS, load_fashion_mnist
+    from edgeinfer.data.datasets import FASHION_LABELS, load_fashion_mnist
 
     images, labels = load_fashion_mnist("test")
     folder = tmp_path / "labelled"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import edgeinfer
-from edgeinfer.converter.frontend_keras import keras_source
-from edgeinfer.converter.keras_preprocess import analyse
+from edgeinfer.converter.sources.from_keras import keras_source
+from edgeinfer.converter.sources.keras_lift import analyse
 from edgeinfer.errors import ConversionError, ModelError
 
 from .conftest import KERAS_FILE, LABELS_FILE, SPEC_FILE, small_model

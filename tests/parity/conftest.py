@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgeinfer.converter.api import convert
-from edgeinfer.parity.frames import load_frames
+from edgeinfer.data.frames import load_frames
 from edgeinfer.parity.runners import TorchRunner
 from tests.zoo.models import zoo_models
 

@@ -1,5 +1,5 @@
 """The one certification rule and its words (parity/certify.py), and the default parity data
-that a user's model is gated on when the user chose none (parity/frames.py).
+that a user's model is gated on when the user chose none (data/frames.py).
 
 The probabilities here are constructed, not run: the rule is a statement about counts (how
 many frames agree, out of how many, against which bound), so exact counts test it best.
@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 
+from edgeinfer.data.frames import default_parity_data
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import (
     FAIL,
@@ -22,7 +23,6 @@ from edgeinfer.parity.certify import (
     frames_to_certify,
     qualified,
 )
-from edgeinfer.parity.frames import default_parity_data
 from edgeinfer.parity.stats import compare, wilson
 from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.spec import PreprocessSpec

@@ -63,7 +63,7 @@ def test_sensitive_network_old_gate_refused_stage_gate_passes(sensitive):
 
 
 def _frameset(frames):
-    from edgeinfer.parity.frames import FrameSet
+    from edgeinfer.data.frames import FrameSet
 
     return FrameSet("photos", frames)
 
@@ -143,7 +143,7 @@ def test_ladder_judges_the_same_stages(sensitive, tmp_path):
 def test_verify_measures_preprocessing_on_the_device(sensitive, tmp_path):
     from edgeinfer.check.verify.pack import build_pack
     from edgeinfer.check.verify.run import verify
-    from edgeinfer.parity.pack import write_pack
+    from edgeinfer.data.packfile import write_pack
 
     module, spec, res, _frames, _runner, _ref = sensitive
     pack = write_pack(build_pack(module, "builtin:photos", spec=spec), tmp_path / "p.pack")
@@ -164,7 +164,7 @@ def test_verify_judges_the_model_stage_on_the_artifacts_own_pixels(sensitive, tm
     this correct conversion on the end-to-end figure (the rounding of the pixels)."""
     from edgeinfer.check.verify.pack import build_pack
     from edgeinfer.check.verify.run import OWN_PIXELS, verify
-    from edgeinfer.parity.pack import read_pack, write_pack
+    from edgeinfer.data.packfile import read_pack, write_pack
 
     module, spec, res, _frames, _runner, _ref = sensitive
     plain = write_pack(build_pack(module, "builtin:photos", spec=spec), tmp_path / "p.pack")

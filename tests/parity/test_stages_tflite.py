@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from edgeinfer.converter.gate import gate
+from edgeinfer.data.frames import FrameSet
 from edgeinfer.errors import ParityError
-from edgeinfer.parity.frames import FrameSet
 from edgeinfer.parity.prefix import TflitePrefixRunner, prefix_runner
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stages import MODEL, PREPROCESSING, stage_checks
@@ -27,9 +27,9 @@ def tflite(sensitive) -> bytes:
     inside ``captured()`` as the converter does: TensorFlow/absl first imported outside it
     left a later capsys + uvicorn test with a closed sys.stderr ("lost sys.stderr", the
     whole run killed; seen when tests/parity ran before tests/check)."""
+    from edgeinfer.converter.export.tflite_metadata import embed_metadata
+    from edgeinfer.converter.export.tflite_torch import export_tflite
     from edgeinfer.converter.quiet import captured
-    from edgeinfer.converter.tflite_export import export_tflite
-    from edgeinfer.converter.tflite_metadata import embed_metadata
 
     module, spec, res, _frames, _runner, _ref = sensitive
     with captured():
@@ -126,7 +126,7 @@ def test_broken_tflite_refused_at_its_stage(sensitive, tflite, how, stage):
 def test_verify_measures_the_tflite_stages_on_the_device(sensitive, tflite, tmp_path):
     from edgeinfer.check.verify.pack import build_pack
     from edgeinfer.check.verify.run import verify
-    from edgeinfer.parity.pack import write_pack
+    from edgeinfer.data.packfile import write_pack
 
     module, spec, _res, _frames, _runner, _ref = sensitive
     path = tmp_path / "mnv2.tflite"

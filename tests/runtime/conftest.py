@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgeinfer.artifact import ArtifactMetadata
-from edgeinfer.datasets import sample_photos
+from edgeinfer.data.datasets import sample_photos
 from edgeinfer.spec import PreprocessSpec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeinfer.cli import main
-from edgeinfer.datasets import FASHION_LABELS, load_fashion_mnist
+from edgeinfer.data.datasets import FASHION_LABELS, load_fashion_mnist
 
 
 @pytest.fixture(scope="module")

@@ -337,7 +337,7 @@ def test_efficientnet_batch_identity_and_a_cat(effnet_artifact, photos) -> None:
 
 def test_fashion_accuracy_through_the_predictor(fashion_artifact) -> None:
     """Real test images as gray 28x28 arrays (replicated to BGR by load_image), batched."""
-    from edgeinfer.datasets import load_fashion_mnist
+    from edgeinfer.data.datasets import load_fashion_mnist
 
     from .conftest import FASHION_WEIGHTS
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeinfer.datasets import load_fashion_mnist, sample_photos
+from edgeinfer.data.datasets import load_fashion_mnist, sample_photos
 from edgeinfer.runtime.predictor import Predictor
 from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.server import serve_in_thread

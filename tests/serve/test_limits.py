@@ -13,7 +13,7 @@ import cv2
 import httpx
 import numpy as np
 
-from edgeinfer.datasets import sample_photos
+from edgeinfer.data.datasets import sample_photos
 from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.server import serve_in_thread
 from tests.serve.conftest import encode

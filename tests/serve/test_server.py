@@ -273,7 +273,7 @@ def test_timeout_504_abandons_the_job(fashion_artifact, jpegs) -> None:
     reach the model."""
     import cv2
 
-    from edgeinfer.datasets import sample_photos
+    from edgeinfer.data.datasets import sample_photos
 
     big = encode(cv2.resize(sample_photos()["coffee"], (3000, 3000)))  # ~60 ms to decode
     cfg = ServeConfig(port=0, timeout_s=0.4, max_pixels=200_000_000, workers=1,

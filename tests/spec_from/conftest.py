@@ -8,7 +8,7 @@ import pytest
 
 from edgeinfer import PreprocessSpec
 from edgeinfer.converter.preprocess_graph import build_preprocess_model
-from edgeinfer.datasets import sample_photos
+from edgeinfer.data.datasets import sample_photos
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """spec_from on Keras models: the size from the input, the leading Rescaling/Normalization
-through the one lifting path (converter/keras_preprocess.py), and convert(spec="auto")
+through the one lifting path (converter/sources/keras_lift.py), and convert(spec="auto")
 lifting them exactly once (the committed, really trained Fashion-MNIST Keras model)."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from edgeinfer.parity.tolerances import tolerance
 def test_antialiased_cubic_frame_signature_converts_and_matches(photos) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeinfer.converter.tflite_export import export_tflite
+    from edgeinfer.converter.export.tflite_torch import export_tflite
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),

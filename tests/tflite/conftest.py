@@ -16,8 +16,8 @@ def plain_fashion_tflite(tmp_path_factory) -> Path:
     import litert_torch
     import torch
 
-    from edgeinfer.converter.frontend_torch import load_factory, load_weights
-    from edgeinfer.converter.reference import get_reference
+    from edgeinfer.converter.sources.from_torch import load_factory, load_weights
+    from edgeinfer.converter.sources.reference import get_reference
 
     ref = get_reference("fashion")
     model = load_factory(ref.factory())()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgeinfer.converter.frontend_torch import load_factory, load_weights
-from edgeinfer.converter.reference import get_reference
-from edgeinfer.datasets import load_fashion_mnist, sample_photos
+from edgeinfer.converter.sources.from_torch import load_factory, load_weights
+from edgeinfer.converter.sources.reference import get_reference
+from edgeinfer.data.datasets import load_fashion_mnist, sample_photos
 from edgeinfer.parity.runners import TorchRunner
 from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.runtime import Predictor

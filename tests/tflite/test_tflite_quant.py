@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeinfer.converter import tflite_export as te
-from edgeinfer.converter import tflite_quant as tq
-from edgeinfer.converter.tflite_metadata import embed_metadata
+from edgeinfer.converter.export import tflite_torch as te
+from edgeinfer.converter.export.tflite_metadata import embed_metadata
+from edgeinfer.converter.int8 import tflite_quant as tq
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.spec import PreprocessSpec
 

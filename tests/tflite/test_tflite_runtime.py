@@ -15,9 +15,9 @@ import torch
 
 from edgeinfer.artifact import ArtifactMetadata
 from edgeinfer.cli import main
-from edgeinfer.converter.frontend_torch import load_factory, load_weights
-from edgeinfer.converter.reference import get_reference
-from edgeinfer.datasets import load_fashion_mnist
+from edgeinfer.converter.sources.from_torch import load_factory, load_weights
+from edgeinfer.converter.sources.reference import get_reference
+from edgeinfer.data.datasets import load_fashion_mnist
 from edgeinfer.errors import ConfigError, ModelError
 from edgeinfer.parity.runners import ArtifactRunner, TorchRunner
 from edgeinfer.parity.tolerances import tolerance

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeinfer.converter.api import convert
-from edgeinfer.parity.frames import load_frames
+from edgeinfer.data.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner, TorchRunner
 from edgeinfer.parity.tolerances import tolerance
 from tests.zoo.models import zoo_models

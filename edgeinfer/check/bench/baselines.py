@@ -128,7 +128,7 @@ def load_torch_model(source: str, weights: str | None, spec: PreprocessSpec) -> 
     Loaded by the converter's own source resolver, as ``convert`` loaded it (weights with
     ``weights_only=True, strict=True``). A package in the current folder imports when the
     current folder is on ``sys.path``, as under ``python -m`` and the CLI."""
-    from edgeinfer.converter.sources import resolve_source
+    from edgeinfer.converter.sources.load import resolve_source
 
     s = resolve_source(source, spec, weights)
     if s.framework != "torch" or s.module is None:

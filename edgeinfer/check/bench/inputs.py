@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata, sniff_format
+from edgeinfer.data.files import load_model_bytes, read_regular
 from edgeinfer.errors import ConfigError, EdgeInferError, ModelError
-from edgeinfer.runtime.files import load_model_bytes, read_regular
 from edgeinfer.runtime.metadata import read_metadata
 
 IMREAD = {"BGR": cv2.IMREAD_COLOR, "RGB": getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR),
@@ -82,7 +82,7 @@ def parity_data_of(meta: ArtifactMetadata) -> str | None:
         return str(data)
     ref = meta.provenance.get("reference")
     if ref:
-        from edgeinfer.converter.reference import REFERENCE_MODELS
+        from edgeinfer.converter.sources.reference import REFERENCE_MODELS
 
         r = REFERENCE_MODELS.get(str(ref))
         if r is not None:
@@ -93,7 +93,7 @@ def parity_data_of(meta: ArtifactMetadata) -> str | None:
 def fashion_png(split: str = "test", index: int = 0) -> tuple[str, bytes]:
     """A Fashion-MNIST image at its natural 28x28, PNG-encoded (lossless: decoding it gives
     the data set's own pixels)."""
-    from edgeinfer.datasets import load_fashion_mnist
+    from edgeinfer.data.datasets import load_fashion_mnist
 
     images, _ = load_fashion_mnist(split)
     ok, buf = cv2.imencode(".png", images[index])
@@ -125,7 +125,7 @@ def _first_image(folder: Path) -> Path | None:
 
 def _from_parity_data(source: str) -> tuple[str, bytes] | None:
     """The first image of the parity data ``source``, encoded as it is stored."""
-    from edgeinfer.parity.frames import builtin_name
+    from edgeinfer.data.frames import builtin_name
 
     try:
         name = builtin_name(source)

@@ -2,7 +2,7 @@
 
 All cases of one model (every artifact given, each through the edgeinfer ``Predictor`` and
 through its raw runtime, plus the PyTorch eager pipeline) are timed in the same
-interleaved rounds (:mod:`edgeinfer.parity.timing`), so load drift hits them alike.
+interleaved rounds (:mod:`edgeinfer.runtime.timing`), so load drift hits them alike.
 
 Cases, per artifact and thread count (latency p50/p90/p99 after warm-up):
 
@@ -36,7 +36,7 @@ from edgeinfer.check.bench import baselines
 from edgeinfer.check.bench.flops import artifact_flops
 from edgeinfer.check.bench.inputs import IMREAD, BenchArtifact, BenchInput, default_input, describe
 from edgeinfer.errors import ConfigError, EdgeInferError
-from edgeinfer.parity import timing
+from edgeinfer.runtime import timing
 
 TOP_K = 5
 TTA_POLICIES = ("hflip", "hflip+crops")

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.data.files import read_regular
+from edgeinfer.data.frames import FrameSet
 from edgeinfer.errors import ConfigError
-from edgeinfer.parity.frames import FrameSet
-from edgeinfer.runtime.files import read_regular
 
 SHOW_UNKNOWN = 5  # unknown image names quoted in the verdict's note
 

@@ -22,9 +22,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeinfer.diagnose.simulate import as_probs
 from edgeinfer.errors import require
-from edgeinfer.parity.simulate import as_probs
-from edgeinfer.parity.timing import timed
+from edgeinfer.runtime.timing import timed
 from edgeinfer.runtime.tta import POLICIES, average_views, get_policy
 
 SEVERITIES = 5

@@ -1,6 +1,6 @@
 """``edgeinfer doctor``: "my deployment is worse than training; why?"
 
-Every culprit of the vocabulary (:mod:`edgeinfer.parity.culprits`) is simulated on the
+Every culprit of the vocabulary (:mod:`edgeinfer.diagnose.culprits`) is simulated on the
 user's real frames through the framework model: the training spec with one device mistake
 each, and the model in training mode. With the device's own predictions for the same images
 (``--device-predictions``, a CSV ``image,prediction``), each culprit is scored by how well
@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.check.doctor.device import DeviceRows, read_device_predictions
+from edgeinfer.data.frames import FrameSet
+from edgeinfer.diagnose.culprits import CULPRITS, PRIORITY, device_variants, prepare
+from edgeinfer.diagnose.simulate import Outcome, Simulator
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import frames_to_certify
-from edgeinfer.parity.culprits import CULPRITS, PRIORITY, device_variants, prepare
-from edgeinfer.parity.frames import FrameSet
-from edgeinfer.parity.simulate import Outcome, Simulator
 from edgeinfer.parity.stats import wilson
 from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.spec import PreprocessSpec
@@ -216,7 +216,7 @@ def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
              device: DeviceRows | None = None, audit: bool = True,
              progress: Progress | None = None) -> DoctorResult:
     """Simulate, rank, and (without device predictions) audit the spec."""
-    from edgeinfer.parity.audit import model_spec
+    from edgeinfer.diagnose.audit import model_spec
 
     t0 = time.perf_counter()
     spec = model_spec(source, spec)
@@ -244,7 +244,7 @@ def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
     else:
         res.top, res.margin = "none", 0.0
         if audit:
-            from edgeinfer.parity.audit import audit_spec
+            from edgeinfer.diagnose.audit import audit_spec
 
             a = audit_spec(source, spec, frames)
             res.audit = a.to_dict()
@@ -322,8 +322,8 @@ def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
     data (``builtin:NAME``, a folder, a labelled folder or a CSV), ``spec`` the TRAINING
     preprocessing (default: the bundled model's). ``shift`` adds the corruption/TTA
     measurements (:mod:`edgeinfer.check.doctor.robustness`)."""
-    from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.converter.sources.load import resolve_labels, resolve_source, source_spec
+    from edgeinfer.data.frames import load_frames
 
     sp = source_spec(source, spec)
     s = resolve_source(source, sp, weights, progress)

@@ -22,16 +22,16 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata
+from edgeinfer.converter.int8.layers import Int8Layers, int8_layers
+from edgeinfer.converter.int8.targets import kept_float_line
+from edgeinfer.data.frames import load_frames
 from edgeinfer.errors import ConfigError, ModelError
 from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
-from edgeinfer.parity.frames import load_frames
-from edgeinfer.parity.int8_layers import Int8Layers, int8_layers
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stages import StageCheck, failures, stage_checks, stage_row
 from edgeinfer.parity.stats import Comparison, accuracy, compare, confusion, flip_matrix, flip_pairs
-from edgeinfer.parity.targets import kept_float_line
-from edgeinfer.parity.timing import median_ms
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
+from edgeinfer.runtime.timing import median_ms
 from edgeinfer.spec import PreprocessSpec
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -57,7 +57,7 @@ def open_artifact(path: str | Path, threads: int | None = None) -> tuple[Rung, A
     """An artifact file as a rung, through the runtime's own backend (chosen by content);
     its format and dtype come from its own provenance."""
     from edgeinfer.artifact import sniff_format
-    from edgeinfer.runtime.files import load_model_bytes
+    from edgeinfer.data.files import load_model_bytes
     from edgeinfer.runtime.loader import open_backend
 
     data, name = load_model_bytes(path)

@@ -1,7 +1,7 @@
 """Making a parity pack on the workstation: run the framework source once on real frames.
 
 This is the half of ``verify`` that needs the framework (torch, or onnx for an ONNX
-source); the device later reads the pack with :mod:`edgeinfer.parity.pack` alone.
+source); the device later reads the pack with :mod:`edgeinfer.data.packfile` alone.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.data.files import read_regular
+from edgeinfer.data.frames import FrameSet, builtin_name, load_frames
+from edgeinfer.data.packfile import ParityPack, make_pack
 from edgeinfer.errors import ConfigError, EdgeInferError
-from edgeinfer.parity.frames import FrameSet, builtin_name, load_frames
-from edgeinfer.parity.pack import ParityPack, make_pack
-from edgeinfer.runtime.files import read_regular
+from edgeinfer.parity.tolerances import pack_entries
 
 Progress = Callable[[str], None]
 DEFAULT_LIMIT = 200
@@ -69,8 +70,8 @@ def open_artifact(artifact: Any, spec: Any) -> tuple[bytes, str, str, Any]:
     """(bytes, name, dtype, prefix runner) of ``pack --artifact``, refused in one line
     (ConfigError) before any framework work when it cannot give its own pixels."""
     from edgeinfer.artifact import ArtifactMetadata
+    from edgeinfer.data.files import load_model_bytes
     from edgeinfer.parity.prefix import prefix_runner
-    from edgeinfer.runtime.files import load_model_bytes
     from edgeinfer.runtime.loader import open_backend
 
     data, name = load_model_bytes(artifact)
@@ -127,7 +128,7 @@ def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None 
     ``artifact``: also pack the framework fed this artifact's own pixels
     (:func:`artifact_reference`), which ``verify`` of that file judges its model stage by.
     """
-    from edgeinfer.converter.sources import resolve_labels, resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_labels, resolve_source, source_spec
 
     say = progress or (lambda _m: None)
     spec_ = source_spec(source, spec)
@@ -156,7 +157,8 @@ def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None 
     prov = dict(src.provenance) | {"softmax_applied": softmax, "runner": src.name,
                                    "max_side": max_side, "downscaled_frames": resized}
     pack = make_pack(spec_, names, fs.frames, raw, source=prov, data_name=fs.name, ids=fs.ids,
-                     truth=truth, class_names=fs.class_names, encoded=blobs)
+                     truth=truth, class_names=fs.class_names, encoded=blobs,
+                     tolerances=pack_entries())
     if opened is not None:
         pack.artifact, pack.artifact_reference = artifact_reference(
             opened, src, fs.frames, softmax, say)

@@ -2,7 +2,7 @@
 
 A Raspberry Pi or a Jetson has numpy + onnxruntime (or LiteRT) + OpenCV, not the framework.
 The workstation runs the framework once and writes a parity pack
-(:mod:`edgeinfer.parity.pack`); here the artifact runs on the device's own kernels, on the
+(:mod:`edgeinfer.data.packfile`); here the artifact runs on the device's own kernels, on the
 pack's frames, and is judged against the framework's probabilities with the registry's
 tolerance for the artifact's own format and dtype (from its provenance). This module
 imports only the runtime and ``edgeinfer.parity`` (a test checks ``sys.modules`` in a fresh
@@ -29,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata, sniff_format
+from edgeinfer.converter.int8.targets import kept_float_line, machine_target, target_warning
+from edgeinfer.data.files import load_model_bytes
+from edgeinfer.data.packfile import ParityPack, read_pack
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
-from edgeinfer.parity.pack import ParityPack, read_pack
 from edgeinfer.parity.prefix import prefix_runner
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stages import (
@@ -43,11 +45,9 @@ from edgeinfer.parity.stages import (
     preprocessing_stage,
 )
 from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs
-from edgeinfer.parity.targets import kept_float_line, machine_target, target_warning
-from edgeinfer.parity.timing import summarize, time_calls, warm_up
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
-from edgeinfer.runtime.files import load_model_bytes
 from edgeinfer.runtime.loader import open_backend
+from edgeinfer.runtime.timing import summarize, time_calls, warm_up
 
 Progress = Callable[[str], None]
 LATENCY_RUNS = 50

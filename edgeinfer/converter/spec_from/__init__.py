@@ -120,8 +120,8 @@ def _keras_model(obj: Any) -> bool:
 
 def _keras(model: Any, frame_color: str, layout: str) -> Derived:
     """Keras: the model's own preprocessing layers, through the one lifting code path
-    (converter/keras_preprocess.py); the size comes from the model's input shape."""
-    from edgeinfer.converter.keras_preprocess import analyse
+    (converter/sources/keras_lift.py); the size comes from the model's input shape."""
+    from edgeinfer.converter.sources.keras_lift import analyse
 
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4 or shape[1] is None or shape[2] is None or shape[3] not in (1, 3):
@@ -152,7 +152,7 @@ def for_convert(source: Any, spec: Any, spec_from_: Any, frame_color: str = "BGR
     if spec_from_ is not None and spec is not None and not auto:
         raise SpecError("give spec= or spec_from=, not both")
     if spec_from_ is None and isinstance(source, str):
-        from edgeinfer.converter.reference import REFERENCE_MODELS
+        from edgeinfer.converter.sources.reference import REFERENCE_MODELS
 
         if source in REFERENCE_MODELS:  # a bundled model: its own spec file
             return None, None

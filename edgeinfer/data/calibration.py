@@ -167,7 +167,7 @@ def held_out_split(calibration: list[np.ndarray],
     return [f for j, f in enumerate(calibration) if j not in drop], held
 
 
-if __name__ == "__main__":  # python -m edgeinfer.parity.calibration OUT_DIR [N]
+if __name__ == "__main__":  # python -m edgeinfer.data.calibration OUT_DIR [N]
     import sys
 
     out = write_folder(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 400)

@@ -139,7 +139,7 @@ def export_tflite(model: Any, spec: PreprocessSpec, frame_hw: tuple[int, int],
                   quantize: str | None, calibration: Sequence[np.ndarray],
                   progress: Progress | None = None, per_channel: bool = True) -> bytes:
     """One .tflite (no metadata yet): fp32, fp16 weights or full-integer int8."""
-    from edgeinfer.converter.tflite_quant import check_quantize, quantize_tflite
+    from edgeinfer.converter.int8.tflite_quant import check_quantize, quantize_tflite
 
     check_quantize(quantize)
     say = progress or (lambda _m: None)

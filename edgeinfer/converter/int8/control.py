@@ -343,7 +343,7 @@ def int8_hints(target: str | None = None, fmt: str = "onnx", controlled: bool = 
                max_float: int | None = None, candidates: int | None = None,
                latency_bound: bool = False) -> list[str]:
     """Settings likely to pass, most effective first (measured in docs/int8/)."""
-    from edgeinfer.parity.targets import machine_target
+    from edgeinfer.converter.int8.targets import machine_target
 
     out = []
     if fmt == "onnx" and target in (None, "x86-avx2") and machine_target() != "x86-avx2":

@@ -161,7 +161,7 @@ def _tidy(model: onnx.ModelProto) -> None:
 class OnnxInt8:
     """One calibration, many quantisations of the same fp32 artifact (``with`` closes it).
 
-    Why: the accuracy control (:mod:`edgeinfer.converter.int8_control`) quantises the same
+    Why: the accuracy control (:mod:`edgeinfer.converter.int8.control`) quantises the same
     model once per step, each time with a few more nodes kept float. Calibration (running
     every frame through the model) is what costs; onnxruntime caches the tensor ranges in a
     file (``calibration_cache_path``), so only the first :meth:`build` calibrates and the
@@ -179,7 +179,7 @@ class OnnxInt8:
                  target: str | None = None, float_head: bool = False) -> None:
         from onnxruntime.quantization import quant_pre_process
 
-        from edgeinfer.parity.targets import SETTINGS, default_target_note, resolve_target
+        from edgeinfer.converter.int8.targets import SETTINGS, default_target_note, resolve_target
 
         given = target
         target = resolve_target(target)
@@ -324,7 +324,7 @@ def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
     ``method`` is one of ``CALIBRATION_METHODS``; ``activation_type``/``weight_type`` are
     ``uint8`` or ``int8`` (default U8S8); ``reduce_range`` uses 7-bit weights (see module doc).
     ``target`` (``x86-avx2``, ``x86-vnni``, ``arm64`` or ``auto``, see
-    :mod:`edgeinfer.parity.targets`) overrides ``reduce_range`` and the types with the
+    :mod:`edgeinfer.converter.int8.targets`) overrides ``reduce_range`` and the types with the
     settings that suit that CPU; without it the settings are x86-avx2's (safe on any CPU).
     ``float_head`` keeps the classifier (the Gemm/MatMul feeding the final Softmax) float;
     ``keep_float`` names more compute nodes to keep float (see :class:`OnnxInt8`).

@@ -46,9 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.data.files import display, read_regular
 from edgeinfer.errors import ModelError
-from edgeinfer.parity.tolerances import TOLERANCES
-from edgeinfer.runtime.files import display, read_regular
 from edgeinfer.spec import PreprocessSpec
 
 PACK_FORMAT = "edgeinfer-parity-pack"
@@ -59,9 +58,6 @@ MAX_PACK_BYTES = 2 * 2**30
 #: Uncompressed members above this are refused (a zip bomb cannot allocate gigabytes).
 MAX_MEMBER_BYTES = 4 * 2**30
 REQUIRED = ("frames.npy", "frame_shapes.npy", "reference.npy")
-#: The registry entries a device may need: every artifact format and dtype.
-ARTIFACT_KINDS = (("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
-                  ("tflite", "int8"))
 
 
 @dataclass
@@ -101,20 +97,16 @@ class ParityPack:
         }
 
 
-def registry_entries() -> dict[str, dict[str, Any]]:
-    """The tolerance entries that apply to artifacts, as stored in a pack."""
-    return {f"{k}/{d}": {"max_abs": TOLERANCES[(k, d)].max_abs,
-                         "min_top1": TOLERANCES[(k, d)].min_top1,
-                         "reason": TOLERANCES[(k, d)].reason}
-            for k, d in ARTIFACT_KINDS if (k, d) in TOLERANCES}
-
-
 def make_pack(spec: PreprocessSpec, labels: Sequence[str], frames: Sequence[np.ndarray],
               reference: np.ndarray, *, source: dict[str, Any] | None = None,
               data_name: str = "frames", ids: Sequence[str] | None = None,
               truth: np.ndarray | None = None, class_names: Sequence[str] | None = None,
-              encoded: Sequence[bytes] | None = None) -> ParityPack:
-    """A pack in memory; checks that everything has one entry per frame."""
+              encoded: Sequence[bytes] | None = None,
+              tolerances: dict[str, dict[str, Any]] | None = None) -> ParityPack:
+    """A pack in memory; checks that everything has one entry per frame.
+
+    ``tolerances``: the registry entries stored for the device (the caller reads them from
+    :func:`edgeinfer.parity.tolerances.pack_entries`; the file format does not judge)."""
     from edgeinfer import __version__
 
     n = len(frames)
@@ -133,7 +125,7 @@ def make_pack(spec: PreprocessSpec, labels: Sequence[str], frames: Sequence[np.n
         truth=None if truth is None else np.asarray(truth, np.int64),
         class_names=tuple(class_names) if class_names else None,
         encoded=[bytes(b) for b in encoded] if encoded is not None else None,
-        tolerances=registry_entries(),
+        tolerances=dict(tolerances or {}),
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         edgeinfer_version=__version__)
 

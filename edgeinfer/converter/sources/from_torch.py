@@ -22,7 +22,7 @@ import onnx
 import torch
 from torch import nn
 
-from edgeinfer.converter.frontend import Source
+from edgeinfer.converter.sources.base import Source
 from edgeinfer.errors import ConversionError
 from edgeinfer.spec import PreprocessSpec
 
@@ -47,7 +47,7 @@ def load_factory(factory: str):
                               "'package.module:function' or 'path/to/file.py:function'")
     try:
         if target.endswith(".py"):
-            from edgeinfer.converter.reference import _load_file
+            from edgeinfer.converter.sources.reference import _load_file
 
             module = _load_file(Path(target))
         else:
@@ -280,7 +280,7 @@ def torch_source(module: nn.Module, spec: PreprocessSpec, weights: str | Path | 
 
     def to_tflite(hw: tuple[int, int], quantize: str | None, calibration: list,
                   say: Callable[[str], None], per_channel: bool) -> bytes:
-        from edgeinfer.converter.tflite_export import export_tflite
+        from edgeinfer.converter.export.tflite_torch import export_tflite
 
         return export_tflite(module, spec, hw, quantize, calibration, say, per_channel)
 

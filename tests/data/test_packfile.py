@@ -13,19 +13,19 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeinfer import datasets
-from edgeinfer.errors import ModelError
-from edgeinfer.parity.frames import load_frames
-from edgeinfer.parity.pack import (
+from edgeinfer.data import datasets
+from edgeinfer.data.frames import load_frames
+from edgeinfer.data.packfile import (
     MANIFEST,
     PACK_VERSION,
     ParityPack,
     make_pack,
     read_pack,
-    registry_entries,
     write_pack,
 )
+from edgeinfer.errors import ModelError
 from edgeinfer.parity.runners import softmax
+from edgeinfer.parity.tolerances import pack_entries
 from edgeinfer.spec import PreprocessSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ def photo_pack(spec) -> ParityPack:
     ref = softmax(feats[:, :10] / 50.0)
     return make_pack(spec, [f"c{i}" for i in range(10)], fs.frames, ref, source={
         "framework": "torch", "weights_sha256": "ab" * 32}, data_name=fs.name, ids=fs.ids,
-        truth=np.arange(len(fs.frames)) % 10, encoded=enc)
+        truth=np.arange(len(fs.frames)) % 10, encoded=enc, tolerances=pack_entries())
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_round_trip_is_lossless(photo_pack, pack_file):
 def test_manifest_is_versioned_and_documents_tolerances(pack_file):
     m = json.loads(zipfile.ZipFile(pack_file).read(MANIFEST))
     assert m["format"] == "edgeinfer-parity-pack" and m["version"] == PACK_VERSION
-    assert m["tolerances"] == registry_entries()
+    assert m["tolerances"] == pack_entries()
     assert m["tolerances"]["onnx/int8"]["reason"]
     assert set(m["members"]) >= {"frames.npy", "frame_shapes.npy", "reference.npy"}
 

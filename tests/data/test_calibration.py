@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeinfer.parity.calibration import calibration_frames, package_photos
+from edgeinfer.data.calibration import calibration_frames, package_photos
 
 
 def test_photos_then_seeded_augmentations():
@@ -24,8 +24,8 @@ def test_photos_then_seeded_augmentations():
 
 def test_photo_calibration_is_a_builtin_data_set_and_the_photo_default() -> None:
     from edgeinfer.converter.api import _default_calibration
-    from edgeinfer.converter.sources import source_spec
-    from edgeinfer.parity.frames import load_frames
+    from edgeinfer.converter.sources.load import source_spec
+    from edgeinfer.data.frames import load_frames
 
     spec = source_spec("efficientnet-lite0", None)
     fs = load_frames("builtin:photo-calibration", spec, limit=24)

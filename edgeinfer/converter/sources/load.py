@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeinfer.converter.frontend import Progress, Source
-from edgeinfer.converter.reference import REFERENCE_MODELS, ReferenceModel, get_reference
+from edgeinfer.converter.sources.base import Progress, Source
+from edgeinfer.converter.sources.reference import REFERENCE_MODELS, ReferenceModel, get_reference
 from edgeinfer.errors import ConversionError, ModelError, require
 from edgeinfer.spec import PreprocessSpec, resolve_spec
 
@@ -56,11 +56,11 @@ def resolve_source(source: Any, spec: PreprocessSpec, weights: str | Path | None
     """Dispatch on what ``source`` is; every branch returns a :class:`Source`."""
     say = progress or (lambda _m: None)
     if _is_torch_module(source):
-        from edgeinfer.converter.frontend_torch import torch_source
+        from edgeinfer.converter.sources.from_torch import torch_source
 
         return torch_source(source, spec, None, name=type(source).__name__, progress=say)
     if _is_keras_model(source) or (isinstance(source, (str, Path)) and _keras_path(source)):
-        from edgeinfer.converter.frontend_keras import keras_source
+        from edgeinfer.converter.sources.from_keras import keras_source
 
         return keras_source(source, spec, say)
     if not isinstance(source, (str, Path)):
@@ -107,7 +107,7 @@ def _is_torch_module(obj: Any) -> bool:
 def _factory_source(factory: str, weights: str | Path | None, spec: PreprocessSpec,
                     say: Progress) -> Source:
     require("torch", "convert", f"converting the torch factory {factory!r}")
-    from edgeinfer.converter.frontend_torch import build_from_factory, torch_source
+    from edgeinfer.converter.sources.from_torch import build_from_factory, torch_source
 
     module = build_from_factory(factory)
     return torch_source(module, spec, weights, name=factory, progress=say)
@@ -119,8 +119,8 @@ def onnx_source(path: Path, spec: PreprocessSpec) -> Source:
     import onnx
 
     from edgeinfer.converter.assemble import default_opset
+    from edgeinfer.data.files import read_regular
     from edgeinfer.parity.runners import OnnxSourceRunner
-    from edgeinfer.runtime.files import read_regular
 
     data = read_regular(path, "ONNX file", ModelError)
     try:

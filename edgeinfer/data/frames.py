@@ -4,7 +4,7 @@ class) or a CSV of ``image,label`` rows, as raw uint8 frames with labels when kn
 Bundled sets are spelled ``builtin:fashion-test``, ``builtin:fashion-train``,
 ``builtin:photos`` and ``builtin:photo-calibration`` (real photos from installed packages
 plus seeded augmentations: the int8 calibration set for photo models, see
-``parity/calibration.py``); a path that exists always wins, so a user folder named ``photos`` is
+``data/calibration.py``); a path that exists always wins, so a user folder named ``photos`` is
 never shadowed (the bare names still work when no such path exists).
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import edgeinfer.datasets as datasets
+import edgeinfer.data.datasets as datasets
+from edgeinfer.data.files import read_regular
 from edgeinfer.errors import ConfigError, EdgeInferError
-from edgeinfer.runtime.files import read_regular
 from edgeinfer.spec import PreprocessSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -133,7 +133,7 @@ def _builtin(name: str, spec: PreprocessSpec, limit: int | None) -> FrameSet:
         return FrameSet(name, frames, labels, [f"{split}[{i}]" for i in range(len(frames))],
                         datasets.FASHION_LABELS)
     if name == "photo-calibration":
-        from edgeinfer.parity.calibration import calibration_frames
+        from edgeinfer.data.calibration import calibration_frames
 
         frames, ids = calibration_frames(limit or 400)
         return FrameSet(name, [to_frame_color(f, spec.frame_color) for f in frames], None, ids)

@@ -73,7 +73,7 @@ REFERENCE_MODELS: dict[str, ReferenceModel] = {
 
 def models_dir() -> Path:
     env = os.environ.get(MODELS_DIR_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "models"
 
 
 def get_reference(name: str) -> ReferenceModel:

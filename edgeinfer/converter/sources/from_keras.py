@@ -12,7 +12,7 @@ inference mode, which is what ``model.predict`` runs. Measurements: docs/keras.m
 
 The core handed to assembly takes the spec's model input (NHWC float for Keras models, so
 the prefix needs no transpose) and starts after any Rescaling/Normalization layers lifted
-into the spec (:mod:`edgeinfer.converter.keras_preprocess`); the parity reference is the
+into the spec (:mod:`edgeinfer.converter.sources.keras_lift`); the parity reference is the
 whole model as the user runs it, fed by the user's spec.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer.converter.frontend import Progress, Source
+from edgeinfer.converter.sources.base import Progress, Source
 from edgeinfer.errors import ConversionError, ModelError, require
 from edgeinfer.spec import PreprocessSpec
 
@@ -109,7 +109,7 @@ def load_model(path: Path) -> tuple[Any, str]:
     import keras
 
     from edgeinfer.converter.quiet import captured
-    from edgeinfer.runtime.files import read_regular
+    from edgeinfer.data.files import read_regular
 
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
@@ -255,7 +255,7 @@ def keras_source(model_or_path: Any, spec: PreprocessSpec, progress: Progress | 
     import tensorflow as tf
     import tf2onnx
 
-    from edgeinfer.converter import keras_lint, keras_preprocess
+    from edgeinfer.converter.sources import keras_lift, keras_lint
     from edgeinfer.parity.runners_keras import KerasRunner
 
     say = progress or (lambda _m: None)
@@ -287,7 +287,7 @@ def keras_source(model_or_path: Any, spec: PreprocessSpec, progress: Progress | 
                                               dtype=np.uint8)
     x = np.concatenate([spec.reference(f) for f in probe])
     keras_lint.check_deterministic(model, x)
-    core, art_spec, pre = keras_preprocess.analyse(model, spec, lift=lift)
+    core, art_spec, pre = keras_lift.analyse(model, spec, lift=lift)
     warnings += pre.warnings
     if pre.lifted:
         say(f"lifted {', '.join(pre.lifted)} into the artifact's preprocessing spec")
@@ -322,7 +322,7 @@ def keras_source(model_or_path: Any, spec: PreprocessSpec, progress: Progress | 
 
     def to_tflite(hw: tuple[int, int], quantize: str | None, calibration: list,
                   progress_: Progress, per_channel: bool) -> bytes:
-        from edgeinfer.converter.keras_tflite import export_tflite
+        from edgeinfer.converter.export.tflite_keras import export_tflite
 
         return export_tflite(core, art_spec, hw, quantize, calibration, progress_, per_channel)
 

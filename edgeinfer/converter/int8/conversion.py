@@ -1,6 +1,6 @@
 """The converter's side of the int8 accuracy control: builders, held-out frames, timing.
 
-:mod:`edgeinfer.converter.int8_control` is the loop (format-free: a builder, a runner, a
+:mod:`edgeinfer.converter.int8.control` is the loop (format-free: a builder, a runner, a
 latency measure); this module wires it to one conversion: the held-out split of the parity
 frames, onnxruntime's or ai-edge-quantizer's builder calibrated once, the 1-thread latency
 of each candidate, and the record in the provenance.
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer.converter.int8_control import LATENCY_RUNS, Progress, check_targets, control
+from edgeinfer.converter.int8.control import LATENCY_RUNS, Progress, check_targets, control
 
 
 def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int],
@@ -29,7 +29,7 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     held out and dropped from calibration). Records the loop in
     ``provenance["int8_control"]``; returns metadata -> artifact bytes, like the plain build.
     """
-    from edgeinfer.parity.calibration import held_out_split
+    from edgeinfer.data.calibration import held_out_split
     from edgeinfer.parity.runners import ArtifactRunner
 
     cal, idx = held_out_split(cal, parity.frames)
@@ -43,7 +43,7 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     meta = fp32.meta()
     if fmt == "onnx":
         from edgeinfer.converter.assemble import with_metadata
-        from edgeinfer.converter.quantize_onnx import OnnxInt8
+        from edgeinfer.converter.int8.onnx_quant import OnnxInt8
 
         q = OnnxInt8(fp32.model, cal, per_channel, say, target=target)
         float_blob = fp32.blob(meta)
@@ -51,9 +51,9 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
         def wrap(m: Any, md: Any) -> bytes:
             return with_metadata(m, md).SerializeToString()
     else:
+        from edgeinfer.converter.export.tflite_metadata import embed_metadata
+        from edgeinfer.converter.int8.tflite_quant import TfliteInt8
         from edgeinfer.converter.quiet import captured
-        from edgeinfer.converter.tflite_metadata import embed_metadata
-        from edgeinfer.converter.tflite_quant import TfliteInt8
 
         fp32.provenance["frame_size"] = list(hw)
         meta = fp32.meta()
@@ -96,8 +96,8 @@ def latency_vs_fp32(float_blob: bytes, x: np.ndarray) -> Callable[[bytes], float
     candidate is timed interleaved with fp32 and given as its ratio x fp32's figure, so load
     drifting during the loop does not move it against the budget (measured separately,
     plain int8 read 0.65x fp32 in the loop and 0.55x interleaved: docs/int8/control.md)."""
-    from edgeinfer.parity.timing import median_ms, ratio_to
     from edgeinfer.runtime.loader import open_backend
+    from edgeinfer.runtime.timing import median_ms, ratio_to
 
     ref = open_backend(float_blob, 1)
     fp32_ms = median_ms(lambda: ref.run(x), runs=LATENCY_RUNS, warmup=3)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from edgeinfer.artifact import SIG_FRAME, SIG_RESIZED
-from edgeinfer.converter.tflite_quant import (
+from edgeinfer.converter.int8.tflite_quant import (
     PREFIX_SCOPE,
     SOFTMAX_SCOPE,
     check_quantize,

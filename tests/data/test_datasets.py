@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeinfer.datasets import (
+from edgeinfer.data.datasets import (
     FASHION_LABELS,
     document_photo,
     load_fashion_mnist,
@@ -21,7 +21,7 @@ from edgeinfer.datasets import (
 from edgeinfer.errors import EdgeInferError
 from edgeinfer.spec import PreprocessSpec
 
-FASHION_DIR = Path(__file__).resolve().parents[1] / "models" / "fashion"
+FASHION_DIR = Path(__file__).resolve().parents[2] / "models" / "fashion"
 
 
 @pytest.fixture(scope="module")

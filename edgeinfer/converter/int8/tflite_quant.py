@@ -203,7 +203,7 @@ def _tname(name: bytes | str) -> str:
 class TfliteInt8:
     """One calibration, many quantisations of the same float .tflite.
 
-    Why: as for ONNX (:class:`edgeinfer.converter.quantize_onnx.OnnxInt8`), the accuracy
+    Why: as for ONNX (:class:`edgeinfer.converter.int8.onnx_quant.OnnxInt8`), the accuracy
     control quantises the model once per step with a few more ops kept float; the
     calibration statistics (qsvs) are computed once and reused. An op is kept float by a
     NO_QUANTIZE recipe entry matching its scope (its output tensor names), the quantiser

@@ -4,12 +4,12 @@ The parity gate compares the artifact with the framework model under the SAME sp
 cannot fail when the spec itself is wrong (a digits CNN at 99% passes the gate with a
 mean/std on the wrong scale and then predicts at chance). The audit looks before the model:
 the parity frames also run through one corrected-spec hypothesis per mistake of the culprit
-vocabulary (:func:`edgeinfer.parity.culprits.spec_hypotheses`), and each is judged by
+vocabulary (:func:`edgeinfer.diagnose.culprits.spec_hypotheses`), and each is judged by
 
 * accuracy, when the frames are labelled: a hypothesis that is right where the given spec
   is wrong clearly more often than the reverse (a paired sign test, z >= 3, and a gain of at
   least 3 points) means the given spec is wrong: verdict ``refuse``;
-* the BatchNorm-statistics fit, label-free (:mod:`edgeinfer.parity.bn_fit`): a hypothesis
+* the BatchNorm-statistics fit, label-free (:mod:`edgeinfer.diagnose.bn_fit`): a hypothesis
   whose fit is at most half the given spec's (and better by >= 0.1) AND that changes more
   than 10% of the predictions: verdict ``warn``. The agreement condition keeps a hypothesis
   that fits the statistics a little better but predicts the same from raising an alarm;
@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.data.frames import FrameSet
+from edgeinfer.diagnose.culprits import CULPRITS, Variant, prepare, spec_hypotheses
+from edgeinfer.diagnose.simulate import Outcome, Simulator
 from edgeinfer.errors import SpecAuditError
-from edgeinfer.parity.culprits import CULPRITS, Variant, prepare, spec_hypotheses
-from edgeinfer.parity.frames import FrameSet
-from edgeinfer.parity.simulate import Outcome, Simulator
 from edgeinfer.spec import PreprocessSpec
 
 MIN_GAIN = 0.03  # accuracy points a hypothesis must gain (labelled)

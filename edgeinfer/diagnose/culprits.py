@@ -14,7 +14,7 @@ Two directions use the same vocabulary:
 Mean/std variants work on the spec's canonical 0-1 form (``y = (x/255 - m) / s``), which
 is exactly equivalent to any (scale, mean, std) triple, so "/255 twice" means the same for
 a spec written as ``scale=1/255, mean=0.5`` as for one written as ``mean=127.5``.
-:mod:`edgeinfer.parity.simulate` runs the variants through the model.
+:mod:`edgeinfer.diagnose.simulate` runs the variants through the model.
 """
 
 from __future__ import annotations

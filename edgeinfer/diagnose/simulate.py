@@ -1,7 +1,7 @@
 """Running culprit variants through a framework model: predictions, BN fit, training modes.
 
 The source's runner supplies the model call on prepared inputs; the framework model
-supplies BN statistics (:mod:`edgeinfer.parity.bn_fit`) and the training-mode runs, which
+supplies BN statistics (:mod:`edgeinfer.diagnose.bn_fit`) and the training-mode runs, which
 never change the model's state (hooks on the model, or a copy of it). Variants that feed
 the model exactly the input of an earlier one are recognised and not run twice.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer.parity.bn_fit import BNFit, BNProbe
-from edgeinfer.parity.culprits import Variant, prepare
+from edgeinfer.diagnose.bn_fit import BNFit, BNProbe
+from edgeinfer.diagnose.culprits import Variant, prepare
 from edgeinfer.spec import PreprocessSpec
 
 SEEDS = 4  # dropout draws averaged for the stochastic training-mode culprits
