@@ -360,6 +360,15 @@ def _half(margin: int, rounding: str) -> int:
     return k + (margin % 2) * (k % 2) if rounding == "half_even" else k
 
 
+def framework_spec(provenance: dict | None, spec: PreprocessSpec) -> PreprocessSpec:
+    """The spec the framework model itself is fed, given an artifact's or a source's
+    provenance: a Keras frontend may lift Rescaling / Normalization layers into the
+    artifact's spec (``spec``) while the framework model still contains them; its
+    provenance then keeps the user's spec as ``spec_given``."""
+    given = (provenance or {}).get("spec_given")
+    return PreprocessSpec.from_dict(given) if given else spec
+
+
 def resolve_spec(value: PreprocessSpec | dict | str | os.PathLike) -> PreprocessSpec:
     """The one spec resolver: a PreprocessSpec, its dict, its JSON text or a JSON file path."""
     if isinstance(value, PreprocessSpec):

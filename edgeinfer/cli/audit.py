@@ -9,11 +9,12 @@ from edgeinfer.cli.common import EXIT_FAILED, add_source_args, emit_json, progre
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from edgeinfer.converter.sources.load import resolve_labels, resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_labels, resolve_source
+    from edgeinfer.converter.spec_resolve import resolve
     from edgeinfer.data.frames import load_frames
     from edgeinfer.diagnose.audit import DEFAULT_LIMIT, audit_rows, audit_spec
 
-    spec = source_spec(args.source, args.spec)
+    spec = resolve(args.source, args.spec).spec
     s = resolve_source(args.source, spec, args.weights, progress)
     names = resolve_labels(args.labels, s.reference) or s.labels
     frames = load_frames(args.data, spec, limit=args.limit, class_names=names)

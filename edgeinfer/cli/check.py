@@ -8,14 +8,15 @@ from edgeinfer.cli.common import DATA_HELP, EXIT_FAILED, SOURCE_HELP, positive, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeinfer.check.ladder.report import ProgressBar, write_report
+    from edgeinfer.check.ladder.report import write_report
     from edgeinfer.check.ladder.run import run_ladder
     from edgeinfer.check.report_files import write_json
+    from edgeinfer.progress import Reporter
 
     result = run_ladder(args.source, args.artifacts, args.data, weights=args.weights,
                         spec=args.spec, limit=args.limit, diagnose=args.diagnose,
                         threads=args.threads, timing=not args.no_timing,
-                        progress=None if args.quiet else ProgressBar())
+                        progress=None if args.quiet else Reporter())
     print(result.table())
     for s in result.steps:
         if s.diagnosis is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeinfer.errors import ConfigError, one_line, positive_int
+from edgeinfer.progress import Reporter
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # a check ran and something is out of tolerance
@@ -44,8 +45,8 @@ def err(msg: object) -> None:
     print(f"edgeinfer: error: {one_line(msg, None)}", file=sys.stderr)
 
 
-def progress(msg: str) -> None:
-    print(f"[edgeinfer] {msg}", file=sys.stderr, flush=True)
+#: The command line's progress reporter: ``[edgeinfer] ...`` lines on stderr.
+progress = Reporter()
 
 
 def parse_size(text: str, flag: str) -> tuple[int, int]:

@@ -20,12 +20,14 @@ import numpy as np
 from edgeinfer._version import __version__
 from edgeinfer.artifact import FORMATS, ArtifactMetadata
 from edgeinfer.converter.gate import GateResult, artifact_stages, gate
-from edgeinfer.converter.sources.base import Progress, Source
-from edgeinfer.converter.sources.load import resolve_labels, resolve_source, source_spec
+from edgeinfer.converter.sources.base import Source
+from edgeinfer.converter.sources.load import resolve_labels, resolve_source
+from edgeinfer.converter.spec_resolve import artifact_spec, resolve
 from edgeinfer.data.frames import FrameSet, builtin_name, default_parity_data, load_frames
 from edgeinfer.errors import ConfigError, ConversionError, ParityError, require
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison
+from edgeinfer.progress import Progress
 from edgeinfer.spec import PreprocessSpec
 
 QUANTIZE = {"onnx": (None, "int8"), "tflite": (None, "fp16", "int8")}
@@ -49,13 +51,13 @@ def load_source(source: Any, spec: Any = None, weights: str | Path | None = None
                 progress: Progress | None = None) -> tuple[Any, PreprocessSpec]:
     """The source model in inference mode behind a runner, without exporting it.
 
-    For ``check``, ``pack`` and ``doctor``. The spec is ``spec``, else the bundled
-    model's, else ``fallback_spec`` (e.g. an artifact's). Returns (runner, spec).
+    For ``check``, ``pack`` and ``doctor``. The spec by
+    :func:`edgeinfer.converter.spec_resolve.resolve` (``fallback_spec``: an artifact's).
+    Returns (runner, the artifact-side spec).
     """
-    spec = source_spec(source, spec, fallback_spec)
+    spec = resolve(source, spec, fallback=fallback_spec).spec
     s = resolve_source(source, spec, weights, progress)
-    # the artifact-side spec: a Keras frontend may have lifted Rescaling into it
-    return s.make_runner(apply_softmax), s.spec or spec
+    return s.make_runner(apply_softmax), artifact_spec(s, spec)
 
 
 def output_format(output: str | Path, format: str | None) -> str:
@@ -134,16 +136,14 @@ def convert(
         raise ConfigError("--min-agreement/--max-drop/--max-latency-ratio control int8 "
                           "quantisation: use them with --quantize int8")
     require("onnx", "convert", "converting models")
-    from edgeinfer.converter.spec_from import for_convert
-
-    spec, derived_spec = for_convert(source, spec, spec_from)  # spec="auto" / spec_from=
-    spec = source_spec(source, spec)
+    chosen = resolve(source, spec, spec_from=spec_from)
+    spec, derived_spec = chosen.spec, chosen.derived
     s = resolve_source(source, spec, weights, say)
     if derived_spec is not None:
         say(f"spec derived from {derived_spec.source}: {derived_spec.spec.to_json()}")
         s.provenance["spec_derived"] = derived_spec.to_dict()
     given_spec = spec  # what the source runner preprocesses with (and the audit judges)
-    spec = s.spec or spec  # a frontend may have lifted preprocessing layers into the spec
+    spec = artifact_spec(s, spec)  # a frontend may have lifted preprocessing layers into it
     data_name, data_note = _parity_data(parity_data, s, spec, strict)
     warnings = _warnings(s, spec)
     for w in warnings:

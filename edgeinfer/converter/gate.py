@@ -11,7 +11,7 @@ framework is then reported, not judged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +23,7 @@ from edgeinfer.parity.certify import FAIL, certify
 from edgeinfer.parity.stages import StageCheck, failures, stage_checks
 from edgeinfer.parity.stats import Comparison, compare
 from edgeinfer.parity.tolerances import tolerance
-
-Progress = Callable[[str], None]
+from edgeinfer.progress import Progress
 
 
 @dataclass

@@ -35,7 +35,8 @@ from edgeinfer.data.frames import FrameSet
 from edgeinfer.diagnose.culprits import CULPRITS, Variant, prepare, spec_hypotheses
 from edgeinfer.diagnose.simulate import Outcome, Simulator
 from edgeinfer.errors import SpecAuditError
-from edgeinfer.spec import PreprocessSpec
+from edgeinfer.progress import Progress
+from edgeinfer.spec import PreprocessSpec, framework_spec
 
 MIN_GAIN = 0.03  # accuracy points a hypothesis must gain (labelled)
 MIN_Z = 3.0  # paired sign test on the frames where the two specs disagree on correctness
@@ -105,7 +106,7 @@ def audit_spec(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
     at most ``limit`` of them (fewer when ``budget_s`` would be exceeded), spread evenly
     over the set so every class keeps its share."""
     t0 = time.perf_counter()
-    spec = model_spec(source, spec)
+    spec = framework_spec(getattr(source, "provenance", None), spec)
     sim = Simulator(source, spec)
     given_v = Variant("none", "the given spec", spec)
     n_all = len(frames.frames)
@@ -126,14 +127,6 @@ def audit_spec(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
     if not sim.probe.available:
         result.notes.append(f"BN fit unavailable: {sim.probe.reason}")
     return result
-
-
-def model_spec(source: Any, spec: PreprocessSpec) -> PreprocessSpec:
-    """The spec the framework model itself expects. A Keras frontend may lift Rescaling /
-    Normalization layers into the artifact's spec; the framework model still contains them,
-    so it is simulated (and audited) with the spec the user gave."""
-    given = (getattr(source, "provenance", None) or {}).get("spec_given")
-    return PreprocessSpec.from_dict(given) if given else spec
 
 
 def _budgeted(sim: Any, given_v: Variant, spec: PreprocessSpec, frames: list[np.ndarray],
@@ -258,7 +251,7 @@ def _compact(spec: PreprocessSpec) -> str:
 
 
 def enforce(result: AuditResult, accept_spec: bool = False, strict: bool = False,
-            progress: Callable[[str], None] | None = None) -> None:
+            progress: Progress | None = None) -> None:
     """Raise :class:`SpecAuditError` for ``refuse`` (unless ``accept_spec``) and for ``warn``
     with ``strict``; otherwise say the verdict (``warning:`` only for ``warn``)."""
     say = progress or (lambda _m: None)

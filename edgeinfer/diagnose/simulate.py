@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeinfer.diagnose.bn_fit import BNFit, BNProbe
 from edgeinfer.diagnose.culprits import Variant, prepare
+from edgeinfer.probs import as_probabilities
 from edgeinfer.spec import PreprocessSpec
 
 SEEDS = 4  # dropout draws averaged for the stochastic training-mode culprits
@@ -126,7 +127,7 @@ class Simulator:
         probe = self.probe if not self._keras_training else BNProbe(None)
         out, fit = probe.evaluate(batches, self._model)
         probs = np.empty_like(out, dtype=np.float64)
-        probs[order] = as_probs(out)
+        probs[order] = as_probabilities(np.asarray(out, np.float64))
         return probs, fit
 
     def _in_order(self, inputs: list[np.ndarray], batch: int, fn: Any
@@ -192,16 +193,6 @@ class Simulator:
         if self._keras_training:
             return np.asarray(self.module(x, training=True))
         return np.asarray(self.runner.model(x))
-
-
-def as_probs(out: np.ndarray) -> np.ndarray:
-    """Softmax unless the outputs already are probabilities (the argmax is the same)."""
-    out = out.astype(np.float64)
-    if out.min() >= 0 and np.allclose(out.sum(-1), 1.0, atol=1e-3):
-        return out
-    z = out - out.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
 
 
 @contextmanager

@@ -18,17 +18,12 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.data.files import ModelSource
+from edgeinfer.probs import softmax
 from edgeinfer.runtime.backend import Backend
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.spec import PreprocessSpec
 
 BATCH = 256
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def by_size(frames: Sequence[np.ndarray], fn: Callable[[np.ndarray], np.ndarray],

@@ -24,16 +24,17 @@ The prefix output is read from the artifact that ships, ONNX or TFLite
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from edgeinfer.parity.prefix import prefix_runner
-from edgeinfer.parity.runners import softmax
 from edgeinfer.parity.stats import Comparison, compare
 from edgeinfer.parity.tolerances import Tolerance, tolerance
+from edgeinfer.probs import softmax
+from edgeinfer.progress import Progress
 from edgeinfer.spec import PreprocessSpec
 
 PREPROCESSING, MODEL, END_TO_END = "preprocessing", "model", "end-to-end"
@@ -158,7 +159,7 @@ def stage_checks(model: bytes, spec: PreprocessSpec, frames: Sequence[np.ndarray
                  source: Any, source_probs: np.ndarray | None, fmt: str = "onnx",
                  dtype: str = "fp32", target: str = "onnx-fp32",
                  framework: str = "framework",
-                 say: Callable[[str], None] | None = None) -> list[StageCheck]:
+                 say: Progress | None = None) -> list[StageCheck]:
     """Preprocessing, model and (when ``source_probs`` is given) end-to-end for an ONNX
     artifact; ``source`` is the framework runner (a ``ReferencePreprocessed``). Empty when
     the artifact has no prefix output (:func:`prefix_runner`)."""

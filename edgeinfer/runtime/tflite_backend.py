@@ -74,6 +74,7 @@ from edgeinfer.artifact import TFLITE_METADATA_NAME as METADATA_NAME
 from edgeinfer.data.files import read_regular
 from edgeinfer.errors import ConfigError, ModelError, SpecError, positive_int
 from edgeinfer.errors import one_line as _one_line
+from edgeinfer.probs import as_probabilities, softmax
 from edgeinfer.runtime.backend import default_threads
 from edgeinfer.spec import PreprocessSpec, resolve_spec
 
@@ -387,13 +388,10 @@ class TFLiteBackend:
             out[i] = self._as_probs(y.astype(np.float32))
 
     def _as_probs(self, y: np.ndarray) -> np.ndarray:
-        use = self._softmax
-        if use is None:
-            use = not (np.all(np.isfinite(y)) and y.min() >= 0 and abs(float(y.sum()) - 1) < 1e-3)
-        if not use:
-            return y
-        z = np.exp(y - y.max())
-        return z / z.sum()
+        """Softmax as the metadata says; without metadata, the one rule of ``probs``."""
+        if self._softmax is None:
+            return as_probabilities(y)
+        return softmax(y) if self._softmax else y
 
     def __repr__(self) -> str:
         return (f"TFLiteBackend({self.source!r}, mode={self.mode}, threads={self.threads}, "

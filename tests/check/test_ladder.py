@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeinfer.check.ladder.report import ProgressBar, write_report
+from edgeinfer.check.ladder.report import write_report
 from edgeinfer.check.ladder.run import Rung, order_rungs, parent_of, run_ladder
 from edgeinfer.converter.int8.layers import int8_layers
 from edgeinfer.errors import ConfigError, ModelError
@@ -102,16 +102,6 @@ def test_report_files(fashion_ladder, tmp_path):
     assert data["passed"] and [s["name"] for s in data["steps"]][-1] == "onnx-int8"
     md = (tmp_path / "report.md").read_text()
     assert "| onnx-int8 | onnx-fp32 |" in md and "![" in md
-
-
-def test_progress_bar_lines(capsys):
-    import io
-
-    buf = io.StringIO()
-    bar = ProgressBar(buf)
-    bar("onnx-fp32", 5, 10)
-    bar("onnx-fp32", 10, 10)
-    assert buf.getvalue().count("\n") == 1 and "onnx-fp32: done" in buf.getvalue()
 
 
 def test_bad_inputs_raise_typed_errors(fashion_artifact, tmp_path):

@@ -24,10 +24,10 @@ def test_photos_then_seeded_augmentations():
 
 def test_photo_calibration_is_a_builtin_data_set_and_the_photo_default() -> None:
     from edgeinfer.converter.api import _default_calibration
-    from edgeinfer.converter.sources.load import source_spec
+    from edgeinfer.converter.spec_resolve import resolve
     from edgeinfer.data.frames import load_frames
 
-    spec = source_spec("efficientnet-lite0", None)
+    spec = resolve("efficientnet-lite0", None).spec
     fs = load_frames("builtin:photo-calibration", spec, limit=24)
     assert len(fs.frames) == 24 and len(set(fs.ids)) == 24
     assert all(f.dtype.name == "uint8" and f.ndim == 3 for f in fs.frames)

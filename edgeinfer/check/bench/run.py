@@ -36,12 +36,12 @@ from edgeinfer.check.bench import baselines
 from edgeinfer.check.bench.flops import artifact_flops
 from edgeinfer.check.bench.inputs import IMREAD, BenchArtifact, BenchInput, default_input, describe
 from edgeinfer.errors import ConfigError, EdgeInferError
+from edgeinfer.progress import Progress
 from edgeinfer.runtime import timing
 
 TOP_K = 5
 TTA_POLICIES = ("hflip", "hflip+crops")
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "asimddp")
-Progress = Callable[[str], None]
 
 
 @dataclass

@@ -15,15 +15,16 @@ an artifact multiplies its latency by).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from edgeinfer.diagnose.simulate import as_probs
 from edgeinfer.errors import require
+from edgeinfer.probs import as_probabilities
+from edgeinfer.progress import Progress
 from edgeinfer.runtime.timing import timed
 from edgeinfer.runtime.tta import POLICIES, average_views, get_policy
 
@@ -78,14 +79,14 @@ def predict(runner: Any, frames: Sequence[np.ndarray], policy: str) -> np.ndarra
     """[N, K] probabilities under a TTA policy, views made by the runtime's own code."""
     pol = get_policy(policy)
     views = [v for f in frames for v in pol.views(f if f.ndim == 3 else f[:, :, None])]
-    probs = as_probs(runner.run(views)).astype(np.float32)
+    probs = as_probabilities(np.asarray(runner.run(views), np.float64)).astype(np.float32)
     return average_views(probs, pol.num_views)
 
 
 def run_robustness(source: Any, frames: Sequence[np.ndarray], labels: np.ndarray | None, *,
                    corruptions: Sequence[str] | None = None, severities: int = SEVERITIES,
                    policies: Sequence[str] = POLICIES,
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   progress: Progress | None = None) -> dict[str, Any]:
     """Accuracy/agreement per corruption x severity x policy, TTA gains and costs."""
     say = progress or (lambda _m: None)
     runner = source.make_runner(False)

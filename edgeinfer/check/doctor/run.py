@@ -24,7 +24,7 @@ and the spec audit says whether the given spec itself looks wrong.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,8 @@ from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import frames_to_certify
 from edgeinfer.parity.stats import wilson
 from edgeinfer.parity.tolerances import tolerance
-from edgeinfer.spec import PreprocessSpec
+from edgeinfer.progress import Progress
+from edgeinfer.spec import PreprocessSpec, framework_spec
 
 # Reference-pipeline BN fit above which the frames count as shifted. Coarse (measured, see
 # docs/doctor/README.md): bundled fashion clean 0.047, under severe noise/blur/darkening/
@@ -54,7 +55,6 @@ HEALTHY_TOP1 = tolerance("onnx", "int8").min_top1
 # A culprit explains such a device when it accounts for at least this share of the
 # disagreement it can account for (see rank(); chosen on docs/doctor/README.md's data).
 MIN_SHARE = 0.5
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -216,10 +216,8 @@ def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
              device: DeviceRows | None = None, audit: bool = True,
              progress: Progress | None = None) -> DoctorResult:
     """Simulate, rank, and (without device predictions) audit the spec."""
-    from edgeinfer.diagnose.audit import model_spec
-
     t0 = time.perf_counter()
-    spec = model_spec(source, spec)
+    spec = framework_spec(getattr(source, "provenance", None), spec)
     outcomes, notes = culprit_outcomes(source, spec, frames.frames, progress,
                                        order=device.order if device is not None else None)
     pred = device.pred if device is not None else None
@@ -322,10 +320,11 @@ def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
     data (``builtin:NAME``, a folder, a labelled folder or a CSV), ``spec`` the TRAINING
     preprocessing (default: the bundled model's). ``shift`` adds the corruption/TTA
     measurements (:mod:`edgeinfer.check.doctor.robustness`)."""
-    from edgeinfer.converter.sources.load import resolve_labels, resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_labels, resolve_source
+    from edgeinfer.converter.spec_resolve import resolve
     from edgeinfer.data.frames import load_frames
 
-    sp = source_spec(source, spec)
+    sp = resolve(source, spec).spec
     s = resolve_source(source, sp, weights, progress)
     names = resolve_labels(labels, s.reference) or s.labels
     frames = load_frames(data, sp, limit=limit, class_names=names)

@@ -6,44 +6,16 @@ JSON and Markdown are still written and the Markdown says the plots were skipped
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
-from edgeinfer.check.ladder.run import LadderResult, Step
+from edgeinfer.check.ladder.run import LadderResult, RungResult
 from edgeinfer.check.report_files import write_bundle
 from edgeinfer.parity.stages import markdown_table as stage_table
 
 MAX_MATRIX_CLASSES = 20  # flip/confusion plots show at most this many classes
-
-
-class ProgressBar:
-    """``bar(stage, done, total)``: a one-line bar redrawn in place on a terminal; elsewhere
-    (CI logs, pipes) one line per finished stage, so logs stay readable."""
-
-    def __init__(self, stream: TextIO | None = None, width: int = 28) -> None:
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.t0 = time.perf_counter()
-        self._last = ""
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        frac = done / total if total else 1.0
-        secs = time.perf_counter() - self.t0
-        if self.tty:
-            fill = int(round(self.width * frac))
-            line = (f"\r[edgeinfer] {stage:<28.28} [{'#' * fill}{'.' * (self.width - fill)}] "
-                    f"{done}/{total} {secs:5.1f}s")
-            self.stream.write(line + ("\n" if frac >= 1 else ""))
-            self.stream.flush()
-        elif frac >= 1 and stage != self._last:
-            self.stream.write(f"[edgeinfer] {stage}: done ({total}) {secs:.1f}s\n")
-            self.stream.flush()
-            self._last = stage
 
 
 # ---------------------------------------------------------------- JSON
@@ -52,7 +24,7 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.2%}"
 
 
-def _acc(s: Step) -> str:
+def _acc(s: RungResult) -> str:
     if not s.accuracy:
         return "-"
     a = s.accuracy
@@ -112,7 +84,7 @@ def markdown(result: LadderResult, images: dict[str, str] | None = None,
     return "\n".join(out).rstrip() + "\n"
 
 
-def _step_details(s: Step, images: dict[str, str]) -> list[str]:
+def _step_details(s: RungResult, images: dict[str, str]) -> list[str]:
     d: list[str] = []
     if s.path and s.name != "source":
         d.append(f"Artifact: `{Path(s.path).name}`; parent step: {s.parent}.")
@@ -205,7 +177,7 @@ def _errors_png(plt: Any, result: LadderResult, path: Path) -> bool:
     return True
 
 
-def _layers_png(plt: Any, s: Step, path: Path) -> None:
+def _layers_png(plt: Any, s: RungResult, path: Path) -> None:
     diag = s.diagnosis
     errs = [e.rel_error for e in diag.layers]
     fig, ax = plt.subplots(figsize=(7.0, 3.2), dpi=80)

@@ -14,7 +14,7 @@ per-layer diagnosis that names the first layer whose error jumps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,10 @@ from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stages import StageCheck, failures, stage_checks, stage_row
 from edgeinfer.parity.stats import Comparison, accuracy, compare, confusion, flip_matrix, flip_pairs
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
+from edgeinfer.progress import Progress
 from edgeinfer.runtime.timing import median_ms
-from edgeinfer.spec import PreprocessSpec
+from edgeinfer.spec import framework_spec
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 RUNG_ORDER = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-int8")
 BATCH_SIZES = (1, 8, 32)
 CHUNK = 500  # frames per runner call, so the progress bar moves
@@ -139,7 +139,9 @@ def latency_ms(runner: Any, frame: np.ndarray, repeats: int = 20) -> float:
 
 # ---------------------------------------------------------------- the ladder
 @dataclass
-class Step:
+class RungResult:
+    """One rung judged against its parent (and the source): the ladder's row."""
+
     name: str
     format: str
     dtype: str
@@ -194,14 +196,14 @@ class LadderResult:
     data: str
     n: int
     labels: tuple[str, ...]
-    steps: list[Step]  # steps[0] is the source
+    steps: list[RungResult]  # steps[0] is the source
 
     @property
     def passed(self) -> bool:
         return all(s.passed for s in self.steps)
 
     @property
-    def first_failure(self) -> Step | None:
+    def first_failure(self) -> RungResult | None:
         return next((s for s in self.steps if s.failures), None)
 
     @property
@@ -269,7 +271,7 @@ def ladder_table(res: LadderResult) -> str:
                       *notes])
 
 
-def _judge(step: Step, parent: Step | None) -> None:
+def _judge(step: RungResult, parent: RungResult | None) -> None:
     own = list(step.vs_parent.problems()) if step.vs_parent else []
     own += failures(step.stages)  # fp32 whose stages pass: end-to-end reported, not judged
     by_stage = bool(step.stages) and step.dtype == "fp32" and not own
@@ -294,11 +296,11 @@ def _judge(step: Step, parent: Step | None) -> None:
 def _artifact_step(r: Rung, parent: Rung | None, p: np.ndarray, p_src: np.ndarray,
                    p_parent: np.ndarray | None, frames: Any, labels: Sequence[str],
                    sub: Sequence[np.ndarray], batch_sizes: Sequence[int],
-                   timing: bool) -> Step:
+                   timing: bool) -> RungResult:
     """Every measurement of one artifact rung; the verdict is added by ``_judge``."""
     tol = tolerance(r.format, r.dtype)
     has_labels = frames.labels is not None
-    return Step(
+    return RungResult(
         r.name, r.format, r.dtype, parent.name if parent else "source", r.path, r.size_bytes,
         latency_ms(r.runner, frames.frames[0]) if timing else None,
         compare(p_parent, p, tol, parent.name, r.name) if parent else None,
@@ -310,7 +312,7 @@ def _artifact_step(r: Rung, parent: Rung | None, p: np.ndarray, p_src: np.ndarra
         confusion=confusion(p, frames.labels) if has_labels else None)
 
 
-def _accuracy_verdict(step: Step, src: Step) -> None:
+def _accuracy_verdict(step: RungResult, src: RungResult) -> None:
     """Accuracy drop vs the source, judged where the registry has a bound for the dtype."""
     if step.accuracy is None or src.accuracy is None:
         return
@@ -347,10 +349,8 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
     meta0 = opened[0][1]
     rungs = order_rungs([r for r, _ in opened])
     apply_softmax = bool(meta0.provenance.get("softmax_added", True))
-    given = meta0.provenance.get("spec_given")  # the user's spec before a Keras lift
     src_runner, spec = load_source(source, spec, weights, apply_softmax=apply_softmax,
-                                   fallback_spec=(PreprocessSpec.from_dict(given) if given
-                                                  else meta0.spec))
+                                   fallback_spec=framework_spec(meta0.provenance, meta0.spec))
     labels = meta0.labels
     for r, m in opened:
         if m.spec != spec:
@@ -363,7 +363,7 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
 
     probs_src = run_frames(src_runner, frames.frames, say, "source")
     say("source consistency", 0, 1)
-    src_step = Step("source", "source", "fp32", "-", str(source), None, None, None, None,
+    src_step = RungResult("source", "source", "fp32", "-", str(source), None, None, None, None,
                     accuracy(probs_src, frames.labels) if frames.labels is not None else None,
                     [], None, batch_consistency(src_runner, sub, batch_sizes),
                     determinism(src_runner, sub, probs_src[:len(sub)]))

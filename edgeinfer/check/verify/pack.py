@@ -6,7 +6,6 @@ source); the device later reads the pack with :mod:`edgeinfer.data.packfile` alo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,11 @@ from edgeinfer.data.frames import FrameSet, builtin_name, load_frames
 from edgeinfer.data.packfile import ParityPack, make_pack
 from edgeinfer.errors import ConfigError, EdgeInferError
 from edgeinfer.parity.tolerances import pack_entries
+from edgeinfer.probs import are_probabilities
+from edgeinfer.probs import softmax as softmax_fn
+from edgeinfer.progress import Progress
 
-Progress = Callable[[str], None]
 DEFAULT_LIMIT = 200
-#: Rows summing to 1 within this (and non-negative) are taken as probabilities already.
-PROB_SUM_TOL = 1e-4
-
-
-def looks_like_probs(y: np.ndarray) -> bool:
-    """True when a model's outputs are already softmax probabilities (a final Softmax)."""
-    return bool(len(y) and (y >= 0).all() and np.abs(y.sum(-1) - 1).max() < PROB_SUM_TOL)
-
-
 def encoded_files(data: str, fs: FrameSet) -> list[bytes] | None:
     """The original encoded files behind an image-folder FrameSet, in frame order.
 
@@ -101,7 +93,6 @@ def artifact_reference(opened: tuple[bytes, str, str, Any], src: Any,
     import hashlib
 
     from edgeinfer.artifact import sniff_format
-    from edgeinfer.parity.runners import softmax as _softmax
     from edgeinfer.parity.stages import framework_on
 
     data, name, dtype, prefix = opened
@@ -115,7 +106,7 @@ def artifact_reference(opened: tuple[bytes, str, str, Any], src: Any,
     ref = framework_on(runner, pixels)
     entry = {"name": Path(name).name, "sha256": hashlib.sha256(data).hexdigest(),
              "format": sniff_format(data), "dtype": dtype}
-    return entry, _softmax(ref) if softmax else ref
+    return entry, softmax_fn(ref) if softmax else ref
 
 
 def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None = None,
@@ -128,10 +119,11 @@ def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None 
     ``artifact``: also pack the framework fed this artifact's own pixels
     (:func:`artifact_reference`), which ``verify`` of that file judges its model stage by.
     """
-    from edgeinfer.converter.sources.load import resolve_labels, resolve_source, source_spec
+    from edgeinfer.converter.sources.load import resolve_labels, resolve_source
+    from edgeinfer.converter.spec_resolve import resolve
 
     say = progress or (lambda _m: None)
-    spec_ = source_spec(source, spec)
+    spec_ = resolve(source, spec).spec
     opened = open_artifact(artifact, spec_) if artifact is not None else None
     src = resolve_source(source, spec_, weights, progress=say)
     names = resolve_labels(labels, src.reference) or src.labels
@@ -142,11 +134,10 @@ def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None 
         say(f"{resized} frames downscaled to a longer side of {max_side}")
     say(f"running {src.name} on {len(fs.frames)} frames ({fs.name})")
     raw = src.make_runner(False).run(fs.frames)
-    softmax = not looks_like_probs(raw)
+    softmax = not are_probabilities(raw)
     if softmax:
-        from edgeinfer.parity.runners import softmax as _softmax
 
-        raw = _softmax(raw)
+        raw = softmax_fn(raw)
     k = raw.shape[1]
     names = names or tuple(str(i) for i in range(k))
     if len(names) != k:

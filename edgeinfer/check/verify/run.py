@@ -21,7 +21,6 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +45,10 @@ from edgeinfer.parity.stages import (
 )
 from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
+from edgeinfer.progress import Progress
 from edgeinfer.runtime.loader import open_backend
 from edgeinfer.runtime.timing import summarize, time_calls, warm_up
 
-Progress = Callable[[str], None]
 LATENCY_RUNS = 50
 #: How a model stage measured against ``pack --artifact`` names its reference.
 OWN_PIXELS = "on the artifact's own pixels (pack)"

@@ -22,16 +22,16 @@ weights, bias-overflow fix); the converter embeds the metadata afterwards.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from edgeinfer.artifact import SIG_FRAME, SIG_RESIZED
 from edgeinfer.errors import ConversionError
+from edgeinfer.progress import Progress
 from edgeinfer.spec import PreprocessSpec
 
-Progress = Callable[[str], None]
 PREFIX_SCOPE = "edgeinfer_prefix"
 
 

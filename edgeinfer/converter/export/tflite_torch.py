@@ -12,7 +12,7 @@ and measurements: docs/decisions/tflite.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -27,10 +27,9 @@ from edgeinfer.converter.int8.tflite_quant import (
     quantize_tflite,
 )
 from edgeinfer.errors import ConversionError
+from edgeinfer.progress import Progress
 from edgeinfer.spec import PreprocessSpec
 from edgeinfer.spec_torch import PreprocessModule
-
-Progress = Callable[[str], None]
 
 QUANTIZE = (None, "fp16", "int8")
 

@@ -41,8 +41,8 @@ import numpy as np
 from edgeinfer.errors import ConfigError, ParityError
 from edgeinfer.parity.certify import frames_to_certify
 from edgeinfer.parity.stats import wilson
+from edgeinfer.progress import Progress
 
-Progress = Callable[[str], None]
 RANK_FRAMES = 32  # worst held-out frames the ranking is measured on
 LINEAR = 3  # layers added one at a time before the loop bisects the ranked prefix
 LATENCY_RUNS = 20
@@ -58,8 +58,8 @@ class Int8Builder(Protocol):
 
 
 @dataclass
-class Step:
-    """One quantisation of the loop: what was float, and what it measured."""
+class Trial:
+    """One trial of the loop: a quantisation with some layers float, and what it measured."""
 
     kept_float: list[str]
     added: str | None
@@ -87,7 +87,7 @@ class ControlResult:
     fp32_size_bytes: int
     fp32_accuracy: float | None
     ranking: list[tuple[str, float]] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
+    steps: list[Trial] = field(default_factory=list)
     wall_s: float = 0.0
     rank_s: float = 0.0  # the ranking: one build per candidate, run on the worst frames
     labels: dict[str, str] = field(default_factory=dict)
@@ -100,7 +100,7 @@ class ControlResult:
         return self.labels.get(layer or "", layer or "")
 
     @property
-    def final(self) -> Step:
+    def final(self) -> Trial:
         return self.steps[-1]
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,7 +118,7 @@ class ControlResult:
         """One line per step, for the terminal."""
         return self.lines_of(self.steps)
 
-    def lines_of(self, steps: list[Step]) -> list[str]:
+    def lines_of(self, steps: list[Trial]) -> list[str]:
         out = []
         for s in steps:
             lo, hi = s.ci95
@@ -170,14 +170,14 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
                         labels=dict(getattr(build, "labels", {})), target=target, fmt=fmt,
                         max_latency_ratio=max_latency_ratio)
 
-    def step(keep: list[str], added: str | None) -> tuple[bytes, Step, np.ndarray]:
+    def step(keep: list[str], added: str | None) -> tuple[bytes, Trial, np.ndarray]:
         t = time.perf_counter()
         model = build(keep)
         p = run(model, frames)
         same = int((p.argmax(-1) == top).sum())
         acc = float((p.argmax(-1) == labels).mean()) if labels is not None else None
         ok = _meets(same, n, acc, acc32, min_agreement, max_drop) and not budget_only
-        s = Step(list(keep), added, same / n, wilson(same, n), n - same, acc, len(model),
+        s = Trial(list(keep), added, same / n, wilson(same, n), n - same, acc, len(model),
                  latency(model) if latency else None, ok, time.perf_counter() - t)
         return model, s, p
 
@@ -236,7 +236,7 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
     return _finish(model, res, t0, say)
 
 
-def _refuse(res: ControlResult, s: Step, t0: float) -> None:
+def _refuse(res: ControlResult, s: Trial, t0: float) -> None:
     """Raise the one-line refusal; the loop's record rides along as ``.control`` (the
     study tools read the ranking and the latency cap from it)."""
     res.wall_s = time.perf_counter() - t0
@@ -315,7 +315,7 @@ def check_targets(min_agreement: float | None, max_drop: float | None,
                               "labels (use a labelled folder as --parity-data)")
 
 
-def refusal(res: ControlResult, s: Step) -> str:
+def refusal(res: ControlResult, s: Trial) -> str:
     """The one-line refusal: what was reached, and what to try."""
     lo, hi = s.ci95
     want = []

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer.converter.int8.control import LATENCY_RUNS, Progress, check_targets, control
+from edgeinfer.converter.int8.control import LATENCY_RUNS, check_targets, control
+from edgeinfer.progress import Progress
 
 
 def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int],

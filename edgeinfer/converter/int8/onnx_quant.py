@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,8 @@ import onnx
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
 from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX, PREFIX_OUTPUT
 from edgeinfer.errors import ConversionError
+from edgeinfer.progress import Progress
 
-Progress = Callable[[str], None]
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 CALIBRATION_BATCH = 32
 PERCENTILE = 99.999

@@ -6,15 +6,15 @@ calibration, bias handling and float islands (prefix, softmax) are chosen by mea
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from edgeinfer.artifact import SIG_FRAME, SIG_RESIZED, TFLITE_PREFIX_SCOPE
 from edgeinfer.errors import ConversionError
+from edgeinfer.progress import Progress
 from edgeinfer.spec import PreprocessSpec
 
-Progress = Callable[[str], None]
 QUANTIZE = (None, "fp16", "int8")
 
 # Module attribute names of the traced model: they become the TFLite tensor names' scopes,

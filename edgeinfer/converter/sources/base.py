@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-Progress = Callable[[str], None]
-
 
 @dataclass
 class Source:

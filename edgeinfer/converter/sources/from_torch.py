@@ -14,7 +14,6 @@ import importlib
 import io
 import logging
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from torch import nn
 
 from edgeinfer.converter.sources.base import Source
 from edgeinfer.errors import ConversionError
+from edgeinfer.progress import Progress
 from edgeinfer.spec import PreprocessSpec
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -249,7 +249,7 @@ def weights_fingerprint(module: nn.Module) -> str:
 
 
 def torch_source(module: nn.Module, spec: PreprocessSpec, weights: str | Path | None,
-                 name: str, progress: Callable[[str], None]) -> Source:
+                 name: str, progress: Progress) -> Source:
     """An nn.Module (built by a factory or handed over as is) as a converter source."""
     from edgeinfer.parity.runners import TorchRunner
 
@@ -279,7 +279,7 @@ def torch_source(module: nn.Module, spec: PreprocessSpec, weights: str | Path | 
         return TorchRunner(module, spec, apply_softmax, name="source (torch eval)")
 
     def to_tflite(hw: tuple[int, int], quantize: str | None, calibration: list,
-                  say: Callable[[str], None], per_channel: bool) -> bytes:
+                  say: Progress, per_channel: bool) -> bytes:
         from edgeinfer.converter.export.tflite_torch import export_tflite
 
         return export_tflite(module, spec, hw, quantize, calibration, say, per_channel)

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeinfer.converter.sources.base import Progress, Source
+from edgeinfer.converter.sources.base import Source
 from edgeinfer.converter.sources.reference import REFERENCE_MODELS, ReferenceModel, get_reference
 from edgeinfer.errors import ConversionError, ModelError, require
-from edgeinfer.spec import PreprocessSpec, resolve_spec
+from edgeinfer.progress import Progress
+from edgeinfer.spec import PreprocessSpec
 
 
 def resolve_labels(labels: Sequence[str] | str | Path | None,
@@ -36,19 +37,6 @@ def resolve_labels(labels: Sequence[str] | str | Path | None,
             raise ConversionError(f"labels file {p} does not exist")
         return tuple(line.strip() for line in p.read_text().splitlines() if line.strip())
     return tuple(str(v) for v in labels)
-
-
-def source_spec(source: Any, spec: Any, fallback: PreprocessSpec | None = None) -> PreprocessSpec:
-    """The spec: ``spec`` if given, else the bundled model's, else ``fallback``."""
-    if spec is not None:
-        return resolve_spec(spec)
-    ref = REFERENCE_MODELS.get(source) if isinstance(source, str) else None
-    if ref is not None:
-        return resolve_spec(ref.spec_path)
-    if fallback is not None:
-        return fallback
-    raise ConversionError("a spec is needed: pass spec= / --spec (a PreprocessSpec or a JSON "
-                          "file) describing the frame and the model input")
 
 
 def resolve_source(source: Any, spec: PreprocessSpec, weights: str | Path | None = None,
