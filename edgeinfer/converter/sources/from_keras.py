@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.converter.sources.base import Progress, Source
+from edgeinfer.converter.sources.frameworks import require_version, tensorflow_missing
 from edgeinfer.errors import ConversionError, ModelError, require
 from edgeinfer.spec import PreprocessSpec
 
@@ -247,13 +248,19 @@ def _culprit(e: BaseException, model: Any) -> str:
 def keras_source(model_or_path: Any, spec: PreprocessSpec, progress: Progress | None = None,
                  lift: bool = True) -> Source:
     """A Keras model (object, .keras, .h5 or SavedModel directory) as a converter source."""
-    for mod in ("tensorflow", "keras", "tf2onnx"):
+    what = "converting Keras / TensorFlow models"
+    if importlib.util.find_spec("tensorflow") is None:
+        raise tensorflow_missing(what)
+    for mod in ("keras", "tf2onnx"):
         if importlib.util.find_spec(mod) is None:
-            require(mod, "keras", "converting Keras / TensorFlow models")
+            require(mod, "keras", what)
     _quiet_tf()
     import keras
     import tensorflow as tf
     import tf2onnx
+
+    require_version("keras", keras.__version__, what)
+    require_version("tensorflow", tf.__version__, what)
 
     from edgeinfer.converter.sources import keras_lift, keras_lint
     from edgeinfer.parity.runners_keras import KerasRunner

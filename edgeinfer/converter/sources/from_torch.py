@@ -22,9 +22,13 @@ import torch
 from torch import nn
 
 from edgeinfer.converter.sources.base import Source
+from edgeinfer.converter.sources.frameworks import require_version
 from edgeinfer.errors import ConversionError
 from edgeinfer.progress import Progress
 from edgeinfer.spec import PreprocessSpec
+
+# An older torch lacks the exporter options used below: refused here, in one line.
+require_version("torch", torch.__version__, "converting torch models")
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
