@@ -30,6 +30,7 @@ import numpy as np
 from edgeinfer.errors import SpecError
 from edgeinfer.resample import filter_taps
 from edgeinfer.resample import resize as _resize
+from edgeinfer.spec_types import check_field_types
 
 COLORS = ("BGR", "RGB", "GRAY")
 RESIZE_POLICIES = ("stretch", "shorter_crop", "letterbox", "stretch_crop")
@@ -92,6 +93,7 @@ class PreprocessSpec:
     version: int = field(default=SPEC_VERSION)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         # Normalise list-ish inputs (from JSON) into tuples so the spec stays hashable.
         for name, cast in (("size", int), ("mean", float), ("std", float)):
             try:

@@ -245,3 +245,21 @@ def test_new_fields_at_their_defaults_stay_out_of_the_json() -> None:
     spec = PreprocessSpec(size=(8, 8), resize="shorter_crop", size_rounding="floor",
                           crop_rounding="half_even")
     assert PreprocessSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("antialias", "false", "true or false"),  # a non-empty string meant True before
+    ("antialias", 0, "true or false"),
+    ("size", [224.7, 224], "whole pixels"),  # truncated to 224 before
+    ("size", [True, 2], "whole pixels"),
+    ("scale", "0.1", "a number"),
+    ("mean", "0.5", "list of numbers"),
+    ("resize_shorter", 256.0, "an integer"),
+    ("layout", 1, "a string"),
+])
+def test_spec_fields_are_typed(field, value, needle):
+    d = {"size": [8, 8], field: value}
+    if field == "resize_shorter":
+        d["resize"] = "shorter_crop"
+    with pytest.raises(SpecError, match=needle):
+        PreprocessSpec.from_dict(d)

@@ -43,8 +43,23 @@ def derive(obj: Any, *, frame_color: str = "BGR", layout: str | None = None) -> 
 
     ``frame_color`` is the deployed frame's colour order (OpenCV gives BGR); every
     library here trains on RGB images. ``layout`` defaults to the library's own (NCHW for
-    torch-based ones, NHWC for Keras).
+    torch-based ones, NHWC for Keras). A config with a missing or mistyped field (an HF
+    ``do_center_crop`` without ``crop_size``, a timm ``input_size`` of two values, an
+    albumentations ``Resize`` without ``height``) is refused in one line naming it.
     """
+    try:
+        return _derive(obj, frame_color, layout)
+    except SpecError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        what = f"{obj}" if isinstance(obj, (str, os.PathLike)) else f"a {type(obj).__name__}"
+        why = f"the field {e.args[0]!r} is missing" if isinstance(e, KeyError) else str(e)
+        raise SpecError(f"cannot derive a spec from {what}: a field is missing or has the "
+                        f"wrong type ({type(e).__name__}: {why}); fix the config or pass "
+                        "--spec") from None
+
+
+def _derive(obj: Any, frame_color: str, layout: str | None) -> Derived:
     if isinstance(obj, PreprocessSpec):
         return Derived(obj, "spec")
     if isinstance(obj, (str, os.PathLike)):

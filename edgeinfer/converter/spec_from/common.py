@@ -65,6 +65,9 @@ def interpolation(value: Any, codes: dict[int, str], step: str) -> str:
 
 def hw(value: Any, step: str) -> tuple[int, int]:
     """(height, width) from an int, a [h, w] list or a {'height', 'width'} dict."""
+    if value is None:
+        raise refuse(step, "missing: the processor class's own default would apply, which a "
+                     "config file alone does not say; add it to the config or pass --spec")
     if isinstance(value, dict):
         if "height" in value and "width" in value:
             return int(value["height"]), int(value["width"])

@@ -37,7 +37,10 @@ def config_of(model: Any) -> dict[str, Any] | None:
 
 def derive(cfg: dict[str, Any], frame_color: str = "BGR", layout: str = "NCHW") -> Derived:
     step = "timm pretrained_cfg"
-    c, h, w = (int(v) for v in cfg["input_size"])
+    size = cfg["input_size"]
+    if not isinstance(size, (list, tuple)) or len(size) != 3:
+        raise refuse(f"{step} input_size={size!r}", "must be [channels, height, width]")
+    c, h, w = (int(v) for v in size)
     if c != 3:
         raise refuse(f"{step} input_size={list(cfg['input_size'])}", "only 3-channel "
                      "timm models are read")
