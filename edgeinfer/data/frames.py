@@ -11,7 +11,7 @@ never shadowed (the bare names still work when no such path exists).
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +20,16 @@ import numpy as np
 
 import edgeinfer.data.datasets as datasets
 from edgeinfer.data.files import read_regular
-from edgeinfer.errors import ConfigError, EdgeInferError
+from edgeinfer.errors import ConfigError, EdgeInferError, ImageDecodeError
 from edgeinfer.spec import PreprocessSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 BUILTIN = ("fashion-test", "fashion-train", "photos", "photo-calibration")
 PREFIX = "builtin:"
+#: ``probe(data, source)``: raises a one-line ImageError naming why encoded bytes are not a
+#: usable image (truncated, corrupt, not an image). The runtime's header walker
+#: (``runtime.image_probe.probe``) is passed in by the callers: this floor may not import it.
+Probe = Callable[[bytes, str], object]
 
 
 @dataclass
@@ -40,6 +44,15 @@ class FrameSet:
     labels: np.ndarray | None = None
     ids: list[str] | None = None
     class_names: tuple[str, ...] | None = None
+    #: "file: reason" of each undecodable file left out (``skip_bad``)
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def description(self) -> str:
+        """The name, with the files ``--skip-bad`` left out counted: verdicts say it, so a
+        PASS on 28 of 30 files never reads as a PASS on all of them."""
+        k = len(self.skipped)
+        return f"{self.name}, {k} undecodable file{'s' * (k != 1)} skipped" if k else self.name
 
 
 def to_frame_color(bgr_or_gray: np.ndarray, frame_color: str) -> np.ndarray:
@@ -90,18 +103,28 @@ def default_parity_data(spec: PreprocessSpec) -> tuple[str, str]:
 
 
 def load_frames(source: str, spec: PreprocessSpec, limit: int | None = None,
-                class_names: Sequence[str] | None = None) -> FrameSet:
+                class_names: Sequence[str] | None = None, *, skip_bad: bool = False,
+                probe: Probe | None = None) -> FrameSet:
     """``builtin:NAME`` | an image folder | a labelled folder | a CSV (``image,label``).
 
     ``class_names``: the model's labels, in output order; a labelled folder's or CSV's class
     names must all be among them. Without them, sorted folder names give the order.
+
+    Every file is read before any is refused: undecodable ones raise one ImageDecodeError
+    listing each with its reason (``probe``'s when given, the same words ``predict`` uses),
+    or with ``skip_bad`` are left out and listed in ``FrameSet.skipped``.
     """
+    return _load(source, spec, limit, class_names, (skip_bad, probe))
+
+
+def _load(source: str, spec: PreprocessSpec, limit: int | None,
+          class_names: Sequence[str] | None, how: tuple[bool, Probe | None]) -> FrameSet:
     name = builtin_name(str(source))
     if name is not None:
         return _builtin(name, spec, limit)
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".csv":
-        return _from_csv(path, spec, limit, class_names)
+        return _from_csv(path, spec, limit, class_names, how)
     if not path.is_dir():
         raise EdgeInferError(f"data {source!r} is neither a directory of images, a CSV of "
                              f"image,label rows nor one of "
@@ -111,14 +134,13 @@ def load_frames(source: str, spec: PreprocessSpec, limit: int | None = None,
     if subdirs and not flat:
         items = [(f, d.name) for d in subdirs for f in sorted(d.iterdir())
                  if f.suffix.lower() in IMAGE_SUFFIXES]
-        return _labelled(str(path), items, spec, limit, class_names, [d.name for d in subdirs])
-    frames, ids = [], []
-    for f in flat[:limit]:
-        frames.append(_read(f, spec))
-        ids.append(f.name)
-    if not frames:
+        return _labelled(str(path), items, spec, limit, class_names, [d.name for d in subdirs],
+                         how)
+    if not flat:
         raise EdgeInferError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-    return FrameSet(str(path), frames, None, ids)
+    files = flat[:limit]
+    frames, kept, bad = _read_all(str(path), files, spec, how)
+    return FrameSet(str(path), frames, None, [files[i].name for i in kept], skipped=bad)
 
 
 def _builtin(name: str, spec: PreprocessSpec, limit: int | None) -> FrameSet:
@@ -143,16 +165,43 @@ def _builtin(name: str, spec: PreprocessSpec, limit: int | None) -> FrameSet:
                     None, names)
 
 
-def _read(f: Path, spec: PreprocessSpec) -> np.ndarray:
-    data = read_regular(f, "parity image", EdgeInferError)
+def _read(f: Path, spec: PreprocessSpec, probe: Probe | None) -> np.ndarray:
+    data = read_regular(f, "image file", ImageDecodeError)
+    if probe is not None:  # truncated / corrupt / not an image: named as predict names it
+        probe(data, f"image file {f}")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise EdgeInferError(f"parity image {f} cannot be decoded")
+        raise ImageDecodeError(f"image file {f} cannot be decoded by OpenCV (not an image, "
+                               "or a format it does not read)")
     return to_frame_color(img, spec.frame_color)
 
 
+def _read_all(name: str, files: Sequence[Path], spec: PreprocessSpec,
+              how: tuple[bool, Probe | None],
+              ) -> tuple[list[np.ndarray], list[int], tuple[str, ...]]:
+    """(frames, indices of the files kept, the bad ones with reasons).
+
+    Why read them all first: stopping at the first bad file made a folder with three bad
+    files cost three runs (and one export each) to clean up; every one is named at once.
+    """
+    skip_bad, probe = how
+    frames, kept, bad = [], [], []
+    for i, f in enumerate(files):
+        try:
+            frames.append(_read(f, spec, probe))
+            kept.append(i)
+        except EdgeInferError as e:
+            bad.append(" ".join(str(e).split()))
+    if bad and (not skip_bad or not frames):
+        raise ImageDecodeError(
+            f"{len(bad)} of {len(files)} images in {name} cannot be used: " + "; ".join(bad)
+            + ("" if skip_bad else "; fix or remove them, or pass --skip-bad to go on without "
+               "them (the verdict counts them)"))
+    return frames, kept, tuple(bad)
+
+
 def _from_csv(path: Path, spec: PreprocessSpec, limit: int | None,
-              class_names: Sequence[str] | None) -> FrameSet:
+              class_names: Sequence[str] | None, how: tuple[bool, Probe | None]) -> FrameSet:
     try:
         rows = list(csv.DictReader(path.read_text().splitlines()))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -161,7 +210,7 @@ def _from_csv(path: Path, spec: PreprocessSpec, limit: int | None,
         raise EdgeInferError(f"CSV {path} needs a header with the columns image,label")
     items = [((path.parent / r["image"]), r["label"].strip()) for r in rows]
     return _labelled(str(path), items, spec, limit, class_names,
-                     sorted({lab for _f, lab in items}))
+                     sorted({lab for _f, lab in items}), how)
 
 
 def safe_spelling(label: str) -> str:
@@ -178,11 +227,31 @@ def label_spellings(order: Sequence[str]) -> dict[str, int]:
     return index | {c: i for i, c in enumerate(order)}
 
 
+def _order_without_labels(name: str, found: Sequence[str]
+                           ) -> tuple[tuple[str, ...], dict[str, int]]:
+    """The class order of folders (or CSV labels) when the model's labels are not given.
+
+    Index names (``0``, ``1``, ... ``11``) are class indices: folder ``10`` is class 10, not
+    the third name in string order (``0, 1, 10, 11, 2``), which scored a right spec at 15%.
+    Names that are all words keep their sorted order (what ImageFolder and Keras's
+    ``image_dataset_from_directory`` train with). A mix of both is ambiguous: refused.
+    """
+    numeric = [c for c in found if c.isdigit()]
+    if numeric and len(numeric) == len(found):
+        k = max(int(c) for c in numeric) + 1
+        return tuple(str(i) for i in range(k)), {c: int(c) for c in found}
+    if numeric:
+        raise ConfigError(f"{name}: class folders mix indices ({', '.join(numeric[:3])}) and "
+                          "names, so their order is ambiguous; pass --labels (labels.txt in "
+                          "the model's output order)")
+    return tuple(found), {c: i for i, c in enumerate(found)}
+
+
 def _labelled(name: str, items: list[tuple[Path, str]], spec: PreprocessSpec,
               limit: int | None, class_names: Sequence[str] | None,
-              found: Sequence[str]) -> FrameSet:
-    order = tuple(class_names) if class_names else tuple(found)
-    index = label_spellings(order) if class_names else {c: i for i, c in enumerate(order)}
+              found: Sequence[str], how: tuple[bool, Probe | None]) -> FrameSet:
+    order, index = ((tuple(class_names), label_spellings(class_names)) if class_names
+                    else _order_without_labels(name, found))
     unknown = sorted(set(found) - set(index))
     if unknown:
         raise ConfigError(f"{name}: classes {unknown[:5]} are not among the model's labels "
@@ -194,7 +263,8 @@ def _labelled(name: str, items: list[tuple[Path, str]], spec: PreprocessSpec,
         items = [items[i] for i in idx]
     if not items:
         raise EdgeInferError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {name}")
-    frames = [_read(f, spec) for f, _lab in items]
+    frames, kept, bad = _read_all(name, [f for f, _lab in items], spec, how)
+    items = [items[i] for i in kept]
     labels = np.array([index[lab] for _f, lab in items], np.int64)
     ids = [f"{lab}/{f.name}" for f, lab in items]
-    return FrameSet(name, frames, labels, ids, order)
+    return FrameSet(name, frames, labels, ids, order, skipped=bad)
