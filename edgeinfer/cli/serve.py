@@ -18,6 +18,8 @@ def run_serve(args: argparse.Namespace) -> int:
                       max_pixels=int(args.max_megapixels * 1e6), max_images=args.max_images,
                       max_queue=args.max_queue, timeout_s=args.timeout,
                       max_connections=args.max_connections,
+                      max_connections_per_client=args.max_connections_per_client,
+                      header_timeout_s=args.header_timeout,
                       max_inflight_bytes=int(args.max_inflight_mb * 2**20),
                       max_json_bytes=int(args.max_json_mb * 2**20),
                       body_timeout_s=args.body_timeout, http=args.http)
@@ -62,6 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds for a request body to arrive (slow uploads get 408)")
     p.add_argument("--max-connections", type=positive, default=256,
                    help="open connections before 503 (uvicorn limit_concurrency)")
+    p.add_argument("--max-connections-per-client", type=int, default=64, metavar="N",
+                   help="open connections one client address (IPv6: its /64) may hold; the "
+                   "next is answered 503 and closed (default 64; 0: no cap, e.g. behind a "
+                   "reverse proxy)")
+    p.add_argument("--header-timeout", type=nonneg_float, default=10.0, metavar="S",
+                   help="seconds for a connection to send a complete request head (each "
+                   "request on a keep-alive connection: from its first byte); 408 and "
+                   "closed past it (default 10; 0: none)")
     p.add_argument("--max-inflight-mb", type=pos_float, default=256.0,
                    help="memory all requests in flight may hold (bodies + decoded frames); "
                    "503 + Retry-After past it")

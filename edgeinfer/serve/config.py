@@ -9,7 +9,10 @@ before anything is decoded, and charged for what will be computed: frames x TTA 
 images per request (``max_images``), time (``timeout_s``; ``body_timeout_s`` for the body
 alone, so slow uploads cannot hold the admission slots for long), concurrency
 (``max_queue`` requests admitted at once, ``max_connections`` open connections; the next
-gets 503 + Retry-After) and memory as a whole (``max_inflight_bytes``: bodies plus decoded
+gets 503 + Retry-After; ``max_connections_per_client`` of them per client address, so one
+address cannot take every slot, and ``header_timeout_s`` for a complete request head, so a
+client trickling header bytes cannot hold one for long: :mod:`edgeinfer.serve.connections`)
+and memory as a whole (``max_inflight_bytes``: bodies plus decoded
 frames of every request in flight, see :mod:`edgeinfer.serve.limits`).
 """
 
@@ -51,6 +54,12 @@ class ServeConfig:
     within this (408 otherwise).
     ``max_inflight_bytes``: bytes all requests in flight may hold together (503 past it).
     ``max_connections``: uvicorn's ``limit_concurrency`` (503 past it, before any parsing).
+    ``max_connections_per_client``: open connections one client address (an IPv6 /64) may
+    hold; the next is answered 503 and closed at once (0: no cap, e.g. behind a reverse
+    proxy, where every connection comes from the proxy's address).
+    ``header_timeout_s``: a connection must deliver a complete request head within this of
+    being accepted, and each later request within this of its first byte; 408 and closed
+    otherwise (0: no deadline, uvicorn's behaviour).
     ``http``: ``"auto"`` (httptools + uvloop when installed, else h11) or ``"h11"``.
     """
 
@@ -68,6 +77,8 @@ class ServeConfig:
     max_images: int = 64
     max_queue: int = 128
     max_connections: int = 256
+    max_connections_per_client: int = 64
+    header_timeout_s: float = 10.0
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT
     max_json_bytes: int = DEFAULT_MAX_JSON
     timeout_s: float = 30.0
@@ -89,9 +100,13 @@ class ServeConfig:
                      "max_queue", "retry_after_s", "default_top_k", "decode_threads",
                      "max_connections", "max_inflight_bytes", "max_json_bytes"):
             positive_int(name, getattr(self, name))
-        for name in ("batch_window_ms", "timeout_s", "body_timeout_s"):
+        v = self.max_connections_per_client
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError("max_connections_per_client must be an integer >= 0 (0: no cap), "
+                              f"got {v!r}")
+        for name in ("batch_window_ms", "timeout_s", "body_timeout_s", "header_timeout_s"):
             v = getattr(self, name)
-            strict = name != "batch_window_ms"
+            strict = name not in ("batch_window_ms", "header_timeout_s")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
                     or v < 0 or (strict and v == 0):
                 raise ConfigError(f"{name} must be a finite number "

@@ -32,6 +32,7 @@ require("uvicorn", "serve", "edgeinfer serve")
 import uvicorn  # noqa: E402 - after the extra check
 
 from edgeinfer.serve.app import ServerState, create_app  # noqa: E402
+from edgeinfer.serve.connections import guarded_protocol  # noqa: E402
 from edgeinfer.serve.models import ModelSet  # noqa: E402
 
 
@@ -79,10 +80,16 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(app: object, cfg: ServeConfig, **kw: object) -> uvicorn.Config:
-    """The uvicorn settings every entry point shares: connection cap, parser, loop."""
+    """The uvicorn settings every entry point shares: connection caps, parser, loop.
+
+    The parser is uvicorn's, subclassed for the request-head deadline and the cap per client
+    address (:mod:`edgeinfer.serve.connections`): uvicorn's ``limit_concurrency`` alone let
+    one slow client hold every connection slot.
+    """
     auto = cfg.http == "auto"
+    http = guarded_protocol(cfg.http, cfg.header_timeout_s, cfg.max_connections_per_client)
     return uvicorn.Config(app, lifespan="on", limit_concurrency=cfg.max_connections,
-                          http="auto" if auto else "h11", loop="auto" if auto else "asyncio",
+                          http=http, loop="auto" if auto else "asyncio",  # type: ignore[arg-type]
                           timeout_graceful_shutdown=int(cfg.timeout_s) + 5,
                           timeout_keep_alive=5, **kw)
 
