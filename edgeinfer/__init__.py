@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# First of all: OpenCV reads its decoder limits when it is loaded (see cv2_env).
+from edgeinfer import cv2_env as _cv2_env  # noqa: F401
 from edgeinfer._version import __version__
 from edgeinfer.errors import (
     ConfigError,

@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgeinfer.cv2_env import CV2_PRELOADED, DECODER_MAX_PIXELS
 from edgeinfer.data.files import display, read_regular
 from edgeinfer.errors import (
     ImageDecodeError,
@@ -86,9 +87,14 @@ def load_image(
     anything is decoded, so a few-kilobyte file that claims 100000 x 100000 pixels is
     refused without allocating its pixels. Formats whose header edgeinfer does not parse
     (JPEG 2000, AVIF, OpenEXR, HDR, ...) are refused for the same reason: decode them
-    yourself and pass the array. edgeinfer does not rely on OpenCV's own limit
-    (``OPENCV_IO_MAX_IMAGE_PIXELS``, 2**30 pixels by default): it is read once when cv2 is
-    imported, which edgeinfer cannot order, and would still allow a 3 GB allocation.
+    yourself and pass the array. The probe reads headers the way libjpeg and libtiff do,
+    but a hand-written parser is a first filter, never the only guard: OpenCV's decoders
+    also enforce ``OPENCV_IO_MAX_IMAGE_PIXELS`` on the size *they* read, before
+    allocating (:mod:`edgeinfer.cv2_env` sets it to 2**27 pixels unless the environment
+    holds a valid value; it only takes effect when edgeinfer is imported before cv2), and
+    a decoded image whose size differs from the probed header is refused. A JPEG with more
+    than :data:`~edgeinfer.runtime.image_probe.MAX_JPEG_SCANS` scans is refused too
+    (decoding time grows with scans x pixels, and a scan can be 31 bytes).
     Arrays are checked too, and so is the size a ``shorter_crop`` spec would resize to,
     which an extreme aspect ratio (say 1 x 50000) would blow up.
 
@@ -209,18 +215,31 @@ def _decode(data: bytes, spec: PreprocessSpec, max_pixels: int, source: str,
         raise ImageDecodeError(f"{source} is empty (0 bytes): pass a JPEG or PNG image")
     fmt, h, w = header if header is not None else probe(data, source)
     _check_size(h, w, spec, max_pixels, source)
+    if h * w > DECODER_MAX_PIXELS and not CV2_PRELOADED:
+        raise ImageTooLargeError(f"{source} is {w}x{h} pixels, above OpenCV's decoder limit "
+                                 f"of {DECODER_MAX_PIXELS / 1e6:g} MP: set "
+                                 "OPENCV_IO_MAX_IMAGE_PIXELS higher before starting")
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD[spec.frame_color])
     except cv2.error as e:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else "decoder error"
+        if "CV_IO_MAX_IMAGE_PIXELS" in msg:  # the decoder's own size check (cv2_env)
+            raise ImageTooLargeError(f"{source} is a {fmt} image larger than OpenCV's decoder "
+                                     f"limit of {DECODER_MAX_PIXELS / 1e6:g} MP (the size its "
+                                     "decoder read from the header)") from None
         raise ImageDecodeError(f"{source} is a corrupt {fmt} image ({msg})") from None
     if img is None or img.size == 0:
         raise ImageDecodeError(f"{source} is a corrupt {fmt} image: OpenCV cannot decode it; "
                                "check the file or re-encode it")
     if img.dtype != np.uint8:  # cannot happen with these flags; do not trust it blindly
         raise ImageDecodeError(f"{source} decoded to {img.dtype}, not uint8")
+    if img.shape[:2] not in ((h, w), (w, h)):  # EXIF rotation may swap h and w
+        # The probe and the decoder read different headers: what was charged and checked
+        # is not what was decoded. Refused whatever the size (fuzz target: must not happen).
+        raise ImageDecodeError(f"{source} is a corrupt {fmt} image: its header says {w}x{h} "
+                               f"pixels, the decoder read {img.shape[1]}x{img.shape[0]}")
     h, w = img.shape[:2]
-    _check_size(h, w, spec, max_pixels, source)  # EXIF rotation may swap h and w
+    _check_size(h, w, spec, max_pixels, source)
     if spec.frame_color == "RGB" and _IMREAD_RGB is None:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     if img.ndim == 2:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import struct
 
-from edgeinfer.errors import ImageDecodeError
+from edgeinfer.errors import ImageDecodeError, ImageTooLargeError
 
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WebP", "TIFF", "PNM")
 
@@ -65,35 +65,53 @@ def _corrupt(source: str, fmt: str, what: str) -> ImageDecodeError:
 # SOF0..SOF15 minus DHT (C4), JPG (C8) and DAC (CC): every frame header carries the size.
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7,
                        0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-# In entropy-coded data 0xFF is followed by 0x00 (stuffing), a restart marker D0..D7 or
-# another 0xFF (fill); anything else is the next marker.
-_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# A marker as libjpeg's next_marker() finds one: a run of 0xFF followed by a byte that is
+# neither 0x00 nor 0xFF. ``FF 00`` is not a marker, between segments as in entropy-coded
+# data: libjpeg discards it and keeps scanning (issue 31: a probe that read ``FF 00`` as a
+# segment with a length skipped a 20000x20000 frame header that libjpeg then decoded).
+_JPEG_MARKER = re.compile(rb"\xff+([^\x00\xff])")
+
+#: The most scans (SOS segments) a JPEG may have. Decoding time grows with scans x pixels
+#: and a scan can cost 31 bytes of file (issue 31: 20,000 copies of one scan, 683 KB, held
+#: a worker 25 s). Real files have 1 (baseline) or 6-10 (libjpeg's progressive script:
+#: 6 gray, 10 colour; mozjpeg and Pillow's optimised files likewise);
+#: libjpeg-turbo's own fuzz targets decode with TJPARAM_SCANLIMIT 100 (fuzz/decompress.cc).
+MAX_JPEG_SCANS = 100
+#: Decoding work, scans x pixels, at most 2**30: 21 scans at 50 MP, 42 at 25 MP, all 100
+#: up to 10 MP. Why a product: a scan visits every block of the image, so 100 scans of a
+#: 25 MP frame took 3.6 s against 1.7 s for a natural 25 MP progressive photo (measured,
+#: docs/security/hostile_images.md); under this bound the worst case stays within about
+#: twice a real photo at the pixel limit, far below a request deadline.
+MAX_JPEG_SCAN_PIXELS = 2**30
 
 
 def _probe_jpeg(d: bytes, source: str) -> tuple[int, int]:
-    """Walk JPEG segments from SOI to EOI: the first frame header's size, or an error."""
+    """Walk JPEG markers from SOI to EOI as libjpeg reads them: the first frame's size.
+
+    Markers are found the way libjpeg finds them (``FF 00``, fill bytes and data between
+    segments skipped; RSTn and TEM carry no length), so the frame header read here is the
+    one the decoder will use; a second SOI, a scan before the frame header, more than
+    :data:`MAX_JPEG_SCANS` scans (or scans x pixels above :data:`MAX_JPEG_SCAN_PIXELS`)
+    or a missing end-of-image marker are refused.
+    """
     n = len(d)
     pos = 2
     size: tuple[int, int] | None = None
+    scans = 0
     while True:
-        if pos >= n:
+        m = _JPEG_MARKER.search(d, pos)
+        if m is None:
             raise _truncated(source, "JPEG", "no end-of-image marker")
-        if d[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them, so do we
-            pos = d.find(b"\xff", pos)
-            if pos < 0:
-                raise _truncated(source, "JPEG", "no end-of-image marker")
-        while pos < n and d[pos] == 0xFF:  # fill bytes
-            pos += 1
-        if pos >= n:
-            raise _truncated(source, "JPEG", "no end-of-image marker")
-        marker = d[pos]
-        pos += 1
+        marker = m.group(1)[0]
+        pos = m.end()
         if marker == 0xD9:  # EOI
             if size is None:
                 raise _corrupt(source, "JPEG", "no frame header")
             return size
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # RSTn / TEM: no payload
             continue
+        if marker == 0xD8:
+            raise _corrupt(source, "JPEG", "a second start-of-image marker")
         if pos + 2 > n:
             raise _truncated(source, "JPEG", "segment header cut")
         length = (d[pos] << 8) | d[pos + 1]
@@ -107,15 +125,16 @@ def _probe_jpeg(d: bytes, source: str) -> tuple[int, int]:
                 raise _corrupt(source, "JPEG", "short frame header")
             h, w = struct.unpack_from(">HH", d, pos + 3)
             size = _positive(h, w, "JPEG", source)
-        if marker == 0xDA:  # SOS: entropy-coded data follows until the next marker
+        elif marker == 0xDA:  # SOS: entropy-coded data follows, skipped by the search
             if size is None:
                 raise _corrupt(source, "JPEG", "scan before the frame header")
-            m = _JPEG_NEXT_MARKER.search(d, end)
-            if m is None:
-                raise _truncated(source, "JPEG", "no end-of-image marker")
-            pos = m.start()
-        else:
-            pos = end
+            scans += 1
+            if scans > MAX_JPEG_SCANS or scans * size[0] * size[1] > MAX_JPEG_SCAN_PIXELS:
+                raise ImageTooLargeError(
+                    f"{source} is a {size[1]}x{size[0]} JPEG with more than {scans - 1} scans, "
+                    "the limit for its size (real progressive files have about 10; each "
+                    "scan costs a pass over the image): re-encode it")
+        pos = end
 
 
 def _probe_png(d: bytes, source: str) -> tuple[int, int]:
@@ -174,21 +193,41 @@ def _probe_webp(d: bytes, source: str) -> tuple[int, int]:
 
 
 def _probe_tiff(d: bytes, source: str) -> tuple[int, int]:
-    """ImageWidth (256) and ImageLength (257) from the first IFD of a classic TIFF."""
+    """ImageWidth (256) and ImageLength (257) from the first IFD, as libtiff reads them.
+
+    libtiff uses the *first* entry of a tag and ignores later duplicates (issue 31: keeping
+    the last one let a TIFF show 1x1 here and 20000x20000 to the decoder). A value that
+    libtiff would not read as one SHORT or LONG is refused rather than guessed at.
+    """
     e = "<" if d[:2] == b"II" else ">"
     (ifd,) = struct.unpack_from(e + "I", d, 4)
     (count,) = struct.unpack_from(e + "H", d, ifd)
-    dims: dict[int, int] = {}
+    dims: dict[int, int | None] = {}
     for i in range(count):
-        tag, typ = struct.unpack_from(e + "HH", d, ifd + 2 + 12 * i)
-        if tag in (256, 257):
-            fmt = {3: "H", 4: "I", 16: "Q"}.get(typ)  # SHORT, LONG, LONG8
-            if fmt is None:
-                raise _corrupt(source, "TIFF", f"tag {tag} has type {typ}")
+        tag, typ, n = struct.unpack_from(e + "HHI", d, ifd + 2 + 12 * i)
+        if tag in (256, 257, 278, 322, 323) and tag not in dims:
+            fmt = {3: "H", 4: "I"}.get(typ)  # SHORT, LONG: inline in a classic TIFF entry
+            if fmt is None or n != 1:
+                if tag in (256, 257):
+                    raise _corrupt(source, "TIFF", f"tag {tag} has type {typ} and count {n}")
+                dims[tag] = None  # libtiff may ignore it or not: assume the worst below
+                continue
             (dims[tag],) = struct.unpack_from(e + fmt, d, ifd + 2 + 12 * i + 8)
-    if 256 not in dims or 257 not in dims:
+    if not dims.get(256) or not dims.get(257):
         raise _corrupt(source, "TIFF", "no ImageWidth/ImageLength in the first directory")
-    return _positive(dims[257], dims[256], "TIFF", source)
+    h, w = _positive(dims[257] or 0, dims[256] or 0, "TIFF", source)
+    if 322 in dims or 323 in dims:  # tiled: OpenCV allocates one RGBA tile, any size
+        # Found by tools/fuzz_images.py: a 27726x24 image declaring 7538-row tiles made
+        # OpenCV allocate 0.8 GB for one tile, and a tile width without a tile length
+        # took RowsPerStrip (16383) as the length. Real tiles are 16..1024 on a side.
+        rows = dims.get(278) or 0
+        tw, th = dims.get(322) or max(w, rows), dims.get(323) or max(h, rows)
+        if (dims.get(278, 0) is None or tw * th > max(h * w, _MAX_TIFF_TILE)):
+            raise _corrupt(source, "TIFF", f"{tw}x{th} tiles for a {w}x{h} image")
+    return h, w
+
+
+_MAX_TIFF_TILE = 1024 * 1024
 
 
 _PNM_COMMENT = re.compile(rb"#[^\r\n]*")
