@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgeinfer.cli.common import EXIT_FAILED, add_source_args, emit_json, progress
+from edgeinfer.cli.common import EXIT_FAILED, add_skip_bad, add_source_args, emit_json, progress
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -13,11 +13,15 @@ def run_audit(args: argparse.Namespace) -> int:
     from edgeinfer.converter.spec_resolve import resolve
     from edgeinfer.data.frames import load_frames
     from edgeinfer.diagnose.audit import DEFAULT_LIMIT, audit_rows, audit_spec
+    from edgeinfer.runtime.image_probe import probe
 
     spec = resolve(args.source, args.spec).spec
     s = resolve_source(args.source, spec, args.weights, progress)
     names = resolve_labels(args.labels, s.reference) or s.labels
-    frames = load_frames(args.data, spec, limit=args.limit, class_names=names)
+    frames = load_frames(args.data, spec, limit=args.limit, class_names=names,
+                         skip_bad=args.skip_bad, probe=probe)
+    for bad in frames.skipped:
+        progress(f"skipped (--skip-bad): {bad}")
     res = audit_spec(s, spec, frames, limit=args.limit or DEFAULT_LIMIT)
     print(f"{'hypothesis':<22}{'accuracy':>10}{'agree':>8}{'BN fit':>9}  detail")
     for r in audit_rows(res):
@@ -26,7 +30,8 @@ def run_audit(args: argparse.Namespace) -> int:
         bn = "-" if r["bn_fit"] is None else f"{r['bn_fit']:.3g}"
         print(f"{r['culprit']:<22}{acc:>10}{agr:>8}{bn:>9}  {r['detail']}"
               + (f" ({r['note']})" if r["note"] else ""))
-    print(f"{res.verdict.upper()}: {res.message} [{res.seconds:.1f} s]")
+    print(f"{res.verdict.upper()}: {res.message} [{res.seconds:.1f} s]"
+          + (f" ({len(frames.skipped)} undecodable files skipped)" if frames.skipped else ""))
     for n in res.notes:
         print(f"note: {n}")
     emit_json(res.to_dict(), args.json)
@@ -38,4 +43,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("audit", help="check a spec against the model's BN statistics and "
                        "labelled data (exit 1 when it looks wrong)")
     add_source_args(a)
+    add_skip_bad(a)
     a.set_defaults(handler=run_audit)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from edgeinfer.cli.common import DATA_HELP, EXIT_FAILED, SOURCE_HELP, positive, progress
+from edgeinfer.cli.common import (
+    DATA_HELP,
+    EXIT_FAILED,
+    SOURCE_HELP,
+    add_skip_bad,
+    positive,
+    progress,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_ladder(args.source, args.artifacts, args.data, weights=args.weights,
                         spec=args.spec, limit=args.limit, diagnose=args.diagnose,
                         threads=args.threads, timing=not args.no_timing,
+                        skip_bad=args.skip_bad,
                         progress=None if args.quiet else Reporter())
     print(result.table())
     for s in result.steps:
@@ -46,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".onnx / .tflite artifacts")
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--limit", type=positive, help="use at most this many frames")
+    add_skip_bad(p)
     p.add_argument("--weights", help="torch state dict for a factory source")
     p.add_argument("--spec", help="PreprocessSpec JSON (default: the first artifact's)")
     p.add_argument("--json", metavar="OUT", help="write the full result as JSON")

@@ -87,6 +87,13 @@ def pos_float(text: str) -> float:
     return v
 
 
+def add_skip_bad(p: argparse.ArgumentParser) -> None:
+    """``--skip-bad``: one spelling for every command that reads image folders."""
+    p.add_argument("--skip-bad", action="store_true",
+                   help="go on without undecodable images in the data (each is named with "
+                   "its reason, and the verdict counts them); default: refuse, listing them")
+
+
 def add_source_args(p: argparse.ArgumentParser) -> None:
     """A framework source, its real images, and how to read them (audit, doctor)."""
     p.add_argument("source", help=SOURCE_HELP)

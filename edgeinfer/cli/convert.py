@@ -8,6 +8,7 @@ import json
 from edgeinfer.cli.common import (
     DATA_HELP,
     SOURCE_HELP,
+    add_skip_bad,
     batchnorm_summary,
     parse_size,
     positive,
@@ -30,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
                      accept_spec=args.accept_spec, strict=args.strict,
                      min_agreement=args.min_agreement, max_drop=args.max_drop,
                      max_float_layers=args.max_float_layers,
-                     max_latency_ratio=args.max_latency_ratio)
+                     max_latency_ratio=args.max_latency_ratio, skip_bad=args.skip_bad,
+                     audit_frames=args.audit_frames)
     if args.json:
         print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
         return 0
@@ -101,6 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "gated on bundled frames that resemble its input (Fashion-MNIST for small "
                    "gray models, photos otherwise) and the verdict says 'not your data'")
     p.add_argument("--parity-limit", type=positive, help="use at most this many parity frames")
+    add_skip_bad(p)
+    p.add_argument("--audit-frames", type=positive, default=64, metavar="N",
+                   help="parity frames the spec audit uses, always the same ones (spread "
+                   "over the data), so a rerun gives the same verdict (default 64)")
     p.add_argument("--json", action="store_true", help="print the artifact metadata as JSON")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show third-party exporter/quantiser output (hidden unless it fails)")

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"classes:    {len(meta.labels)} ({', '.join(meta.labels[:5])}"
           f"{', ...' if len(meta.labels) > 5 else ''})")
     print(f"frame:      uint8 NHWC, {s.frame_color}; model {s.model_color} {s.size[0]}x"
-          f"{s.size[1]} {s.layout}, resize {s.resize} ({s.interpolation}), "
+          f"{s.size[1]} {s.layout}, {_resize(s)}, "
           f"mean {list(s.mean)} std {list(s.std)} scale {s.scale:g}")
     print(batchnorm_summary(prov).replace("BatchNorm: ", "BatchNorm:  ", 1))
     int8 = _int8_line(prov, quant)
@@ -83,8 +83,27 @@ def run(args: argparse.Namespace) -> int:
                   "your images")
     audit = prov.get("spec_audit")
     if audit:
-        print(f"spec audit: {audit.get('verdict')} - {audit.get('message', '')}")
+        print(_audit_line(audit))
     return 0
+
+
+def _resize(s: Any) -> str:
+    """Every field that decides the resize: the shorter side before a centre crop and
+    Pillow-style antialiasing change the pixels as much as the filter does, and a spec that
+    hides them cannot be compared with the training pipeline's."""
+    how = [s.interpolation] + (["antialias"] if s.antialias else [])
+    if s.resize == "shorter_crop":
+        how.insert(0, f"shorter side {s.shorter}, centre crop {s.size[0]}x{s.size[1]}")
+    return f"resize {s.resize} ({', '.join(how)})"
+
+
+def _audit_line(audit: dict[str, Any]) -> str:
+    """The stored message already starts with "spec audit:" and, for a pass, the verdict:
+    said once ("spec audit: pass - spec audit: pass (...)" repeated both)."""
+    verdict = str(audit.get("verdict", ""))
+    msg = str(audit.get("message", "")).removeprefix("spec audit: ")
+    return f"spec audit: {msg}" if msg.startswith(verdict) else f"spec audit: {verdict} - {msg}"
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgeinfer.cli.common import DATA_HELP, SOURCE_HELP, positive, progress
+from edgeinfer.cli.common import DATA_HELP, SOURCE_HELP, add_skip_bad, positive, progress
 
 
 def run_pack(args: argparse.Namespace) -> int:
@@ -14,7 +14,8 @@ def run_pack(args: argparse.Namespace) -> int:
 
     pack = build_pack(args.source, args.data, spec=args.spec, weights=args.weights,
                       labels=args.labels, limit=args.limit, encoded=not args.no_encoded,
-                      max_side=args.max_side, artifact=args.artifact, progress=progress)
+                      max_side=args.max_side, artifact=args.artifact, progress=progress,
+                      skip_bad=args.skip_bad)
     out = write_pack(pack, args.output)
     size = out.stat().st_size
     print(f"{out}: {pack.n} frames ({pack.data_name}), {len(pack.labels)} classes, "
@@ -42,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifact", help="also store the framework fed THIS artifact's own "
                    "preprocessed pixels: `verify` of that file then judges its model stage "
                    "as convert does (networks sensitive to pixel rounding pass on the device)")
+    add_skip_bad(p)
     p.add_argument("--no-encoded", action="store_true",
                    help="do not store the original encoded files (no decode check)")
     p.set_defaults(handler=run_pack)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from edgeinfer.cli.common import EXIT_USAGE, err, pos_float, positive, progress
+from edgeinfer.data.frames import IMAGE_SUFFIXES
 from edgeinfer.errors import ConfigError, EdgeInferError
 
 
@@ -18,6 +20,23 @@ def _print_predictions(name: str, preds, as_json: bool) -> None:
         print(f"{name}: " + ", ".join(f"{p.label} ({p.probability:.3f})" for p in preds))
 
 
+def expand(paths: list[str]) -> tuple[list[str], list[str]]:
+    """(image files, folders without any): a folder stands for its images, sorted, its
+    subfolders included (a labelled folder as convert/check/pack read it), so ``predict``
+    takes what the other commands take."""
+    files, empty = [], []
+    for p in paths:
+        if not Path(p).is_dir():
+            files.append(p)
+            continue
+        found = sorted(str(f) for f in Path(p).rglob("*")
+                       if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        files += found
+        if not found:
+            empty.append(p)
+    return files, empty
+
+
 def run(args: argparse.Namespace) -> int:
     """Predict images (a bad one is reported in one line; the others still print) or a video."""
     from edgeinfer.runtime.predictor import Predictor
@@ -28,9 +47,12 @@ def run(args: argparse.Namespace) -> int:
                      providers=args.provider, allow_fallback=args.allow_fallback,
                      max_pixels=int(args.max_megapixels * 1e6))
     progress(f"{args.artifact}: provider {pred.provider}, tta {pred.tta}")
-    failed = 0
-    if args.images:
-        for name, item in zip(args.images, pred.predict_batch(args.images, top_k=args.top_k),
+    images, empty = expand(args.images)
+    for d in empty:
+        err(f"{d}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+    failed = len(empty)
+    if images:
+        for name, item in zip(images, pred.predict_batch(images, top_k=args.top_k),
                               strict=True):
             if isinstance(item, EdgeInferError):
                 err(f"{name}: {item}")
@@ -59,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "artifact was unusable (each bad image gets one line on stderr; the "
                        "others are still predicted).")
     p.add_argument("artifact", help=".onnx or .tflite artifact")
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="image files or folders of images (options may follow them)")
     p.add_argument("--top-k", type=positive, default=5)
     p.add_argument("--tta", choices=["none", "hflip", "hflip+crops"], default=None)
     p.add_argument("--threads", type=positive, help="CPU threads (default: cores, at most 4)")

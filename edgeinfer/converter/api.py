@@ -23,7 +23,14 @@ from edgeinfer.converter.gate import GateResult, artifact_stages, gate
 from edgeinfer.converter.sources.base import Source
 from edgeinfer.converter.sources.load import resolve_labels, resolve_source
 from edgeinfer.converter.spec_resolve import artifact_spec, resolve
-from edgeinfer.data.frames import FrameSet, builtin_name, default_parity_data, load_frames
+from edgeinfer.data.frames import (
+    FrameSet,
+    builtin_name,
+    check_source,
+    default_parity_data,
+    load_frames,
+)
+from edgeinfer.diagnose.audit import CONVERT_FRAMES
 from edgeinfer.errors import ConfigError, ConversionError, ParityError, require
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison
@@ -98,6 +105,8 @@ def convert(
     max_drop: float | None = None,
     max_float_layers: int | None = None,
     max_latency_ratio: float | None = None,
+    skip_bad: bool = False,
+    audit_frames: int | None = CONVERT_FRAMES,
 ) -> ConversionResult:
     """Convert ``source`` to an artifact at ``output`` and prove its parity.
 
@@ -121,6 +130,9 @@ def convert(
     (at most ``max_float_layers``, and no more than keep the 1-thread latency within
     ``max_latency_ratio`` x fp32's) until the target holds on held-out parity frames;
     ``max_latency_ratio`` alone keeps float the most harmful layers that fit the budget.
+    Paths, the label count and every parity image are checked before the export; an
+    undecodable image is refused with its reason, or left out with ``skip_bad`` (the
+    verdict counts it). ``audit_frames``: how many parity frames the spec audit uses.
     """
     say: Progress = progress or (lambda _msg: None)
     fmt = output_format(output, format)
@@ -145,6 +157,13 @@ def convert(
     given_spec = spec  # what the source runner preprocesses with (and the audit judges)
     spec = artifact_spec(s, spec)  # a frontend may have lifted preprocessing layers into it
     data_name, data_note = _parity_data(parity_data, s, spec, strict)
+    # What a user can get wrong is checked before the export (7-8 s on a small model).
+    from edgeinfer.runtime.image_probe import probe
+
+    if quantize == "int8" and calibration:
+        check_source(calibration, "--calibration")
+    frames = load_frames(data_name, spec, limit=parity_limit, skip_bad=skip_bad, probe=probe,
+                         class_names=_labels_before_export(s, spec, labels))
     warnings = _warnings(s, spec)
     for w in warnings:
         say(f"warning: {w}")
@@ -153,11 +172,12 @@ def convert(
                               f"this {s.framework} source converts to ONNX artifacts only")
 
     fp32 = _build_onnx(s, spec, labels, fmt, quantize, warnings)
-    frames = load_frames(data_name, spec, limit=parity_limit, class_names=fp32.labels)
     if data_note and tuple(frames.class_names or ()) != tuple(fp32.labels):
         # a bundled set's labels are not this model's classes: no accuracy, no labelled audit
         frames = replace(frames, labels=None, class_names=None)
-    say(f"parity on {len(frames.frames)} real frames ({frames.name})"
+    for bad in frames.skipped:
+        say(f"skipped (--skip-bad): {bad}")
+    say(f"parity on {len(frames.frames)} real frames ({frames.description})"
         + (f": {data_note}; pass --parity-data with your own images" if data_note else ""))
     src_runner = s.make_runner(fp32.softmax_added)
     ref_probs = src_runner.run(frames.frames)
@@ -170,7 +190,7 @@ def convert(
                               "node(s) left after folding")
     from edgeinfer.diagnose.audit import audit_spec, enforce
 
-    audit = audit_spec(s, given_spec, frames)
+    audit = audit_spec(s, given_spec, frames, limit=audit_frames)
     fp32.provenance["spec_audit"] = audit.to_dict()
     enforce(audit, accept_spec, strict, say)
     if fmt == "onnx" and quantize is None:
@@ -178,7 +198,7 @@ def convert(
 
     tag = f"{fmt}-{quantize or 'fp32'}"
     cal = _calibration(fp32, calibration, data_name, spec, calibration_limit, quantize, say,
-                       per_channel)
+                       per_channel, skip_bad)
     hw = frame_size or _default_frame_size(frames.frames, spec)
     if quantize == "int8" and controlled_:
         from edgeinfer.converter.int8.conversion import controlled
@@ -243,13 +263,25 @@ class _Built:
         return ArtifactMetadata(self.spec, self.labels, self.provenance, self.parity)
 
     def final(self, result: GateResult, frames: FrameSet) -> ArtifactMetadata:
-        self.parity = result.to_parity(frames.name)
+        self.parity = result.to_parity(frames.description)
         return self.meta()
 
     def blob(self, meta: ArtifactMetadata | None = None) -> bytes:
         from edgeinfer.converter.assemble import with_metadata
 
         return with_metadata(self.model, meta or self.meta()).SerializeToString()
+
+
+def _labels_before_export(s: Source, spec: PreprocessSpec, labels: Any) -> tuple[str, ...]:
+    """The model's labels, their count checked on one forward pass of the source (a zero
+    frame) instead of after the export; that pass also proves the model runs on the spec's
+    input. Unnamed classes are their indices, as the artifact will name them."""
+    zero = np.zeros((*spec.size, spec.frame_channels), np.uint8)
+    n = int(np.asarray(s.make_runner(False).run([zero])).shape[-1])
+    given = resolve_labels(labels, s.reference) or s.labels
+    if given and len(given) != n:
+        raise ConversionError(f"{len(given)} labels given for a model with {n} outputs")
+    return tuple(given) if given else tuple(str(i) for i in range(n))
 
 
 def _warnings(s: Source, spec: PreprocessSpec) -> list[str]:
@@ -291,13 +323,15 @@ def _build_onnx(s: Source, spec: PreprocessSpec, labels: Any, fmt: str,
 
 def _calibration(fp32: _Built, calibration: str | None, parity_data: str,
                  spec: PreprocessSpec, limit: int | None, quantize: str | None,
-                 say: Progress, per_channel: bool) -> list[np.ndarray]:
+                 say: Progress, per_channel: bool, skip_bad: bool = False) -> list[np.ndarray]:
     if quantize != "int8":
         return []
+    from edgeinfer.runtime.image_probe import probe
+
     name = calibration or _default_calibration(parity_data)
-    cal = load_frames(name, spec, limit=limit)
-    say(f"calibrating on {len(cal.frames)} real frames ({cal.name})")
-    fp32.provenance["calibration"] = {"data": cal.name, "n": len(cal.frames),
+    cal = load_frames(name, spec, limit=limit, skip_bad=skip_bad, probe=probe)
+    say(f"calibrating on {len(cal.frames)} real frames ({cal.description})")
+    fp32.provenance["calibration"] = {"data": cal.description, "n": len(cal.frames),
                                       "per_channel": per_channel}
     return cal.frames
 

@@ -20,7 +20,7 @@ import numpy as np
 from edgeinfer.data.frames import FrameSet
 from edgeinfer.errors import ParityError
 from edgeinfer.parity.certify import FAIL, certify
-from edgeinfer.parity.stages import StageCheck, failures, stage_checks
+from edgeinfer.parity.stages import END_TO_END, StageCheck, failures, stage_checks
 from edgeinfer.parity.stats import Comparison, compare
 from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.progress import Progress
@@ -73,10 +73,13 @@ def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet
     first, *rest = cmps
     model = next((s.comparison for s in stages if s.stage == "model"), None)
     certs = {k: certify(c, data_note) for k, c in cmps.items()}
+    # The stages already said the framework's end-to-end figure: said once, not twice.
+    said = {first} if any(s.stage == END_TO_END for s in stages) else set()
     for k, c in cmps.items():
         cert = certs[k]
         if model is not None:
-            say(f"end-to-end (reported, judged by stage): {c.summary('-')}")
+            if k not in said:
+                say(f"end-to-end (reported, judged by stage): {c.summary('-')}")
             continue
         say(c.summary(cert.word) + (f" - {cert.reason}" if cert.base != FAIL and cert.reason
                                     else ""))

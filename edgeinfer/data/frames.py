@@ -102,6 +102,14 @@ def default_parity_data(spec: PreprocessSpec) -> tuple[str, str]:
     return name, DEFAULT_NOTES[name]
 
 
+def check_source(source: str, what: str) -> None:
+    """A data argument that names nothing is refused at once: ``convert`` reads its
+    calibration frames after the export and the gate, minutes of work a typo wasted."""
+    if builtin_name(str(source)) is None and not Path(source).exists():
+        raise ConfigError(f"{what} {source!r} does not exist: pass an image folder, a CSV of "
+                          f"image,label rows or one of {', '.join(PREFIX + b for b in BUILTIN)}")
+
+
 def load_frames(source: str, spec: PreprocessSpec, limit: int | None = None,
                 class_names: Sequence[str] | None = None, *, skip_bad: bool = False,
                 probe: Probe | None = None) -> FrameSet:

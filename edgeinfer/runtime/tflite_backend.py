@@ -76,6 +76,7 @@ from edgeinfer.errors import ConfigError, ModelError, SpecError, positive_int
 from edgeinfer.errors import one_line as _one_line
 from edgeinfer.probs import as_probabilities, softmax
 from edgeinfer.runtime.backend import default_threads
+from edgeinfer.runtime.native_log import XNNPACK_BANNER, banner_once
 from edgeinfer.spec import PreprocessSpec, resolve_spec
 
 OUTPUT = OUTPUT_NAME
@@ -211,9 +212,10 @@ class TFLiteBackend:
         resolver = (_OpResolverType.AUTO if self.xnnpack
                     else _OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         try:
-            it = _Interpreter(model_content=self._data, num_threads=self.threads,
-                              experimental_op_resolver_type=resolver)
-            it.allocate_tensors()
+            with banner_once(XNNPACK_BANNER, self.xnnpack):  # LiteRT's C++ line on fd 2
+                it = _Interpreter(model_content=self._data, num_threads=self.threads,
+                                  experimental_op_resolver_type=resolver)
+                it.allocate_tensors()
         except Exception as e:  # noqa: BLE001 - ValueError / RuntimeError from the wrapper
             raise ModelError(f"cannot load {self.source} as a TFLite model (damaged, truncated "
                              f"or unsupported ops): {_one_line(e)}") from None

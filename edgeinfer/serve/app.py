@@ -235,6 +235,9 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
                                "with one file; JSON requests go to /v2/models/NAME/infer", 415)
         else:  # raw bytes under any other type: curl --data-binary says form-urlencoded
             data = body
+        if not data:  # said as /v2/.../infer says it, not as a decoder's "starts with b''"
+            raise RequestError("the request body is empty: POST the image bytes (curl "
+                               "--data-binary @photo.jpg) or multipart/form-data with one file")
         req = InferRequest(id=None, outputs=[], images=[data])
         sched = schedulers[m.name]
         if sched.batching:

@@ -61,8 +61,8 @@ def open_artifact(path: str | Path, threads: int | None = None) -> tuple[Rung, A
     from edgeinfer.runtime.loader import open_backend
 
     data, name = load_model_bytes(path)
+    runner = ArtifactRunner(open_backend(data, threads, source=name))  # errors name the file
     fmt = sniff_format(data)
-    runner = ArtifactRunner(open_backend(data, threads, source=name))
     # the metadata of the session just opened: no second load of the model to read it
     meta = ArtifactMetadata.from_props(runner.backend.metadata_props(), name)
     dtype = meta.provenance.get("quantize") or "fp32"
@@ -331,7 +331,8 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
                weights: str | Path | None = None, spec: Any = None, limit: int | None = None,
                batch_sizes: Sequence[int] = BATCH_SIZES, consistency_frames: int = 64,
                diagnose: str = "auto", diagnose_frames: int = 8, threads: int | None = None,
-               timing: bool = True, progress: Progress | None = None) -> LadderResult:
+               timing: bool = True, progress: Progress | None = None,
+               skip_bad: bool = False) -> LadderResult:
     """Run the source and every artifact on the same real frames; judge every step.
 
     ``source`` is what ``convert`` takes (a bundled name, a torch factory with
@@ -356,7 +357,10 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
         if m.spec != spec:
             raise ModelError(f"{r.path} was built with another preprocessing spec than the "
                              "source's; check artifacts of one model at a time")
-    frames = load_frames(data, spec, limit=limit, class_names=labels or None)
+    from edgeinfer.runtime.image_probe import probe  # undecodable files named as predict does
+
+    frames = load_frames(data, spec, limit=limit, class_names=labels or None,
+                         skip_bad=skip_bad, probe=probe)
     n = len(frames.frames)
     sub = frames.frames[:consistency_frames]
     say = progress or (lambda *_a: None)
@@ -392,4 +396,4 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
                                            max_frames=diagnose_frames)
             say(f"{r.name} per-layer diagnosis", 1, 1)
         steps.append(step)
-    return LadderResult(str(source), frames.name, n, labels, steps)
+    return LadderResult(str(source), frames.description, n, labels, steps)

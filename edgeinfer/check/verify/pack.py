@@ -112,27 +112,32 @@ def artifact_reference(opened: tuple[bytes, str, str, Any], src: Any,
 def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None = None,
                labels: Any = None, limit: int | None = DEFAULT_LIMIT, encoded: bool = True,
                max_side: int | None = None, artifact: Any = None,
-               progress: Progress | None = None) -> ParityPack:
+               progress: Progress | None = None, skip_bad: bool = False) -> ParityPack:
     """Run the framework source in inference mode on ``data`` and pack its probabilities.
 
     ``max_side``: frames larger than this are downscaled first (see :func:`shrink`).
     ``artifact``: also pack the framework fed this artifact's own pixels
     (:func:`artifact_reference`), which ``verify`` of that file judges its model stage by.
+    ``skip_bad``: leave undecodable files out (named, and counted in the data's name).
     """
     from edgeinfer.converter.sources.load import resolve_labels, resolve_source
     from edgeinfer.converter.spec_resolve import resolve
+    from edgeinfer.runtime.image_probe import probe
 
     say = progress or (lambda _m: None)
     spec_ = resolve(source, spec).spec
     opened = open_artifact(artifact, spec_) if artifact is not None else None
     src = resolve_source(source, spec_, weights, progress=say)
     names = resolve_labels(labels, src.reference) or src.labels
-    fs = load_frames(data, spec_, limit=limit, class_names=names)
+    fs = load_frames(data, spec_, limit=limit, class_names=names, skip_bad=skip_bad,
+                     probe=probe)
     blobs = encoded_files(data, fs) if encoded else None
     resized = shrink(fs, blobs, max_side) if max_side else 0
     if resized:
         say(f"{resized} frames downscaled to a longer side of {max_side}")
-    say(f"running {src.name} on {len(fs.frames)} frames ({fs.name})")
+    for bad in fs.skipped:
+        say(f"skipped (--skip-bad): {bad}")
+    say(f"running {src.name} on {len(fs.frames)} frames ({fs.description})")
     raw = src.make_runner(False).run(fs.frames)
     softmax = not are_probabilities(raw)
     if softmax:
@@ -147,7 +152,8 @@ def build_pack(source: Any, data: str, *, spec: Any = None, weights: str | None 
         raise ConfigError(f"{data}: its classes are not the model's labels")
     prov = dict(src.provenance) | {"softmax_applied": softmax, "runner": src.name,
                                    "max_side": max_side, "downscaled_frames": resized}
-    pack = make_pack(spec_, names, fs.frames, raw, source=prov, data_name=fs.name, ids=fs.ids,
+    pack = make_pack(spec_, names, fs.frames, raw, source=prov, data_name=fs.description,
+                     ids=fs.ids,
                      truth=truth, class_names=fs.class_names, encoded=blobs,
                      tolerances=pack_entries())
     if opened is not None:

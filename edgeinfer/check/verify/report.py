@@ -31,22 +31,34 @@ def table(result: VerifyResult) -> str:
     return "\n".join(rows)
 
 
+def aligned(rows: list[list[str]], right: frozenset[int] = frozenset()) -> list[str]:
+    """Rows as columns as wide as their widest cell, two spaces apart.
+
+    Why not fixed widths: step targets such as ``tflite-fp32 (decoded here)`` are longer
+    than any width guessed in advance, and a full cell ran into the next column
+    ("tflite-fp32 (decoded here)torch (pack)").
+    """
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.rjust(w) if i in right else c.ljust(w)
+                      for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+            for r in rows]
+
+
 def text_table(result: VerifyResult) -> str:
-    """The per-step table for a terminal."""
-    head = (f"{'step':<9}{'target':<26}{'vs':<14}{'n':>6}  {'max|dp|':<9}{'p99|dp|':<9}"
-            f"{'top-1 (95% CI)':<26}{'top-5':<9}{'flips':<6}verdict")
-    rows = [head]
+    """The per-step table for a terminal, then the stages (their own columns)."""
+    rows = [["step", "target", "vs", "n", "max|dp|", "p99|dp|", "top-1 (95% CI)", "top-5",
+             "flips", "verdict"]]
     for s in result.steps:
         c = s.comparison
         lo, hi = c.top1_ci95
-        top1 = f"{c.top1_agreement:.2%} [{lo:.1%}, {hi:.1%}]"
-        rows.append(f"{s.name:<9}{c.target:<26}{c.reference:<14}{c.n:>6}  {c.max_abs:<9.2e}"
-                    f"{c.p99_abs:<9.1e}{top1:<26}{c.top5_agreement:<9.2%}{c.flips:<6}"
-                    f"{s.verdict}")
-    for c in result.stages:  # parity/stages.py: the names convert's gate and check use
-        name, worst, bound, verdict = stage_row(c)
-        rows.append(f"{name:<22}{worst:<16}{bound:<18}{verdict}")
-    return "\n".join(rows)
+        rows.append([s.name, c.target, c.reference, str(c.n), f"{c.max_abs:.2e}",
+                     f"{c.p99_abs:.1e}", f"{c.top1_agreement:.2%} [{lo:.1%}, {hi:.1%}]",
+                     f"{c.top5_agreement:.2%}", str(c.flips), s.verdict])
+    out = aligned(rows, right=frozenset({3}))
+    stages = [list(stage_row(c)) for c in result.stages]  # parity/stages.py's names
+    if stages:
+        out += aligned(stages)
+    return "\n".join(out)
 
 
 def markdown(result: VerifyResult, images: dict[str, str] | None = None,
