@@ -378,24 +378,28 @@ def test_cli_bench_missing_artifact(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_ratio_to_times_both_interleaved():
-    import time
+def test_ratio_to_times_both_interleaved(monkeypatch):
+    """On an injected clock (each call advances it by its own cost: 6 ms and 2 ms), so the
+    figure is exact and no load on the machine can move it."""
+    from types import SimpleNamespace
 
+    from edgeinfer.runtime import timing
     from edgeinfer.runtime.timing import ratio_to
 
+    now = [0]
     calls = []
 
     def slow():
         calls.append("s")
-        time.sleep(0.006)
+        now[0] += 6_000_000
 
     def fast():
         calls.append("f")
-        time.sleep(0.002)
+        now[0] += 2_000_000
 
-    # 3x: a product of the two medians (12 ms^2) or their inverse ratio falls outside
-    r = ratio_to(slow, fast, runs=8, warmup=1, rounds=4)
-    assert 2.0 < r < 4.5, r
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter_ns=lambda: now[0]))
+    # 3x: a product of the two medians (12 ms^2) or their inverse ratio would differ
+    assert ratio_to(slow, fast, runs=8, warmup=1, rounds=4) == 3.0
     timed = calls[2:]  # after one warm-up call each
     assert timed.count("s") == timed.count("f") == 8
     assert "sf" in "".join(timed) and "fs" in "".join(timed)  # the order rotates

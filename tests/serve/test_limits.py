@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import time
 
 import cv2
 import httpx
@@ -17,6 +16,7 @@ from edgeinfer.data.datasets import sample_photos
 from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.server import serve_in_thread
 from tests.serve.conftest import encode
+from tests.serve.waits import WITHIN_S, until, until_metric
 
 
 def _photo(side: int) -> bytes:
@@ -78,7 +78,7 @@ def test_inflight_byte_budget_503_then_released(fashion_artifact, jpegs) -> None
     back to 0 and the same request passes. A frame whose decoded pixels alone exceed the
     budget can never fit: 413."""
     cfg = ServeConfig(port=0, max_body_bytes=1 << 20, max_inflight_bytes=1 << 20,
-                      timeout_s=10)
+                      timeout_s=WITHIN_S)
     pad = b" " * 600_000
     body = b'{"inputs": [{"name": "frame", "datatype": "UINT8", "shape": [1, 1, 1, 3], ' \
            b'"data": [1, 2, 3]}]' + pad + b"}"
@@ -86,16 +86,18 @@ def test_inflight_byte_budget_503_then_released(fashion_artifact, jpegs) -> None
         infer = f"{url}/v2/models/fashion/infer"
 
         async def slow_then_fast() -> tuple[httpx.Response, httpx.Response, float]:
-            async def slow_body():
+            release = asyncio.Event()
+
+            async def slow_body():  # the last byte only once the second request is answered
                 yield body[:-1]
-                await asyncio.sleep(1.0)
+                await release.wait()
                 yield body[-1:]
 
-            async with httpx.AsyncClient(timeout=10) as c:
+            async with httpx.AsyncClient(timeout=WITHIN_S) as c:
                 slow = asyncio.create_task(c.post(infer, content=slow_body()))
-                await asyncio.sleep(0.4)
-                held = await asyncio.to_thread(_inflight, url)
+                held = await until_metric(c, url, "edgeinfer_inflight_bytes", 600_000)
                 fast = await c.post(infer, content=body)
+                release.set()
                 return await slow, fast, held
 
         slow, fast, held = asyncio.run(slow_then_fast())
@@ -125,18 +127,19 @@ def test_json_tensor_cap_binary_passes(fashion_artifact) -> None:
 
 
 def test_slow_upload_408_within_body_timeout(fashion_artifact) -> None:
-    """The body arrives after 3 s, well inside the 20 s request deadline: only the 0.5 s
-    body deadline can answer 408 (a completed body would be a 400 for its empty inputs)."""
-    cfg = ServeConfig(port=0, timeout_s=20, body_timeout_s=0.5)
+    """A body that has not arrived after 0.5 s gets 408 from the body deadline, although the
+    request deadline is far away (a completed body would be a 400 for its empty inputs).
+    The rest of the body is sent only once the server has answered (its metrics say so)."""
+    cfg = ServeConfig(port=0, timeout_s=10 * WITHIN_S, body_timeout_s=0.5)
     with serve_in_thread([fashion_artifact], cfg) as url:
 
         async def slow() -> httpx.Response:
-            async def body():
-                yield b'{"inputs": '
-                await asyncio.sleep(3)
-                yield b"[]}"
+            async with httpx.AsyncClient(timeout=WITHIN_S) as c:
+                async def body():
+                    yield b'{"inputs": '
+                    await until_metric(c, url, 'edgeinfer_errors_total{type="RequestTimeout"}')
+                    yield b"[]}"
 
-            async with httpx.AsyncClient(timeout=10) as c:
                 return await c.post(f"{url}/v2/models/fashion/infer", content=body())
 
         r = asyncio.run(slow())
@@ -144,41 +147,52 @@ def test_slow_upload_408_within_body_timeout(fashion_artifact) -> None:
 
 
 def test_connection_cap_503(fashion_artifact, jpegs) -> None:
+    """Two idle connections fill a cap of 2: a third is answered 503; once they close, 200.
+    The server registers connections when it gets to them, so the test asks until it has
+    (bounded), instead of sleeping a fixed 0.2 s and hoping."""
     with serve_in_thread([fashion_artifact], ServeConfig(port=0, max_connections=2)) as url:
         host, port = url.removeprefix("http://").split(":")
         idle = [socket.create_connection((host, int(port))) for _ in range(2)]
+        statuses: list[int] = []
         try:
-            time.sleep(0.2)
-            r = httpx.post(f"{url}/predict", content=jpegs[0])
-            assert r.status_code == 503
+            until(lambda: statuses.append(
+                httpx.post(f"{url}/predict", content=jpegs[0]).status_code) or
+                statuses[-1] == 503, "a third connection refused with 503")
         finally:
             for s in idle:
                 s.close()
-        time.sleep(0.2)
-        assert httpx.post(f"{url}/predict", content=jpegs[0]).status_code == 200
+        assert set(statuses) <= {200, 503}
+        until(lambda: httpx.post(f"{url}/predict", content=jpegs[0]).status_code == 200,
+              "served again once the idle connections closed")
 
 
 def test_declared_bodies_reserve_the_budget_whole(fashion_artifact) -> None:
     """Three slow uploads of 400 KB (Content-Length declared) against a 1 MiB budget: two
-    reserve theirs and pass, the third is refused at once. Charged chunk by chunk, all three
+    reserve theirs and pass, the third is refused at once (the rest of every body is sent
+    only once the server has counted that refusal). Charged chunk by chunk, all three
     were let in with a share each (here all three happened to finish; with 8 uploads of 3 MiB
     against 16 MiB all 8 failed half way, tools/serve_memory.py)."""
     cfg = ServeConfig(port=0, max_body_bytes=512 * 1024, max_inflight_bytes=1 << 20,
-                      timeout_s=20)
+                      timeout_s=WITHIN_S)
     body = b'{"inputs": [{"name": "frame", "datatype": "UINT8", "shape": [1, 1, 1, 3], ' \
            b'"data": [1, 2, 3]}]' + b" " * 400_000 + b"}"
     with serve_in_thread([fashion_artifact], cfg) as url:
 
         async def three() -> list[int]:
-            async def slow(delay: float):
+            release = asyncio.Event()
+
+            async def slow():  # the second part only once one upload has been refused
                 yield body[:300_000]
-                await asyncio.sleep(delay)
+                await release.wait()
                 yield body[300_000:]
 
-            async with httpx.AsyncClient(timeout=20) as c:
-                rs = await asyncio.gather(*(
-                    c.post(f"{url}/v2/models/fashion/infer", content=slow(0.5 + 0.3 * i),
-                           headers={"content-length": str(len(body))}) for i in range(3)))
+            async with httpx.AsyncClient(timeout=WITHIN_S) as c:
+                posts = [asyncio.create_task(
+                    c.post(f"{url}/v2/models/fashion/infer", content=slow(),
+                           headers={"content-length": str(len(body))})) for _ in range(3)]
+                await until_metric(c, url, 'edgeinfer_errors_total{type="Overloaded"}')
+                release.set()
+                rs = await asyncio.gather(*posts)
             return sorted(r.status_code for r in rs)
 
         assert asyncio.run(three()) == [200, 200, 503]

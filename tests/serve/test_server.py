@@ -15,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.server import serve_in_thread
 from tests.serve.conftest import encode
+from tests.serve.waits import WITHIN_S, until_metric
 
 
 def _client(url: str) -> triton.InferenceServerClient:
@@ -138,7 +139,10 @@ def test_refusals_are_json_4xx(server, path, kw, status, match) -> None:
 
 
 def test_limits(fashion_artifact, jpegs) -> None:
-    """Body size (declared and streamed), pixels from the header, a full queue, a slow body."""
+    """Body size (declared and streamed), pixels from the header, a slow body, a full queue.
+
+    The slow body is held until the server has answered (its metrics say so), the full queue
+    until the refused request is back: no sleep decides the outcome."""
     import asyncio
 
     cfg = ServeConfig(port=0, max_body_bytes=64 * 1024, max_pixels=1_000_000, max_queue=1,
@@ -153,22 +157,42 @@ def test_limits(fashion_artifact, jpegs) -> None:
         bomb = _post(f"{url}/predict", content=bytes(png))
         assert bomb.status_code == 413 and bomb.json()["type"] == "ImageTooLargeError"
 
-        async def slow_and_second() -> tuple[httpx.Response, httpx.Response]:
+        async def slow() -> httpx.Response:
+            async with httpx.AsyncClient(timeout=WITHIN_S) as c:
+                async def body():  # the rest only once the server has answered 408
+                    yield b'{"inputs": '
+                    await until_metric(c, url, 'edgeinfer_errors_total{type="RequestTimeout"}')
+                    yield b"[]}"
+
+                return await c.post(f"{url}/v2/models/fashion/infer", content=body())
+
+        slow_r = asyncio.run(slow())
+        assert slow_r.status_code == 408 and "did not arrive" in slow_r.json()["error"]
+        assert _post(f"{url}/predict", content=jpegs[0]).status_code == 200
+
+    # a full queue: the slow request holds the only slot for as long as the test needs
+    with serve_in_thread([fashion_artifact], ServeConfig(port=0, max_queue=1,
+                                                         timeout_s=WITHIN_S)) as url:
+
+        async def held_and_second() -> tuple[httpx.Response, httpx.Response]:
+            release = asyncio.Event()
+
             async def body():
                 yield b'{"inputs": '
-                await asyncio.sleep(1.6)  # past the 1 s deadline
+                await release.wait()
                 yield b"[]}"
 
-            async with httpx.AsyncClient(timeout=10) as c:
-                slow = asyncio.create_task(c.post(f"{url}/v2/models/fashion/infer",
+            async with httpx.AsyncClient(timeout=WITHIN_S) as c:
+                held = asyncio.create_task(c.post(f"{url}/v2/models/fashion/infer",
                                                   content=body()))
-                await asyncio.sleep(0.3)  # the slow request holds the only slot
+                await until_metric(c, url, "edgeinfer_in_flight")  # admitted, body pending
                 second = await c.post(f"{url}/predict", content=jpegs[0])
-                return await slow, second
+                release.set()
+                return await held, second
 
-        slow, second = asyncio.run(slow_and_second())
+        held, second = asyncio.run(held_and_second())
         assert second.status_code == 503 and second.headers["retry-after"] == "1"
-        assert slow.status_code == 408 and "did not arrive" in slow.json()["error"]
+        assert held.status_code == 400, held.text  # it got its slot: a complete, empty request
         assert _post(f"{url}/predict", content=jpegs[0]).status_code == 200
 
 
@@ -267,23 +291,33 @@ def test_tta_served_equals_predictor_tta(fashion_artifact, jpegs) -> None:
         np.testing.assert_array_equal(got, want)
 
 
-def test_timeout_504_abandons_the_job(fashion_artifact, jpegs) -> None:
+def test_timeout_504_abandons_the_job(fashion_artifact, jpegs, monkeypatch) -> None:
     """A request past its deadline gets 504, and its job stops between images instead of
     holding the only worker: the next request is served, and the abandoned frames never
-    reach the model."""
-    import cv2
+    reach the model. The decode of the request's second image is held until the 504 is
+    back (an event, not a slow image), so the deadline falls mid-job on any machine."""
+    from edgeinfer.serve import models as served
 
-    from edgeinfer.data.datasets import sample_photos
+    real = served.load_image
+    decoded = []
+    answered = threading.Event()
 
-    big = encode(cv2.resize(sample_photos()["coffee"], (3000, 3000)))  # ~60 ms to decode
-    cfg = ServeConfig(port=0, timeout_s=0.4, max_pixels=200_000_000, workers=1,
-                      max_inflight_bytes=2**30)  # 12 x 27 MB frames: past the 256 MiB default
+    def held_load_image(*args, **kw):
+        decoded.append(1)
+        if len(decoded) == 2:  # the 12-image request's second image: wait for the 504
+            assert answered.wait(WITHIN_S)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(served, "load_image", held_load_image)
+    cfg = ServeConfig(port=0, timeout_s=2.0, workers=1)
     with serve_in_thread([fashion_artifact], cfg) as url:
         c = _client(url)
         with pytest.raises(InferenceServerException, match="504"):
-            c.infer("fashion", [_bytes_input([big] * 12)])
+            c.infer("fashion", [_bytes_input([jpegs[0]] * 12)])
+        answered.set()
         assert c.infer("fashion", [_bytes_input(jpegs[:1])]).as_numpy("probs").shape == (1, 10)
         text = httpx.get(f"{url}/metrics").text
+    assert len(decoded) == 3  # two of the 12, then the next request's one
     assert 'edgeinfer_errors_total{type="Timeout"} 1.0' in text
     assert 'edgeinfer_batch_frames_sum{model="fashion"} 1.0' in text
 

@@ -1,5 +1,8 @@
 """`python -m edgeinfer serve` as a process: SIGTERM during load lets in-flight requests
-finish, refuses new connections, and the process exits 0."""
+finish, refuses new connections, and the process exits 0.
+
+The request in flight at SIGTERM is one the server has admitted (its metrics say so) whose
+body is held back until the drain has been seen, so no sleep decides whether it was."""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
+
+from tests.serve.waits import until_metric
 
 
 def test_sigterm_during_load_drains_and_exits_0(fashion_artifact, jpegs) -> None:
@@ -39,7 +43,7 @@ def test_sigterm_during_load_drains_and_exits_0(fashion_artifact, jpegs) -> None
 
 async def _load_then_sigterm(url: str, proc: subprocess.Popen, jpegs: list[bytes]) -> dict:
     async with httpx.AsyncClient(base_url=url, timeout=20) as c:
-        for _ in range(100):
+        for _ in range(1000):  # an upper bound only: it stops once the server is ready
             try:
                 if (await c.get("/v2/health/ready")).status_code == 200:
                     break
@@ -49,22 +53,26 @@ async def _load_then_sigterm(url: str, proc: subprocess.Popen, jpegs: list[bytes
         before = await asyncio.gather(*(c.post("/predict", content=jpegs[i % 6])
                                         for i in range(16)))
 
-        async def slow_body():
+        release = asyncio.Event()
+
+        async def slow_body():  # the rest once a new client was refused (or 100 tries)
             yield jpegs[0][:100]
-            await asyncio.sleep(1.0)
+            await release.wait()
             yield jpegs[0][100:]
 
         slow = asyncio.create_task(c.post("/predict", content=slow_body()))
-        await asyncio.sleep(0.3)
+        await until_metric(c, url, "edgeinfer_in_flight")  # admitted, its body still arriving
         proc.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
         after: list = []
-        while time.monotonic() - t0 < 3 and proc.poll() is None:
+        while proc.poll() is None and len(after) < 2000:
+            if len(after) >= 100 or "refused" in after:
+                release.set()
             try:  # a fresh connection each time: new clients must be turned away
                 async with httpx.AsyncClient(base_url=url, timeout=5) as fresh:
                     after.append((await fresh.post("/predict", content=jpegs[1])).status_code)
             except httpx.TransportError:
                 after.append("refused")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
+        release.set()
         return {"before": [r.status_code for r in before], "slow": (await slow).status_code,
                 "after": after}
