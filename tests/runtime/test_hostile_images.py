@@ -193,6 +193,18 @@ def test_server_refuses_hostile_images_with_413_and_stays_small(fashion_artifact
         assert httpx.post(f"{url}/predict", content=ok, timeout=60).status_code == 200
 
 
+def test_server_budget_is_charged_the_decoders_size(fashion_artifact) -> None:
+    """With the pixel limit out of the way, the in-flight byte budget is what refuses the
+    desync files: it is charged 20000x20000x3 bytes, the frame libjpeg/libtiff would make
+    (it was charged 3 bytes, for the 1x1 the probe read, and the server peaked at 2.4 GB)."""
+    cfg = ServeConfig(port=0, max_pixels=10**9, max_inflight_bytes=256 * 2**20)
+    with serve_in_thread([fashion_artifact], cfg) as url:
+        for name in ("desync.jpg", "desync.tif"):
+            r = httpx.post(f"{url}/predict", content=(HOSTILE / name).read_bytes(), timeout=60)
+            assert r.status_code == 413, (name, r.text)
+            assert "1144.4 MiB, above the server's in-flight memory budget" in r.json()["error"]
+
+
 BACKSTOP = r"""
 import resource, sys
 import edgeinfer
