@@ -74,7 +74,7 @@ _JPEG_MARKER = re.compile(rb"\xff+([^\x00\xff])")
 #: The most scans (SOS segments) a JPEG may have. Decoding time grows with scans x pixels
 #: and a scan can cost 31 bytes of file (issue 31: 20,000 copies of one scan, 683 KB, held
 #: a worker 25 s). Real files have 1 (baseline) or 6-10 (libjpeg's progressive script:
-#: 6 gray, 10 colour; mozjpeg and Pillow's optimised files likewise);
+#: 6 gray, 10 colour; Pillow's optimised files too; no JPEG on the dev machine has more);
 #: libjpeg-turbo's own fuzz targets decode with TJPARAM_SCANLIMIT 100 (fuzz/decompress.cc).
 MAX_JPEG_SCANS = 100
 #: Decoding work, scans x pixels, at most 2**30: 21 scans at 50 MP, 42 at 25 MP, all 100
@@ -192,6 +192,10 @@ def _probe_webp(d: bytes, source: str) -> tuple[int, int]:
     raise _corrupt(source, "WebP", f"unknown first chunk {chunk!r}")
 
 
+# Tiles this large (pixels) are allowed even above the image's own size.
+_MAX_TIFF_TILE = 1024 * 1024
+
+
 def _probe_tiff(d: bytes, source: str) -> tuple[int, int]:
     """ImageWidth (256) and ImageLength (257) from the first IFD, as libtiff reads them.
 
@@ -213,7 +217,7 @@ def _probe_tiff(d: bytes, source: str) -> tuple[int, int]:
                 dims[tag] = None  # libtiff may ignore it or not: assume the worst below
                 continue
             (dims[tag],) = struct.unpack_from(e + fmt, d, ifd + 2 + 12 * i + 8)
-    if not dims.get(256) or not dims.get(257):
+    if 256 not in dims or 257 not in dims:
         raise _corrupt(source, "TIFF", "no ImageWidth/ImageLength in the first directory")
     h, w = _positive(dims[257] or 0, dims[256] or 0, "TIFF", source)
     if 322 in dims or 323 in dims:  # tiled: OpenCV allocates one RGBA tile, any size
@@ -222,12 +226,9 @@ def _probe_tiff(d: bytes, source: str) -> tuple[int, int]:
         # took RowsPerStrip (16383) as the length. Real tiles are 16..1024 on a side.
         rows = dims.get(278) or 0
         tw, th = dims.get(322) or max(w, rows), dims.get(323) or max(h, rows)
-        if (dims.get(278, 0) is None or tw * th > max(h * w, _MAX_TIFF_TILE)):
+        if dims.get(278, 0) is None or tw * th > max(h * w, _MAX_TIFF_TILE):
             raise _corrupt(source, "TIFF", f"{tw}x{th} tiles for a {w}x{h} image")
     return h, w
-
-
-_MAX_TIFF_TILE = 1024 * 1024
 
 
 _PNM_COMMENT = re.compile(rb"#[^\r\n]*")
