@@ -42,6 +42,8 @@ KEY_SPEC = "edgeinfer.spec"
 KEY_LABELS = "edgeinfer.labels"
 KEY_PROVENANCE = "edgeinfer.provenance"
 KEY_PARITY = "edgeinfer.parity"
+#: int8 settings (ONNX); read by ``info``, checked here with the rest.
+KEY_QUANTIZATION = "edgeinfer.quantization"
 
 
 def sniff_format(data: bytes | bytearray | memoryview) -> str:
@@ -58,6 +60,16 @@ def sniff_format(data: bytes | bytearray | memoryview) -> str:
         return "onnx"
     raise ModelError("the file is neither ONNX (a protobuf ModelProto) nor TFLite (no 'TFL3' "
                      f"identifier); it starts with {head[:8]!r}: is it complete?")
+
+
+def _json(props: dict[str, str], key: str, kind: type, default: str) -> Any:
+    """One metadata value parsed as JSON of the type every reader of it relies on: a
+    provenance that is a list was an AttributeError traceback in ``info`` (issue 31)."""
+    value = json.loads(props.get(key, default))
+    if not isinstance(value, kind):
+        raise ValueError(f"{key} is {type(value).__name__}, not a JSON "
+                         f"{'object' if kind is dict else 'list'}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -91,12 +103,15 @@ class ArtifactMetadata:
                              f"reads version {FORMAT_VERSION}")
         try:
             spec = PreprocessSpec.from_json(props[KEY_SPEC])
-            labels = tuple(str(v) for v in json.loads(props.get(KEY_LABELS, "[]")))
-            provenance = json.loads(props.get(KEY_PROVENANCE, "{}"))
-            parity = json.loads(props.get(KEY_PARITY, "{}"))
-        except (ValueError, TypeError) as e:
-            raise ModelError(f"{source} has damaged edgeinfer metadata: {e}") from e
-        return cls(spec=spec, labels=labels, provenance=provenance, parity=parity)
+            labels = _json(props, KEY_LABELS, list, "[]")
+            provenance = _json(props, KEY_PROVENANCE, dict, "{}")
+            parity = _json(props, KEY_PARITY, dict, "{}")
+            _json(props, KEY_QUANTIZATION, dict, "{}")
+        except (ValueError, TypeError, RecursionError) as e:
+            raise ModelError(f"{source} has damaged edgeinfer metadata: "
+                             f"{' '.join(str(e).split())[:200]}") from None
+        return cls(spec=spec, labels=tuple(str(v) for v in labels), provenance=provenance,
+                   parity=parity)
 
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.spec.to_dict(), "labels": list(self.labels),

@@ -38,26 +38,38 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import math
+import os
+import stat
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from edgeinfer.data.files import display, read_regular
-from edgeinfer.errors import ModelError
+from edgeinfer.data.files import display, reason
+from edgeinfer.data.packschema import (
+    MAX_UNPACKED_BYTES,
+    PACK_FORMAT,
+    PACK_VERSION,
+    REQUIRED,
+    Manifest,
+    ManifestError,
+    check_manifest,
+    read_array,
+    read_blobs,
+)
+from edgeinfer.errors import ConfigError, ModelError, SpecError, one_line
 from edgeinfer.spec import PreprocessSpec
 
-PACK_FORMAT = "edgeinfer-parity-pack"
-PACK_VERSION = 1
 MANIFEST = "manifest.json"
-#: A pack above this is refused before it is read (200 photos are ~100 MB).
+#: A pack file above this is refused before it is read (200 photos are ~100 MB).
 MAX_PACK_BYTES = 2 * 2**30
-#: Uncompressed members above this are refused (a zip bomb cannot allocate gigabytes).
-MAX_MEMBER_BYTES = 4 * 2**30
-REQUIRED = ("frames.npy", "frame_shapes.npy", "reference.npy")
+#: The manifest is parsed whole; 10,000 frame ids are ~200 kB of it.
+MAX_MANIFEST_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -159,6 +171,13 @@ def write_pack(pack: ParityPack, path: str | Path) -> Path:
         arrays["encoded.npy"] = np.frombuffer(b"".join(pack.encoded), np.uint8)
         arrays["encoded_offsets.npy"] = np.cumsum([0] + [len(b) for b in pack.encoded],
                                                   dtype=np.int64)
+    total = sum(a.nbytes for a in arrays.values())
+    if total > MAX_UNPACKED_BYTES:
+        biggest = max((f.shape[0] * f.shape[1] for f in pack.frames), default=0)
+        raise ConfigError(f"this pack would unpack to {total / 2**20:.0f} MiB, above the "
+                          f"{MAX_UNPACKED_BYTES / 2**20:.0f} MiB a device reads ({pack.n} "
+                          f"frames, the largest {biggest / 1e6:.1f} MP): pass --max-side "
+                          "1600 (or less) or fewer frames (--limit)")
     blobs = {k: _npy(v) for k, v in arrays.items()}
     manifest = pack.manifest() | {"members": {
         k: {"sha256": hashlib.sha256(blobs[k]).hexdigest(), "dtype": str(v.dtype),
@@ -175,100 +194,153 @@ def write_pack(pack: ParityPack, path: str | Path) -> Path:
 
 
 def read_pack(path: str | Path) -> ParityPack:
-    """Read and check a pack; anything damaged, truncated or foreign is a ``ModelError``."""
+    """Read and check a pack; anything damaged, truncated or foreign is a ``ModelError``.
+
+    Nothing is allocated before it is checked: the manifest (at most
+    :data:`MAX_MANIFEST_BYTES`) against its schema, then each member's .npy header against
+    the manifest and :data:`MAX_UNPACKED_BYTES`; then each member is read once from the zip
+    stream (see :mod:`edgeinfer.data.packschema`)."""
     name = display(path)
-    data = read_regular(path, "parity pack", ModelError, MAX_PACK_BYTES)
 
     def bad(why: str) -> ModelError:
         return ModelError(f"parity pack {name} {why}; make it again with `edgeinfer pack`")
 
-    try:
-        z = zipfile.ZipFile(io.BytesIO(data))
-        members = {i.filename: i for i in z.infolist()}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        raise bad("is not an edgeinfer parity pack (not a zip archive, or truncated)") from None
-    if MANIFEST not in members:
-        raise bad(f"is not an edgeinfer parity pack (no {MANIFEST})")
-    if sum(i.file_size for i in members.values()) > MAX_MEMBER_BYTES:
-        raise bad(f"unpacks to more than {MAX_MEMBER_BYTES} bytes")
-    try:
-        m = json.loads(z.read(MANIFEST))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise bad(f"has a damaged manifest ({type(e).__name__})") from None
-    if not isinstance(m, dict) or m.get("format") != PACK_FORMAT:
-        raise bad(f"is not an edgeinfer parity pack (format {_get(m, 'format')!r})")
-    if m.get("version") != PACK_VERSION:
-        raise ModelError(f"parity pack {name} has version {m.get('version')!r}; this "
-                         f"edgeinfer reads version {PACK_VERSION}: make it again or upgrade")
-    declared = m.get("members") if isinstance(m.get("members"), dict) else {}
-    arrays: dict[str, np.ndarray] = {}
-    for key in declared:
-        if key not in members:
-            raise bad(f"lacks {key}")
+    with _open_regular(path, name) as f:
         try:
-            blob = z.read(key)
-            if hashlib.sha256(blob).hexdigest() != declared[key].get("sha256"):
-                raise bad(f"is damaged ({key} does not match its sha256)")
-            arrays[key] = np.lib.format.read_array(io.BytesIO(blob), allow_pickle=False)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, AttributeError) as e:
-            raise bad(f"is damaged ({key}: {type(e).__name__})") from None
-    missing = [k for k in REQUIRED if k not in arrays]
-    if missing:
-        raise bad(f"lacks {', '.join(missing)}")
+            z = zipfile.ZipFile(f)
+            members = {i.filename: i for i in z.infolist()}
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            raise bad("is not an edgeinfer parity pack (not a zip archive, or truncated)"
+                      ) from None
+        if MANIFEST not in members:
+            raise bad(f"is not an edgeinfer parity pack (no {MANIFEST})")
+        if members[MANIFEST].file_size > MAX_MANIFEST_BYTES:
+            raise bad(f"has a {members[MANIFEST].file_size}-byte manifest (the limit is "
+                      f"{MAX_MANIFEST_BYTES})")
+        try:
+            m = json.loads(z.read(MANIFEST))
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RecursionError,
+                zlib.error) as e:
+            raise bad(f"has a damaged manifest ({_kind(e)})") from None
+        if not isinstance(m, dict) or m.get("format") != PACK_FORMAT:
+            raise bad(f"is not an edgeinfer parity pack (format {_get(m, 'format')!r})")
+        if m.get("version") != PACK_VERSION or isinstance(m.get("version"), bool):
+            raise ModelError(f"parity pack {name} has version {m.get('version')!r}; this "
+                             f"edgeinfer reads version {PACK_VERSION}: make it again or upgrade")
+        try:
+            man = check_manifest(m)
+            spec = PreprocessSpec.from_dict(man.spec)
+        except (ManifestError, SpecError) as e:
+            raise bad(f"has a damaged manifest ({one_line(e, 200)})") from None
+        for key in [*REQUIRED, *man.members]:
+            if key not in man.members or key not in members:
+                raise bad(f"lacks {key}")
+        try:
+            _consistent(man)
+        except ValueError as e:
+            raise bad(f"is inconsistent ({one_line(e, 200)})") from None
+        try:
+            return _assemble(z, man, spec)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+            raise bad(f"is damaged ({_kind(e)})") from None
+        except ValueError as e:
+            raise bad(f"is damaged ({one_line(e, 200)})") from None
+
+
+def _open_regular(path: str | Path, name: str) -> BinaryIO:
+    """The pack, opened without blocking (a FIFO is refused, not waited on) and read
+    lazily: the zip is read member by member, never as one bytes object."""
     try:
-        return _assemble(m, arrays)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        raise bad(f"is inconsistent ({type(e).__name__}: {str(e)[:120]})") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ModelError(f"parity pack {name} does not exist: check the path") from None
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read parity pack {name}: {reason(e)}") from None
+    st = os.fstat(fd)
+    kind = ("a directory" if stat.S_ISDIR(st.st_mode) else None if stat.S_ISREG(st.st_mode)
+            else "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "not a regular file")
+    if kind or st.st_size > MAX_PACK_BYTES:
+        os.close(fd)
+        raise ModelError(f"parity pack {name} is {kind}, not a file" if kind else
+                         f"parity pack {name} is {st.st_size} bytes, above the limit of "
+                         f"{MAX_PACK_BYTES}")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _kind(e: BaseException) -> str:
+    """An exception's kind for a message: zlib's is called just 'error'."""
+    return "corrupt deflate data" if isinstance(e, zlib.error) else type(e).__name__
 
 
 def _get(m: Any, key: str) -> Any:
     return m.get(key) if isinstance(m, dict) else None
 
 
-def _assemble(m: dict[str, Any], arrays: dict[str, np.ndarray]) -> ParityPack:
-    flat, shapes, ref = arrays["frames.npy"], arrays["frame_shapes.npy"], arrays["reference.npy"]
-    if flat.dtype != np.uint8 or shapes.ndim != 2 or shapes.shape[1] != 3:
-        raise ValueError("frames must be uint8 with [N, 3] shapes")
-    sizes = shapes.prod(axis=1)
-    if (shapes < 1).any() or int(sizes.sum()) != flat.size:
-        raise ValueError(f"frame shapes account for {int(sizes.sum())} bytes, "
-                         f"frames hold {flat.size}")
-    ends = np.cumsum(sizes)
+def _consistent(man: Manifest) -> None:
+    """Every member's declared shape against the others, before any array is read."""
+    ms = man.members
+    n = ms["frame_shapes.npy"].shape[0]
+    if ms["frame_shapes.npy"].shape[1] != 3:
+        raise ValueError("frame shapes must be [N, 3]")
+    if n == 0:
+        raise ValueError("it holds no frames")
+    ref = ms["reference.npy"].shape
+    if ref[0] != n or ref[1] < 1:
+        raise ValueError(f"reference {list(ref)} for {n} frames")
+    if man.labels and len(man.labels) != ref[1]:
+        raise ValueError(f"{len(man.labels)} labels for {ref[1]} reference outputs")
+    for what, count in (("data.n", man.n), ("ids", None if man.ids is None else len(man.ids))):
+        if count is not None and count != n:
+            raise ValueError(f"{what} is {count} for {n} frames")
+    if "labels.npy" in ms and ms["labels.npy"].shape != (n,):
+        raise ValueError(f"ground-truth labels {list(ms['labels.npy'].shape)} for {n} frames")
+    if man.labelled is not None and man.labelled != ("labels.npy" in ms):
+        raise ValueError("data.labelled does not match labels.npy")
+    if ("encoded.npy" in ms) != ("encoded_offsets.npy" in ms) or (
+            "encoded_offsets.npy" in ms and ms["encoded_offsets.npy"].shape != (n + 1,)):
+        raise ValueError("encoded offsets do not match the frames")
+    if man.encoded is not None and man.encoded != ("encoded.npy" in ms):
+        raise ValueError("'encoded' does not match encoded.npy")
+    art = ms.get("artifact_reference.npy")
+    if (art is None) != (man.artifact is None) or (art is not None and art.shape != ref):
+        raise ValueError("the artifact reference does not match the reference or its entry")
+
+
+def _assemble(z: zipfile.ZipFile, man: Manifest, spec: PreprocessSpec) -> ParityPack:
+    """The arrays, small ones first so the big ones are checked against them before they
+    are read; NaN/inf or out-of-range values are the pack's damage, named by member."""
+    ms = man.members
+    shapes = read_array(z, "frame_shapes.npy", ms["frame_shapes.npy"])
+    sizes = [math.prod(int(v) for v in s) for s in shapes]
+    if (shapes < 1).any() or sum(sizes) != ms["frames.npy"].shape[0]:
+        raise ValueError(f"frame shapes account for {sum(sizes)} bytes, frames.npy holds "
+                         f"{ms['frames.npy'].shape[0]}")
+    k = ms["reference.npy"].shape[1]
+    truth = None
+    if "labels.npy" in ms:
+        truth = read_array(z, "labels.npy", ms["labels.npy"])
+        if truth.min() < 0 or truth.max() >= k:
+            raise ValueError(f"labels.npy holds class indices outside [0, {k})")
+    refs = {}
+    for key in ("reference.npy", "artifact_reference.npy"):
+        if key in ms:
+            r = read_array(z, key, ms[key])
+            if not np.isfinite(r).all() or r.min() < 0 or r.max() > 1 + 1e-5:
+                raise ValueError(f"{key} holds NaN, inf or values outside [0, 1]: not "
+                                 "probabilities")
+            refs[key] = r.astype(np.float64)
+    encoded = None
+    if "encoded.npy" in ms:
+        offsets = read_array(z, "encoded_offsets.npy", ms["encoded_offsets.npy"])
+        encoded = read_blobs(z, "encoded.npy", ms["encoded.npy"], offsets)
+    flat = read_array(z, "frames.npy", ms["frames.npy"])
+    ends = np.cumsum(sizes).tolist()
     frames = [flat[e - s:e].reshape(tuple(int(v) for v in sh))
               for e, s, sh in zip(ends, sizes, shapes, strict=True)]
-    n = len(frames)
-    if ref.ndim != 2 or ref.shape[0] != n or not np.issubdtype(ref.dtype, np.floating):
-        raise ValueError(f"reference {ref.dtype}{list(ref.shape)} for {n} frames")
-    labels = tuple(str(v) for v in m.get("labels") or ())
-    if labels and len(labels) != ref.shape[1]:
-        raise ValueError(f"{len(labels)} labels for {ref.shape[1]} reference outputs")
-    truth = arrays.get("labels.npy")
-    if truth is not None and (truth.shape != (n,) or truth.min(initial=0) < 0
-                              or truth.max(initial=0) >= ref.shape[1]):
-        raise ValueError("ground-truth labels do not match the frames or the classes")
-    encoded = None
-    if "encoded.npy" in arrays:
-        blob, off = arrays["encoded.npy"], arrays["encoded_offsets.npy"]
-        if off.shape != (n + 1,) or off[0] != 0 or off[-1] != blob.size or (np.diff(off) < 0).any():
-            raise ValueError("encoded offsets do not match the frames")
-        raw = blob.tobytes()
-        encoded = [raw[int(a):int(b)] for a, b in zip(off[:-1], off[1:], strict=True)]
-    art_ref = arrays.get("artifact_reference.npy")
-    artifact = m.get("artifact")
-    if (art_ref is None) != (artifact is None) or (art_ref is not None and (
-            art_ref.shape != ref.shape or not np.issubdtype(art_ref.dtype, np.floating)
-            or not isinstance(artifact, dict) or not isinstance(artifact.get("sha256"), str))):
-        raise ValueError("the artifact reference does not match the reference or its entry")
-    data = m.get("data") or {}
-    ids = data.get("ids")
-    if ids is not None and len(ids) != n:
-        raise ValueError(f"{len(ids)} ids for {n} frames")
     return ParityPack(
-        spec=PreprocessSpec.from_dict(m["spec"]), labels=labels, frames=frames,
-        reference=ref.astype(np.float64), source=dict(m.get("source") or {}),
-        data_name=str(data.get("name", "frames")), ids=ids, truth=truth,
-        class_names=tuple(data["class_names"]) if data.get("class_names") else None,
-        encoded=encoded, tolerances=dict(m.get("tolerances") or {}),
-        created=str(m.get("created", "")), edgeinfer_version=str(m.get("edgeinfer_version", "")),
-        artifact=artifact,
-        artifact_reference=None if art_ref is None else art_ref.astype(np.float64))
+        spec=spec, labels=man.labels, frames=frames, reference=refs["reference.npy"],
+        source=man.source, data_name=man.data_name, ids=man.ids, truth=truth,
+        class_names=man.class_names, encoded=encoded, tolerances=man.tolerances,
+        created=man.created, edgeinfer_version=man.edgeinfer_version, artifact=man.artifact,
+        artifact_reference=refs.get("artifact_reference.npy"))

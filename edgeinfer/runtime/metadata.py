@@ -28,7 +28,9 @@ def read_metadata(model: ModelSource) -> ArtifactMetadata:
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several pybind error types
         raise ModelError(f"{name} cannot be loaded as an ONNX model (damaged, truncated or "
                          f"not ONNX): {type(e).__name__}") from e
-    return ArtifactMetadata.from_props(session.get_modelmeta().custom_metadata_map, name)
+    from edgeinfer.runtime.onnx_backend import session_props
+
+    return ArtifactMetadata.from_props(session_props(session, name), name)
 
 
 __all__ = ["read_metadata"]

@@ -78,6 +78,22 @@ def _one_line(e: BaseException) -> str:
     return one_line(text)
 
 
+def session_props(session: ort.InferenceSession, source: str) -> dict[str, str]:
+    """The model's metadata_props, refused in one line when a key or value is not UTF-8.
+
+    Why: onnxruntime keeps the protobuf's raw bytes and decodes them only when
+    ``custom_metadata_map`` is read, so a flipped bit in the metadata passes the session's
+    load and surfaces as a UnicodeDecodeError traceback in ``info``, ``predict`` or
+    ``serve`` (issue 31: 3 of 400 random bit flips of fashion.onnx).
+    """
+    try:
+        props = dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError as e:
+        raise ModelError(f"{source} has damaged metadata: a key or value is not UTF-8 "
+                         f"({_one_line(e)}); copy or convert it again") from None
+    return props
+
+
 class OnnxBackend:
     """One edgeinfer ONNX artifact in an onnxruntime InferenceSession.
 
@@ -136,7 +152,9 @@ class OnnxBackend:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
-        so.log_severity_level = 3  # errors only; edgeinfer reports the rest itself
+        # fatal only: every error onnxruntime logs also comes back as an exception that
+        # edgeinfer reports in one line; its own log would add lines of C++ detail (issue 31)
+        so.log_severity_level = 4
 
         provider_args: list[Any] = []
         for p in use:
@@ -173,8 +191,12 @@ class OnnxBackend:
                 raise ProviderError(f"{msg}; fix the installation or pass allow_fallback=True")
             self._fall_back(msg)
         self._provider = actual
-        self._check_io()
-        self._props = dict(self._session.get_modelmeta().custom_metadata_map)
+        try:
+            self._check_io()
+        except UnicodeDecodeError as e:  # a tensor name that is not UTF-8
+            raise ModelError(f"{self.path} is damaged: a graph input or output name is not "
+                             f"UTF-8 ({_one_line(e)}); copy or convert it again") from None
+        self._props = session_props(self._session, self.path)
         self._outputs = [OUTPUT_NAME]
         self._run = self._session.run
         self._shrink_above = (None if shrink_above_pixels is None

@@ -259,3 +259,92 @@ def _int_reference(name: str, data: bytes) -> bytes:
         m["members"]["reference.npy"]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
         return json.dumps(m).encode()
     return data
+
+
+def _set(path: str, value):
+    """A manifest edit setting the field at a dotted path (keys may hold dots: a '|'
+    separates them instead when the path has one)."""
+    keys = path.split("|") if "|" in path else path.split(".")
+
+    def change(m: dict) -> None:
+        node = m
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+    return change
+
+
+@pytest.mark.parametrize("field, value, expect", [
+    ("data", [1], "field data must be an object, not list"),
+    ("labels", [1, 2], "field labels must be a list of strings"),
+    ("data.ids", 5, "field data.ids must be a list"),
+    ("data.n", True, "field data.n must be an integer, not a boolean"),
+    ("tolerances|onnx/fp32|max_abs", "big", "field tolerances.onnx/fp32.max_abs must be a num"),
+    ("tolerances|onnx/fp32|min_top1", 2, "min_top1 must be a number in [0, 1]"),
+    ("members|reference.npy|shape", [-1, 10], "field members.reference.npy.shape must be"),
+    ("members|frames.npy|dtype", "float32", "members.frames.npy.dtype must be 'uint8'"),
+    ("members|evil.npy", {"sha256": "0" * 64}, "not a member of a version 1 pack"),
+    ("spec", {"size": "big"}, "damaged manifest"),
+    ("source.weights_sha256", 7, "field source.weights_sha256 must be a string"),
+    ("encoded", "yes", "field encoded must be true or false"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else "")
+def test_every_manifest_field_is_typed(pack_file, tmp_path, field, value, expect):
+    """One schema: a field of the wrong type is a damaged pack naming the field (issue 31:
+    ``"data": [1]`` was an AttributeError traceback, ``max_abs: "big"`` was accepted)."""
+    p = _rewrite(pack_file, tmp_path / "typed.pack", _manifest_edit(_set(field, value)))
+    with pytest.raises(ModelError) as e:
+        read_pack(p)
+    assert expect in str(e.value) and "\n" not in str(e.value)
+
+
+def _member(name: str, blob: bytes):
+    """Replace one member and make its manifest sha256 right, leaving its declared dtype
+    and shape alone: only the .npy header tells the lie."""
+    import hashlib
+
+    def edit(n: str, data: bytes) -> bytes:
+        if n == name:
+            return blob
+        if n == MANIFEST:
+            m = json.loads(data)
+            m["members"][name]["sha256"] = hashlib.sha256(blob).hexdigest()
+            return json.dumps(m).encode()
+        return data
+    return edit
+
+
+def test_npy_header_is_checked_before_allocation(pack_file, tmp_path):
+    """A header declaring 2**45 bytes behind a right sha256: refused from the header, not
+    a 32 TiB allocation (numpy's _ArrayMemoryError before)."""
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False,
+                                                "shape": (2**40, 8)})
+    p = _rewrite(pack_file, tmp_path / "lie.pack",
+                 _member("reference.npy", head.getvalue() + bytes(16)))
+    with pytest.raises(ModelError, match=r"reference.npy: header float32 \[1099511627776, 8\] "
+                       "does not match the manifest"):
+        read_pack(p)
+
+
+@pytest.mark.parametrize("member, array, expect", [
+    ("reference.npy", np.full((6, 10), np.nan, np.float32), "reference.npy holds NaN"),
+    ("reference.npy", np.full((6, 10), 3.0, np.float32), "outside [0, 1]"),
+    ("labels.npy", np.full(6, 0.5), "labels.npy: header float64"),
+    ("labels.npy", np.full(6, 10, np.int64), "labels.npy holds class indices outside"),
+])
+def test_the_pack_not_the_artifact_is_blamed_for_bad_values(pack_file, tmp_path, member,
+                                                             array, expect):
+    """NaN references made verify blame the artifact; NaN or fractional labels passed."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    p = _rewrite(pack_file, tmp_path / "values.pack", _member(member, buf.getvalue()))
+    with pytest.raises(ModelError, match="is damaged") as e:
+        read_pack(p)
+    assert expect in str(e.value)
+
+
+def test_an_empty_pack_is_refused(spec, tmp_path):
+    """verify on zero frames was a ValueError traceback from the comparison."""
+    p = write_pack(make_pack(spec, ["a", "b"], [], np.zeros((0, 2))), tmp_path / "e.pack")
+    with pytest.raises(ModelError, match="holds no frames"):
+        read_pack(p)
