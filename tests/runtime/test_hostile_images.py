@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,17 @@ def test_real_progressive_jpegs_pass(photo, bgr_spec) -> None:
         data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
         assert _scans(data) == scans
         assert load_image(data, bgr_spec).shape[:2] == img.shape[:2]
+
+
+def test_png_chunk_longer_than_the_file_is_refused_before_decoding(monkeypatch, png_bytes,
+                                                                  bgr_spec) -> None:
+    """Found by tools/fuzz_images.py: OpenCV allocates a chunk's declared length before
+    reading it, so a 70-byte PNG whose IEND claimed 128 MiB cost 128 MiB of RSS."""
+    iend = png_bytes.rindex(b"IEND") - 4
+    data = png_bytes[:iend] + struct.pack(">I", 2**27) + png_bytes[iend + 4:]
+    _no_decoding(monkeypatch)
+    with pytest.raises(ImageDecodeError, match="truncated PNG image \\('IEND' chunk cut\\)"):
+        load_image(data, bgr_spec)
 
 
 def test_decoded_size_must_be_the_probed_size(png_bytes, photo, bgr_spec) -> None:
