@@ -174,7 +174,11 @@ def mutate_png(d: bytes, r: random.Random) -> bytes:
     else:
         j = r.randrange(len(chunks))
         chunks[i], chunks[j] = chunks[j], chunks[i]
-    out = d[:8] + b"".join(_chunk(t, x) for t, x in chunks)
+    parts = [_chunk(t, x) for t, x in chunks]
+    if r.random() < 0.15:  # a chunk that claims more bytes than the file holds
+        k = r.randrange(len(parts))
+        parts[k] = struct.pack(">I", r.choice([2**20, 2**27, 2**31 - 1])) + parts[k][4:]
+    out = d[:8] + b"".join(parts)
     return _bytes_level(out, r) if r.random() < 0.15 else out
 
 
@@ -250,8 +254,10 @@ def mutate_webp(d: bytes, r: random.Random) -> bytes:
     else:
         chunks.insert(i, [r.choice([b"ALPH", b"ANIM", b"ANMF", b"EXIF", b"ICCP"]),
                           r.randbytes(r.randrange(32))])
-    body = b"WEBP" + b"".join(t + struct.pack("<I", len(x)) + x + b"\x00" * (len(x) & 1)
-                              for t, x in chunks)
+    lie = r.randrange(len(chunks)) if r.random() < 0.15 else -1  # a chunk claiming more
+    body = b"WEBP" + b"".join(
+        t + struct.pack("<I", r.choice([2**20, 2**27, 2**31]) if k == lie else len(x)) + x
+        + b"\x00" * (len(x) & 1) for k, (t, x) in enumerate(chunks))
     size = len(body) if r.random() < 0.9 else r.randrange(2**32)
     return b"RIFF" + struct.pack("<I", size) + body
 

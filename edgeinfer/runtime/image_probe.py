@@ -138,7 +138,13 @@ def _probe_jpeg(d: bytes, source: str) -> tuple[int, int]:
 
 
 def _probe_png(d: bytes, source: str) -> tuple[int, int]:
-    """IHDR's size after walking the chunk list to IEND (CRCs are left to libpng)."""
+    """IHDR's size after walking the chunk list to IEND (CRCs are left to libpng).
+
+    OpenCV reads chunks itself and allocates each one's declared length before reading it;
+    found by tools/fuzz_images.py: an IEND declaring 128 MiB cost 128 MiB, and a PNG with
+    no IDAT before IEND made OpenCV read on past IEND, into a chunk declaring 2 GiB (2 GB,
+    7 s). So every chunk up to IEND must fit in the data, and image data must come first.
+    """
     n = len(d)
     if n < 33:
         raise _truncated(source, "PNG", "no complete IHDR chunk")
@@ -147,19 +153,20 @@ def _probe_png(d: bytes, source: str) -> tuple[int, int]:
         raise _corrupt(source, "PNG", "the first chunk is not IHDR")
     w, h = struct.unpack_from(">II", d, 16)
     size = _positive(h, w, "PNG", source)
-    pos = 8
+    pos, idat = 8, False
     while True:
         if pos + 12 > n:
             raise _truncated(source, "PNG", "no IEND chunk")
         length, ctype = struct.unpack_from(">I4s", d, pos)
         if length > 0x7FFFFFFF:
             raise _corrupt(source, "PNG", f"chunk length {length}")
-        if pos + 12 + length > n:  # IEND too: OpenCV allocates a chunk's declared length
-            # before reading it (found by tools/fuzz_images.py: a 70-byte PNG whose IEND
-            # declared 128 MiB cost 128 MiB)
+        if pos + 12 + length > n:  # IEND too
             raise _truncated(source, "PNG", f"{ctype.decode('latin-1')!r} chunk cut")
         if ctype == b"IEND":
+            if not idat:
+                raise _corrupt(source, "PNG", "no image data before IEND")
             return size
+        idat = idat or ctype == b"IDAT"
         pos += 12 + length
 
 

@@ -130,6 +130,17 @@ def test_png_chunk_longer_than_the_file_is_refused_before_decoding(monkeypatch, 
         load_image(data, bgr_spec)
 
 
+def test_png_without_image_data_is_refused_before_decoding(monkeypatch, png_bytes,
+                                                           bgr_spec) -> None:
+    """Found by tools/fuzz_images.py: with no IDAT before IEND, OpenCV read on past IEND
+    and allocated what the next chunk declared (2 GiB for a 6 KB file)."""
+    ihdr, iend = png_bytes[8:33], png_bytes[-12:]
+    data = png_bytes[:8] + ihdr + iend + iend + struct.pack(">I", 2**31 - 1) + iend[4:]
+    _no_decoding(monkeypatch)
+    with pytest.raises(ImageDecodeError, match="no image data before IEND"):
+        load_image(data, bgr_spec)
+
+
 def test_decoded_size_must_be_the_probed_size(png_bytes, photo, bgr_spec) -> None:
     """The last line of defence: a server passes the header it charged; a decoder that reads
     another size is refused, whatever that size."""
