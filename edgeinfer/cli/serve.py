@@ -27,7 +27,7 @@ def run_serve(args: argparse.Namespace) -> int:
         from edgeinfer.serve.ray_serve import serve_ray
 
         return serve_ray(args.artifacts, cfg, args.replicas, address=args.ray_address,
-                         announce=progress)
+                         announce=progress, insecure=args.ray_insecure)
     from edgeinfer.serve.server import serve
 
     return serve(args.artifacts, cfg, log_level=args.log_level, access_log=args.access_log,
@@ -83,7 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="serve on Ray Serve (the 'ray' extra): the same routes, N replicas")
     p.add_argument("--replicas", type=positive, default=1, help="Ray Serve replicas (with --ray)")
     p.add_argument("--ray-address", default=None,
-                   help="an existing Ray cluster (default: start one on 127.0.0.1)")
+                   help="an existing Ray cluster, with Ray's mutual TLS (RAY_USE_TLS and "
+                   "certificates from edgeinfer ray-certs; default: start one on 127.0.0.1, "
+                   "with TLS on certificates made for it)")
+    p.add_argument("--ray-insecure", action="store_true",
+                   help="allow --ray-address to join a cluster without TLS (a trusted network)")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--access-log", action="store_true", help="log every request")
