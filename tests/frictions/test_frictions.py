@@ -55,6 +55,7 @@ def fashion_pngs(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.mark.slow  # scripts/test --full (minutes on two shared cores)
 def test_convert_is_callable_many_times_in_one_process(tmp_path, capfd) -> None:
     """fp32, int8 and TFLite in one process: `edgeinfer.convert` stays the function."""
     common = {"parity_limit": 200, "calibration_limit": 64}

@@ -200,6 +200,7 @@ def test_a_latency_budget_plain_int8_cannot_meet_is_refused(fashion_artifact, fa
     assert e.value.control.latency_cap == 0  # the loop's record rides along
 
 
+@pytest.mark.slow  # scripts/test --full (minutes on two shared cores)
 def test_a_latency_budget_alone_keeps_the_most_harmful_layers_it_allows(fashion_sets,
                                                                          tmp_path):
     """No target: --max-latency-ratio alone gives the most accurate int8 within it; plain

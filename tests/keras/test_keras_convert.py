@@ -58,6 +58,7 @@ def test_model_file_to_onnx(path, tmp_path, keras_model, keras_spec, test_frames
     assert res.metadata.parity["accuracy_source"] == res.metadata.parity["accuracy_artifact"]
 
 
+@pytest.mark.slow  # scripts/test --full (minutes on two shared cores)
 def test_in_memory_models_twice_in_one_process(tmp_path, keras_model, keras_spec, test_frames):
     """keras.Model and torch nn.Module objects, each converted twice in one process."""
     from edgeinfer.converter.sources.from_torch import build_from_factory, load_weights

@@ -84,6 +84,7 @@ def test_cli_unexpressible_config_is_one_line_exit_2(tmp_path: Path, capsys) -> 
     assert "interpolation='random'" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow  # scripts/test --full (minutes on two shared cores)
 def test_stretch_crop_converts_to_onnx_and_tflite_and_passes_by_stage(tmp_path: Path) -> None:
     """timm squash with crop_pct 0.9 (stretch to 373x373, centre 336x336): baked into the
     ONNX prefix and the TFLite 'frame' signature (fixed 640x427 frames: the static

@@ -16,6 +16,7 @@ from tests.zoo.models import zoo_models
 
 
 @pytest.mark.parametrize("name", ["vit", "mobilevit_256"])
+@pytest.mark.slow  # scripts/test --full (minutes on two shared cores)
 def test_zoo_architecture_converts_and_passes_by_stage(name, tmp_path):
     zm = zoo_models()
     arch = zm.BY_NAME[name]
