@@ -93,8 +93,9 @@ def load_image(
     allocating (:mod:`edgeinfer.cv2_env` sets it to 2**27 pixels unless the environment
     holds a valid value; it only takes effect when edgeinfer is imported before cv2), and
     a decoded image whose size differs from the probed header is refused. A JPEG with more
-    than :data:`~edgeinfer.runtime.image_probe.MAX_JPEG_SCANS` scans is refused too
-    (decoding time grows with scans x pixels, and a scan can be 31 bytes).
+    than :data:`~edgeinfer.runtime.image_probe.MAX_JPEG_SCANS` scans, or scans x pixels
+    above ``MAX_JPEG_SCAN_PIXELS``, is refused too (decoding time grows with scans x
+    pixels, and a scan can be 31 bytes): docs/security/hostile_images.md.
     Arrays are checked too, and so is the size a ``shorter_crop`` spec would resize to,
     which an extreme aspect ratio (say 1 x 50000) would blow up.
 
