@@ -161,8 +161,6 @@ class BNProbe:
     def _evaluate_torch(self, batches: Sequence[np.ndarray],
                         forward: Callable[[np.ndarray], np.ndarray]
                         ) -> tuple[np.ndarray, BNFit | None]:
-        import torch
-
         # Hooks fire in execution order, which can differ from registration order; keep the
         # first max_layers layers *as executed*.
         order: list[str] = []
@@ -177,8 +175,7 @@ class BNProbe:
                     order.append(name)
                     moments[name] = _Moments()
                 x = args[0].detach()  # moments in torch, per batch: no activation copies
-                dims = [d for d in range(x.ndim) if d != 1]
-                var, mean = torch.var_mean(x, dims, correction=0)
+                mean, var = _torch_moments(x)
                 moments[name].add_moments(mean.cpu().numpy(), var.cpu().numpy(),
                                           x.numel() // x.shape[1])
             return pre
@@ -284,6 +281,25 @@ class BNProbe:
         if self.kind == "onnx":
             return self._evaluate_onnx(batches)
         return np.concatenate([forward(b) for b in batches]), None
+
+
+def _torch_moments(x: Any) -> tuple[Any, Any]:
+    """Per-channel mean and biased variance of a torch activation (channels on dim 1).
+
+    Read off torch's fused training BatchNorm (momentum 1 copies the batch moments into
+    the buffers): one kernel, ~0.7 ms for 64x32x28x28 on one core, where
+    ``torch.var_mean`` over dims (0, 2, 3) took 33-38 ms (a strided Welford reduction:
+    14% of a whole doctor run on EfficientNet-Lite0) and two passes of sums 4-5 ms."""
+    import torch
+    import torch.nn.functional as F
+
+    c, n = x.shape[1], x.numel() // x.shape[1]
+    if n < 2:  # training BatchNorm refuses one value per channel
+        dims = [d for d in range(x.ndim) if d != 1]
+        return x.mean(dims), torch.zeros(c, dtype=x.dtype)
+    mean, var = torch.zeros(c, dtype=x.dtype), torch.ones(c, dtype=x.dtype)
+    F.batch_norm(x, mean, var, None, None, True, 1.0, 1e-5)
+    return mean, var * ((n - 1) / n)  # the buffer holds the unbiased variance
 
 
 def _is_onnx(model: Any) -> bool:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from edgeinfer.errors import ConfigError
 from edgeinfer.spec import PreprocessSpec
 
 #: name -> (what it means, how to fix it). Order = tie-break priority (simplest first).
@@ -59,6 +60,16 @@ MODE_CULPRITS = ("train_mode", "batchnorm_batch_stats", "dropout_active")
 #: device at batch 8 is matched by the batch-8 run, not by 4 or 16; see mode_variants)
 MODE_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 PRIORITY = {name: i for i, name in enumerate(CULPRITS)}
+#: short names for families of culprits (``doctor --culprits resize,colour``)
+GROUPS: dict[str, tuple[str, ...]] = {
+    "scaling": ("missing_scaling", "double_scaling", "mean_std_pixel_scale"),
+    "normalization": ("normalization_missing", "mean_std_mismatch", "mean_std_pixel_scale"),
+    "colour": ("channel_order",), "color": ("channel_order",),
+    "resize": ("resize_interpolation", "resize_policy"),
+    "mode": MODE_CULPRITS,
+}
+GROUPS["preprocessing"] = tuple(c for c in CULPRITS if c not in MODE_CULPRITS
+                                and c not in ("none", "distribution_shift"))
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 SAME_TOL = 0.02  # mean/std closer than this (0-1 scale) count as the same normalisation
@@ -123,10 +134,35 @@ def _norm_candidates(spec: PreprocessSpec, frames: Sequence[np.ndarray]) -> list
     return [(d, m, s) for d, m, s in cands if not _same_norm(spec, m, s)]
 
 
+def select_culprits(names: Sequence[str]) -> frozenset[str]:
+    """Culprit names (or :data:`GROUPS`) -> the culprits to simulate, ``none`` always
+    included: it is the reference every other culprit is compared with. Why a filter at
+    all: a user who suspects the resize need not wait for the training-mode grid."""
+    out = {"none"}
+    for raw in names:
+        n = raw.strip().lower().replace("-", "_")
+        if not n:
+            continue
+        if n in GROUPS:
+            out.update(GROUPS[n])
+        elif n in CULPRITS:
+            out.add(n)
+        else:
+            raise ConfigError(f"unknown culprit {raw.strip()!r}: choose from "
+                              f"{', '.join(c for c in CULPRITS if c != 'none')} or the groups "
+                              f"{', '.join(GROUPS)}")
+    if out == {"none"}:
+        raise ConfigError("no culprit named: give culprit names or groups separated by "
+                          "commas, e.g. resize,colour")
+    return frozenset(out)
+
+
 def device_variants(spec: PreprocessSpec, frames: Sequence[np.ndarray], framework: str,
-                    has_dropout: bool = True) -> tuple[list[Variant], list[str]]:
+                    has_dropout: bool = True, culprits: frozenset[str] | None = None,
+                    batches: Sequence[int] | None = None) -> tuple[list[Variant], list[str]]:
     """Every culprit as a device mistake against the training ``spec``; and notes on the
-    culprits that cannot be simulated here (e.g. model modes for an ONNX source)."""
+    culprits that cannot be simulated here (e.g. model modes for an ONNX source).
+    ``culprits`` (:func:`select_culprits`) and ``batches`` narrow the grid."""
     c = canonical(spec)
     m, s = _norm(spec)
     out = [Variant("none", "the spec as trained", spec)]
@@ -158,7 +194,7 @@ def device_variants(spec: PreprocessSpec, frames: Sequence[np.ndarray], framewor
         out.append(Variant("layout", f"{a} memory read as {b}", spec, input_op=op))
     notes = []
     if framework in ("torch", "keras"):
-        out += mode_variants(spec, framework, len(frames), has_dropout)
+        out += mode_variants(spec, framework, len(frames), has_dropout, batches)
         if framework == "keras":
             notes.append("batchnorm_batch_stats and dropout_active are simulated for torch "
                          "sources only (Keras: train_mode covers both)")
@@ -166,11 +202,14 @@ def device_variants(spec: PreprocessSpec, frames: Sequence[np.ndarray], framewor
         notes.append(f"train_mode, batchnorm_batch_stats and dropout_active need a framework "
                      f"source (torch or Keras); a {framework} source cannot run in training "
                      "mode, so they were not simulated")
+    if culprits is not None:
+        out = [v for v in out if v.culprit in culprits]
     return out, notes
 
 
 def mode_variants(spec: PreprocessSpec, framework: str, n_frames: int,
-                  has_dropout: bool = True) -> list[Variant]:
+                  has_dropout: bool = True, batches: Sequence[int] | None = None
+                  ) -> list[Variant]:
     """The model-mode culprits. BatchNorm on batch statistics gives another prediction at
     every batch size (a frame is normalised together with the others of its device call),
     so it is simulated at each of :data:`MODE_BATCHES` up to the first that holds all the
@@ -180,6 +219,8 @@ def mode_variants(spec: PreprocessSpec, framework: str, n_frames: int,
     the batch-8 run far better than by batch 4 or 16 (docs/doctor/README.md)."""
     sizes = [b for b in MODE_BATCHES if b == 1 or b < n_frames]
     sizes += [b for b in MODE_BATCHES if b >= n_frames > 1][:1]
+    if batches is not None:  # the device's batch size, when the user knows it
+        sizes = sorted({int(b) for b in batches})
     out = [Variant("train_mode", f"training mode, batch {b}", spec, mode="train_mode",
                    batch=b) for b in sizes]
     if framework == "torch":

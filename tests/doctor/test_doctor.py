@@ -307,3 +307,39 @@ def test_batch_stats_simulation_is_torch_training_batchnorm(small_source, train_
     assert np.abs(got - want).max() < 1e-5
     in_data_order = Simulator(small_source, train_spec).run(v, frames).probs
     assert np.abs(in_data_order - want).max() > 1e-2  # the order matters, so it is tested
+
+
+# Rankings of the code before the speed-up (commit 8f07ecb, run with PYTHONPATH on a
+# worktree of it): every culprit, best first, with its agreement in frames of 256.
+RANKED_BEFORE = {
+    "none": "none 256, batchnorm_batch_stats 247, dropout_active 244, train_mode 239, "
+            "mean_std_mismatch 235, missing_scaling 205, normalization_missing 62, layout 38, "
+            "double_scaling 23, distribution_shift 0",
+    "missing_scaling": "missing_scaling 256, batchnorm_batch_stats 206, none 205, train_mode "
+                       "204, dropout_active 204, mean_std_mismatch 196, normalization_missing "
+                       "73, layout 38, double_scaling 20, distribution_shift 0",
+    "layout": "layout 256, mean_std_mismatch 40, dropout_active 40, train_mode 39, none 38, "
+              "missing_scaling 38, batchnorm_batch_stats 38, normalization_missing 7, "
+              "double_scaling 3, distribution_shift 0",
+    "train_b8": "train_mode 242, batchnorm_batch_stats 240, dropout_active 232, none 231, "
+                "mean_std_mismatch 228, missing_scaling 204, normalization_missing 56, "
+                "layout 36, double_scaling 23, distribution_shift 0",
+}
+
+
+def test_ranking_is_what_it_was_before_the_speed_up(simulated, small_source, test_frames,
+                                                    train_spec):
+    """The faster simulation (channels-last copy, small calls, fused statistics) ranks every
+    culprit of four devices exactly as the old code did, agreement counts included."""
+    m, s = train_spec.mean[0], train_spec.std[0]
+    preps = {"none": lambda f: (_gray(f) / 255 - m) / s,
+             "missing_scaling": lambda f: (_gray(f) - m) / s,
+             "layout": lambda f: ((_gray(f) / 255 - m) / s).T}
+    devices = {k: _device(small_source.module, test_frames.frames, p) for k, p in preps.items()}
+    torch.manual_seed(5)
+    devices["train_b8"] = _device(small_source.module, test_frames.frames, preps["none"],
+                                  train=True, batch=8)
+    for name, dev in devices.items():
+        rows, _, _ = rank(simulated[0], test_frames.labels, dev)
+        got = ", ".join(f"{r.name} {round(r.score * len(dev))}" for r in rows)
+        assert got == RANKED_BEFORE[name], name

@@ -33,8 +33,14 @@ import numpy as np
 
 from edgeinfer.check.doctor.device import DeviceRows, read_device_predictions
 from edgeinfer.data.frames import FrameSet
-from edgeinfer.diagnose.culprits import CULPRITS, PRIORITY, device_variants, prepare
-from edgeinfer.diagnose.simulate import Outcome, Simulator
+from edgeinfer.diagnose.culprits import (
+    CULPRITS,
+    PRIORITY,
+    device_variants,
+    prepare,
+    select_culprits,
+)
+from edgeinfer.diagnose.simulate import NOISY, Outcome, Simulator
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import frames_to_certify
 from edgeinfer.parity.stats import wilson
@@ -46,7 +52,6 @@ from edgeinfer.spec import PreprocessSpec, framework_spec
 # docs/doctor/README.md): bundled fashion clean 0.047, under severe noise/blur/darkening/
 # zoom 0.5-3.5, but 30-degree rotation only 0.29; EfficientNet-Lite0 on clean photos 0.28-0.34.
 SHIFT_BN = 0.5
-NOISY = 0.5  # below this run-to-run agreement a culprit's predictions count as random
 MIN_EXPLAINED = 0.8  # a culprit must explain at least this share of the device predictions
 # A device agreeing with the reference pipeline on fewer frames than this (the 95% Wilson
 # interval entirely below it) disagrees beyond sampling noise: it is the loosest top-1 bound
@@ -114,19 +119,36 @@ class DoctorResult:
 
 
 def culprit_outcomes(source: Any, spec: PreprocessSpec, frames: Sequence[np.ndarray],
-                     progress: Progress | None = None, order: Sequence[int] | None = None
+                     progress: Progress | None = None, order: Sequence[int] | None = None,
+                     *, culprits: Sequence[str] | None = None,
+                     batches: Sequence[int] | None = None
                      ) -> tuple[list[Outcome], list[str]]:
     """Every device variant on ``frames``; the reference (``none``) first. ``order``: the
     device's processing order (frame indices), which decides the frames that share a
-    device call for the batch-statistics culprits (data order when None)."""
+    device call for the batch-statistics culprits (data order when None). ``culprits``
+    (names or groups, :func:`select_culprits`) and ``batches`` (the training-mode batch
+    sizes) narrow the grid; a note in the result says so, since a culprit left out cannot
+    be ranked."""
     say = progress or (lambda _m: None)
+    chosen = select_culprits(culprits) if culprits is not None else None
+    if batches is not None and (not batches or min(batches) < 1):
+        raise ConfigError(f"batch sizes must be positive integers, got {list(batches)}")
     sim = Simulator(source, spec, order=order)
-    variants, notes = device_variants(spec, frames, sim.framework, sim.has_dropout)
+    variants, notes = device_variants(spec, frames, sim.framework, sim.has_dropout, chosen,
+                                      batches)
+    if chosen is not None or batches is not None:
+        notes.append("narrowed grid: " + "; ".join(
+            ([f"culprits {', '.join(sorted(chosen - {'none'}))} only"] if chosen else [])
+            + ([f"training modes at batch {', '.join(map(str, sorted(set(batches))))} only"]
+               if batches else [])) + " (culprits left out are not ranked)")
+    say(f"simulating {len(variants)} culprit variants on {len(frames)} frames")
     ref_inputs = prepare(variants[0], frames)
     out = []
-    for v in variants:
+    t0 = time.perf_counter()
+    for i, v in enumerate(variants, 1):
         o = sim.run(v, frames, ref_inputs if v.culprit != "none" else None)
-        say(f"  {v.culprit:22s} {v.detail:42s} {o.seconds:5.1f} s")
+        say(f"  [{i:2d}/{len(variants)}] {v.culprit:22s} {v.detail:42s} {o.seconds:5.1f} s"
+            f"  ({time.perf_counter() - t0:.0f} s)")
         out.append(o)
     if out[0].probs is None:
         raise ConfigError(f"the model cannot run the given spec: {out[0].error}")
@@ -214,12 +236,14 @@ def _stochastic_score(o: Outcome, device: np.ndarray, have: np.ndarray,
 
 def diagnose(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
              device: DeviceRows | None = None, audit: bool = True,
-             progress: Progress | None = None) -> DoctorResult:
+             progress: Progress | None = None, culprits: Sequence[str] | None = None,
+             batches: Sequence[int] | None = None) -> DoctorResult:
     """Simulate, rank, and (without device predictions) audit the spec."""
     t0 = time.perf_counter()
     spec = framework_spec(getattr(source, "provenance", None), spec)
     outcomes, notes = culprit_outcomes(source, spec, frames.frames, progress,
-                                       order=device.order if device is not None else None)
+                                       order=device.order if device is not None else None,
+                                       culprits=culprits, batches=batches)
     pred = device.pred if device is not None else None
     rows, skipped, frames_bn = rank(outcomes, frames.labels, pred)
     labels = frames.labels
@@ -315,11 +339,15 @@ def _culprit_verdict(rows: list[CulpritRow], n: int, c: CulpritRow) -> str:
 def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
                labels: Any = None, device_predictions: str | Path | None = None,
                limit: int | None = None, audit: bool = True, shift: bool = False,
-               progress: Progress | None = None) -> DoctorResult:
+               progress: Progress | None = None, culprits: Sequence[str] | None = None,
+               batches: Sequence[int] | None = None) -> DoctorResult:
     """The doctor from names: ``source`` as ``convert`` takes it, ``data`` as the parity
     data (``builtin:NAME``, a folder, a labelled folder or a CSV), ``spec`` the TRAINING
     preprocessing (default: the bundled model's). ``shift`` adds the corruption/TTA
-    measurements (:mod:`edgeinfer.check.doctor.robustness`)."""
+    measurements (:mod:`edgeinfer.check.doctor.robustness`); ``culprits`` and ``batches``
+    narrow the simulation grid (:func:`culprit_outcomes`)."""
+    if culprits is not None:  # bad names fail before the model and the frames load
+        select_culprits(culprits)
     from edgeinfer.converter.sources.load import resolve_labels, resolve_source
     from edgeinfer.converter.spec_resolve import resolve
     from edgeinfer.data.frames import load_frames
@@ -331,7 +359,8 @@ def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
     device = (read_device_predictions(device_predictions, frames,
                                       names or frames.class_names)
               if device_predictions else None)
-    res = diagnose(s, sp, frames, device=device, audit=audit, progress=progress)
+    res = diagnose(s, sp, frames, device=device, audit=audit, progress=progress,
+                   culprits=culprits, batches=batches)
     res.source = source if isinstance(source, str) else res.source
     if shift:
         from edgeinfer.check.doctor.robustness import run_robustness
