@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer.converter.sources.base import Progress, Source
+from edgeinfer.converter.sources.base import Source
 from edgeinfer.converter.sources.frameworks import require_version, tensorflow_missing
 from edgeinfer.errors import ConversionError, ModelError, require
+from edgeinfer.progress import Progress
 from edgeinfer.spec import PreprocessSpec
 
 OPSET = 17
