@@ -15,7 +15,7 @@ from tritonclient.utils import InferenceServerException
 from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.server import serve_in_thread
 from tests.serve.conftest import encode
-from tests.serve.waits import WITHIN_S, until_metric
+from tests.serve.waits import WITHIN_S, metric, until, until_metric
 
 
 def _client(url: str) -> triton.InferenceServerClient:
@@ -196,29 +196,46 @@ def test_limits(fashion_artifact, jpegs) -> None:
         assert _post(f"{url}/predict", content=jpegs[0]).status_code == 200
 
 
-def test_micro_batching_merges_concurrent_requests(fashion_artifact, jpegs, predictor) -> None:
-    cfg = ServeConfig(port=0, max_batch=8, batch_window_ms=30)
+def test_micro_batching_merges_concurrent_requests(fashion_artifact, jpegs, predictor,
+                                                   monkeypatch) -> None:
+    """12 concurrent requests, one worker: the first backend call is held until all 12 are
+    admitted (the server's in-flight gauge says so), so the other 11 queue up and are run
+    in batches of up to 8 - merged because they were waiting, not because they happened to
+    fall inside a 30 ms window."""
+    from edgeinfer.serve.models import ServedModel
+
+    real = ServedModel.infer
+    release = threading.Event()
+
+    def held_infer(self, frames):
+        assert release.wait(WITHIN_S)
+        return real(self, frames)
+
+    monkeypatch.setattr(ServedModel, "infer", held_infer)
+    cfg = ServeConfig(port=0, max_batch=8, batch_window_ms=WITHIN_S * 1000, workers=1,
+                      timeout_s=WITHIN_S)
     images = jpegs[:6] * 2
     results: dict[int, np.ndarray] = {}
     with serve_in_thread([fashion_artifact], cfg) as url:
-        barrier = threading.Barrier(len(images))
 
         def one(i: int) -> None:
             c = _client(url)
-            barrier.wait()
             results[i] = c.infer("fashion", [_bytes_input([images[i]])]).as_numpy("probs")[0]
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(len(images))]
         for t in threads:
             t.start()
+        until(lambda: metric(httpx.get(f"{url}/metrics").text, "edgeinfer_in_flight")
+              >= len(images), "all 12 requests admitted")
+        release.set()
         for t in threads:
-            t.join(30)
+            t.join(WITHIN_S)
         text = httpx.get(f"{url}/metrics").text
     for i, img in enumerate(images):
         np.testing.assert_array_equal(results[i], predictor.predict_probs(img))
     calls = float(re.search(r'edgeinfer_batch_frames_count\{model="fashion"\} (\S+)', text)[1])
     frames = float(re.search(r'edgeinfer_batch_frames_sum\{model="fashion"\} (\S+)', text)[1])
-    assert frames == len(images) and calls < len(images)
+    assert frames == len(images) and calls <= 3  # 1 held, then 11 in batches of <= 8
 
 
 def test_listening_socket_disables_nagle() -> None:
