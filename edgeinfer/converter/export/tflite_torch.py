@@ -44,7 +44,9 @@ class ServedModule(nn.Module):
 
     def __init__(self, spec: PreprocessSpec, model: nn.Module) -> None:
         super().__init__()
-        # static_resize: litert-torch cannot lower F.interpolate(antialias=True)
+        # antialiased specs: Pillow's uint8 resize as exact index_select/mul/add/floor
+        # builtins (spec_torch._pillow_pass); litert-torch cannot lower
+        # F.interpolate(antialias=True), and it would not be Pillow's arithmetic anyway
         setattr(self, PREFIX_SCOPE, PreprocessModule(spec, static_resize=True))
         self.model = model
         setattr(self, SOFTMAX_SCOPE, _Softmax())
