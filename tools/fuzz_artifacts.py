@@ -112,16 +112,24 @@ def run_cli(case: str, args: list[str], *, code: Path | None = None,
                    message=(lines[-1] if lines else said[-1] if said else "")[:300])
 
 
-def regression_cases(artifact: Path, bomb: Path, photo: Path) -> list[tuple[str, list[str]]]:
+def regression_cases(artifact: Path, bomb: Path, photo: Path,
+                     tflite: Path) -> list[tuple[str, list[str]]]:
     """Issue 31, Why 4-5: each case as the command a user runs."""
     r = {p.name: str(p) for p in sorted(REGRESSIONS.iterdir())}
     cases: list[tuple[str, list[str]]] = []
     for name in ("onnx_metadata_not_utf8.onnx", "onnx_metadata_key_not_utf8.onnx",
-                 "onnx_initializer_long.onnx"):
+                 "onnx_initializer_long.onnx", "onnx_provenance_is_null.onnx"):
         cases.append((f"info {name}", ["info", r[name]]))
     cases.append(("predict onnx_metadata_not_utf8.onnx",
                   ["predict", r["onnx_metadata_not_utf8.onnx"],
                    str(photo)]))
+    if tflite.exists():  # the signature damage the fuzzer found, made from this .tflite
+        from tests.fuzz.test_fuzz_artifacts import _signature_damage
+
+        for kind in ("subgraph_index", "tensor_index", "input_name"):
+            out = bomb.with_name(f"edgeinfer_sig_{kind}.tflite")
+            out.write_bytes(_signature_damage(tflite.read_bytes(), kind))
+            cases.append((f"info tflite signature {kind}", ["info", str(out)]))
     verify = ["verify", str(artifact)]
     for name in sorted(n for n in r if n.endswith(".pack")):
         cases.append((f"verify {name}", [*verify, r[name], "--latency-runs", "1", "-q"]))
@@ -161,7 +169,7 @@ def run_cases(a: argparse.Namespace) -> int:
     photo = Path(tempfile.gettempdir()) / "edgeinfer_photo.png"
     cv2.imwrite(str(photo), np.full((28, 28, 3), 128, np.uint8))
     rows = []
-    for case, args in regression_cases(a.artifact.resolve(), bomb, photo):
+    for case, args in regression_cases(a.artifact.resolve(), bomb, photo, a.tflite):
         if a.only and a.only not in case:
             continue
         o = run_cli(case, args, code=a.code)
@@ -204,7 +212,8 @@ def fuzz(a: argparse.Namespace) -> int:
               f"(limit {stats['rss_limit_mb']:.0f}), max {stats['max_seconds']:.1f} s",
               flush=True)
     doc = json.loads(a.out.read_text()) if a.out.exists() else {}
-    doc["fuzz"] = report
+    report["seed"] = a.seed
+    doc.setdefault("fuzz_runs", []).append(report)
     a.out.write_text(json.dumps(doc, indent=1) + "\n")
     return 1 if any(f["broken"] for f in report["formats"].values()) else 0
 
@@ -257,6 +266,27 @@ def _fuzz_format(fmt: str, strategy: Any, argv: Any, intact: Path, budget: float
     return stats
 
 
+def table(doc: dict[str, Any]) -> str:
+    """The before/after table of docs/security/hostile_files.md, from the JSON."""
+    def cell(r: dict[str, Any] | None) -> str:
+        if r is None:
+            return "- | - | -"
+        rc = f"signal {r['signal']}" if r["signal"] is not None else f"exit {r['rc']}"
+        tb = ", traceback" if r["traceback"] else ""
+        lines = f", {r['stderr_lines']} lines" if r["rc"] == 2 and r["stderr_lines"] != 1 else ""
+        return f"{rc}{tb}{lines} | {r['seconds']:.2f} s | {r['peak_rss_mb']:.0f} MB"
+
+    before = {r["case"]: r for r in doc["cases"]["before"]["rows"]}
+    after = {r["case"]: r for r in doc["cases"]["after"]["rows"]}
+    out = ["| case | before: exit | time | peak RSS | after: exit | time | peak RSS | after: "
+           "the line |", "|---|---|---|---|---|---|---|---|"]
+    for case in sorted(after, key=lambda c: (c.split()[0], c)):
+        msg = re.sub(r"^(edgeinfer: )?error: ", "", after[case]["message"])
+        msg = re.sub(r"/\S*/", "", msg).replace("|", "\\|")[:150]
+        out.append(f"| {case} | {cell(before.get(case))} | {cell(after[case])} | {msg} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budget", type=float, default=0, help="seconds of fuzzing in all")
@@ -268,9 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tflite", type=Path, default=REPO / "out" / "fashion.tflite")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "security" / "hostile_files.json")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--table", action="store_true", help="print the markdown table of --out")
     a = ap.parse_args(argv)
     if a.cases:
         return run_cases(a)
+    if a.table:
+        print(table(json.loads(a.out.read_text())))
+        return 0
     if a.budget <= 0:
         ap.error("pass --budget SECONDS or --cases")
     return fuzz(a)

@@ -51,6 +51,7 @@ CASES: dict[str, str] = {
     "pack_tolerance_not_number.pack": "tolerances onnx/fp32 max_abs \"big\"",
     "pack_empty.pack": "a pack of zero frames",
     "pack_corrupt_deflate.pack": "a bit flipped in the deflated manifest (found by fuzzing)",
+    "onnx_provenance_is_null.onnx": "provenance JSON null, not an object (found by fuzzing)",
     "onnx_initializer_long.onnx": "raw_data 4 bytes longer than its dims (found by fuzzing)",
     "pack_ok.pack": "the intact pack the others are made from (verify: PASS)",
 }
@@ -308,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     files = {"onnx_metadata_not_utf8.onnx": onnx_not_utf8(key=False),
              "onnx_metadata_key_not_utf8.onnx": onnx_not_utf8(key=True),
              "onnx_initializer_long.onnx": onnx_long_initializer(),
+             "onnx_provenance_is_null.onnx": tiny_onnx(
+                 fashion_meta().to_props() | {"edgeinfer.provenance": "null"}),
              **hostile_packs(base_pack(artifact))}
     for name, data in files.items():
         (a.out / name).write_bytes(data)

@@ -46,6 +46,11 @@ _SHORT = {v: k for k, v in PROVIDERS.items()}
 #: Frame pixels per call above which the CPU arena is shrunk after the run (see above).
 SHRINK_ABOVE_PIXELS = 4_000_000
 
+# onnxruntime's process-wide logger (not the session's) also prints errors, e.g. while it
+# deserializes a damaged initializer; edgeinfer reports each as one line (issue 31), so only
+# fatal messages stay. Process-wide: the runtime owns what this process prints on errors.
+ort.set_default_logger_severity(4)
+
 _EP_FAIL = getattr(getattr(ort.capi, "onnxruntime_pybind11_state", None), "EPFail", None)
 
 

@@ -70,16 +70,17 @@ from edgeinfer.artifact import (
     TFLITE_IDENTIFIER,
     ArtifactMetadata,
 )
-from edgeinfer.artifact import TFLITE_METADATA_NAME as METADATA_NAME
 from edgeinfer.data.files import read_regular
 from edgeinfer.errors import ConfigError, ModelError, SpecError, positive_int
 from edgeinfer.errors import one_line as _one_line
 from edgeinfer.probs import as_probabilities, softmax
 from edgeinfer.runtime.backend import default_threads
 from edgeinfer.runtime.native_log import XNNPACK_BANNER, banner_once
+from edgeinfer.runtime.tflite_meta import check_signatures, read_props
 from edgeinfer.spec import PreprocessSpec, resolve_spec
 
 OUTPUT = OUTPUT_NAME
+SIGS = (SIG_FRAME, SIG_RESIZED)
 
 try:  # the maintained LiteRT runtime
     from ai_edge_litert.interpreter import Interpreter as _Interpreter
@@ -100,41 +101,6 @@ except ImportError:  # pragma: no cover - exercised only where ai-edge-litert is
 
 
 # ---------------------------------------------------------------------------- metadata
-def read_props(data: bytes | bytearray | memoryview,
-               source: str = "model") -> dict[str, str] | None:
-    """The edgeinfer props embedded in a .tflite flatbuffer, or None if it has none."""
-    data = bytes(data)
-    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
-        raise ModelError(f"{source} is not a TFLite model (no 'TFL3' file identifier); "
-                         "is the file complete?")
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError as e:  # pragma: no cover - tflite_runtime-only installs
-        raise ModelError(f"reading metadata from {source} needs ai-edge-litert's schema "
-                         "bindings: pip install 'edgeinfer[tflite]' (ai-edge-litert)") from e
-    try:
-        m = schema.Model.GetRootAs(data, 0)
-        for i in range(m.MetadataLength()):
-            md = m.Metadata(i)
-            if (md.Name() or b"").decode("utf-8", "replace") != METADATA_NAME:
-                continue
-            buf = m.Buffers(md.Buffer())
-            if buf.Offset() > 1:  # data stored after the flatbuffer (large models)
-                raw = data[buf.Offset(): buf.Offset() + buf.Size()]
-            else:
-                raw = buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
-            props = json.loads(raw.decode("utf-8"))
-            if not isinstance(props, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
-                raise ValueError("the metadata is not a JSON object of strings")
-            return props
-    except (ValueError, IndexError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{source} has damaged TFLite metadata: {_one_line(e)}") from None
-    except Exception as e:  # noqa: BLE001 - flatbuffers raises struct.error and others
-        raise ModelError(f"{source} is a damaged TFLite file: {_one_line(e)}") from None
-    return None
-
-
 def read_tflite_metadata(path: str | os.PathLike) -> ArtifactMetadata:
     """Metadata of an edgeinfer .tflite artifact (ModelError if missing or damaged)."""
     props = read_props(read_regular(path, "artifact", ModelError), str(path))
@@ -191,6 +157,7 @@ class TFLiteBackend:
             raise ModelError(f"{self.source} is not a TFLite model (no 'TFL3' file identifier;"
                              f" {len(data)} bytes): is the file complete?")
         self._data = data
+        check_signatures(data, self.source)  # LiteRT trusts them (a SIGSEGV otherwise)
         first = self._new_interpreter()  # verifies the flatbuffer before we read it
         props = read_props(data, self.source)
         self._softmax = softmax
@@ -226,14 +193,13 @@ class TFLiteBackend:
         meta = ArtifactMetadata.from_props(props, self.source)
         self._props = dict(props)
         self.spec = meta.spec
-        sigs = it.get_signature_list()
-        if SIG_FRAME not in sigs or SIG_RESIZED not in sigs:
-            raise ModelError(f"{self.source} has edgeinfer metadata but not the signatures "
-                             f"'{SIG_FRAME}' and '{SIG_RESIZED}' (it has {sorted(sigs)}): "
-                             "reconvert it with `edgeinfer convert --format tflite`")
-        fin = it.get_signature_runner(SIG_FRAME).get_input_details()[SIG_FRAME]
-        rin = it.get_signature_runner(SIG_RESIZED).get_input_details()[SIG_RESIZED]
-        out = it.get_signature_runner(SIG_FRAME).get_output_details()[OUTPUT]
+        try:  # a missing or damaged signature table: LiteRT's ValueError / KeyError (issue 31)
+            fin, rin = (it.get_signature_runner(n).get_input_details()[n] for n in SIGS)
+            k = int(it.get_signature_runner(SIG_FRAME).get_output_details()[OUTPUT]["shape"][-1])
+        except (KeyError, ValueError, IndexError, RuntimeError) as e:
+            raise ModelError(f"{self.source} has edgeinfer metadata but not usable signatures "
+                             f"{SIGS} ({_one_line(e, 120)}): reconvert it with `edgeinfer "
+                             "convert --format tflite`") from None
         c = self.spec.frame_channels
         fs, rs = tuple(int(v) for v in fin["shape"]), tuple(int(v) for v in rin["shape"])
         if (fin["dtype"] != np.uint8 or len(fs) != 4 or fs[0] != 1 or fs[3] != c
@@ -243,7 +209,7 @@ class TFLiteBackend:
                              f"of size {self.spec.size} with {c}-channel frames")
         self.frame_size = (fs[1], fs[2])
         self._input_shape = (None, fs[1], fs[2], c)
-        self._output_shape = (None, int(out["shape"][-1]))
+        self._output_shape = (None, k)
         self._geometry = self.spec.geometry()
 
     def _init_plain(self, it: Any, spec: Any, labels: Sequence[str] | None) -> None:

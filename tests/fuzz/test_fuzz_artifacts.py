@@ -165,6 +165,7 @@ REFUSED = {
     "onnx_metadata_not_utf8.onnx": "damaged metadata: a key or value is not UTF-8",
     "onnx_metadata_key_not_utf8.onnx": "damaged metadata: a key or value is not UTF-8",
     "onnx_initializer_long.onnx": "as an ONNX model: Exception during initialization",
+    "onnx_provenance_is_null.onnx": "edgeinfer.provenance is NoneType, not a JSON object",
 }
 
 
@@ -172,7 +173,8 @@ REFUSED = {
 def test_regression_artifacts_are_one_line_exit_2(name, tmp_path, capfd) -> None:
     """Issue 31 Why 4: a metadata key or value that is not UTF-8 was a UnicodeDecodeError
     traceback (exit 1) in info and predict; an initializer of the wrong size was exit 2
-    after three lines of onnxruntime's log. Now one line naming the damage, exit 2."""
+    after three lines of onnxruntime's log; a provenance of JSON null was an AttributeError
+    in info. Now one line naming the damage, exit 2."""
     import cv2
 
     from edgeinfer.errors import ModelError
@@ -184,7 +186,8 @@ def test_regression_artifacts_are_one_line_exit_2(name, tmp_path, capfd) -> None
     cv2.imwrite(str(photo), np.full((28, 28, 3), 128, np.uint8))
     assert check_cli(["info", path], capfd) == 2
     assert check_cli(["predict", path, str(photo)], capfd) == 2
-    calls = [lambda p: open_backend(p, 1)] + ([read_metadata] if "utf8" in name else [])
+    calls = ([lambda p: open_backend(p, 1)] if "provenance" not in name else []) + (
+        [read_metadata] if "initializer" not in name else [])
     for call in calls:
         with pytest.raises(ModelError, match=REFUSED[name]):
             call(path)
@@ -261,3 +264,44 @@ def test_tflite_metadata_span_is_found(tflite_seed) -> None:
     start, end = _metadata_span(tflite_seed)
     props = json.loads(tflite_seed[start:end])
     assert start > 0 and re.match(r"edgeinfer\.", next(iter(props)))
+
+
+def _signature_damage(seed: bytes, case: str) -> bytes:
+    """The signature-table mutations the fuzzer found (issue 31, beyond its list): a
+    SignatureDef's subgraph index past the subgraphs (LiteRT: SIGSEGV), an output's tensor
+    index past the tensor count (ValueError), an input's name in the 'resized' signature
+    changed (KeyError); the last two were tracebacks in info, the first killed it."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(seed, 0)
+    sigs = {model.SignatureDefs(i).SignatureKey(): model.SignatureDefs(i)
+            for i in range(model.SignatureDefsLength())}
+    b = bytearray(seed)
+    if case == "subgraph_index":  # SignatureDef field 4 (vtable slot 12): one bit flipped
+        sd = sigs[b"resized"]
+        at = sd._tab.Pos + sd._tab.Offset(12)
+        assert int.from_bytes(seed[at:at + 4], "little") == sd.SubgraphIndex()
+        b[at + 2] ^= 1
+    elif case == "tensor_index":  # TensorMap field 1 (vtable slot 6): the tensor's index
+        t = sigs[b"frame"].Outputs(0)
+        at = t._tab.Pos + t._tab.Offset(6)
+        b[at:at + 4] = (55).to_bytes(4, "little")
+    else:  # TensorMap field 0 (vtable slot 4): its name, a uoffset to length + bytes
+        t = sigs[b"resized"].Inputs(0)
+        p = t._tab.Pos + t._tab.Offset(4)
+        at = p + int.from_bytes(seed[p:p + 4], "little") + 4
+        b[at:at + 4] = b"+\0\0\0"
+    return bytes(b)
+
+
+@pytest.mark.parametrize("case", ["subgraph_index", "tensor_index", "input_name"])
+def test_damaged_tflite_signatures_are_one_line(tflite_seed, tmp_path, capfd, case) -> None:
+    from edgeinfer.errors import ModelError
+    from edgeinfer.runtime.tflite_backend import TFLiteBackend
+
+    raw = _signature_damage(tflite_seed, case)
+    with pytest.raises(ModelError, match="damaged TFLite file: signature|not usable signature"):
+        TFLiteBackend(raw)
+    path = tmp_path / "sig.tflite"
+    path.write_bytes(raw)
+    assert check_cli(["info", str(path)], capfd) == 2

@@ -279,3 +279,20 @@ def test_writer_refuses_what_a_device_would_refuse(tmp_path, monkeypatch) -> Non
     frames = [np.zeros((64, 64, 3), np.uint8)] * 2
     with pytest.raises(ConfigError, match="--max-side"):
         write_pack(make_pack(spec, [], frames, np.full((2, 3), 1 / 3)), tmp_path / "x.pack")
+
+
+def test_an_undecodable_encoded_file_names_the_pack_entry(seed_pack, fashion_artifact,
+                                                          tmp_path) -> None:
+    """Found by the on-demand run: a corrupt PNG inside a pack (sha256 right) reached the
+    device decoder and was reported as if it were the user's image. (libpng still prints
+    its own line on fd 2: that is the image decoder's, see docs/security/hostile_files.md.)"""
+    from edgeinfer.check.verify.run import verify
+
+    raw = seed_pack.read_bytes()
+    z = zipfile.ZipFile(io.BytesIO(raw))
+    blob = bytearray(z.read("encoded.npy"))
+    blob[-40] ^= 0xFF  # inside the last PNG's IDAT
+    path = tmp_path / "png.pack"
+    path.write_bytes(rezip(raw, {"encoded.npy": bytes(blob)}))
+    with pytest.raises(ModelError, match="the pack's encoded file t7 cannot be decoded"):
+        verify(fashion_artifact, path, latency_runs=1)

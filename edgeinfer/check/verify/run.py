@@ -31,7 +31,7 @@ from edgeinfer.artifact import ArtifactMetadata, sniff_format
 from edgeinfer.converter.int8.targets import kept_float_line, machine_target, target_warning
 from edgeinfer.data.files import load_model_bytes
 from edgeinfer.data.packfile import ParityPack, read_pack
-from edgeinfer.errors import ConfigError
+from edgeinfer.errors import ConfigError, ImageError, ModelError, one_line
 from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
 from edgeinfer.parity.prefix import prefix_runner
 from edgeinfer.parity.runners import ArtifactRunner
@@ -154,8 +154,14 @@ def decode_frames(pack: ParityPack) -> tuple[list[np.ndarray], dict[str, Any]]:
     from edgeinfer.runtime.image import load_image
 
     out, identical, worst, mean = [], 0, 0, []
-    for raw, f in zip(pack.encoded or [], pack.frames, strict=True):
-        d = load_image(raw, pack.spec)
+    for i, (raw, f) in enumerate(zip(pack.encoded or [], pack.frames, strict=True)):
+        try:
+            d = load_image(raw, pack.spec)
+        except ImageError as e:  # the pack's file, not a user's photo: say which
+            name = pack.ids[i] if pack.ids else f"#{i}"
+            raise ModelError(f"the pack's encoded file {name} cannot be decoded on this "
+                             f"device ({one_line(e, 160)}): make the pack again, or pack "
+                             "with --no-encoded to skip the decode check") from None
         if d.shape != f.shape:
             out.append(d)
             worst, mean = 255, mean + [255.0]
