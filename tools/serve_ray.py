@@ -1,18 +1,26 @@
 """`edgeinfer serve --ray` on a real local Ray cluster (head + a second node), loopback only.
 
-    python tools/serve_ray.py --artifact fashion.onnx [--out docs/serve]
+    python tools/serve_ray.py --artifact fashion.onnx [--insecure-baseline] [--out docs/serve]
 
 1. starts a Ray head and a second node as separate processes (each its own raylet), both on
-   127.0.0.1, dashboard off, one CPU each (``edgeinfer.serve.ray_serve.local_cluster``);
+   127.0.0.1, dashboard off, one CPU each, with Ray's mutual TLS on certificates generated
+   for the cluster (``edgeinfer.serve.ray_serve.local_cluster``);
 2. runs the one command ``python -m edgeinfer serve ARTIFACT --ray --ray-address ...
-   --replicas N --port P`` for N = 1 and N = 2;
+   --replicas N --port P`` for N = 1 and N = 2 (it joins with the cluster's certificate);
 3. checks a tritonclient round trip against the in-process Predictor (bit-identical);
 4. measures throughput with the same bounded load (tools/serve_load.py's client) for 1 and
    2 replicas;
-5. with 2 replicas, kills one replica actor (``ray.kill``) in the middle of a bounded load
+5. lists every TCP listener of this tool's process tree (the cluster and the command) and
+   probes each one not bound to loopback with a plaintext HTTP/2 preface
+   (``edgeinfer.serve.ray_guard``): one that answers in plaintext is a FAILURE, printed as
+   such, and the tool exits 1;
+6. with 2 replicas, kills one replica actor (``ray.kill``) in the middle of a bounded load
    and counts requests that failed once and were retried (the documented client retry:
    one retry after 0.2 s) and requests that failed for good;
-6. writes docs/serve/ray.{json,md} with the cluster shape, the CPU flags and the load.
+7. ``--insecure-baseline``: the same 1/2-replica throughput on a cluster without TLS (the
+   command joins it with ``--ray-insecure``), to measure what TLS costs; its exposed replica
+   port is recorded as the expected exposure of that baseline, not as a pass;
+8. writes docs/serve/ray.json with the cluster shape, the CPU flags and the figures.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from serve_load import (  # noqa: E402 - tools/ is not a package
 )
 
 from edgeinfer.runtime.predictor import Predictor  # noqa: E402
+from edgeinfer.serve import ray_guard  # noqa: E402
 from edgeinfer.serve.ray_serve import LOOPBACK_ENV, local_cluster  # noqa: E402
 
 
@@ -87,30 +96,16 @@ def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 240) -> float:
     raise RuntimeError("the Ray Serve app did not become ready")
 
 
-def listening(pids: set[int]) -> list[str]:
-    """Listening TCP addresses of this machine's Ray processes (from ss), for the report."""
-    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-    addrs = set()
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 6 and any(f"pid={p}," in parts[5] for p in pids):
-            addrs.add(parts[3].rsplit(":", 1)[0])
-    return sorted(addrs)
-
-
-def descendants(pid: int) -> set[int]:
-    """``pid`` and every process below it (from ps's parent ids)."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        a, b = line.split()
-        children.setdefault(int(b), []).append(int(a))
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        found.add(p)
-        todo += [c for c in children.get(p, []) if c not in found]
-    return found
+def network(roots: list[int]) -> dict:
+    """Every listener of the trees under ``roots``; those beyond loopback, probed."""
+    found = sorted({ln for r in roots for ln in ray_guard.listeners(r)},
+                   key=lambda x: (x.pid, x.port))
+    beyond = [ln for ln in found if not ray_guard.is_loopback(ln.ip)]
+    bad = ray_guard.exposed(beyond)
+    return {"listeners": len(found),
+            "loopback": sorted({ln.ip for ln in found if ray_guard.is_loopback(ln.ip)}),
+            "beyond_loopback": [str(ln) for ln in beyond],
+            "exposed": [f"{ln}: {why}" for ln, why in bad]}
 
 
 def kill_test(url: str, gcs: str, name: str, jpegs: list[bytes], want: list[int],
@@ -187,6 +182,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=600, help="per throughput run")
     ap.add_argument("--out", default=str(REPO / "docs" / "serve"))
     ap.add_argument("--logs", default="/tmp/edgeinfer-ray")
+    ap.add_argument("--insecure-baseline", action="store_true",
+                    help="also measure 1/2 replicas on a cluster without TLS (TLS's cost)")
     args = ap.parse_args()
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)
@@ -199,50 +196,73 @@ def main() -> int:
     inputs = [infer_input(j) for j in jpegs]
     doc: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "load_start": load(),
                  "cluster": {"nodes": 2, "cpus_per_node": 1, "dashboard": False}, "runs": {}}
-    with local_cluster(nodes=2, cpus_per_node=1) as gcs:
-        doc["cluster"]["address"] = gcs
-        for replicas in (1, 2):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            cli = start([sys.executable, "-m", "edgeinfer", "serve", str(artifact), "--ray",
-                         "--ray-address", gcs, "--replicas", str(replicas), "--port",
-                         str(port), "--threads", "1"], logs / f"serve-{replicas}.log")
-            try:
-                run: dict = {"ready_after_s": round(wait_ready(url, cli), 1)}
-                c = triton.InferenceServerClient(url.removeprefix("http://"))
-                inp = triton.InferInput("frame", [8], "BYTES")
-                inp.set_data_from_numpy(np.array(jpegs[:8], dtype=np.object_))
-                got = c.infer(name, [inp]).as_numpy("probs")
-                c.close()
-                run["tritonclient_equals_predictor"] = bool(np.array_equal(got, expected))
-                run["max_abs_diff"] = float(np.abs(got - expected).max())
-                drive(url, name, inputs, want, 4, 40, 60)  # warm-up
-                run["load"] = summarize([drive(url, name, inputs, want, CLIENTS,
-                                               args.requests, 180)])
-                run["listening"] = listening(descendants(os.getpid()) | descendants(cli.pid))
-                run["non_loopback_connections"] = [
-                    line.split()[3:5] for line in subprocess.run(
-                        ["ss", "-tnH"], capture_output=True, text=True).stdout.splitlines()
-                    if "127.0.0.1" not in line and "::1" not in line][:10]
-                if replicas == 2:
-                    run["kill"] = kill_test(url, gcs, name, jpegs, want, 400)
-                    run["after_kill_equals_predictor"] = bool(np.array_equal(
-                        triton.InferenceServerClient(url.removeprefix("http://")).infer(
-                            name, [inp]).as_numpy("probs"), expected))
-            finally:
-                run["exit_code"] = stop(cli, signal.SIGTERM, 90)
-            doc["runs"][str(replicas)] = run
-            print(json.dumps({replicas: {k: v for k, v in run.items() if k != "listening"}},
-                             default=str), file=sys.stderr)
+    failures = []
+    for tls in (True, False) if args.insecure_baseline else (True,):
+        with local_cluster(nodes=2, cpus_per_node=1, tls=tls) as gcs:
+            doc["cluster"]["address"] = gcs
+            for replicas in (1, 2):
+                key = f"{'tls' if tls else 'plain'}-{replicas}"
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                cli = start([sys.executable, "-m", "edgeinfer", "serve", str(artifact),
+                             "--ray", "--ray-address", gcs, "--replicas", str(replicas),
+                             "--port", str(port), "--threads", "1",
+                             *([] if tls else ["--ray-insecure"])], logs / f"serve-{key}.log")
+                run: dict = {"tls": tls}
+                try:
+                    run["ready_after_s"] = round(wait_ready(url, cli), 1)
+                    c = triton.InferenceServerClient(url.removeprefix("http://"))
+                    inp = triton.InferInput("frame", [8], "BYTES")
+                    inp.set_data_from_numpy(np.array(jpegs[:8], dtype=np.object_))
+                    got = c.infer(name, [inp]).as_numpy("probs")
+                    c.close()
+                    run["tritonclient_equals_predictor"] = bool(np.array_equal(got, expected))
+                    run["max_abs_diff"] = float(np.abs(got - expected).max())
+                    drive(url, name, inputs, want, 4, 40, 60)  # warm-up
+                    run["load"] = summarize([drive(url, name, inputs, want, CLIENTS,
+                                                   args.requests, 180)])
+                    run["network"] = network([os.getpid(), cli.pid])
+                    for line in run["network"]["exposed"]:
+                        if tls:
+                            failures.append(f"{key}: {line}")
+                            print(f"FAILURE {key}: listener beyond loopback answers "
+                                  f"plaintext: {line}", file=sys.stderr)
+                        else:
+                            print(f"exposed (insecure baseline, expected): {line}",
+                                  file=sys.stderr)
+                    if tls and replicas == 2:
+                        run["kill"] = kill_test(url, gcs, name, jpegs, want, 400)
+                        if run["kill"]["failed"] or run["kill"]["wrong"]:
+                            failures.append(f"{key}: kill test {run['kill']}")
+                        run["after_kill_equals_predictor"] = bool(np.array_equal(
+                            triton.InferenceServerClient(url.removeprefix("http://")).infer(
+                                name, [inp]).as_numpy("probs"), expected))
+                        run["network_after_kill"] = network([os.getpid(), cli.pid])
+                        for line in run["network_after_kill"]["exposed"]:
+                            failures.append(f"{key} after kill: {line}")
+                            print(f"FAILURE {key} after the kill: listener beyond loopback "
+                                  f"answers plaintext: {line}", file=sys.stderr)
+                    if not run["tritonclient_equals_predictor"]:
+                        failures.append(f"{key}: tritonclient != Predictor")
+                finally:
+                    run["exit_code"] = stop(cli, signal.SIGTERM, 90)
+                doc["runs"][key] = run
+                print(json.dumps({key: run}, default=str), file=sys.stderr)
     doc["environment"] = {"cpu": cpu_model(), "cpus": os.cpu_count(), "cpu_flags": cpu_flags(),
                           "load_end": load()}
-    r1, r2 = doc["runs"]["1"]["load"], doc["runs"]["2"]["load"]
-    doc["throughput_2_over_1"] = round(r2["throughput_rps"] / r1["throughput_rps"], 2)
+    rps = {k: r["load"]["throughput_rps"] for k, r in doc["runs"].items() if "load" in r}
+    doc["throughput_2_over_1"] = round(rps["tls-2"] / rps["tls-1"], 2)
+    if "plain-1" in rps:
+        doc["tls_over_plain"] = {n: round(rps[f"tls-{n}"] / rps[f"plain-{n}"], 2)
+                                 for n in ("1", "2")}
+    doc["failures"] = failures
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ray.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     print(json.dumps(doc, indent=1, default=str))
-    return 0
+    for f in failures:
+        print(f"FAILURE {f}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

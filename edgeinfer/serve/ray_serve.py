@@ -23,7 +23,8 @@ unpickles request metadata) with no setting for the address. Hence:
   process's environment) unless ``insecure`` says the network is trusted;
 - after the app is up, and every ``GUARD_PERIOD_S`` while it runs, the listener guard
   (:mod:`edgeinfer.serve.ray_guard`) checks every listener of this process tree: loopback
-  only, or refusing a plaintext client; else the app is shut down and the command exits 2.
+  only, or refusing a plaintext client; else the app is shut down and the command exits 2
+  (not with ``insecure`` on a cluster without TLS: the caller said the network is trusted).
   A Ray upgrade that adds a listener or stops applying TLS to one is caught, not trusted.
 
 A cluster started here is ``ray.init(_node_ip_address="127.0.0.1",
@@ -49,7 +50,7 @@ from typing import Any
 
 from edgeinfer.errors import ConfigError, require
 from edgeinfer.serve.config import ServeConfig
-from edgeinfer.serve.ray_tls import cluster_tls, require_tls
+from edgeinfer.serve.ray_tls import cluster_tls, require_tls, tls_enabled
 
 #: Ray's single-machine mode: addresses stay on loopback (see the module docstring). Read
 #: by ray when it is imported, so it is set before the import below.
@@ -64,7 +65,7 @@ from ray import serve  # noqa: E402 - after the extra check
 APP_NAME = "edgeinfer"
 
 #: Seconds between two runs of the listener guard while serving: a replica that replaces a
-#: dead one opens a new port, checked within this time (reading /proc costs microseconds).
+#: dead one opens a new port, checked within this time (reading /proc costs milliseconds).
 GUARD_PERIOD_S = 10.0
 
 
@@ -138,9 +139,11 @@ def serve_ray(artifacts: Sequence[str | os.PathLike], cfg: ServeConfig, replicas
         raise ConfigError("--ray needs a fixed --port (Ray's proxy cannot pick one)")
     if address:
         require_tls(insecure)
-        return _serve(app, cfg, replicas, address, announce)
+        # --ray-insecure says the network is trusted: the guard would refuse what it allows
+        guard = not (insecure and not tls_enabled())
+        return _serve(app, cfg, replicas, address, announce, guard)
     with cluster_tls():
-        return _serve(app, cfg, replicas, None, announce)
+        return _serve(app, cfg, replicas, None, announce, True)
 
 
 def driver_ip(address: str) -> str:
@@ -169,7 +172,7 @@ def driver_ip(address: str) -> str:
 
 
 def _serve(app: Any, cfg: ServeConfig, replicas: int, address: str | None,
-           announce: Callable[[str], None] | None) -> int:
+           announce: Callable[[str], None] | None, guard: bool) -> int:
     import ray
 
     from edgeinfer.serve import ray_guard
@@ -184,12 +187,14 @@ def _serve(app: Any, cfg: ServeConfig, replicas: int, address: str | None,
     try:
         serve.start(http_options={"host": cfg.host, "port": cfg.port})
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
-        ray_guard.check(judged=judged)  # before announcing: an exposed app never serves
+        if guard:  # before announcing: an exposed app never serves
+            ray_guard.check(judged=judged)
         url = f"http://{cfg.host}:{cfg.port}"
         (announce or print)(f"serving on Ray Serve, {replicas} replica(s), on {url} (Open "
                             f"Inference Protocol: {url}/v2/models/NAME/infer)")
         while not stop.wait(GUARD_PERIOD_S):
-            ray_guard.check(judged=judged)
+            if guard:
+                ray_guard.check(judged=judged)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
