@@ -27,9 +27,11 @@ Format (``edgeinfer-parity-pack``, version 1) - a zip archive (deflate) of:
   (JPEG/PNG bytes) concatenated, with ``N + 1`` offsets, so the device's own decoder can be
   checked against the frames the workstation decoded.
 
-Only numpy and the standard library: packs are read on the lean install. Arrays are read
-with ``allow_pickle=False``; every member's sha256 is checked; a damaged, truncated or
-foreign file is one ``ModelError`` line.
+Only numpy and the standard library: packs are read on the lean install. The manifest is
+checked against one schema and every member's .npy header against it before anything is
+allocated (:mod:`edgeinfer.data.packschema`); members are read once from the zip stream,
+with their sha256; a damaged, truncated, foreign or over-large file is one ``ModelError``
+line naming the field or member (issue 31).
 """
 
 from __future__ import annotations
