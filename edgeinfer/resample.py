@@ -3,12 +3,13 @@ filter, the two a spec can name (``PreprocessSpec.interpolation`` / ``antialias`
 
 Antialiased means *Pillow's uint8 resize*, bit for bit (issue 25, docs/resize_pillow.md):
 what timm, torchvision and Hugging Face feed a model is ``Image.resize`` on an 8-bit image,
-and Pillow (src/libImaging/Resample.c) does more than apply a float filter. It resizes the
-width first, rounds that pass to uint8 and clips it to 0..255, then resizes the height and
-rounds again; its weights are fixed point (22 fractional bits) and rounding is
-``(sum + 2**21) >> 22``. A float filter that rounds once differed from it by up to 5.6 grey
-levels on photos, 12 on stripes and 22 on upscaled noise (measured): cubic overshoot that
-Pillow clips between the passes survives into the second pass otherwise.
+and Pillow (src/libImaging/Resample.c) does more than apply a float filter. It resizes one
+axis (the width, unless :func:`vertical_first`), rounds that pass to uint8 and clips it to
+0..255, then resizes the other and rounds again; its weights are fixed point (22
+fractional bits) and rounding is ``(sum + 2**21) >> 22``. A float filter that rounds once
+differed from it by up to 5.6 grey levels on photos, 12 on stripes and 22 on upscaled noise
+(a review's figures; 8.1 / 7.8 / 15.0 on docs/resize_pillow.md's set): cubic overshoot
+that Pillow clips between the passes survives into the second pass otherwise.
 
 Every execution computes those integers exactly, so they agree bit for bit with Pillow and
 with each other: this numpy reference in int32 (Pillow's own arithmetic), the torch module
@@ -67,11 +68,12 @@ def vertical_first(h: int, w: int, nh: int, nw: int) -> bool:
 
     Pillow 13 does when the height shrinks by more than twice what the width loses
     (``h - nh > 2 * (w - nw)``, height shrinking); older Pillow always did the width first.
-    Measured on noise, not read from its source (the installed wheel is newer than the
-    published Resample.c): 1 of 2 orders matched every one of 142 mixed cases and a grid of
-    sizes around that line, linear and cubic; the other order differs by up to 22 grey
-    levels. An aspect-keeping downscale goes height first only for frames more than twice
-    as tall as wide, where both Pillow generations then disagree with each other.
+    Measured on noise, not read from its source (the Resample.c of the Pillow source at
+    hand, 13.0.0.dev0 of July 2026, still always goes width first): this rule matched every
+    one of 142 cases around that line and 600 random sizes bit for bit, linear and cubic;
+    the other order differs by up to 22 grey levels. An aspect-keeping downscale goes
+    height first only for frames more than twice as tall as wide, where both Pillow
+    generations then disagree with each other.
     """
     return nh < h and nw != w and h - nh > 2 * (w - nw)
 

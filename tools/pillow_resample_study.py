@@ -214,11 +214,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=40, help="timed runs per prefix")
     ap.add_argument("--no-tflite", action="store_true", help="skip the litert conversions")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "resize_pillow.json")
+    ap.add_argument("--label", help="what code this is (e.g. 'git 8bac16d'); default: "
+                    "the path of the edgeinfer imported")
     args = ap.parse_args()
     import edgeinfer
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    result = {"edgeinfer": str(Path(edgeinfer.__file__).parent), "machine": machine(),
+    result = {"edgeinfer": args.label or str(Path(edgeinfer.__file__).parent),
+              "machine": machine(),
               "grey_levels": grey_levels(not args.no_tflite)}
     models = {args.phase: prefix_models()}
     for interp, m in models[args.phase].items():
