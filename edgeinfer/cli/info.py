@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from edgeinfer.cli.common import batchnorm_summary
+from edgeinfer.errors import ModelError
 
 
 def _int8_line(prov: dict[str, Any], quant: dict[str, Any] | None) -> str | None:
@@ -47,44 +48,63 @@ def run(args: argparse.Namespace) -> int:
     props = _props(args.artifact)
     meta = ArtifactMetadata.from_props(props, args.artifact)
     raw_q = props.get("edgeinfer.quantization")
-    quant = json.loads(raw_q) if raw_q else None
+    try:
+        quant = json.loads(raw_q) if raw_q else None
+    except ValueError:
+        quant = "unreadable"
+    if quant is not None and not isinstance(quant, dict):
+        raise ModelError(f"{args.artifact}: its edgeinfer.quantization metadata is not a JSON "
+                         "object; convert the model again")
     if args.json:
         print(json.dumps(meta.to_dict() | ({"quantization": quant} if quant else {}), indent=2))
         return 0
+    try:
+        lines = _lines(args.artifact, meta, quant)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        raise ModelError(f"{args.artifact}: its edgeinfer metadata is malformed "
+                         f"({type(e).__name__}: {e}); convert the model again") from None
+    print("\n".join(lines))
+    return 0
+
+
+def _lines(path: str, meta: Any, quant: dict[str, Any] | None) -> list[str]:
+    """The human-readable report, built before anything is printed: a malformed value
+    deep in the metadata is then one error line, not half a report and a traceback."""
+    out: list[str] = []
     s, prov, par = meta.spec, meta.provenance, meta.parity
-    print(f"artifact:   {args.artifact}")
-    print(f"source:     {prov.get('source')} ({prov.get('framework')} "
+    out.append(f"artifact:   {path}")
+    out.append(f"source:     {prov.get('source')} ({prov.get('framework')} "
           f"{prov.get('framework_version')})")
-    print(f"format:     {prov.get('format')} {prov.get('quantize') or 'fp32'}")
-    print(f"classes:    {len(meta.labels)} ({', '.join(meta.labels[:5])}"
+    out.append(f"format:     {prov.get('format')} {prov.get('quantize') or 'fp32'}")
+    out.append(f"classes:    {len(meta.labels)} ({', '.join(meta.labels[:5])}"
           f"{', ...' if len(meta.labels) > 5 else ''})")
-    print(f"frame:      uint8 NHWC, {s.frame_color}; model {s.model_color} {s.size[0]}x"
+    out.append(f"frame:      uint8 NHWC, {s.frame_color}; model {s.model_color} {s.size[0]}x"
           f"{s.size[1]} {s.layout}, {_resize(s)}, "
           f"mean {list(s.mean)} std {list(s.std)} scale {s.scale:g}")
-    print(batchnorm_summary(prov).replace("BatchNorm: ", "BatchNorm:  ", 1))
+    out.append(batchnorm_summary(prov).replace("BatchNorm: ", "BatchNorm:  ", 1))
     int8 = _int8_line(prov, quant)
     if int8:
-        print(f"int8:       {int8}")
+        out.append(f"int8:       {int8}")
     from edgeinfer.converter.int8.targets import kept_float_line
     from edgeinfer.parity.stages import parity_figure
 
     if kept := kept_float_line(prov):
-        print(f"            {kept}")
+        out.append(f"            {kept}")
     if par:
         lo, hi = par.get("top1_ci95", [float("nan")] * 2)
-        print(f"parity:     {par.get('verdict', 'unknown (artifact made before verdicts)')} "
+        out.append(f"parity:     {par.get('verdict', 'unknown (artifact made before verdicts)')} "
               f"on {par.get('n')} frames ({par.get('data')}): {parity_figure(par)}, "
               "top-1 agreement "
               f"{par.get('top1_agreement', float('nan')):.2%} [95% CI {lo:.1%}, {hi:.1%}]")
         if par.get("certification") not in (None, "certified"):
-            print(f"            {par['certification']}")
+            out.append(f"            {par['certification']}")
         if par.get("data_note"):
-            print(f"            {par['data_note']}: convert with --parity-data to check it on "
+            out.append(f"            {par['data_note']}: convert with --parity-data to check it on "
                   "your images")
     audit = prov.get("spec_audit")
     if audit:
-        print(_audit_line(audit))
-    return 0
+        out.append(_audit_line(audit))
+    return out
 
 
 def _resize(s: Any) -> str:
