@@ -330,10 +330,16 @@ def _culprit_verdict(rows: list[CulpritRow], n: int, c: CulpritRow) -> str:
     share = (f" and explains {c.share:.0%} of its disagreement with the reference pipeline "
              f"({ref.score:.1%} agreement)" if c.share is not None else "")
     sure = "" if c.score >= MIN_EXPLAINED else " (weak: it explains less than 80%)"
+    # A random culprit (dropout, batch statistics) is ranked by a score, the agreement
+    # divided by the simulation's own run-to-run agreement: said as a score, never as the
+    # agreement (a 54% agreement once read "agrees ... on 100.0%").
+    measured = c.agreement if c.agreement is not None else c.score
+    ratio = (f" (score {c.score:.2f}: {c.note})" if c.note and c.score != measured else "")
+    gap = ((f", score {c.score:.2f} vs {nxt.score:.2f} for the next ({nxt.name}, "
+            f"{nxt.detail})") if ratio else f", {c.score - nxt.score:+.1%} vs the next "
+           f"({nxt.name}, {nxt.detail})") if nxt is not None else ""
     return (f"most likely culprit: {c.name} ({c.detail}): its simulation agrees with the "
-            f"device on {c.score:.1%} of {n} frames{share}"
-            + (f", {c.score - nxt.score:+.1%} vs the next ({nxt.name}, {nxt.detail})"
-               if nxt is not None else "") + f"{sure}; fix: {c.fix}")
+            f"device on {measured:.1%} of {n} frames{ratio}{share}{gap}{sure}; fix: {c.fix}")
 
 
 def run_doctor(source: Any, data: str, *, spec: Any = None, weights: Any = None,
