@@ -245,9 +245,10 @@ def test_regression_intact_pack_still_passes(fashion_artifact, capfd) -> None:
     assert check_cli(args, capfd) == 0
 
 
-_READ = ("import resource, sys\nfrom edgeinfer.data.packfile import read_pack\n"
-         "p = read_pack(sys.argv[1])\nprint(p.n, resource.getrusage(resource.RUSAGE_SELF)"
-         ".ru_maxrss // 1024)\n")
+# VmHWM, not ru_maxrss: the latter is preserved across execve (a big parent's peak).
+_READ = ("import re, sys\nfrom edgeinfer.data.packfile import read_pack\n"
+         "p = read_pack(sys.argv[1])\nprint(p.n, int(re.search(r'VmHWM:\\s+(\\d+) kB', "
+         "open('/proc/self/status').read()).group(1)) // 1024)\n")
 
 
 def _peak_mb(path: Path) -> int:

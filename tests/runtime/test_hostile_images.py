@@ -228,8 +228,10 @@ def test_server_budget_is_charged_the_decoders_size(fashion_artifact) -> None:
             assert "1144.4 MiB, above the server's in-flight memory budget" in r.json()["error"]
 
 
+# Peak RSS from VmHWM: getrusage's ru_maxrss is preserved across execve, so a child of a
+# pytest worker that had grown to 1.5 GB reported 1.5 GB whatever it did itself.
 BACKSTOP = r"""
-import resource, sys
+import re, sys
 import edgeinfer
 from edgeinfer.errors import ImageTooLargeError
 from edgeinfer.runtime.image import load_image
@@ -239,7 +241,8 @@ try:  # a probe that read 1x1, as the old one did: only OpenCV's own limit stand
     load_image(data, PreprocessSpec(size=(28, 28)), 10**12, header=(sys.argv[2], 1, 1))
     print("decoded")
 except ImageTooLargeError as e:
-    print("refused", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, str(e))
+    hwm = re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1)
+    print("refused", int(hwm) // 1024, str(e))
 """
 
 
