@@ -17,12 +17,14 @@ in docs/serve/load.md.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any
 
 from edgeinfer.errors import ConfigError, require
 from edgeinfer.serve.config import ServeConfig
@@ -88,10 +90,48 @@ def uvicorn_config(app: object, cfg: ServeConfig, **kw: object) -> uvicorn.Confi
     """
     auto = cfg.http == "auto"
     http = guarded_protocol(cfg.http, cfg.header_timeout_s, cfg.max_connections_per_client)
+    _uvicorn_logging()
     return uvicorn.Config(app, lifespan="on", limit_concurrency=cfg.max_connections,
                           http=http, loop="auto" if auto else "asyncio",  # type: ignore[arg-type]
                           timeout_graceful_shutdown=int(cfg.timeout_s) + 5,
-                          timeout_keep_alive=5, **kw)
+                          timeout_keep_alive=5, log_config=None, **kw)
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes each record to ``sys.stderr`` as it is at that moment, and closes nothing."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:  # StreamHandler.__init__ assigns one: ignored
+        pass
+
+
+def _uvicorn_logging() -> None:
+    """uvicorn's log lines without uvicorn's ``logging.config.dictConfig``.
+
+    Why: dictConfig first *closes every handler in the process*. absl (imported with
+    TensorFlow and LiteRT) installs a handler that, on close, closes the stream it was
+    created with unless that stream is the current ``sys.stderr``; so starting a server in a
+    process that had imported TensorFlow closed whatever stderr was current at that import
+    (measured: pytest's own capture file, after which every later test of that worker
+    errored; in an application, its log file). Here uvicorn's two loggers get one handler
+    each, added once, that looks up ``sys.stderr`` per record.
+    """
+    from uvicorn.logging import AccessFormatter, DefaultFormatter
+
+    for name, fmt in (("uvicorn", DefaultFormatter("%(levelprefix)s %(message)s")),
+                      ("uvicorn.access", AccessFormatter(
+                          '%(levelprefix)s %(client_addr)s - "%(request_line)s" '
+                          "%(status_code)s"))):
+        log = logging.getLogger(name)
+        if not any(isinstance(h, _CurrentStderr) for h in log.handlers):
+            handler = _CurrentStderr()
+            handler.setFormatter(fmt)
+            log.addHandler(handler)
+        log.propagate = False
 
 
 def serve(artifacts: Sequence[str | os.PathLike], cfg: ServeConfig | None = None, *,
