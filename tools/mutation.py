@@ -39,11 +39,11 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "fold_batchnorm": ("edgeinfer/converter/passes/fold_batchnorm.py",
                        ["tests/convert/test_fold_batchnorm.py"]),  # see PYTEST_K
     "spec": ("edgeinfer/spec.py", ["tests/test_spec.py"]),
-    "audit": ("edgeinfer/parity/audit.py", ["tests/doctor/test_audit_without_batchnorm.py"]),
+    "audit": ("edgeinfer/diagnose/audit.py", ["tests/doctor/test_audit_without_batchnorm.py"]),
     "doctor_rank": ("edgeinfer/check/doctor/run.py", ["tests/doctor/test_doctor.py"]),
     "serve_models": ("edgeinfer/serve/models.py", ["tests/serve/test_server.py"]),
-    "pack": ("edgeinfer/parity/pack.py", ["tests/parity/test_pack.py"]),
-    "timing": ("edgeinfer/parity/timing.py", ["tests/check/test_bench.py"]),  # see PYTEST_K
+    "pack": ("edgeinfer/data/packfile.py", ["tests/data/test_packfile.py"]),
+    "timing": ("edgeinfer/runtime/timing.py", ["tests/check/test_bench.py"]),  # see PYTEST_K
 }
 
 

@@ -1,7 +1,7 @@
 """TFLite export of a Keras model, with the same contract as the torch route.
 
 The file holds the two signatures :class:`edgeinfer.runtime.tflite_backend.TFLiteBackend`
-serves (see ``edgeinfer/converter/tflite_export.py`` for the contract): ``frame`` (uint8
+serves (see ``edgeinfer/converter/export/tflite_torch.py`` for the contract): ``frame`` (uint8
 ``[1, H, W, C]`` at the fixed frame size, the whole spec in the graph) and ``resized``
 (float ``[1, h, w, C]`` at the spec's size, after the host-side geometry), both ending in
 ``probs``. The preprocessing is written in TensorFlow ops under the name scope
