@@ -137,8 +137,14 @@ def serve_ray(artifacts: Sequence[str | os.PathLike], cfg: ServeConfig, replicas
     app = build(artifacts, cfg, replicas, num_cpus)  # ConfigError before starting anything
     if cfg.port == 0:
         raise ConfigError("--ray needs a fixed --port (Ray's proxy cannot pick one)")
+    # Ray's own rule would make ray.init() join RAY_ADDRESS, or the last `ray start` cluster
+    # of this machine, when given no address: RAY_ADDRESS is taken as --ray-address (with its
+    # TLS rule), and a local cluster is always this command's own (address="local" below).
+    what = "--ray-address"
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address, what = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if address:
-        require_tls(insecure)
+        require_tls(insecure, what=what)
         # --ray-insecure says the network is trusted: the guard would refuse what it allows
         guard = not (insecure and not tls_enabled())
         return _serve(app, cfg, replicas, address, announce, guard)
@@ -180,7 +186,10 @@ def _serve(app: Any, cfg: ServeConfig, replicas: int, address: str | None,
     if address:
         ray.init(address=address, _node_ip_address=driver_ip(address), log_to_driver=False)
     else:
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        # "local": a new cluster even when another one runs on this machine (without it,
+        # ray.init() joined the last `ray start` cluster: seen when two ran at once)
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                 log_to_driver=False)
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     judged: dict[tuple[int, int], str] = {}

@@ -59,7 +59,8 @@ def tls_enabled(env: Mapping[str, str] | None = None) -> bool:
     return env.get("RAY_USE_TLS", "0").lower() in ("1", "true")
 
 
-def require_tls(insecure: bool, env: Mapping[str, str] | None = None) -> None:
+def require_tls(insecure: bool, env: Mapping[str, str] | None = None,
+                what: str = "--ray-address") -> None:
     """Refuse to join an existing cluster without mutual TLS unless told the network is trusted.
 
     Why: a cluster without TLS accepts unauthenticated gRPC from anyone who reaches a node,
@@ -72,7 +73,7 @@ def require_tls(insecure: bool, env: Mapping[str, str] | None = None) -> None:
         if insecure:
             return
         raise ConfigError(
-            "--ray-address: RAY_USE_TLS is not set, so this Ray cluster speaks unauthenticated "
+            f"{what}: RAY_USE_TLS is not set, so this Ray cluster speaks unauthenticated "
             "gRPC and its Serve replicas listen on every interface; start every node and this "
             "command with Ray's mutual TLS (edgeinfer ray-certs DIR --node NAME=IP, then "
             f"source DIR/NAME/ray-tls.env), or pass {INSECURE_FLAG} if the network is trusted")

@@ -230,3 +230,20 @@ def test_ray_address_without_tls_is_refused_in_one_line(tmp_path) -> None:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgeinfer: error:"), r.stderr[-2000:]
     assert "--ray-insecure" in lines[0] and "RAY_USE_TLS" in lines[0]
+
+
+def test_ray_address_from_the_environment_gets_the_same_rule(tmp_path) -> None:
+    """Without --ray-address, Ray's own ray.init() would join RAY_ADDRESS silently (no TLS
+    check): edgeinfer takes it as --ray-address, so the insecure cluster is refused."""
+    artifact = tmp_path / "m.onnx"
+    artifact.write_bytes(b"refused before any model is read")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_TLS")}
+    env.pop("RAY_USE_TLS", None)
+    env["RAY_ADDRESS"] = "127.0.0.1:9"
+    r = subprocess.run([sys.executable, "-m", "edgeinfer", "serve", str(artifact), "--ray",
+                        "--port", str(_free_port())],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgeinfer: error: RAY_ADDRESS:"), lines
+    assert "--ray-insecure" in lines[0]
