@@ -203,13 +203,47 @@ def test_a_latency_budget_plain_int8_cannot_meet_is_refused(fashion_artifact, fa
 @pytest.mark.slow  # scripts/test --full (minutes on two shared cores)
 def test_a_latency_budget_alone_keeps_the_most_harmful_layers_it_allows(fashion_sets,
                                                                          tmp_path):
-    """No target: --max-latency-ratio alone gives the most accurate int8 within it; plain
-    int8 already over the budget is refused in one line."""
-    r = convert("fashion", tmp_path / "b.onnx", quantize="int8", parity_limit=500,
+    """No target: --max-latency-ratio alone gives the most accurate int8 within it - unless
+    that is every layer float (no int8 at all); plain int8 over the budget is refused."""
+    # A budget that lets every layer be float would give the fp32 model called int8: refused
+    # (issue 26, "no fake int8"); before, it was written and passed.
+    with pytest.raises(ParityError, match="every one of the .* layers kept float") as e:
+        convert("fashion", tmp_path / "b.onnx", quantize="int8", parity_limit=500,
                 max_latency_ratio=100.0)
-    ctl = r.metadata.provenance["int8_control"]
-    assert ctl["latency_cap"] == ctl["candidates"] == len(ctl["kept_float"])
-    assert ctl["steps"][-1]["meets"] and ctl["min_agreement"] is None
+    ctl = e.value.control
+    assert ctl.latency_cap == ctl.candidates == len(ctl.final.kept_float)
+    assert not (tmp_path / "b.onnx").exists()
     with pytest.raises(ParityError, match=r"plain int8 takes .* above 0\.01x fp32"):
         convert("fashion", tmp_path / "c.onnx", quantize="int8", parity_limit=500,
                 max_latency_ratio=0.01)
+
+
+def test_every_layer_float_is_refused_not_written_as_int8():
+    """A target that only the all-float build meets is refused: that build is the fp32
+    model (issue 26: one was written, `info` called it int8, the gate said PASS)."""
+    import numpy as np
+
+    from edgeinfer.converter.int8.control import control
+
+    n, layers = 200, "abcd"
+
+    class Builder:
+        candidates = list(layers)
+        labels = {c: f"layer {c}" for c in layers}
+
+        def __call__(self, keep):
+            return ("int8:" + "".join(sorted(keep))).encode()
+
+    def run(model, frames):
+        kept = 4 if model == b"fp32" else len(model.decode().split(":")[1])
+        agree = int(n * (0.5 + 0.5 * kept / len(layers)))  # each float layer fixes 1/8
+        idx = np.array([int(f[0]) for f in frames])
+        out = np.zeros((len(idx), 2))
+        out[np.arange(len(idx)), (idx >= agree).astype(int)] = 1.0
+        return out
+
+    frames = [np.array([i]) for i in range(n)]
+    with pytest.raises(ParityError, match="every one of the 4 quantisable layers kept float"
+                       ) as e:
+        control(Builder(), run, b"fp32", frames, min_agreement=0.9)
+    assert e.value.control.final.kept_float and len(e.value.control.final.kept_float) == 4

@@ -17,7 +17,8 @@ ai-edge-quantizer's NO_QUANTIZE recipe entries (TFLite) behind one ``build(keep_
    ranked prefix on latency alone for the most layers float that stay within it, and lower
    ``max_float`` to that; then build with the ``max_float`` best-ranked layers float: if
    even that misses, refuse in one line naming what to try (no point in walking the steps).
-   A budget without a target ships that capped build: the most accurate int8 within it;
+   A budget without a target ships that capped build: the most accurate int8 within it
+   (refused when that is every layer float: the fp32 model is no int8);
 5. otherwise add the ranked layers one at a time (up to ``LINEAR``), then bisect the ranked
    prefix between the last miss and ``max_float``, measuring agreement, size and 1-thread
    latency at each step; keep the fewest that meet the target. Bisection assumes the
@@ -269,6 +270,16 @@ def _finish(model: bytes, res: ControlResult, t0: float,
             say: Progress) -> tuple[bytes, ControlResult]:
     res.wall_s = time.perf_counter() - t0
     k = len(res.final.kept_float)
+    if res.candidates and k >= res.candidates:
+        # No fake int8: with every weighted layer float the file is the fp32 model (issue 26:
+        # one was written, called "onnx int8" by info, and passed).
+        err = ParityError(
+            f"artifact not written: int8 reaches {res.final.agreement:.2%} only with every "
+            f"one of the {res.candidates} quantisable layers kept float, which is the fp32 "
+            "model: ship the fp32 artifact (or fp16 TFLite), or ask for less (a lower "
+            "--min-agreement, a lower --max-latency-ratio, or --max-float-layers)")
+        err.control = res  # type: ignore[attr-defined]
+        raise err
     say(f"int8 control: {k} of {res.candidates} layers kept float ({res.wall_s:.0f} s)")
     if res.candidates and k > res.candidates // 2:
         # EfficientNet-Lite0 on photos: 50 of 50 for 0.99 on 600 photos (docs/int8/control.md)
