@@ -31,7 +31,14 @@ from edgeinfer.data.frames import (
     load_frames,
 )
 from edgeinfer.diagnose.audit import CONVERT_FRAMES
-from edgeinfer.errors import ConfigError, ConversionError, EdgeInferError, ParityError, require
+from edgeinfer.errors import (
+    ConfigError,
+    ConversionError,
+    EdgeInferError,
+    ParityError,
+    one_line,
+    require,
+)
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stats import Comparison
 from edgeinfer.progress import Progress
@@ -282,11 +289,11 @@ def _labels_before_export(s: Source, spec: PreprocessSpec, labels: Any) -> tuple
     except EdgeInferError:
         raise
     except Exception as e:  # the framework's own error: the spec's input is not the model's
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(
             f"the source model does not run on the spec's model input "
-            f"{list(spec.model_input_shape())} ({spec.layout}, {spec.model_color}): {first}; "
-            "check the spec's size, colour and layout against the model") from None
+            f"{list(spec.model_input_shape())} ({spec.layout}, {spec.model_color}): "
+            f"{one_line(e)}; check the spec's size, colour and layout against the model"
+        ) from None
     given = resolve_labels(labels, s.reference) or s.labels
     if given and len(given) != n:
         raise ConversionError(f"{len(given)} labels given for a model with {n} outputs")

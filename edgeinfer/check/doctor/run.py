@@ -335,9 +335,11 @@ def _culprit_verdict(rows: list[CulpritRow], n: int, c: CulpritRow) -> str:
     # agreement (a 54% agreement once read "agrees ... on 100.0%").
     measured = c.agreement if c.agreement is not None else c.score
     ratio = (f" (score {c.score:.2f}: {c.note})" if c.note and c.score != measured else "")
-    gap = ((f", score {c.score:.2f} vs {nxt.score:.2f} for the next ({nxt.name}, "
-            f"{nxt.detail})") if ratio else f", {c.score - nxt.score:+.1%} vs the next "
-           f"({nxt.name}, {nxt.detail})") if nxt is not None else ""
+    gap = ""
+    if nxt is not None and ratio:
+        gap = f", score {c.score:.2f} vs {nxt.score:.2f} for the next ({nxt.name}, {nxt.detail})"
+    elif nxt is not None:
+        gap = f", {c.score - nxt.score:+.1%} vs the next ({nxt.name}, {nxt.detail})"
     return (f"most likely culprit: {c.name} ({c.detail}): its simulation agrees with the "
             f"device on {measured:.1%} of {n} frames{ratio}{share}{gap}{sure}; fix: {c.fix}")
 
