@@ -16,7 +16,7 @@ from edgeinfer.data.datasets import sample_photos
 from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.server import serve_in_thread
 from tests.serve.conftest import encode
-from tests.serve.waits import WITHIN_S, until, until_metric
+from tests.serve.waits import WITHIN_S, infer_body_cut_by_the_server, until, until_metric
 
 
 def _photo(side: int) -> bytes:
@@ -132,17 +132,7 @@ def test_slow_upload_408_within_body_timeout(fashion_artifact) -> None:
     The rest of the body is sent only once the server has answered (its metrics say so)."""
     cfg = ServeConfig(port=0, timeout_s=10 * WITHIN_S, body_timeout_s=0.5)
     with serve_in_thread([fashion_artifact], cfg) as url:
-
-        async def slow() -> httpx.Response:
-            async with httpx.AsyncClient(timeout=WITHIN_S) as c:
-                async def body():
-                    yield b'{"inputs": '
-                    await until_metric(c, url, 'edgeinfer_errors_total{type="RequestTimeout"}')
-                    yield b"[]}"
-
-                return await c.post(f"{url}/v2/models/fashion/infer", content=body())
-
-        r = asyncio.run(slow())
+        r = infer_body_cut_by_the_server(url)
     assert r.status_code == 408 and "did not arrive" in r.json()["error"]
 
 

@@ -15,7 +15,13 @@ from tritonclient.utils import InferenceServerException
 from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.server import serve_in_thread
 from tests.serve.conftest import encode
-from tests.serve.waits import WITHIN_S, metric, until, until_metric
+from tests.serve.waits import (
+    WITHIN_S,
+    infer_body_cut_by_the_server,
+    metric,
+    until,
+    until_metric,
+)
 
 
 def _client(url: str) -> triton.InferenceServerClient:
@@ -157,16 +163,7 @@ def test_limits(fashion_artifact, jpegs) -> None:
         bomb = _post(f"{url}/predict", content=bytes(png))
         assert bomb.status_code == 413 and bomb.json()["type"] == "ImageTooLargeError"
 
-        async def slow() -> httpx.Response:
-            async with httpx.AsyncClient(timeout=WITHIN_S) as c:
-                async def body():  # the rest only once the server has answered 408
-                    yield b'{"inputs": '
-                    await until_metric(c, url, 'edgeinfer_errors_total{type="RequestTimeout"}')
-                    yield b"[]}"
-
-                return await c.post(f"{url}/v2/models/fashion/infer", content=body())
-
-        slow_r = asyncio.run(slow())
+        slow_r = infer_body_cut_by_the_server(url)  # the rest only after the 408
         assert slow_r.status_code == 408 and "did not arrive" in slow_r.json()["error"]
         assert _post(f"{url}/predict", content=jpegs[0]).status_code == 200
 

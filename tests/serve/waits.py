@@ -45,3 +45,19 @@ def until(cond: Callable[[], bool], what: str, within: float = WITHIN_S) -> None
     while not cond():
         assert time.monotonic() < deadline, f"never happened: {what}"
         time.sleep(0.02)
+
+
+def infer_body_cut_by_the_server(url: str) -> httpx.Response:
+    """POST to /v2/models/fashion/infer a body whose second half is sent only once the
+    server reports a RequestTimeout in /metrics: the body deadline's 408, without a timed
+    window."""
+    async def slow() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=WITHIN_S) as c:
+            async def body():
+                yield b'{"inputs": '
+                await until_metric(c, url, 'edgeinfer_errors_total{type="RequestTimeout"}')
+                yield b"[]}"
+
+            return await c.post(f"{url}/v2/models/fashion/infer", content=body())
+
+    return asyncio.run(slow())
