@@ -43,3 +43,14 @@ def test_one_row_of_logits_makes_the_batch_logits():
 def test_nan_and_empty_are_not_probabilities():
     assert not are_probabilities(np.array([[np.nan, 1.0]]))
     assert not are_probabilities(np.zeros((0, 3)))
+
+
+def test_an_exact_zero_is_still_a_probability():
+    # float32 softmax underflows to exactly 0 for logits ~100 below the max
+    p = softmax(np.array([[0.0, -200.0]], np.float32))
+    assert p[0, 1] == 0.0 and are_probabilities(p)
+
+
+def test_one_vector_is_judged_along_its_classes():
+    assert are_probabilities(np.array([0.25, 0.75]))
+    assert not are_probabilities(np.array([0.25, 0.5]))

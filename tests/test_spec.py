@@ -250,6 +250,9 @@ def test_new_fields_at_their_defaults_stay_out_of_the_json() -> None:
     ("mean", "0.5", "list of numbers"),
     ("resize_shorter", 256.0, "an integer"),
     ("layout", 1, "a string"),
+    ("mean", ["0.5"], "list of numbers"),  # float("0.5") alone would have taken it
+    ("std", True, "list of numbers"),  # a bool is not a number (float(True) == 1.0)
+    ("version", "1", "an integer"),
 ])
 def test_spec_fields_are_typed(field, value, needle):
     d = {"size": [8, 8], field: value}
@@ -257,3 +260,13 @@ def test_spec_fields_are_typed(field, value, needle):
         d["resize"] = "shorter_crop"
     with pytest.raises(SpecError, match=needle):
         PreprocessSpec.from_dict(d)
+
+
+def test_typed_fields_accept_what_json_and_numpy_give():
+    s = PreprocessSpec.from_dict({"size": [224, 224], "mean": 0.5, "std": [0.25, 0.5, 1.0],
+                                  "resize": "shorter_crop", "resize_shorter": 256,
+                                  "antialias": True, "scale": 1, "pad_value": 0})
+    assert s.mean == (0.5,) and s.std == (0.25, 0.5, 1.0) and s.antialias is True
+    n = PreprocessSpec(size=(np.int64(32), np.int64(32)), mean=[np.float32(0.5)],
+                       std=np.array([0.5]), scale=np.float64(1 / 255))
+    assert n.size == (32, 32) and n.mean == (0.5,)

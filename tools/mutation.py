@@ -44,6 +44,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "serve_models": ("edgeinfer/serve/models.py", ["tests/serve/test_server.py"]),
     "pack": ("edgeinfer/data/packfile.py", ["tests/data/test_packfile.py"]),
     "timing": ("edgeinfer/runtime/timing.py", ["tests/check/test_bench.py"]),  # see PYTEST_K
+    "probs": ("edgeinfer/probs.py", ["tests/test_probs.py"]),
+    "spec_types": ("edgeinfer/spec_types.py", ["tests/test_spec.py"]),  # see PYTEST_K
 }
 
 
@@ -52,7 +54,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
 # producer, Mul+Add lowering) and the hand-built graphs, not every export
 PYTEST_K = {"fold_batchnorm": "not rapid and not test_fold_torch_model and not "
                               "near_epsilon[conv]",
-            "timing": "ratio_to"}  # the bench fixtures convert models: minutes per mutant
+            "timing": "ratio_to",  # the bench fixtures convert models: minutes per mutant
+            "spec_types": "typed"}  # the typed-field cases, refused and accepted
 
 
 def _copy_tree(dest: Path) -> None:
