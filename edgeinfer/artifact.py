@@ -44,6 +44,8 @@ KEY_PROVENANCE = "edgeinfer.provenance"
 KEY_PARITY = "edgeinfer.parity"
 #: int8 settings (ONNX); read by ``info``, checked here with the rest.
 KEY_QUANTIZATION = "edgeinfer.quantization"
+#: the field monitor's reference profile (runtime/monitor/profile.py), absent when not built
+KEY_MONITOR = "edgeinfer.monitor"
 
 
 def sniff_format(data: bytes | bytearray | memoryview) -> str:
@@ -80,16 +82,22 @@ class ArtifactMetadata:
     labels: tuple[str, ...]
     provenance: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
+    #: the monitor's reference profile as stored (validated by ReferenceProfile.from_dict
+    #: where it is used); empty when the artifact has none
+    monitor: dict[str, Any] = field(default_factory=dict)
 
     def to_props(self) -> dict[str, str]:
         """The key -> JSON-string map stored in the artifact."""
-        return {
+        props = {
             KEY_FORMAT: FORMAT_VERSION,
             KEY_SPEC: self.spec.to_json(),
             KEY_LABELS: json.dumps(list(self.labels)),
             KEY_PROVENANCE: json.dumps(self.provenance, sort_keys=True),
             KEY_PARITY: json.dumps(self.parity, sort_keys=True),
         }
+        if self.monitor:
+            props[KEY_MONITOR] = json.dumps(self.monitor, sort_keys=True)
+        return props
 
     @classmethod
     def from_props(cls, props: dict[str, str], source: str = "artifact") -> ArtifactMetadata:
@@ -107,12 +115,14 @@ class ArtifactMetadata:
             provenance = _json(props, KEY_PROVENANCE, dict, "{}")
             parity = _json(props, KEY_PARITY, dict, "{}")
             _json(props, KEY_QUANTIZATION, dict, "{}")
+            monitor = _json(props, KEY_MONITOR, dict, "{}")
         except (ValueError, TypeError, RecursionError) as e:
             raise ModelError(f"{source} has damaged edgeinfer metadata: "
                              f"{' '.join(str(e).split())[:200]}") from None
         return cls(spec=spec, labels=tuple(str(v) for v in labels), provenance=provenance,
-                   parity=parity)
+                   parity=parity, monitor=monitor)
 
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.spec.to_dict(), "labels": list(self.labels),
-                "provenance": self.provenance, "parity": self.parity}
+                "provenance": self.provenance, "parity": self.parity,
+                "monitor": self.monitor}

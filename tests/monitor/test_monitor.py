@@ -1,0 +1,118 @@
+"""The lean monitor on real frames through the real fashion artifact: no alarm on healthy
+frames, an alarm with the right cause on real shifts, honest 'unknown' and 'not estimated'."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeinfer.runtime.monitor import Monitor, ReferenceProfile, build_profile
+from edgeinfer.runtime.monitor.drift import cusum_threshold, siegmund_arl0
+
+
+def _darker(frames: list[np.ndarray], factor: float = 0.35) -> list[np.ndarray]:
+    return [(f * factor).astype(np.uint8) for f in frames]
+
+
+def _noisy(frames: list[np.ndarray], std: float = 40.0, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.clip(f + rng.normal(0, std, f.shape), 0, 255).astype(np.uint8) for f in frames]
+
+
+def _feed(m: Monitor, fx, frames: list[np.ndarray], step: int = 10) -> None:
+    for i in range(0, len(frames), step):
+        chunk = frames[i:i + step]
+        m.update(fx.run(chunk), chunk)
+
+
+def test_healthy_frames_raise_no_alarm_and_estimate_the_accuracy(fashion) -> None:
+    m = Monitor(fashion.profile)
+    _feed(m, fashion, fashion.frames)  # 3,000 held-out frames, none of them the reference
+    r = m.report()
+    true = float(np.mean(fashion.probs.argmax(1) == fashion.labels))
+    assert r.alarms == 0 and not r.alarm
+    assert r.frames == 3000
+    assert abs(r.estimated_accuracy - true) < 0.05
+    assert r.interval[0] <= r.estimated_accuracy <= r.interval[1]
+    assert r.drifted == [] and r.cause is None
+    assert "ok" in r.summary()
+
+
+def test_darker_frames_alarm_within_300_frames_and_name_darkness(fashion) -> None:
+    m = Monitor(fashion.profile, labels=fashion.predictor.labels)
+    _feed(m, fashion, fashion.frames[:600])
+    assert not m.alarm
+    dark = _darker(fashion.frames[600:1500])
+    true = float(np.mean(fashion.run(dark).argmax(1) == fashion.labels[600:1500]))
+    assert true < fashion.profile.reference_accuracy - 0.10  # a shift that matters
+    for i in range(0, len(dark), 10):
+        m.update(fashion.run(dark[i:i + 10]), dark[i:i + 10])
+        if m.alarm:
+            break
+    r = m.report()
+    assert r.alarm and r.first_alarm_frame - 600 <= 300
+    assert "darker" in r.cause
+    assert r.estimated_accuracy < fashion.profile.reference_accuracy - 0.05
+
+
+def test_noise_is_named_noise(fashion) -> None:
+    m = Monitor(fashion.profile)
+    noisy = _noisy(fashion.frames[:900])
+    _feed(m, fashion, noisy)
+    r = m.report()
+    assert r.alarm, r.summary()
+    assert "noisier" in r.cause or "grainier" in r.cause
+
+
+def test_a_label_shift_is_named_by_its_class(fashion) -> None:
+    """Only shirts (the class the model gets wrong most): no frame signal moves."""
+    shirts = [f for f, y in zip(fashion.frames, fashion.labels, strict=True) if y == 6]
+    m = Monitor(fashion.profile, labels=fashion.predictor.labels)
+    _feed(m, fashion, (shirts * 3)[:600])
+    r = m.report()
+    assert r.alarm
+    assert "class mix changed" in r.cause and "Shirt" in r.cause
+    assert "darker" not in r.cause
+
+
+def test_profile_survives_json_and_damage_is_a_model_error(fashion) -> None:
+    from edgeinfer.errors import ModelError
+
+    d = json.loads(json.dumps(fashion.profile.to_dict()))
+    assert ReferenceProfile.from_dict(d) == fashion.profile
+    for key, bad in (("level", "0.9"), ("reference_accuracy", True), ("n", 0),
+                     ("estimator", "magic"), ("signals", {"glow": {}}), ("version", 2),
+                     ("calibration", {"temperature": float("nan")})):
+        broken = dict(d, **{key: bad})
+        with pytest.raises(ModelError, match="monitor profile is damaged"):
+            ReferenceProfile.from_dict(broken)
+    with pytest.raises(ModelError, match="missing"):
+        ReferenceProfile.from_dict({k: v for k, v in d.items() if k != "level"})
+
+
+def test_without_labels_no_accuracy_is_claimed(fashion) -> None:
+    prof = build_profile(fashion.ref_probs, fashion.ref_frames, "BGR", None)
+    m = Monitor(prof)
+    _feed(m, fashion, fashion.frames[:300])
+    r = m.report()
+    assert r.estimated_accuracy is None and r.reference_accuracy is None
+    assert "not estimated" in r.summary()
+    json.dumps(r.to_dict())
+
+
+def test_unknown_cause_when_nothing_measurable_moved(fashion) -> None:
+    """Wrong predictions on frames that look like the reference: the monitor says it does
+    not know why, instead of naming a culprit."""
+    from edgeinfer.runtime.monitor.cause import explain
+
+    effects = {s: 0.1 for s in ("brightness", "contrast", "noise")}
+    line = explain(effects, 0.0, np.asarray(fashion.profile.class_freq), fashion.profile)
+    assert line.startswith("cause unknown")
+
+
+def test_cusum_threshold_meets_its_run_length() -> None:
+    h = cusum_threshold(0.2, 1e6)
+    assert siegmund_arl0(h, 0.2) == pytest.approx(1e6, rel=1e-6)
+    assert cusum_threshold(0.2, 1e4) < h
