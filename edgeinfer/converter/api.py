@@ -20,6 +20,7 @@ import numpy as np
 from edgeinfer._version import __version__
 from edgeinfer.artifact import FORMATS, ArtifactMetadata
 from edgeinfer.converter.gate import GateResult, artifact_stages, gate
+from edgeinfer.converter.profile import reference_profile
 from edgeinfer.converter.sources.base import Source
 from edgeinfer.converter.sources.load import resolve_labels, resolve_source
 from edgeinfer.converter.spec_resolve import artifact_spec, resolve
@@ -201,6 +202,8 @@ def convert(
     fp32.provenance["spec_audit"] = audit.to_dict()
     enforce(audit, accept_spec, strict, say)
     if fmt == "onnx" and quantize is None:
+        fp32.monitor = reference_profile(ArtifactRunner(fp32.blob()), fp32_probs, frames,
+                                         spec.frame_color, say, data_note)
         return _write(output, fp32.blob(fp32.final(result, frames)), fp32, result, s, say)
 
     tag = f"{fmt}-{quantize or 'fp32'}"
@@ -234,6 +237,8 @@ def convert(
 
         raise ParityError(f"{e}. Try: " + "; ".join(int8_hints(target, fmt, controlled_))) from e
     derived.others["onnx_fp32_vs_source"] = result.primary
+    fp32.monitor = reference_profile(ArtifactRunner(candidate, name=tag), out_probs, frames,
+                                     spec.frame_color, say, data_note)
     return _write(output, with_props(fp32.final(derived, frames)), fp32, derived, s, say)
 
 
@@ -265,9 +270,11 @@ class _Built:
     softmax_added: bool
     bn_left: int
     parity: dict[str, Any] = field(default_factory=dict)
+    monitor: dict[str, Any] = field(default_factory=dict)  # the field monitor's profile
 
     def meta(self) -> ArtifactMetadata:
-        return ArtifactMetadata(self.spec, self.labels, self.provenance, self.parity)
+        return ArtifactMetadata(self.spec, self.labels, self.provenance, self.parity,
+                                self.monitor)
 
     def final(self, result: GateResult, frames: FrameSet) -> ArtifactMetadata:
         self.parity = result.to_parity(frames.description)

@@ -37,6 +37,7 @@ from edgeinfer.runtime.image import (
     _load,
 )
 from edgeinfer.runtime.loader import open_backend
+from edgeinfer.runtime.monitor import Monitor, ReferenceProfile
 from edgeinfer.runtime.topk import Prediction, rank
 from edgeinfer.runtime.tta import TTAPolicy, average_views, get_policy
 from edgeinfer.spec import PreprocessSpec
@@ -57,7 +58,9 @@ class Predictor:
     ``providers``: ``"cpu"`` (default), ``"cuda"``, ``"tensorrt"`` or a list in order of
     preference; a missing provider raises ``ProviderError`` unless ``allow_fallback``.
     ``tta``: ``None``/``"none"``, ``"hflip"`` or ``"hflip+crops"`` (see
-    :mod:`edgeinfer.runtime.tta`). ``max_pixels`` / ``max_bytes``: input limits (see
+    :mod:`edgeinfer.runtime.tta`). ``monitor=True``: a field monitor on the artifact's
+    reference profile watches every prediction (``predictor.monitor.report()``).
+    ``max_pixels`` / ``max_bytes``: input limits (see
     :func:`~edgeinfer.runtime.image.load_image`).
 
     The backend is chosen by the file's content (:func:`~edgeinfer.runtime.loader.open_backend`):
@@ -83,6 +86,7 @@ class Predictor:
         trt_cache_dir: str | os.PathLike | None = None,
         spec: PreprocessSpec | dict | str | None = None,
         labels: Sequence[str] | None = None,
+        monitor: bool | Monitor | None = None,
     ) -> None:
         policy = get_policy(tta)  # cheap argument checks before loading anything
         _check_limits(max_pixels, max_bytes)
@@ -91,6 +95,7 @@ class Predictor:
                                trt_cache_dir=trt_cache_dir, spec=spec, labels=labels)
         name = getattr(backend, "source", None) or getattr(backend, "path", "artifact")
         self._setup(backend, policy, max_pixels, max_bytes, str(name))
+        self._monitor = self._make_monitor(monitor)
 
     @classmethod
     def from_backend(
@@ -100,13 +105,30 @@ class Predictor:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         source: str = "artifact",
+        monitor: bool | Monitor | None = None,
     ) -> Predictor:
         """A Predictor on any :class:`~edgeinfer.runtime.backend.Backend` (TFLite, a wrapper)."""
         policy = get_policy(tta)
         _check_limits(max_pixels, max_bytes)
         self = cls.__new__(cls)
         self._setup(backend, policy, max_pixels, max_bytes, source)
+        self._monitor = self._make_monitor(monitor)
         return self
+
+    def _make_monitor(self, monitor: bool | Monitor | None) -> Monitor | None:
+        """``True``: a Monitor on the artifact's own reference profile (issue 27)."""
+        if monitor is None or monitor is False:
+            return None
+        if isinstance(monitor, Monitor):
+            return monitor
+        if monitor is not True:
+            raise ConfigError(f"monitor= takes True, False or a Monitor; got {monitor!r}")
+        if not self._metadata.monitor:
+            raise ConfigError(
+                f"{self._source} has no monitor profile (converted before edgeinfer stored "
+                "one, or a third-party model): convert it again, or build one from labelled "
+                "frames with `edgeinfer monitor ARTIFACT SOURCE --reference DIR`")
+        return Monitor(ReferenceProfile.from_dict(self._metadata.monitor), labels=self._labels)
 
     def _setup(self, backend: Backend, policy: TTAPolicy, max_pixels: int, max_bytes: int,
                source: str) -> None:
@@ -166,11 +188,19 @@ class Predictor:
     def backend(self) -> Backend:
         return self._backend
 
+    @property
+    def monitor(self) -> Monitor | None:
+        """The field monitor fed by every prediction (``monitor=True``), else None."""
+        return self._monitor
+
     # ------------------------------------------------------------------ single image
     def predict_probs(self, image: ImageInput) -> np.ndarray:
         """float32 ``[K]`` class probabilities of one image (averaged over TTA views)."""
         frame = _load(image, self._spec, self._max_pixels, self._max_bytes)
-        return self._probs(self._tta.views(frame))[0]
+        probs = self._probs(self._tta.views(frame))
+        if self._monitor is not None:
+            self._monitor.update(probs, (frame,))
+        return probs[0]
 
     def predict(self, image: ImageInput, top_k: int = 5) -> list[Prediction]:
         """The ``top_k`` most probable classes of one image, most probable first.
@@ -181,7 +211,10 @@ class Predictor:
         """
         k = self._check_top_k(top_k)
         frame = _load(image, self._spec, self._max_pixels, self._max_bytes)
-        return rank(self._probs(self._tta.views(frame))[0], self._labels, k)
+        probs = self._probs(self._tta.views(frame))
+        if self._monitor is not None:
+            self._monitor.update(probs, (frame,))
+        return rank(probs[0], self._labels, k)
 
     # ------------------------------------------------------------------ batches
     def predict_batch(self, images: Iterable[ImageInput], top_k: int = 5,
@@ -247,6 +280,8 @@ class Predictor:
             for i, _ in group:
                 results[i] = e
             return
+        if self._monitor is not None:
+            self._monitor.update(probs, [f for _, f in group])
         for j, (i, _) in enumerate(group):
             results[i] = rank(probs[j], self._labels, k)
 

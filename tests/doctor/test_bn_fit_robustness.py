@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from torch import nn
 
-from edgeinfer.check.doctor.robustness import CORRUPTIONS, corrupt, run_robustness
+from edgeinfer.check.doctor.robustness import run_robustness
 from edgeinfer.diagnose.bn_fit import BNProbe, _Moments, layer_fit
+from edgeinfer.diagnose.corruptions import CORRUPTIONS, corrupt
 from edgeinfer.diagnose.culprits import Variant, prepare
 
 

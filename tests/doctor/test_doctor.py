@@ -184,7 +184,7 @@ def test_distribution_shift_when_nothing_explains_shifted_frames(small_source, t
                                                                   test_frames):
     """Frames far darker than training (BN fit far off) and a device whose predictions no
     simulated pipeline reproduces: distribution_shift comes first."""
-    from edgeinfer.check.doctor.robustness import corrupt
+    from edgeinfer.diagnose.corruptions import corrupt
 
     dark = corrupt(test_frames.frames[:128], "brightness_contrast", -0.5)
     outcomes, _ = culprit_outcomes(small_source, train_spec, dark)

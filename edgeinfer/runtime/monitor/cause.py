@@ -42,24 +42,34 @@ def moved(effects: dict[str, float], bar: float = EFFECT_BAR) -> list[tuple[str,
     return sorted(out, key=lambda t: -abs(t[1]))
 
 
-def closest_corruption(effects: dict[str, float], robustness: dict[str, list[dict[str, Any]]]
+#: accuracy points that weigh as much as one sigma of a frame signal in the matching
+POINTS_PER_SIGMA = 10.0
+
+
+def closest_corruption(effects: dict[str, float], robustness: dict[str, list[dict[str, Any]]],
+                       estimate: float | None = None
                        ) -> tuple[str, dict[str, Any], float] | None:
-    """The robustness entry whose signal fingerprint is nearest the observed effects
-    (Euclidean over the signals both have), with that distance."""
+    """The robustness entry whose fingerprint is nearest the observation: Euclidean over the
+    frame signals both have, plus, when the accuracy is estimated, the gap between that
+    estimate and the entry's accuracy (a zoom and a blur both soften a frame; what they cost
+    tells them apart). Returns (kind, entry, distance over the frame signals alone)."""
     best = None
     for kind, entries in robustness.items():
         for e in entries:
             common = [s for s in e["shift"] if s in effects and s in WORDS]
             if not common:
                 continue
-            d = float(np.sqrt(sum((effects[s] - e["shift"][s]) ** 2 for s in common)))
-            if best is None or d < best[2]:
-                best = (kind, e, d)
-    return best
+            d2 = sum((effects[s] - e["shift"][s]) ** 2 for s in common)
+            total = d2
+            if estimate is not None:
+                total += ((estimate - e["accuracy"]) * 100 / POINTS_PER_SIGMA) ** 2
+            if best is None or total < best[3]:
+                best = (kind, e, float(np.sqrt(d2)), total)
+    return None if best is None else best[:3]
 
 
 def explain(effects: dict[str, float], class_mix_z: float, window_freq: np.ndarray,
-            profile: Any, labels: tuple[str, ...] = ()) -> str:
+            profile: Any, labels: tuple[str, ...] = (), estimate: float | None = None) -> str:
     """One line: what moved and, where the profile has the curve, what that costs."""
     parts = []
     sig = moved(effects)
@@ -67,7 +77,7 @@ def explain(effects: dict[str, float], class_mix_z: float, window_freq: np.ndarr
         up, down = WORDS[s]
         parts.append(f"frames {abs(e):.1f} sigma {up if e > 0 else down} than the parity data")
     if sig and profile.robustness:
-        near = closest_corruption(effects, profile.robustness)
+        near = closest_corruption(effects, profile.robustness, estimate)
         observed = float(np.sqrt(sum(e * e for _, e in sig)))
         if near is not None and near[2] < max(1.0, 0.5 * observed):
             kind, entry, _ = near

@@ -16,6 +16,12 @@ import numpy as np
 #: The statistics, in the order of :func:`frame_stats`'s output.
 FRAME_SIGNALS: tuple[str, ...] = ("brightness", "contrast", "saturation", "warmth",
                                   "sharpness", "noise", "pixels", "aspect")
+#: The smallest spread a signal's reference is given, in its own units: a reference of
+#: frames all of one size has a standard deviation of 0 (or 1e-15 after rounding), and any
+#: difference would read as thousands of sigmas.
+FLOORS: dict[str, float] = {"brightness": 1.0, "contrast": 1.0, "saturation": 0.05,
+                            "warmth": 1.0, "sharpness": 0.01, "noise": 0.1, "pixels": 0.1,
+                            "aspect": 0.01}
 #: Side of the strided sample (global statistics) and of the native-resolution crop.
 SAMPLE = 48
 CROP = 64

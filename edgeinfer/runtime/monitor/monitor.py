@@ -17,6 +17,7 @@ timeline). Thread-safe: a lock guards the state, so server threads may share one
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -99,12 +100,14 @@ class Monitor:
     ``window``: frames summarised by ``report`` (estimate, drift, cause). ``drop``: the fall
     in accuracy the alarm is tuned to catch (0.10 = 10 points). ``arl0``: average number of
     healthy frames between false alarms. ``every``: frames between timeline points.
-    ``stats_every``: frame statistics on one frame in this many (1 = all).
+    ``stats_every``: frame statistics on one frame in this many (1 = all). ``margin_se``:
+    the alarm's in-control level is the reference level less this many of its standard
+    errors (the reference is a sample; study.md measured 1 and 2 on the tune shifts).
     """
 
     def __init__(self, profile: ReferenceProfile | dict, *, window: int = 300, drop: float = 0.10,
                  arl0: float = 1e6, every: int = 50, stats_every: int = 1,
-                 labels: Sequence[str] = ()) -> None:
+                 labels: Sequence[str] = (), margin_se: float = 2.0) -> None:
         if isinstance(profile, dict):
             profile = ReferenceProfile.from_dict(profile)
         positive_int("window", window)
@@ -115,7 +118,7 @@ class Monitor:
         self.profile = profile
         self.labels = tuple(labels)
         self._window, self._every, self._stats_every = window, every, stats_every
-        self._drop, self._arl0 = drop, arl0
+        self._drop, self._arl0, self._margin = drop, arl0, margin_se
         self._lock = threading.Lock()
         self.reset()
 
@@ -130,7 +133,10 @@ class Monitor:
             self._stats = np.zeros((w, len(FRAME_SIGNALS)))
             self._n = 0
             self._n_stats = 0
-            self._cusum = Cusum(p.level, p.level_std, self._drop, self._arl0)
+            # in control: the reference level less margin_se standard errors of it
+            n_ref = p.labelled or p.n
+            ic = p.level - self._margin * p.level_std / math.sqrt(max(n_ref, 1))
+            self._cusum = Cusum(np.asarray(p.level_q), ic, self._drop, self._arl0)
             self._alarm = False
             self._alarms = 0
             self._first_alarm: int | None = None
@@ -219,7 +225,7 @@ class Monitor:
                 cls = _recent(self._cls, m, self._n)
                 drift["confidence"] = effect(_recent(self._top, m, self._n), p.mean_maxprob,
                                              p.maxprob_std)
-                drift["class_mix"] = class_mix_z(cls, np.asarray(p.class_freq))
+                drift["class_mix"] = class_mix_z(cls, np.asarray(p.class_freq), p.n)
                 freq = np.bincount(cls, minlength=len(p.class_freq)) / m
             else:
                 freq = np.zeros(len(p.class_freq))
@@ -234,7 +240,7 @@ class Monitor:
             drift.update(effects)
             drifted = [s for s, v in drift.items()
                        if abs(v) >= (CLASS_MIX_BAR if s == "class_mix" else EFFECT_BAR)]
-            cause = (explain(effects, drift.get("class_mix", 0.0), freq, p, self.labels)
+            cause = (explain(effects, drift.get("class_mix", 0.0), freq, p, self.labels, est)
                      if self._alarm or drifted else None)
             return MonitorReport(
                 frames=self._n, window=m, estimated_accuracy=est, interval=iv,

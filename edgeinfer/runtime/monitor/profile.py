@@ -25,7 +25,7 @@ from edgeinfer.runtime.monitor.estimate import (
     calibrate,
     estimate_accuracy,
 )
-from edgeinfer.runtime.monitor.frame_stats import FRAME_SIGNALS, frames_stats
+from edgeinfer.runtime.monitor.frame_stats import FLOORS, FRAME_SIGNALS, frames_stats
 
 PROFILE_VERSION = 1
 QUANTILES = 21  # 0, 5, ..., 100 %
@@ -44,6 +44,8 @@ class ReferenceProfile:
     #: in-control mean and sigma)
     level: float = 0.0
     level_std: float = 0.0
+    #: 101 quantiles of that per-frame value (the alarm threshold is simulated from them)
+    level_q: tuple[float, ...] = ()
     mean_maxprob: float = 0.0
     maxprob_std: float = 0.0
     class_freq: tuple[float, ...] = ()
@@ -55,7 +57,8 @@ class ReferenceProfile:
         return {"version": PROFILE_VERSION, "n": self.n, "labelled": self.labelled,
                 "reference_accuracy": self.reference_accuracy, "estimator": self.estimator,
                 "calibration": self.calibration, "level": self.level,
-                "level_std": self.level_std, "mean_maxprob": self.mean_maxprob,
+                "level_std": self.level_std, "level_q": list(self.level_q),
+                "mean_maxprob": self.mean_maxprob,
                 "maxprob_std": self.maxprob_std, "class_freq": list(self.class_freq),
                 "signals": self.signals, "robustness": self.robustness, "color": self.color}
 
@@ -94,6 +97,7 @@ class ReferenceProfile:
                        reference_accuracy=None if acc is None else _num(acc, "accuracy"),
                        estimator=est, calibration=cal, level=_num(d["level"], "level"),
                        level_std=_num(d["level_std"], "level_std"),
+                       level_q=_quantiles(d["level_q"]),
                        mean_maxprob=_num(d["mean_maxprob"], "mean_maxprob"),
                        maxprob_std=_num(d["maxprob_std"], "maxprob_std"),
                        class_freq=tuple(_num(v, "class_freq") for v in d["class_freq"]),
@@ -102,6 +106,13 @@ class ReferenceProfile:
             what = f"missing {e}" if isinstance(e, KeyError) else str(e)
             raise ModelError(f"the artifact's monitor profile is damaged: {what[:200]}"
                              ) from None
+
+
+def _quantiles(v: Any) -> tuple[float, ...]:
+    q = tuple(_num(x, "level_q") for x in v)
+    if len(q) < 2 or any(b < a for a, b in zip(q, q[1:], strict=False)):
+        raise ValueError("level_q is not an ascending list of quantiles")
+    return q
 
 
 def _num(v: Any, what: str) -> float:
@@ -130,7 +141,7 @@ def correctness(probs: np.ndarray, calibration: dict, method: str) -> np.ndarray
 
 def signal_summary(stats: np.ndarray) -> dict[str, dict[str, Any]]:
     qs = np.linspace(0, 1, QUANTILES)
-    return {name: {"mean": float(col.mean()), "std": float(col.std()),
+    return {name: {"mean": float(col.mean()), "std": max(float(col.std()), FLOORS[name]),
                    "q": [float(v) for v in np.quantile(col, qs)]}
             for name, col in zip(FRAME_SIGNALS, stats.T, strict=True)}
 
@@ -153,7 +164,7 @@ def build_profile(probs: np.ndarray, frames: Sequence[np.ndarray] | None, color:
     cal: dict[str, float] = {}
     acc = None
     labelled = 0
-    level, level_std = float(top.mean()), float(top.std())
+    c = top
     if labels is not None:
         lab = np.asarray(labels, np.int64)
         known = lab >= 0
@@ -162,12 +173,13 @@ def build_profile(probs: np.ndarray, frames: Sequence[np.ndarray] | None, color:
             cal = calibrate(probs[known], lab[known])
             acc = cal["accuracy"]
             c = correctness(probs[known], cal, method)
-            level, level_std = float(c.mean()), float(c.std())
     freq = np.bincount(probs.argmax(axis=1), minlength=k) / n
     stats = frames_stats(frames, color) if frames is not None and len(frames) else None
     return ReferenceProfile(
         n=n, labelled=labelled, reference_accuracy=acc, estimator=method, calibration=cal,
-        level=level, level_std=level_std, mean_maxprob=float(top.mean()),
+        level=float(c.mean()), level_std=float(c.std()),
+        level_q=tuple(float(v) for v in np.quantile(c, np.linspace(0, 1, 101))),
+        mean_maxprob=float(top.mean()),
         maxprob_std=float(top.std()), class_freq=tuple(float(v) for v in freq),
         signals=signal_summary(stats) if stats is not None else {},
         robustness=robustness or {}, color=color)
