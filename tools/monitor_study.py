@@ -253,7 +253,8 @@ def main() -> None:
     groups = tuple(a.groups.split(","))
     global DROP, MARGIN
     DROP, MARGIN = a.drop, a.margin
-    result = {"estimator": a.estimator, "drop": a.drop, "margin_se": a.margin, "groups": groups, "tune": TUNE, "final": FINAL,
+    result = {"estimator": a.estimator, "drop": a.drop, "margin_se": a.margin,
+              "groups": groups, "tune": TUNE, "final": FINAL,
               "severities": SEVERITIES, "datasets": {}}
     for name in a.datasets.split(","):
         log(f"{name}: loading")

@@ -19,8 +19,6 @@ Two kinds of evidence, kept apart on purpose:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 #: |effect size| at or above which a frame signal or the confidence counts as drifted
