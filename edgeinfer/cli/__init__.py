@@ -22,7 +22,7 @@ from edgeinfer.errors import EdgeInferError
 
 #: Command modules, in the order ``edgeinfer --help`` lists them.
 COMMANDS = ("convert", "info", "predict", "check", "bench", "pack", "verify", "audit", "doctor",
-            "serve", "ray_certs", "watch", "export")
+            "monitor", "serve", "ray_certs", "watch", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
