@@ -104,7 +104,23 @@ def _lines(path: str, meta: Any, quant: dict[str, Any] | None) -> list[str]:
     audit = prov.get("spec_audit")
     if audit:
         out.append(_audit_line(audit))
+    out.append(_monitor_line(meta.monitor))
     return out
+
+
+def _monitor_line(stored: dict[str, Any]) -> str:
+    """The field monitor's reference, validated (a damaged profile is an error, as the
+    Predictor would raise it)."""
+    if not stored:
+        return ("monitor:    no reference profile (converted before edgeinfer stored one, or "
+                "on bundled frames that are not your data)")
+    from edgeinfer.runtime.monitor import ReferenceProfile
+
+    p = ReferenceProfile.from_dict(stored)
+    acc = ("no labels: accuracy not estimated" if p.reference_accuracy is None
+           else f"reference accuracy {p.reference_accuracy:.1%}, estimator {p.estimator}")
+    rob = f"; robustness of {', '.join(p.robustness)}" if p.robustness else ""
+    return f"monitor:    profile of {p.n} frames ({p.labelled} labelled), {acc}{rob}"
 
 
 def _resize(s: Any) -> str:

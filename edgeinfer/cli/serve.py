@@ -11,6 +11,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from edgeinfer.serve.config import ServeConfig
 
     cfg = ServeConfig(host=args.host, port=args.port, threads=args.threads,
+                      monitor=not args.no_monitor,
                       workers=args.workers, max_batch=args.max_batch,
                       batch_window_ms=args.batch_window_ms, tta=args.tta,
                       providers=args.provider, allow_fallback=args.allow_fallback,
@@ -91,4 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--no-monitor", action="store_true",
+                   help="no field monitor (default: one per model whose artifact has a "
+                   "reference profile; GET /v2/models/NAME/monitor and monitor gauges)")
     p.set_defaults(handler=run_serve)

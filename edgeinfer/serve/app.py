@@ -275,7 +275,17 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         return endpoint
 
     async def metrics_route(request: Request) -> Response:
+        for m in models:
+            if m.monitor is not None:
+                metrics.set_monitor(m.name, m.monitor.report())
         return Response(metrics.render(), 200, media_type=metrics.content_type)
+
+    def monitor_report(m: ServedModel) -> Response:
+        if m.monitor is None:
+            return error(404, f"model {m.name!r} has no field monitor: its artifact has no "
+                         "reference profile (convert it again) or the server runs with "
+                         "--no-monitor", "NoMonitor")
+        return JSONResponse({"name": m.name} | m.monitor.report().to_dict())
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
@@ -314,6 +324,7 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         Route("/v2/models/{name}/config", config),
         Route("/v2/models/{name}/versions/{version}/config", config),
         Route("/v2/models/{name}/infer", infer_ep, methods=["POST"]),
+        Route("/v2/models/{name}/monitor", simple(monitor_report)),
         Route("/v2/models/{name}/versions/{version}/infer", infer_ep, methods=["POST"]),
         Route("/predict", guarded("predict", predict), methods=["POST"]),
         Route("/metrics", metrics_route),

@@ -61,6 +61,8 @@ class ServeConfig:
     being accepted, and each later request within this of its first byte; 408 and closed
     otherwise (0: no deadline, uvicorn's behaviour).
     ``http``: ``"auto"`` (httptools + uvloop when installed, else h11) or ``"h11"``.
+    ``monitor``: feed each model's field monitor (models whose artifact has a profile);
+    its state is on ``/metrics`` and ``GET /v2/models/NAME/monitor``.
     """
 
     host: str = "127.0.0.1"
@@ -85,6 +87,8 @@ class ServeConfig:
     body_timeout_s: float = 10.0
     retry_after_s: int = 1
     http: str = "auto"
+    #: a field monitor per model whose artifact carries a reference profile (issue 27)
+    monitor: bool = True
     default_top_k: int = 5
     decode_threads: int = 2
 

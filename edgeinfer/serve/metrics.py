@@ -23,6 +23,8 @@ from prometheus_client import (  # noqa: E402 - after the extra check
     generate_latest,
 )
 
+from edgeinfer.runtime.monitor import MonitorReport  # noqa: E402
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
                    5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -50,6 +52,21 @@ class Metrics:
                               registry=r)
         self.in_flight = Gauge("edgeinfer_in_flight", "Requests admitted and not yet answered",
                                registry=r)
+        self.monitor_estimate = Gauge("edgeinfer_monitor_estimated_accuracy",
+                                      "Field monitor: accuracy estimated without labels",
+                                      ["model"], registry=r)
+        self.monitor_reference = Gauge("edgeinfer_monitor_reference_accuracy",
+                                       "Field monitor: accuracy on the reference frames",
+                                       ["model"], registry=r)
+        self.monitor_alarm = Gauge("edgeinfer_monitor_alarm",
+                                   "Field monitor: 1 while the estimated accuracy has fallen",
+                                   ["model"], registry=r)
+        self.monitor_frames = Gauge("edgeinfer_monitor_frames", "Field monitor: frames seen",
+                                    ["model"], registry=r)
+        self.monitor_drift = Gauge("edgeinfer_monitor_drift",
+                                   "Field monitor: drift per signal (frame signals and "
+                                   "confidence in reference sigmas, class_mix as a z-score)",
+                                   ["model", "signal"], registry=r)
         if inflight_bytes is not None:
             Gauge("edgeinfer_inflight_bytes", "Bytes held by requests in flight (bodies, frames)",
                   registry=r).set_function(inflight_bytes)
@@ -66,6 +83,18 @@ class Metrics:
             images.inc(frames)
 
         return observe
+
+    def set_monitor(self, model: str, report: MonitorReport) -> None:
+        """The monitor gauges of one model, set from its report at scrape time (the signal
+        names come from a fixed tuple: bounded series)."""
+        if report.estimated_accuracy is not None:
+            self.monitor_estimate.labels(model).set(report.estimated_accuracy)
+        if report.reference_accuracy is not None:
+            self.monitor_reference.labels(model).set(report.reference_accuracy)
+        self.monitor_alarm.labels(model).set(1 if report.alarm else 0)
+        self.monitor_frames.labels(model).set(report.frames)
+        for signal, value in report.drift.items():
+            self.monitor_drift.labels(model, signal).set(value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -21,6 +21,7 @@ from edgeinfer.data.files import load_model_bytes
 from edgeinfer.errors import ConfigError, ImageTooLargeError, ModelError
 from edgeinfer.runtime.image import load_image
 from edgeinfer.runtime.image_probe import probe
+from edgeinfer.runtime.monitor import Monitor, ReferenceProfile
 from edgeinfer.runtime.predictor import Predictor
 from edgeinfer.runtime.tta import average_views, get_policy
 from edgeinfer.serve.config import ServeConfig
@@ -43,7 +44,8 @@ PLATFORMS = {"onnx": "onnxruntime_onnx", "tflite": "tensorflow_lite"}
 class ServedModel:
     """One artifact behind the protocol: metadata, frame preparation, batched inference."""
 
-    def __init__(self, name: str, predictor: Predictor, fmt: str, tta: str | None = None) -> None:
+    def __init__(self, name: str, predictor: Predictor, fmt: str, tta: str | None = None,
+                 monitor: bool = True) -> None:
         self.name = name
         self.version = VERSION
         self.predictor = predictor
@@ -54,6 +56,11 @@ class ServedModel:
         self._views = self._policy.num_views
         self._run = predictor.backend.run
         self._k = len(self.labels)
+        prof = predictor.metadata.monitor
+        #: the field monitor fed by every inference (None: no profile, or --no-monitor)
+        self.monitor: Monitor | None = (
+            Monitor(ReferenceProfile.from_dict(prof), labels=self.labels)
+            if monitor and prof else None)
 
     # ------------------------------------------------------------------ inference
     def infer(self, frames: np.ndarray) -> np.ndarray:
@@ -75,7 +82,10 @@ class ServedModel:
         if probs.shape != (batch.shape[0], self._k):
             raise ModelError(f"{self.name} returned probabilities of shape {probs.shape} for "
                              f"{batch.shape[0]} frames; expected (N, {self._k})")
-        return average_views(probs, v)
+        out = average_views(probs, v)
+        if self.monitor is not None:
+            self.monitor.update(out, frames)
+        return out
 
     def cost(self, h: int, w: int) -> tuple[int, int]:
         """(pixels computed, bytes held) for one h x w frame: the frame and its TTA views.
@@ -217,7 +227,7 @@ class ModelSet:
                 pred = Predictor(p, threads=cfg.threads, providers=cfg.providers,
                                  allow_fallback=cfg.allow_fallback, max_pixels=cfg.max_pixels,
                                  max_bytes=cfg.max_body_bytes)
-            models.append(ServedModel(Path(p).stem, pred, fmt, cfg.tta))
+            models.append(ServedModel(Path(p).stem, pred, fmt, cfg.tta, cfg.monitor))
         return cls(models)
 
     def get(self, name: str) -> ServedModel | None:
