@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from edgeinfer.cli.common import pos_float, positive, progress
 
@@ -12,7 +13,12 @@ def run_watch(args: argparse.Namespace) -> int:
     from edgeinfer.runtime.predictor import Predictor
     from edgeinfer.runtime.stream import Stream
 
-    pred = Predictor(args.artifact, threads=args.threads, tta=args.tta)
+    pred = Predictor(args.artifact, threads=args.threads, tta=args.tta,
+                     monitor=True if args.monitor else None)
+    overlay = Path(args.overlay) if args.overlay else None
+    if overlay:
+        overlay.mkdir(parents=True, exist_ok=True)
+    report = None
     stream = Stream(pred, args.source, top_k=args.top_k, smoothing=args.smoothing,
                     realtime=args.realtime, max_frames=args.max_frames)
     progress(f"{args.source}: {'latest frame only' if stream.latest else 'every frame'}, "
@@ -32,6 +38,18 @@ def run_watch(args: argparse.Namespace) -> int:
                     top = r.predictions[0]
                     print(f"frame {r.frame_id:6d}  {r.latency_ms:7.2f} ms  dropped {r.dropped:5d}"
                           f"  {top.label} ({top.probability:.3f})", flush=True)
+                n = r.frame_id + 1
+                if pred.monitor is not None and n % args.monitor_every == 0:
+                    report = pred.monitor.report()
+                    progress(report.summary())
+                if overlay is not None and n % args.overlay_every == 0 and r.frame is not None:
+                    import cv2
+
+                    from edgeinfer.runtime.overlay import draw
+
+                    top = r.predictions[0]
+                    cv2.imwrite(str(overlay / f"frame_{r.frame_id:06d}.png"),
+                                draw(r.frame, top.label, top.probability, report))
     except KeyboardInterrupt:
         pass  # Ctrl-C ends a camera stream: print the summary, exit 0
     s = stream.stats()
@@ -39,6 +57,8 @@ def run_watch(args: argparse.Namespace) -> int:
     p99 = f"{s.latency_p99_ms:.2f}" if s.latency_p99_ms is not None else "-"
     progress(f"{s.processed} frames processed, {s.dropped} dropped, {s.read} read in "
              f"{s.seconds:.2f} s ({s.fps:.1f} fps); latency p50 {p50} ms, p99 {p99} ms")
+    if pred.monitor is not None:
+        progress(pred.monitor.report().summary())
     return 0
 
 
@@ -59,4 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--threads", type=positive)
     w.add_argument("--tta", choices=["none", "hflip", "hflip+crops"], default=None)
     w.add_argument("--json", action="store_true", help="one JSON object per frame")
+    w.add_argument("--monitor", action="store_true",
+                   help="run the field monitor on the artifact's reference profile: its "
+                   "line (estimated accuracy, alarm, cause) every --monitor-every frames")
+    w.add_argument("--monitor-every", type=positive, default=300, metavar="N")
+    w.add_argument("--overlay", metavar="DIR", help="write annotated frames (prediction, "
+                   "and the monitor's state with --monitor) as PNGs to DIR")
+    w.add_argument("--overlay-every", type=positive, default=30, metavar="N",
+                   help="one annotated frame in N (default 30)")
     w.set_defaults(handler=run_watch)

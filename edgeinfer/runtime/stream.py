@@ -35,13 +35,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 
 from edgeinfer.errors import ConfigError, ImageDecodeError, positive_int
+from edgeinfer.runtime.monitor import Monitor
 from edgeinfer.runtime.predictor import Predictor
 from edgeinfer.runtime.topk import Prediction, rank
 
@@ -65,6 +66,8 @@ class StreamResult:
     infer_ms: float  # the prediction alone
     fps: float  # processed frames per second since the stream started
     dropped: int  # frames dropped so far
+    #: the frame itself (not a copy: the reader hands each frame over once), for overlays
+    frame: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,12 @@ class Stream:
         self._started = False
 
     # ------------------------------------------------------------------ public
+    @property
+    def monitor(self) -> Monitor | None:
+        """The predictor's field monitor (``Predictor(..., monitor=True)``): every processed
+        frame feeds it, unsmoothed."""
+        return self._predictor.monitor
+
     @property
     def latest(self) -> bool:
         """True when stale frames are dropped (latest-frame semantics)."""
@@ -309,4 +318,4 @@ class Stream:
         self._latencies.append(latency)
         return StreamResult(frame_id, ts, rank(probs, self._predictor.labels, self._top_k),
                             probs, latency, (now - t) * 1e3,
-                            self._processed / (now - self._start), self._dropped)
+                            self._processed / (now - self._start), self._dropped, frame)

@@ -69,13 +69,15 @@ def closest_corruption(effects: dict[str, float], robustness: dict[str, list[dic
 
 
 def explain(effects: dict[str, float], class_mix_z: float, window_freq: np.ndarray,
-            profile: Any, labels: tuple[str, ...] = (), estimate: float | None = None) -> str:
-    """One line: what moved and, where the profile has the curve, what that costs."""
+            profile: Any, labels: tuple[str, ...] = (), estimate: float | None = None,
+            versus: str = "the parity data") -> str:
+    """One line: what moved (against ``versus``) and, where the profile has the curve,
+    what that costs."""
     parts = []
     sig = moved(effects)
     for s, e in sig[:2]:
         up, down = WORDS[s]
-        parts.append(f"frames {abs(e):.1f} sigma {up if e > 0 else down} than the parity data")
+        parts.append(f"frames {abs(e):.1f} sigma {up if e > 0 else down} than {versus}")
     if sig and profile.robustness:
         near = closest_corruption(effects, profile.robustness, estimate)
         observed = float(np.sqrt(sum(e * e for _, e in sig)))

@@ -130,7 +130,8 @@ class Monitor:
             self._c = np.zeros(w)
             self._top = np.zeros(w)
             self._cls = np.zeros(w, np.int64)
-            self._stats = np.zeros((w, len(FRAME_SIGNALS)))
+            # twice the window: on an alarm, the frames before the change are compared too
+            self._stats = np.zeros((2 * w, len(FRAME_SIGNALS)))
             self._n = 0
             self._n_stats = 0
             # in control: the reference level less margin_se standard errors of it
@@ -180,7 +181,7 @@ class Monitor:
                 self._n += 1
                 self._step(c[j:j + 1])
             for r in rows:
-                self._stats[self._n_stats % w] = r
+                self._stats[self._n_stats % (2 * w)] = r
                 self._n_stats += 1
 
     def _step(self, c: np.ndarray) -> None:
@@ -214,6 +215,28 @@ class Monitor:
         est = float(np.clip(_recent(self._c, m, self._n).mean(), 0.0, 1.0))
         return est, interval(est, m, p.labelled)
 
+    def _change_effects(self, post: int) -> dict[str, float] | None:
+        """On an alarm: how each frame signal moved from the frames before the change that
+        CUSUM dates to the frames after it (in reference sigmas). What moved *when the
+        accuracy fell* is the cause; a camera that always differed from the parity data
+        (another resolution, say) is drift, reported, but not the culprit of this fall.
+        None when fewer than MIN_SEGMENT frames precede the change."""
+        n = self._n_stats
+        change = n - min(n, -(-self._cusum.run // self._stats_every))  # first shifted row
+        post = min(post, n - change)
+        lag = n - change - post  # shifted rows older than the ones compared
+        pre = min(change, 2 * self._window - post - lag, self._window)
+        if post < 1 or pre * self._stats_every < MIN_SEGMENT:
+            return None
+        rows = _recent(self._stats, pre + lag + post, n)
+        before, after = rows[:pre], rows[pre + lag:]
+        out = {}
+        for j, name in enumerate(FRAME_SIGNALS):
+            ref = self.profile.signals.get(name)
+            if ref is not None:
+                out[name] = float((after[:, j].mean() - before[:, j].mean()) / ref["std"])
+        return out
+
     def report(self, timeline: bool = False) -> MonitorReport:
         """The state now: estimate over the last ``window`` frames, drift, alarm, cause."""
         p = self.profile
@@ -240,7 +263,11 @@ class Monitor:
             drift.update(effects)
             drifted = [s for s, v in drift.items()
                        if abs(v) >= (CLASS_MIX_BAR if s == "class_mix" else EFFECT_BAR)]
-            cause = (explain(effects, drift.get("class_mix", 0.0), freq, p, self.labels, est)
+            changed = self._change_effects(ms) if self._alarm else None
+            versus = (f"before the fall (frame {self._n - self._cusum.run})" if changed
+                      else "the parity data")
+            cause = (explain(changed or effects, drift.get("class_mix", 0.0), freq, p,
+                             self.labels, est, versus)
                      if self._alarm or drifted else None)
             return MonitorReport(
                 frames=self._n, window=m, estimated_accuracy=est, interval=iv,
