@@ -21,19 +21,19 @@ def _frames(start: int, n: int, scale: float = 1.0) -> list[bytes]:
 
 
 def test_monitor_json_and_gauges_follow_a_dark_shift(fashion_artifact) -> None:
-    with serve_in_thread([fashion_artifact], ServeConfig(port=0)) as url:
-        with httpx.Client(timeout=30) as c:
-            for body in _frames(3000, 150):
-                assert c.post(f"{url}/predict", content=body).status_code == 200
-            healthy = c.get(f"{url}/v2/models/fashion/monitor").json()
-            assert healthy["name"] == "fashion" and healthy["frames"] == 150
-            assert healthy["alarm"] is False
-            assert abs(healthy["estimated_accuracy"] - healthy["reference_accuracy"]) < 0.08
-            for body in _frames(3150, 400, scale=0.25):
-                c.post(f"{url}/predict", content=body)
-            dark = c.get(f"{url}/v2/models/fashion/monitor").json()
-            assert dark["alarm"] is True and "darker" in dark["cause"]
-            text = c.get(f"{url}/metrics").text
+    with (serve_in_thread([fashion_artifact], ServeConfig(port=0)) as url,
+          httpx.Client(timeout=30) as c):
+        for body in _frames(3000, 150):
+            assert c.post(f"{url}/predict", content=body).status_code == 200
+        healthy = c.get(f"{url}/v2/models/fashion/monitor").json()
+        assert healthy["name"] == "fashion" and healthy["frames"] == 150
+        assert healthy["alarm"] is False
+        assert abs(healthy["estimated_accuracy"] - healthy["reference_accuracy"]) < 0.08
+        for body in _frames(3150, 400, scale=0.25):
+            c.post(f"{url}/predict", content=body)
+        dark = c.get(f"{url}/v2/models/fashion/monitor").json()
+        assert dark["alarm"] is True and "darker" in dark["cause"]
+        text = c.get(f"{url}/metrics").text
     assert 'edgeinfer_monitor_alarm{model="fashion"} 1.0' in text
     assert 'edgeinfer_monitor_frames{model="fashion"} 550.0' in text
     est = float(re.search(r'edgeinfer_monitor_estimated_accuracy\{model="fashion"\} (\S+)',
