@@ -48,6 +48,7 @@ SEVERITIES = (1, 3, 5)
 CACHE = ROOT / "out/monitor_cache"
 DROP = 0.10
 MARGIN = 2.0
+CAUSE_AFTER = 100
 #: words a right cause line contains, per shift kind
 EXPECTED = {"gaussian_noise": ("noisier", "grainier", "noise alone"),
             "blur": ("blurrier", "smoother", "blur alone"),
@@ -229,6 +230,10 @@ def detection(d: dict, name: str, prof, clean_acc: float, groups: tuple[str, ...
                 m.update(c["probs"][k[i:i + 10]], stats=c["stats"][k[i:i + 10]])
                 if m.alarm:
                     delay = m.report().first_alarm_frame - before
+                    # the cause as a report reads it CAUSE_AFTER frames later: at the alarm
+                    # itself CUSUM often dates the change a few dozen healthy frames early
+                    j = k[i + 10:i + 10 + CAUSE_AFTER]
+                    m.update(c["probs"][j], stats=c["stats"][j])
                     causes.append(m.report().cause)
                     break
             delays.append(delay)
@@ -236,7 +241,7 @@ def detection(d: dict, name: str, prof, clean_acc: float, groups: tuple[str, ...
         rows.append({"dataset": name, "set": group, "kind": kind, "severity": sev,
                      "cost_points": round(cost * 100, 1), "delays": delays,
                      "alarms_before_switch": early, "cause": causes[0] if causes else None,
-                     "cause_right": sum(right), "causes": len(causes)})
+                     "cause_right": sum(right), "causes": len(causes), "all_causes": causes})
     return rows
 
 

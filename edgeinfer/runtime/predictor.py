@@ -44,6 +44,8 @@ from edgeinfer.spec import PreprocessSpec
 
 #: Default number of images per session call in ``predict_batch``.
 DEFAULT_BATCH_SIZE = 32
+#: ``monitor=True``: frame statistics on one monitored frame in this many
+STATS_EVERY = 4
 #: Decoded frames ``predict_batch`` holds while grouping them by size.
 PENDING_BYTES = 256 * 2**20
 
@@ -128,7 +130,11 @@ class Predictor:
                 f"{self._source} has no monitor profile (converted before edgeinfer stored "
                 "one, or a third-party model): convert it again, or build one from labelled "
                 "frames with `edgeinfer monitor ARTIFACT SOURCE --reference DIR`")
-        return Monitor(ReferenceProfile.from_dict(self._metadata.monitor), labels=self._labels)
+        # statistics on one frame in 4: right after a model call the caches are cold and a
+        # 640x427 frame's statistics cost ~170 us (docs/monitor/overhead.md); 75 frames of a
+        # 300-frame window are plenty for an effect size
+        return Monitor(ReferenceProfile.from_dict(self._metadata.monitor), labels=self._labels,
+                       stats_every=STATS_EVERY)
 
     def _setup(self, backend: Backend, policy: TTAPolicy, max_pixels: int, max_bytes: int,
                source: str) -> None:
@@ -198,7 +204,7 @@ class Predictor:
         """float32 ``[K]`` class probabilities of one image (averaged over TTA views)."""
         frame = _load(image, self._spec, self._max_pixels, self._max_bytes)
         probs = self._probs(self._tta.views(frame))
-        if self._monitor is not None:
+        if self._monitor is not None and self._monitor.wants():
             self._monitor.update(probs, (frame,))
         return probs[0]
 
@@ -212,7 +218,7 @@ class Predictor:
         k = self._check_top_k(top_k)
         frame = _load(image, self._spec, self._max_pixels, self._max_bytes)
         probs = self._probs(self._tta.views(frame))
-        if self._monitor is not None:
+        if self._monitor is not None and self._monitor.wants():
             self._monitor.update(probs, (frame,))
         return rank(probs[0], self._labels, k)
 
@@ -281,7 +287,8 @@ class Predictor:
                 results[i] = e
             return
         if self._monitor is not None:
-            self._monitor.update(probs, [f for _, f in group])
+            keep = [j for j in range(len(group)) if self._monitor.wants()]
+            self._monitor.update(probs[keep], [group[j][1] for j in keep])
         for j, (i, _) in enumerate(group):
             results[i] = rank(probs[j], self._labels, k)
 

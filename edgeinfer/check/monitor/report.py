@@ -3,11 +3,11 @@ reads): estimated accuracy with its interval over the frames, the reference line
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from edgeinfer.check.monitor.run import MonitorRun
+from edgeinfer.check.report_files import write_bundle
 
 
 def to_json(run: MonitorRun) -> dict[str, Any]:
@@ -15,11 +15,8 @@ def to_json(run: MonitorRun) -> dict[str, Any]:
                                    "reference": run.reference, "skipped": run.skipped}
 
 
-def write_json(run: MonitorRun, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_json(run), indent=1))
-
-
-def markdown(run: MonitorRun, png: str | None) -> str:
+def markdown(run: MonitorRun, images: dict[str, str], note: str | None) -> str:
+    png = images.get("timeline")
     r = run.report
     lines = [f"# Field monitor: {run.source}", "", r.summary(), "",
              f"- source: {run.kind}, {r.frames} frames; reference: {run.reference}",
@@ -34,22 +31,18 @@ def markdown(run: MonitorRun, png: str | None) -> str:
         lines += ["", f"Skipped ({len(run.skipped)}): " + "; ".join(run.skipped[:10])]
     if png:
         lines += ["", f"![timeline]({png})"]
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
 def write_report(run: MonitorRun, directory: str | Path) -> list[Path]:
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    png = _timeline(run, d / "timeline.png")
-    (d / "report.md").write_text(markdown(run, png.name if png else None))
-    write_json(run, d / "report.json")
-    return [d / "report.md", d / "report.json"] + ([png] if png else [])
+    """report.json, report.md and timeline.png (without matplotlib the Markdown says so)."""
+    return write_bundle(run, directory, "report", to_dict=to_json, markdown=markdown,
+                        write_plots=_plots)
 
 
-def _timeline(run: MonitorRun, path: Path) -> Path | None:
-    from edgeinfer.errors import require
-
-    require("matplotlib", "report", "the monitor's timeline plot")
+def _plots(run: MonitorRun, d: Path) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,6 +67,6 @@ def _timeline(run: MonitorRun, path: Path) -> Path | None:
     ax.set_title(f"{run.source}: {run.report.summary()[:90]}", fontsize=8)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(d / "timeline.png", dpi=90)
     plt.close(fig)
-    return path
+    return {"timeline": "timeline.png"}

@@ -100,19 +100,25 @@ class Monitor:
     ``window``: frames summarised by ``report`` (estimate, drift, cause). ``drop``: the fall
     in accuracy the alarm is tuned to catch (0.10 = 10 points). ``arl0``: average number of
     healthy frames between false alarms. ``every``: frames between timeline points.
-    ``stats_every``: frame statistics on one frame in this many (1 = all). ``margin_se``:
+    ``stats_every``: frame statistics on one frame in this many (1 = all).
+    ``sample_every``: callers that ask :meth:`wants` feed one frame in this many (for a model
+    so fast that even microseconds count: docs/monitor/overhead.md). ``margin_se``:
     the alarm's in-control level is the reference level less this many of its standard
     errors (the reference is a sample; study.md measured 1 and 2 on the tune shifts).
     """
 
     def __init__(self, profile: ReferenceProfile | dict, *, window: int = 300, drop: float = 0.10,
                  arl0: float = 1e6, every: int = 50, stats_every: int = 1,
-                 labels: Sequence[str] = (), margin_se: float = 2.0) -> None:
+                 labels: Sequence[str] = (), margin_se: float = 2.0,
+                 sample_every: int = 1) -> None:
         if isinstance(profile, dict):
             profile = ReferenceProfile.from_dict(profile)
         positive_int("window", window)
         positive_int("every", every)
         positive_int("stats_every", stats_every)
+        positive_int("sample_every", sample_every)
+        self.sample_every = sample_every
+        self._calls = 0
         if not 0 < drop < 1 or arl0 < 10:
             raise ConfigError(f"drop must be in (0, 1) and arl0 >= 10; got {drop}, {arl0}")
         self.profile = profile
@@ -142,6 +148,11 @@ class Monitor:
             self._alarms = 0
             self._first_alarm: int | None = None
             self._timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE)
+
+    def wants(self) -> bool:
+        """True for one call in ``sample_every``: whether the caller should feed this frame."""
+        self._calls += 1
+        return self.sample_every == 1 or self._calls % self.sample_every == 1
 
     @property
     def alarm(self) -> bool:
