@@ -1,0 +1,73 @@
+"""Where a frame lands in a detector's input, and the way back to the frame's own pixels.
+
+The drift this exists for: a model trained on letterboxed (or stretched) frames and
+deployed with the other fit sees objects at other scales and offsets, and boxes mapped back
+with the wrong inverse are shifted by tens of pixels (ultralytics #26269, D-FINE #358,
+yolov10 #542). One ``Fit`` object says how a frame was placed; the converter bakes the same
+placement into the graph and the runtime maps boxes back with :meth:`Fit.to_frame`, so the
+two cannot disagree.
+
+Conventions: boxes are ``x0, y0, x1, y1`` in pixels with continuous coordinates (a pixel
+``i`` spans ``[i, i + 1)``); sizes are ``(height, width)``. ``letterbox`` scales by the
+smaller ratio and pads equally on both sides (the odd pixel goes right/bottom), the
+Ultralytics and D-FINE convention; ``stretch`` scales each axis on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeinfer.errors import ConfigError
+
+MODES = ("letterbox", "stretch")
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How a frame of ``frame`` size was placed into an input of ``input`` size."""
+
+    frame: tuple[int, int]
+    input: tuple[int, int]
+    scale_y: float
+    scale_x: float
+    pad_y: float
+    pad_x: float
+    mode: str
+
+    @property
+    def resized(self) -> tuple[int, int]:
+        """The frame's size inside the input, before padding (rounded as resizers round)."""
+        return (round(self.frame[0] * self.scale_y), round(self.frame[1] * self.scale_x))
+
+    def to_input(self, boxes: np.ndarray) -> np.ndarray:
+        """Frame-pixel boxes ``[N, 4]`` -> input-pixel boxes."""
+        b = np.asarray(boxes, np.float64).reshape(-1, 4)
+        return b * [self.scale_x, self.scale_y, self.scale_x, self.scale_y] + \
+            [self.pad_x, self.pad_y, self.pad_x, self.pad_y]
+
+    def to_frame(self, boxes: np.ndarray, clip: bool = True) -> np.ndarray:
+        """Input-pixel boxes ``[N, 4]`` -> the frame's own pixels (clipped to the frame)."""
+        b = (np.asarray(boxes, np.float64).reshape(-1, 4)
+             - [self.pad_x, self.pad_y, self.pad_x, self.pad_y]) / \
+            [self.scale_x, self.scale_y, self.scale_x, self.scale_y]
+        if clip:
+            h, w = self.frame
+            b = np.clip(b, 0, [w, h, w, h])
+        return b
+
+
+def fit(frame: tuple[int, int], input: tuple[int, int], mode: str = "letterbox") -> Fit:
+    """The placement of a ``frame`` (height, width) into a model ``input`` (height, width)."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown fit {mode!r}; choose from {', '.join(MODES)}")
+    fh, fw = (int(v) for v in frame)
+    ih, iw = (int(v) for v in input)
+    if min(fh, fw, ih, iw) < 1:
+        raise ConfigError(f"sizes must be positive; got frame {frame}, input {input}")
+    if mode == "stretch":
+        return Fit((fh, fw), (ih, iw), ih / fh, iw / fw, 0.0, 0.0, mode)
+    s = min(ih / fh, iw / fw)
+    rh, rw = round(fh * s), round(fw * s)
+    return Fit((fh, fw), (ih, iw), s, s, (ih - rh) // 2, (iw - rw) // 2, mode)

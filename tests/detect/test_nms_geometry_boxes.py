@@ -1,0 +1,108 @@
+"""The first pieces of detection (issue 28) against the real things: NMS against ONNX's
+NonMaxSuppression run in onnxruntime, the letterbox/stretch inverse by round trips on
+portrait, landscape and square frames, and the box comparison on hand-checked cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from edgeinfer.errors import ConfigError
+from edgeinfer.parity.boxes import compare_boxes
+from edgeinfer.runtime.detect.geometry import fit
+from edgeinfer.runtime.detect.nms import nms
+
+
+def _ort_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float,
+             score: float, top_k: int) -> set[int]:
+    """onnxruntime's NonMaxSuppression: scores [1, C, N] with a box's score in its class."""
+    c = int(classes.max()) + 1
+    s = np.zeros((1, c, len(boxes)), np.float32)
+    s[0, classes, np.arange(len(boxes))] = scores
+    node = helper.make_node("NonMaxSuppression", ["b", "s", "k", "i", "t"], ["sel"])
+    g = helper.make_graph(
+        [node], "nms",
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, None, 4]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, None, None])],
+        [helper.make_tensor_value_info("sel", TensorProto.INT64, [None, 3])],
+        [helper.make_tensor("k", TensorProto.INT64, [1], [top_k]),
+         helper.make_tensor("i", TensorProto.FLOAT, [1], [iou]),
+         helper.make_tensor("t", TensorProto.FLOAT, [1], [score])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    # ONNX boxes are [y0, x0, y1, x1]
+    sel = sess.run(None, {"b": boxes[None, :, [1, 0, 3, 2]].astype(np.float32), "s": s})[0]
+    return {int(r[2]) for r in sel if s[0, r[1], r[2]] > 0}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_nms_matches_onnxruntime(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 80))
+    xy = rng.uniform(0, 200, (n, 2))
+    wh = rng.uniform(5, 80, (n, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    scores = rng.uniform(0.01, 1, n)
+    classes = rng.integers(0, 3, n)
+    iou_t, score_t = float(rng.uniform(0.2, 0.7)), float(rng.uniform(0, 0.3))
+    ours = nms(boxes, scores, classes, iou_threshold=iou_t, score_threshold=score_t)
+    ref = _ort_nms(boxes, scores, classes, iou_t, score_t, top_k=1000)
+    assert set(ours.tolist()) == ref
+    assert list(scores[ours]) == sorted(scores[ours], reverse=True)
+
+
+def test_nms_top_k_and_classes_hand_checked() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60]])
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    # box 1 overlaps box 0 (IoU 0.68) in class 0; box 2 is class 1: kept despite IoU 1.0
+    assert nms(boxes, scores, [0, 0, 1, 0], iou_threshold=0.5).tolist() == [0, 2, 3]
+    assert nms(boxes, scores, [0, 0, 1, 0], iou_threshold=0.5, top_k=2).tolist() == [0, 2]
+    assert nms(boxes, scores, [0, 0, 1, 0], iou_threshold=0.7).tolist() == [0, 1, 2, 3]
+    assert nms(boxes, scores, None, iou_threshold=0.5, score_threshold=0.75).tolist() == [0]
+
+
+@pytest.mark.parametrize("frame", [(480, 640), (640, 480), (500, 500), (427, 640), (1, 300)])
+@pytest.mark.parametrize("mode", ["letterbox", "stretch"])
+def test_geometry_round_trip(frame: tuple[int, int], mode: str) -> None:
+    f = fit(frame, (320, 320), mode)
+    h, w = frame
+    boxes = np.array([[0, 0, w, h], [w * 0.25, h * 0.1, w * 0.5, h * 0.9]])
+    back = f.to_frame(f.to_input(boxes))
+    np.testing.assert_allclose(back, boxes, atol=1e-9)
+    inp = f.to_input(boxes[:1])[0]
+    assert inp[0] >= 0 and inp[1] >= 0 and inp[2] <= 320 + 1e-9 and inp[3] <= 320 + 1e-9
+    if mode == "letterbox":
+        assert f.scale_x == f.scale_y
+        # the frame fills one side exactly and is centred on the other
+        assert max(f.resized[0] / 320, f.resized[1] / 320) == 1.0
+        assert abs((320 - f.resized[1]) - 2 * f.pad_x) <= 1
+        assert abs((320 - f.resized[0]) - 2 * f.pad_y) <= 1
+
+
+def test_letterbox_640x480_into_640_square_is_ultralytics_placement() -> None:
+    """A 640x480 (w x h) frame into 640x640: scale 1, 80 px of padding above and below."""
+    f = fit((480, 640), (640, 640))
+    assert (f.scale_x, f.pad_x, f.pad_y) == (1.0, 0, 80)
+    np.testing.assert_allclose(f.to_frame([[10, 90, 20, 100]]), [[10, 10, 20, 20]])
+
+
+def test_bad_geometry_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown fit"):
+        fit((10, 10), (5, 5), "crop-ish")
+    with pytest.raises(ConfigError, match="positive"):
+        fit((0, 10), (5, 5))
+
+
+def test_compare_boxes_f1_and_errors() -> None:
+    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60.0]])
+    b = np.array([[0.4, 0, 10, 10], [20, 20, 30, 30], [80, 80, 90, 90.0]])
+    r = compare_boxes(a, [0.9, 0.8, 0.7], [0, 1, 0], b, [0.91, 0.8, 0.5], [0, 0, 0])
+    # box 1 has another class on the b side: not a match; box 2 matches nothing
+    assert (r.matched, r.only_a, r.only_b) == (1, 2, 2)
+    assert r.f1 == pytest.approx(2 / 6)
+    assert r.max_box_error_px == pytest.approx(0.4) and r.max_score_error == pytest.approx(0.01)
+    same = compare_boxes(a, [0.9, 0.8, 0.7], [0, 1, 0], a, [0.9, 0.8, 0.7], [0, 1, 0])
+    assert same.f1 == 1.0 and same.max_box_error_px == 0.0
+    assert compare_boxes(a[:0], [], [], a[:0], [], []).f1 == 1.0
