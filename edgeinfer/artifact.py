@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeinfer.detect_spec import DetectionSpec, parse_task
 from edgeinfer.errors import ModelError
 from edgeinfer.spec import PreprocessSpec
 
@@ -46,6 +47,10 @@ KEY_PARITY = "edgeinfer.parity"
 KEY_QUANTIZATION = "edgeinfer.quantization"
 #: the field monitor's reference profile (runtime/monitor/profile.py), absent when not built
 KEY_MONITOR = "edgeinfer.monitor"
+#: what the artifact does: "classify" (absent: every artifact before issue 28) or "detect"
+KEY_TASK = "edgeinfer.task"
+#: a detector's fit, box decoder and NMS (edgeinfer/detect_spec.py); only with task "detect"
+KEY_DETECTION = "edgeinfer.detection"
 
 
 def sniff_format(data: bytes | bytearray | memoryview) -> str:
@@ -85,6 +90,9 @@ class ArtifactMetadata:
     #: the monitor's reference profile as stored (validated by ReferenceProfile.from_dict
     #: where it is used); empty when the artifact has none
     monitor: dict[str, Any] = field(default_factory=dict)
+    #: "classify" or "detect"; a detector carries its DetectionSpec
+    task: str = "classify"
+    detection: DetectionSpec | None = None
 
     def to_props(self) -> dict[str, str]:
         """The key -> JSON-string map stored in the artifact."""
@@ -97,6 +105,9 @@ class ArtifactMetadata:
         }
         if self.monitor:
             props[KEY_MONITOR] = json.dumps(self.monitor, sort_keys=True)
+        if self.task != "classify" or self.detection is not None:
+            props[KEY_TASK] = self.task
+            props[KEY_DETECTION] = self.detection.to_json() if self.detection else "null"
         return props
 
     @classmethod
@@ -116,13 +127,16 @@ class ArtifactMetadata:
             parity = _json(props, KEY_PARITY, dict, "{}")
             _json(props, KEY_QUANTIZATION, dict, "{}")
             monitor = _json(props, KEY_MONITOR, dict, "{}")
+            detection = json.loads(props[KEY_DETECTION]) if KEY_DETECTION in props else None
         except (ValueError, TypeError, RecursionError) as e:
             raise ModelError(f"{source} has damaged edgeinfer metadata: "
                              f"{' '.join(str(e).split())[:200]}") from None
+        task, det = parse_task(props.get(KEY_TASK), detection, source)
         return cls(spec=spec, labels=tuple(str(v) for v in labels), provenance=provenance,
-                   parity=parity, monitor=monitor)
+                   parity=parity, monitor=monitor, task=task, detection=det)
 
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.spec.to_dict(), "labels": list(self.labels),
                 "provenance": self.provenance, "parity": self.parity,
-                "monitor": self.monitor}
+                "monitor": self.monitor, "task": self.task,
+                "detection": self.detection.to_dict() if self.detection else None}
