@@ -24,6 +24,10 @@ OUTPUT_NAME = "probs"
 #: The tensor the baked preprocessing prefix hands to the model (an ONNX artifact's
 #: internal name; parity/stages.py reads it to judge preprocessing and model apart).
 PREFIX_OUTPUT = "edgeinfer_pixels"
+#: An optional second output of an ONNX artifact: per-channel spatial mean and standard
+#: deviation of the first model layers' activations, ``[batch, 2 * channels]`` (the field
+#: monitor's label-free feature signal; converter/moments.py adds it).
+MOMENTS_OUTPUT = "edgeinfer_moments"
 FORMAT_VERSION = "1"
 
 # TFLite: the flatbuffer's file identifier, the name of the metadata entry holding the

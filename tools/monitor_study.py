@@ -68,12 +68,12 @@ def load(name: str) -> dict:
     if name == "fashion":
         from edgeinfer.data.datasets import load_fashion_mnist
 
-        p = Predictor(ROOT / "out/fashion.onnx", threads=1)
+        p = Predictor(_artifact("fashion"), threads=1)
         im, lab = load_fashion_mnist("test")
         frames = [to_frame_color(f, p.spec.frame_color) for f in im]
         return {"p": p, "ref": frames[:2000], "ref_y": lab[:2000].astype(int),
                 "eval": frames[2000:], "eval_y": lab[2000:].astype(int)}
-    p = Predictor(ROOT / "out/efficientnet-lite0.onnx", threads=1)
+    p = Predictor(_artifact("efficientnet-lite0"), threads=1)
     out = {"p": p}
     for part, key in (("tune", "ref"), ("final", "eval")):
         fs = load_frames(str(ROOT / f"out/imagenet_split/{part}"), p.spec,
@@ -83,6 +83,18 @@ def load(name: str) -> dict:
     return out
 
 
+def _artifact(name: str) -> Path:
+    """The bundled model converted by this edgeinfer (with the feature-moments output)."""
+    path = CACHE / f"{name}.onnx"
+    if not path.exists():
+        from edgeinfer.converter.api import convert
+
+        CACHE.mkdir(parents=True, exist_ok=True)
+        log(f"converting {name}")
+        convert(name, path)
+    return path
+
+
 def _shrink(f: np.ndarray, side: int = 256) -> np.ndarray:
     h, w = f.shape[:2]
     s = side / min(h, w)
@@ -90,11 +102,14 @@ def _shrink(f: np.ndarray, side: int = 256) -> np.ndarray:
         if s < 1 else f
 
 
-def probs_of(p: Predictor, frames: list[np.ndarray]) -> np.ndarray:
-    if len({f.shape for f in frames}) == 1:
-        return np.concatenate([p.backend.run(np.stack(frames[i:i + 256]))
-                               for i in range(0, len(frames), 256)])
-    return np.stack([p.predict_probs(f) for f in frames])
+def probs_of(p: Predictor, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and the artifact's feature moments (``[N, 0]`` for an artifact without
+    them), one frame at a time (as deployed)."""
+    if not getattr(p.backend, "has_moments", False):
+        probs = np.concatenate([p.backend.run(f[None]) for f in frames])
+        return probs, np.zeros((len(frames), 0), np.float32)
+    out = [p.backend.run_moments(f[None]) for f in frames]
+    return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
 
 
 def shifted(d: dict, part: str, kind: str, sev: int, seed: int) -> tuple[list, np.ndarray]:
@@ -129,20 +144,21 @@ def cached(d: dict, name: str, part: str, kind: str, sev: int) -> dict:
         return {k: z[k] for k in z.files}
     t0 = time.perf_counter()
     frames, y = shifted(d, part, kind, sev, seed=1000 * sev + len(kind))
-    probs = probs_of(d["p"], frames)
+    probs, feats = probs_of(d["p"], frames)
     stats = frames_stats(frames, d["p"].spec.frame_color)
     CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(path, probs=probs.astype(np.float32), stats=stats, y=y)
+    np.savez(path, probs=probs.astype(np.float32), stats=stats, y=y, features=feats)
     log(f"  {name} {part} {kind} s{sev}: {len(y)} frames, accuracy "
         f"{np.mean(probs.argmax(1) == y):.1%} ({time.perf_counter() - t0:.0f} s)")
-    return {"probs": probs, "stats": stats, "y": y}
+    return {"probs": probs, "stats": stats, "y": y, "features": feats}
 
 
 def profile_for(d: dict, name: str, estimator: str):
     """The profile convert would store: reference frames + robustness on corrupted copies."""
     ref = cached(d, name, "ref", "clean", 0)
     color = d["p"].spec.frame_color
-    base = build_profile(ref["probs"], d["ref"], color, ref["y"], estimator=estimator)
+    feats = {"features": ref["features"]} if ref["features"].size else {}
+    base = build_profile(ref["probs"], d["ref"], color, ref["y"], estimator=estimator, **feats)
     rob: dict[str, list] = {}
     for kind in CORRUPTIONS:
         for sev in SEVERITIES:
@@ -150,7 +166,7 @@ def profile_for(d: dict, name: str, estimator: str):
             rob.setdefault(kind, []).append(
                 robustness_entry(base.signals, sev, c["probs"], c["y"], c["stats"]))
     return build_profile(ref["probs"], d["ref"], color, ref["y"], estimator=estimator,
-                         robustness=rob)
+                         robustness=rob, **feats)
 
 
 def kinds() -> list[tuple[str, str, int]]:
@@ -277,10 +293,16 @@ def main() -> None:
                           seeds=5)
         log(f"{name}: detection")
         det = detection(d, name, prof, clean, groups)
+        from tools.monitor_study_features import feature_vs_confidence
+
         result["datasets"][name] = {"reference": {"n": prof.n,
                                                   "accuracy": prof.reference_accuracy},
                                     "estimation": rows, "false_alarms": fa,
-                                    "detection": det}
+                                    "detection": det,
+                                    "signals": feature_vs_confidence(
+                                        lambda g, k, s, d=d, n=name: cached(d, n, "eval", k, s),
+                                        prof,
+                                        kinds(), clean)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = "study" if "final" in groups else "study_tune"

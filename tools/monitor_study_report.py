@@ -72,10 +72,37 @@ def write_report(result: dict, out: Path, tag: str) -> None:
             lines.append(f"| {r['kind']} ({r['set']}) | {r['severity']} | {r['cost_points']} | "
                          f"{r['delays']} | {r['alarms_before_switch']} | "
                          f"{r['cause_right']}/{r['causes']} | {r['cause']} |")
+        lines += _signals(d.get("signals"))
         lines.append("")
     (out / f"{tag}.md").write_text("\n".join(lines) + "\n")
     (out / f"{tag}_summary.json").write_text(__import__("json").dumps(summary, indent=1))
     _plot(result, out / f"{tag}.png")
+
+
+def _signals(sig: dict | None) -> list[str]:
+    """The feature-moments signal beside confidence alone (tools/monitor_study_features.py)."""
+    if not sig:
+        return []
+    s = sig["summary"]
+    out = ["", "Label-free signals, one 300-frame window per shift; seen = above the largest "
+           f"score of 200 healthy windows (bars: confidence {sig['bar']['confidence']:.2f}, "
+           f"features {sig['bar']['features']:.2f} sigma):", "",
+           "| signal | shifts costing >= 10 points seen | cheaper shifts seen | "
+           "Spearman with the cost |", "|---|---|---|---|"]
+    for name, v in s.items():
+        out.append(f"| {name} | {v['seen_of_costly']} of {v['costly']} | {v['seen_of_cheap']} "
+                   f"of {v['cheap']} | {v['spearman_with_cost']:.2f} |")
+    n, w = sig.get("healthy_frames", 0), sig.get("window", 300)
+    if n and n < 4 * w:
+        out += ["", f"Caveat: only {n} healthy evaluation frames, so the {w}-frame healthy "
+                "windows overlap heavily and the bars understate sampling noise; 'seen' here "
+                "is optimistic (the Fashion-MNIST rows, 8,000 frames, are the fair test)."]
+    out += ["", "| shift | severity | cost | confidence | features |", "|---|---|---|---|---|"]
+    for r in sig["rows"]:
+        out.append(f"| {r['kind']} ({r['set']}) | {r['severity']} | {r['cost_points']} | "
+                   f"{r['confidence']:.2f}{' *' if r['confidence_seen'] else ''} | "
+                   f"{r['features']:.2f}{' *' if r['features_seen'] else ''} |")
+    return out
 
 
 def _plot(result: dict, path: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME
+from edgeinfer.artifact import INPUT_NAME, MOMENTS_OUTPUT, OUTPUT_NAME
 from edgeinfer.data.files import ModelSource, load_model_bytes
 from edgeinfer.errors import ConfigError, ModelError, ProviderError, one_line, positive_int
 from edgeinfer.runtime.backend import default_threads
@@ -233,6 +233,9 @@ class OnnxBackend:
                              f"float32 {OUTPUT_NAME!r} [N,K]; {hint}")
         self._input_shape = tuple(inputs[0].shape)
         self._output_shape = tuple(out.shape)
+        mom = outputs.get(MOMENTS_OUTPUT)
+        self._moments = [OUTPUT_NAME, MOMENTS_OUTPUT] if mom is not None and \
+            mom.type == "tensor(float)" else None
 
     # ------------------------------------------------------------------ Backend
     @property
@@ -254,6 +257,22 @@ class OnnxBackend:
 
     def metadata_props(self) -> dict[str, str]:
         return dict(self._props)
+
+    @property
+    def has_moments(self) -> bool:
+        """Whether the artifact has the monitor's feature output (converter/moments.py)."""
+        return self._moments is not None
+
+    def run_moments(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities ``[N, K]`` and the feature moments ``[N, F]`` in one session call."""
+        if self._moments is None:
+            raise ModelError(f"{self.path} has no {MOMENTS_OUTPUT!r} output")
+        try:
+            probs, moments = self._run(self._moments, {INPUT_NAME: frames})
+        except Exception as e:  # onnxruntime Fail / RuntimeException / InvalidArgument
+            raise ModelError(f"inference failed on {self.path} for frames of shape "
+                             f"{tuple(frames.shape)}: {_one_line(e)}") from None
+        return probs, moments
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         big = (self._shrink_above is not None and frames.ndim == 4

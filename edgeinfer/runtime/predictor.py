@@ -12,7 +12,8 @@ so a frame of any size goes straight into one ``session.run``. The Predictor add
 input checks (see :func:`edgeinfer.runtime.image.load_image`), the TTA views and top-k,
 and copies a frame only when it must (colour conversion, TTA views, stacking a batch).
 
-Thread safety: a Predictor holds no mutable state after construction and onnxruntime's
+Thread safety: a Predictor holds no mutable state after construction (its optional field
+monitor takes its own lock around every update) and onnxruntime's
 ``InferenceSession.run`` is thread-safe, so one Predictor may serve several threads at
 once. Each call uses the session's intra-op thread pool (``threads``); with many
 concurrent callers, fewer intra-op threads per call usually give more throughput.
@@ -203,10 +204,7 @@ class Predictor:
     def predict_probs(self, image: ImageInput) -> np.ndarray:
         """float32 ``[K]`` class probabilities of one image (averaged over TTA views)."""
         frame = _load(image, self._spec, self._max_pixels, self._max_bytes)
-        probs = self._probs(self._tta.views(frame))
-        if self._monitor is not None and self._monitor.wants():
-            self._monitor.update(probs, (frame,))
-        return probs[0]
+        return self._one(frame)[0]
 
     def predict(self, image: ImageInput, top_k: int = 5) -> list[Prediction]:
         """The ``top_k`` most probable classes of one image, most probable first.
@@ -217,10 +215,7 @@ class Predictor:
         """
         k = self._check_top_k(top_k)
         frame = _load(image, self._spec, self._max_pixels, self._max_bytes)
-        probs = self._probs(self._tta.views(frame))
-        if self._monitor is not None and self._monitor.wants():
-            self._monitor.update(probs, (frame,))
-        return rank(probs[0], self._labels, k)
+        return rank(self._one(frame)[0], self._labels, k)
 
     # ------------------------------------------------------------------ batches
     def predict_batch(self, images: Iterable[ImageInput], top_k: int = 5,
@@ -293,9 +288,27 @@ class Predictor:
             results[i] = rank(probs[j], self._labels, k)
 
     # ------------------------------------------------------------------ internals
-    def _probs(self, views: np.ndarray) -> np.ndarray:
-        """Run n frames' views ``[n * views, h, w, C]`` in one session call -> ``[n, K]``."""
-        probs = self._run(views)
+    def _one(self, frame: np.ndarray) -> np.ndarray:
+        """``[1, K]`` for one decoded frame; a monitored call also feeds the monitor (with
+        the artifact's feature moments, from the same session call, where it has them)."""
+        views = self._tta.views(frame)
+        m = self._monitor
+        if m is None or not m.wants():
+            return self._probs(views)
+        if self._views == 1 and m.profile.features and getattr(self._backend, "has_moments",
+                                                                False):
+            probs, feats = self._backend.run_moments(views)
+            probs = self._probs(views, probs)
+            m.update(probs, (frame,), features=feats)
+            return probs
+        probs = self._probs(views)
+        m.update(probs, (frame,))
+        return probs
+
+    def _probs(self, views: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray:
+        """Run n frames' views ``[n * views, h, w, C]`` in one session call -> ``[n, K]``
+        (``probs``: that call's output when it was already made)."""
+        probs = self._run(views) if probs is None else probs
         if probs.shape != (views.shape[0], self._num_classes):
             raise ModelError(f"{self._source} returned probabilities of shape {probs.shape} for "
                              f"{views.shape[0]} frames; expected (N, {self._num_classes})")

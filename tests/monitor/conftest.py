@@ -35,8 +35,8 @@ def fashion(fashion_artifact) -> Fashion:
     im, y = load_fashion_mnist("test")
     frames = [to_frame_color(f, p.spec.frame_color) for f in im[:4500]]
     ref, held = frames[:1500], frames[1500:]
-    ref_probs = p.backend.run(np.stack(ref))
+    ref_probs, ref_moments = p.backend.run_moments(np.stack(ref))
     probs = p.backend.run(np.stack(held))
-    prof = build_profile(ref_probs, ref, p.spec.frame_color, y[:1500])
+    prof = build_profile(ref_probs, ref, p.spec.frame_color, y[:1500], features=ref_moments)
     return Fashion(p, ref, y[:1500].astype(int), ref_probs, held, y[1500:4500].astype(int),
                    probs, prof)

@@ -140,6 +140,9 @@ class Monitor:
             self._stats = np.zeros((2 * w, len(FRAME_SIGNALS)))
             self._n = 0
             self._n_stats = 0
+            nf = len(p.features.get("mean", ()))
+            self._feats = np.zeros((w, nf))
+            self._n_feats = 0
             # in control: the reference level less margin_se standard errors of it
             n_ref = p.labelled or p.n
             ic = p.level - self._margin * p.level_std / math.sqrt(max(n_ref, 1))
@@ -163,10 +166,12 @@ class Monitor:
         return self._n
 
     def update(self, probs: np.ndarray, frames: Sequence[np.ndarray] | np.ndarray | None = None,
-               *, stats: np.ndarray | None = None) -> None:
+               *, stats: np.ndarray | None = None, features: np.ndarray | None = None
+               ) -> None:
         """Feed the probabilities ``[K]`` or ``[n, K]`` of predicted frames, and optionally
         the raw uint8 frames themselves (in the profile's colour order) for the signals, or
-        their :func:`frame_stats` rows already computed (``stats``)."""
+        their :func:`frame_stats` rows already computed (``stats``); ``features``: the
+        artifact's moments output for these frames, when it has one."""
         probs = np.asarray(probs)
         if probs.ndim == 1:
             probs = probs[None]
@@ -194,6 +199,10 @@ class Monitor:
             for r in rows:
                 self._stats[self._n_stats % (2 * w)] = r
                 self._n_stats += 1
+            if features is not None and self._feats.shape[1]:
+                for r in np.asarray(features, np.float64).reshape(-1, self._feats.shape[1]):
+                    self._feats[self._n_feats % w] = r
+                    self._n_feats += 1
 
     def _step(self, c: np.ndarray) -> None:
         alarm = self._cusum.update(c)
@@ -272,6 +281,11 @@ class Monitor:
                     if ref is not None:
                         effects[name] = effect(rows[:, j], ref["mean"], ref["std"])
             drift.update(effects)
+            mf = min(self._n_feats, m)
+            if mf and p.features:
+                f = _recent(self._feats, mf, self._n_feats).mean(axis=0)
+                drift["features"] = float(np.mean(np.abs(
+                    (f - np.asarray(p.features["mean"])) / np.asarray(p.features["std"]))))
             drifted = [s for s, v in drift.items()
                        if abs(v) >= (CLASS_MIX_BAR if s == "class_mix" else EFFECT_BAR)]
             changed = self._change_effects(ms) if self._alarm else None

@@ -52,6 +52,9 @@ class ReferenceProfile:
     signals: dict[str, dict[str, Any]] = field(default_factory=dict)
     robustness: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     color: str = "BGR"
+    #: the artifact's ``edgeinfer_moments`` on the reference: per-feature mean and std
+    #: (empty when the artifact has no such output)
+    features: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": PROFILE_VERSION, "n": self.n, "labelled": self.labelled,
@@ -60,7 +63,8 @@ class ReferenceProfile:
                 "level_std": self.level_std, "level_q": list(self.level_q),
                 "mean_maxprob": self.mean_maxprob,
                 "maxprob_std": self.maxprob_std, "class_freq": list(self.class_freq),
-                "signals": self.signals, "robustness": self.robustness, "color": self.color}
+                "signals": self.signals, "robustness": self.robustness, "color": self.color,
+                "features": self.features}
 
     @classmethod
     def from_dict(cls, d: Any) -> ReferenceProfile:
@@ -90,6 +94,12 @@ class ReferenceProfile:
                 for e in entries:
                     _num(e["accuracy"], f"robustness.{kind}.accuracy")
                     {k: _num(v, f"robustness.{kind}.shift") for k, v in e["shift"].items()}
+            feats = d.get("features") or {}
+            if feats:
+                feats = {"mean": [_num(v, "features.mean") for v in feats["mean"]],
+                         "std": [_num(v, "features.std") for v in feats["std"]]}
+                if len(feats["mean"]) != len(feats["std"]) or min(feats["std"]) <= 0:
+                    raise ValueError("features: mean and std differ in length or a std <= 0")
             n, labelled = int(d["n"]), int(d["labelled"])
             if n < 1 or not 0 <= labelled <= n:
                 raise ValueError(f"n={n}, labelled={labelled}")
@@ -101,7 +111,8 @@ class ReferenceProfile:
                        mean_maxprob=_num(d["mean_maxprob"], "mean_maxprob"),
                        maxprob_std=_num(d["maxprob_std"], "maxprob_std"),
                        class_freq=tuple(_num(v, "class_freq") for v in d["class_freq"]),
-                       signals=signals, robustness=rob, color=str(d.get("color", "BGR")))
+                       signals=signals, robustness=rob, color=str(d.get("color", "BGR")),
+                       features=feats)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             what = f"missing {e}" if isinstance(e, KeyError) else str(e)
             raise ModelError(f"the artifact's monitor profile is damaged: {what[:200]}"
@@ -148,12 +159,13 @@ def signal_summary(stats: np.ndarray) -> dict[str, dict[str, Any]]:
 
 def build_profile(probs: np.ndarray, frames: Sequence[np.ndarray] | None, color: str,
                   labels: np.ndarray | None = None, *, estimator: str | None = None,
-                  robustness: dict[str, list[dict[str, Any]]] | None = None
-                  ) -> ReferenceProfile:
+                  robustness: dict[str, list[dict[str, Any]]] | None = None,
+                  features: np.ndarray | None = None) -> ReferenceProfile:
     """The profile of ``probs`` ``[N, K]`` (the deployed artifact on the reference frames).
 
     ``labels`` (ints, -1 = unknown) calibrate the accuracy estimate; without them the
     monitor still tracks confidence, class mix and frame signals but estimates no accuracy.
+    ``features``: the artifact's moments output on (some of) the reference frames.
     """
     probs = np.asarray(probs, np.float64)
     if probs.ndim != 2 or len(probs) == 0:
@@ -182,7 +194,18 @@ def build_profile(probs: np.ndarray, frames: Sequence[np.ndarray] | None, color:
         mean_maxprob=float(top.mean()),
         maxprob_std=float(top.std()), class_freq=tuple(float(v) for v in freq),
         signals=signal_summary(stats) if stats is not None else {},
-        robustness=robustness or {}, color=color)
+        robustness=robustness or {}, color=color, features=_feature_summary(features))
+
+
+def _feature_summary(features: np.ndarray | None) -> dict[str, list[float]]:
+    """Mean and spread of each moment; the spread floored (a dead channel's is 0) at 1% of
+    the feature's typical size, so a change in it reads as a finite number of sigmas."""
+    if features is None or len(features) == 0:
+        return {}
+    f = np.asarray(features, np.float64)
+    mean, std = f.mean(axis=0), f.std(axis=0)
+    floor = 0.01 * np.abs(f).mean() + 1e-6
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in np.maximum(std, floor)]}
 
 
 def robustness_entry(profile_signals: dict[str, dict[str, Any]], severity: int,
