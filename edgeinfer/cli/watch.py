@@ -27,13 +27,15 @@ def run_watch(args: argparse.Namespace) -> int:
         with stream:
             for r in stream:
                 if args.json:
-                    print(json.dumps({
+                    line = {
                         "frame": r.frame_id, "timestamp": round(r.timestamp, 6),
                         "latency_ms": round(r.latency_ms, 3), "infer_ms": round(r.infer_ms, 3),
                         "dropped": r.dropped, "predictions": [
                             {"label": p.label, "index": p.index,
-                             "probability": round(p.probability, 6)} for p in r.predictions]}),
-                        flush=True)
+                             "probability": round(p.probability, 6)} for p in r.predictions]}
+                    if r.alarm is not None:
+                        line["monitor_alarm"] = r.alarm
+                    print(json.dumps(line), flush=True)
                 else:
                     top = r.predictions[0]
                     print(f"frame {r.frame_id:6d}  {r.latency_ms:7.2f} ms  dropped {r.dropped:5d}"

@@ -8,6 +8,10 @@
             print(r.frame_id, r.predictions[0].label, f"{r.latency_ms:.1f} ms")
     print(stream.stats())             # read, processed, dropped, fps, latency p50/p99
 
+With ``Predictor(..., monitor=True)`` every processed frame (unsmoothed probabilities and
+the raw frame) feeds the predictor's field monitor: ``StreamResult.alarm`` follows it
+frame by frame, ``stats().monitor`` / ``.estimated_accuracy`` / ``.alarm`` give its report.
+
 Why latest-frame semantics: a camera delivers frames at its own pace. If the model is
 slower, a plain read-predict loop falls further behind with every frame (OpenCV and the
 driver buffer them), and the prediction shown is for a scene seconds old. Here a reader
@@ -68,6 +72,9 @@ class StreamResult:
     dropped: int  # frames dropped so far
     #: the frame itself (not a copy: the reader hands each frame over once), for overlays
     frame: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: the field monitor's alarm after this frame (None: the predictor has no monitor); the
+    #: estimate is in ``stats()``, as a report costs more than a frame should pay
+    alarm: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,17 @@ class StreamStats:
     latency_p50_ms: float | None
     latency_p99_ms: float | None
     latency_max_ms: float | None
+    #: the field monitor's report (``MonitorReport.to_dict()``: estimated_accuracy, interval,
+    #: alarm, drift, cause) when the predictor has one, else None
+    monitor: dict[str, Any] | None = None
+
+    @property
+    def estimated_accuracy(self) -> float | None:
+        return self.monitor["estimated_accuracy"] if self.monitor else None
+
+    @property
+    def alarm(self) -> bool | None:
+        return bool(self.monitor["alarm"]) if self.monitor else None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -228,7 +246,8 @@ class Stream:
             fps=self._processed / secs if secs > 0 else 0.0,
             latency_p50_ms=float(np.percentile(lat, 50)) if lat is not None else None,
             latency_p99_ms=float(np.percentile(lat, 99)) if lat is not None else None,
-            latency_max_ms=float(lat.max()) if lat is not None else None)
+            latency_max_ms=float(lat.max()) if lat is not None else None,
+            monitor=None if self.monitor is None else self.monitor.report().to_dict())
 
     def __enter__(self) -> Stream:
         return self
@@ -316,6 +335,8 @@ class Stream:
         self._processed += 1
         latency = (now - t_cap) * 1e3
         self._latencies.append(latency)
+        m = self._predictor.monitor
         return StreamResult(frame_id, ts, rank(probs, self._predictor.labels, self._top_k),
                             probs, latency, (now - t) * 1e3,
-                            self._processed / (now - self._start), self._dropped, frame)
+                            self._processed / (now - self._start), self._dropped, frame,
+                            alarm=None if m is None else m.alarm)
