@@ -87,6 +87,16 @@ class DetectionSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"fit": self.fit, "decoder": dict(self.decoder), "nms": asdict(self.nms)}
 
+    def describe(self) -> str:
+        """One line for ``info``: the fit, the decoder and the suppression."""
+        n, d = self.nms, self.decoder
+        dec = (f"SSD anchors (strides {d['strides']})" if d["kind"] == "ssd"
+               else f"boxes {d['box_format']}{' normalised' if d.get('normalized') else ''}")
+        return (f"fit {self.fit}, {dec}, {'weighted ' if n.weighted else ''}NMS "
+                f"{'per class' if n.class_aware else 'across classes'} IoU "
+                f"{n.iou_threshold:g} score > {n.score_threshold:g} top-k "
+                f"{n.top_k if n.top_k is not None else 'all'}")
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
@@ -122,3 +132,8 @@ def parse_task(value: Any, detection: Any, source: str) -> tuple[str, DetectionS
     if detection is None:
         raise ModelError(f"{source} is a detector without detection settings")
     return task, DetectionSpec.from_dict(detection, f"{source}'s detection settings")
+
+
+def task_line(task: str, detection: DetectionSpec | None) -> str:
+    """``info``'s task line: ``classify``, or ``detect (fit ..., decoder, NMS ...)``."""
+    return task if detection is None else f"{task} ({detection.describe()})"

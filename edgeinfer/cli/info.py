@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from edgeinfer.cli.common import batchnorm_summary
+from edgeinfer.detect_spec import task_line
 from edgeinfer.errors import ModelError
 
 
@@ -76,6 +77,7 @@ def _lines(path: str, meta: Any, quant: dict[str, Any] | None) -> list[str]:
     out.append(f"source:     {prov.get('source')} ({prov.get('framework')} "
           f"{prov.get('framework_version')})")
     out.append(f"format:     {prov.get('format')} {prov.get('quantize') or 'fp32'}")
+    out.append(f"task:       {task_line(meta.task, meta.detection)}")
     out.append(f"classes:    {len(meta.labels)} ({', '.join(meta.labels[:5])}"
           f"{', ...' if len(meta.labels) > 5 else ''})")
     out.append(f"frame:      uint8 NHWC, {s.frame_color}; model {s.model_color} {s.size[0]}x"
