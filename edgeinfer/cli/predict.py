@@ -39,8 +39,14 @@ def expand(paths: list[str]) -> tuple[list[str], list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     """Predict images (a bad one is reported in one line; the others still print) or a video."""
+    from edgeinfer.cli import predict_detect
     from edgeinfer.runtime.predictor import Predictor
 
+    if predict_detect.wants(args.artifact):  # boxes, not top-k (issue 28)
+        images, empty = expand(args.images)
+        for d in empty:
+            err(f"{d}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+        return predict_detect.run(args, images, len(empty))
     if not args.images and args.video is None:
         raise ConfigError("give one or more IMAGE paths or --video FILE|DEVICE")
     pred = Predictor(args.artifact, threads=args.threads, tta=args.tta,
@@ -80,7 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Exit status: 0 all images predicted, 2 an image or the "
                        "artifact was unusable (each bad image gets one line on stderr; the "
                        "others are still predicted).")
-    p.add_argument("artifact", help=".onnx or .tflite artifact")
+    p.add_argument("artifact", help=".onnx or .tflite artifact, or a bundled detector "
+                   "(blazeface:short_range | full_range | back): boxes in image pixels")
     p.add_argument("images", nargs="*", metavar="IMAGE",
                    help="image files or folders of images (options may follow them)")
     p.add_argument("--top-k", type=positive, default=5)

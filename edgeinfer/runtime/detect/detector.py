@@ -28,6 +28,7 @@ from edgeinfer.runtime.detect.decode import decode_ssd, ssd_anchors, ssd_scores
 from edgeinfer.runtime.detect.geometry import Fit, fit, pad_to_aspect
 from edgeinfer.runtime.detect.nms import nms, weighted_nms
 from edgeinfer.runtime.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageInput, _load
+from edgeinfer.runtime.native_log import XNNPACK_BANNER, banner_once
 from edgeinfer.runtime.tflite_backend import _Interpreter
 from edgeinfer.spec import PreprocessSpec
 
@@ -62,9 +63,10 @@ class Detector:
         self.source, self.spec, self.task, self.labels = Path(model), spec, task, labels
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
         try:
-            self._it = _Interpreter(model_path=str(model),
-                                    num_threads=threads or default_threads())
-            self._it.allocate_tensors()
+            with banner_once(XNNPACK_BANNER, True):  # LiteRT's C++ line on fd 2
+                self._it = _Interpreter(model_path=str(model),
+                                        num_threads=threads or default_threads())
+                self._it.allocate_tensors()
         except Exception as e:  # noqa: BLE001 - ValueError/RuntimeError from the wrapper
             raise ModelError(f"cannot load {model} as a TFLite model: {one_line(e)}") from None
         ins, outs = self._it.get_input_details(), self._it.get_output_details()
