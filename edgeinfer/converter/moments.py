@@ -71,17 +71,24 @@ def with_moments(model: onnx.ModelProto, k: int = TAPS) -> tuple[onnx.ModelProto
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
-    g.initializer.append(numpy_helper.from_array(np.array([2, 3], np.int64),
-                                                 "edgeinfer_mom/axes"))
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset >= 18:  # ReduceMean's axes became an input in opset 18 (an attribute before)
+        g.initializer.append(numpy_helper.from_array(np.array([2, 3], np.int64),
+                                                     "edgeinfer_mom/axes"))
+
+    def mean(x: str, out: str) -> onnx.NodeProto:
+        if opset >= 18:
+            return helper.make_node("ReduceMean", [x, "edgeinfer_mom/axes"], [out],
+                                    keepdims=0, name=out)
+        return helper.make_node("ReduceMean", [x], [out], axes=[2, 3], keepdims=0, name=out)
+
     means, stds = [], []
     for j, t in enumerate(names):
         p = f"edgeinfer_mom/{j}/"
         g.node.extend([
-            helper.make_node("ReduceMean", [t, "edgeinfer_mom/axes"], [p + "mean"],
-                             keepdims=0, name=p + "mean"),
+            mean(t, p + "mean"),
             helper.make_node("Mul", [t, t], [p + "sq"], name=p + "sq"),
-            helper.make_node("ReduceMean", [p + "sq", "edgeinfer_mom/axes"], [p + "msq"],
-                             keepdims=0, name=p + "msq"),
+            mean(p + "sq", p + "msq"),
             helper.make_node("Mul", [p + "mean", p + "mean"], [p + "m2"], name=p + "m2"),
             helper.make_node("Sub", [p + "msq", p + "m2"], [p + "var"], name=p + "var"),
             helper.make_node("Relu", [p + "var"], [p + "varp"], name=p + "varp"),

@@ -126,3 +126,11 @@ def test_cusum_false_alarm_rate_is_what_it_was_set_to() -> None:
         assert c.h == h
         alarms += c.update((rng.random(SIM_FRAMES) < 0.9).astype(float))
     assert 5 <= alarms <= 40
+
+
+def test_labels_of_other_classes_calibrate_nothing(fashion) -> None:
+    """Labels past the model's class count are not this model's: no accuracy is claimed."""
+    bad = fashion.ref_labels.copy()
+    bad[0] = 12
+    prof = build_profile(fashion.ref_probs, fashion.ref_frames, "BGR", bad)
+    assert prof.reference_accuracy is None and prof.labelled == 0

@@ -179,7 +179,9 @@ def build_profile(probs: np.ndarray, frames: Sequence[np.ndarray] | None, color:
     c = top
     if labels is not None:
         lab = np.asarray(labels, np.int64)
-        known = lab >= 0
+        # a label past the model's classes means the labels are not this model's: calibrate
+        # nothing on them rather than an accuracy of the wrong classes
+        known = (lab >= 0) & (lab < k) if lab.max(initial=-1) < k else np.zeros(len(lab), bool)
         labelled = int(known.sum())
         if labelled:
             cal = calibrate(probs[known], lab[known])
