@@ -15,6 +15,8 @@ from edgeinfer.runtime.monitor import MonitorReport
 
 #: frames narrower than this are enlarged (nearest neighbour) before drawing
 MIN_WIDTH = 480
+#: the alarm's cause is wrapped to at most this many lines (it covers the frame otherwise)
+MAX_CAUSE_LINES = 5
 
 
 def draw(frame: np.ndarray, label: str, probability: float,
@@ -38,8 +40,11 @@ def draw(frame: np.ndarray, label: str, probability: float,
             est = "accuracy not estimated"
         lines.append((est, (255, 255, 255)))
         if report.alarm:
-            for part in textwrap.wrap("ALARM: " + (report.cause or ""), 48)[:4]:
-                lines.append((part, (0, 0, 255)))
+            parts = textwrap.wrap("ALARM: " + (report.cause or ""), 48)
+            if len(parts) > MAX_CAUSE_LINES:  # say that it goes on (the log line has it all)
+                parts = parts[:MAX_CAUSE_LINES]
+                parts[-1] = parts[-1][:44].rstrip(" ;,") + " ..."
+            lines.extend((part, (0, 0, 255)) for part in parts)
         else:
             lines.append((f"ok, {report.frames} frames", (0, 255, 0)))
     scale = img.shape[1] / 900

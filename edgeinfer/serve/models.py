@@ -29,6 +29,10 @@ from edgeinfer.serve.limits import Charge
 from edgeinfer.serve.protocol import InferRequest
 
 VERSION = "1"
+#: Batches of at most this many pixels also fetch the artifact's feature moments for the
+#: monitor; larger ones go through ``backend.run``, which then shrinks onnxruntime's memory
+#: arena (onnx_backend.SHRINK_ABOVE_PIXELS, not imported: a TFLite-only server has no ORT).
+MOMENTS_MAX_PIXELS = 4_000_000
 
 
 class Abandoned(Exception):
@@ -61,6 +65,10 @@ class ServedModel:
         self.monitor: Monitor | None = (
             Monitor(ReferenceProfile.from_dict(prof), labels=self.labels)
             if monitor and prof else None)
+        # the artifact's feature moments come from the same session call (drift['features'])
+        self._moments = (predictor.backend.run_moments if self.monitor is not None
+                         and self._views == 1 and self.monitor.profile.features
+                         and getattr(predictor.backend, "has_moments", False) else None)
 
     # ------------------------------------------------------------------ inference
     def infer(self, frames: np.ndarray) -> np.ndarray:
@@ -78,13 +86,18 @@ class ServedModel:
             batch = np.empty((n * v, *self._policy.view_shape(frames.shape[1:])), np.uint8)
             for j in range(n):
                 self._policy.views(frames[j], out=batch[j * v:(j + 1) * v])
-        probs = self._run(batch)
+        feats = None
+        if self._moments is not None and batch[..., 0].size <= MOMENTS_MAX_PIXELS:
+            # above that, run() shrinks onnxruntime's arena after the call; keep it
+            probs, feats = self._moments(batch)
+        else:
+            probs = self._run(batch)
         if probs.shape != (batch.shape[0], self._k):
             raise ModelError(f"{self.name} returned probabilities of shape {probs.shape} for "
                              f"{batch.shape[0]} frames; expected (N, {self._k})")
         out = average_views(probs, v)
         if self.monitor is not None:
-            self.monitor.update(out, frames)
+            self.monitor.update(out, frames, features=feats)
         return out
 
     def cost(self, h: int, w: int) -> tuple[int, int]:

@@ -29,6 +29,8 @@ def test_monitor_json_and_gauges_follow_a_dark_shift(fashion_artifact) -> None:
         assert healthy["name"] == "fashion" and healthy["frames"] == 150
         assert healthy["alarm"] is False
         assert abs(healthy["estimated_accuracy"] - healthy["reference_accuracy"]) < 0.08
+        # the artifact's feature moments come along from the same session call
+        assert 0 <= healthy["drift"]["features"] < 1
         for body in _frames(3150, 400, scale=0.25):
             c.post(f"{url}/predict", content=body)
         dark = c.get(f"{url}/v2/models/fashion/monitor").json()
@@ -41,6 +43,9 @@ def test_monitor_json_and_gauges_follow_a_dark_shift(fashion_artifact) -> None:
                           text).group(1))
     assert est == dark["estimated_accuracy"] or abs(est - dark["estimated_accuracy"]) < 0.05
     assert re.search(r'edgeinfer_monitor_drift\{model="fashion",signal="brightness"\} -\d', text)
+    feats = float(re.search(r'edgeinfer_monitor_drift\{model="fashion",signal="features"\} '
+                            r'(\S+)', text).group(1))
+    assert feats > healthy["drift"]["features"]
 
 
 def test_no_monitor_is_a_clear_404(fashion_artifact) -> None:
