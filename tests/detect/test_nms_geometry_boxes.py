@@ -106,3 +106,21 @@ def test_compare_boxes_f1_and_errors() -> None:
     same = compare_boxes(a, [0.9, 0.8, 0.7], [0, 1, 0], a, [0.9, 0.8, 0.7], [0, 1, 0])
     assert same.f1 == 1.0 and same.max_box_error_px == 0.0
     assert compare_boxes(a[:0], [], [], a[:0], [], []).f1 == 1.0
+
+
+@pytest.mark.parametrize("size", [(640, 640, 128, 128), (617, 617, 192, 192),
+                                  (301, 517, 128, 128), (50, 70, 128, 256), (481, 333, 97, 131),
+                                  (128, 128, 128, 128)])
+def test_fast_pillow_resize_is_the_reference(size: tuple[int, int, int, int]) -> None:
+    """The detector's uint8 resize twin against resample.resize (Pillow bit for bit) on a
+    real photo cut to odd sizes, downscales and upscales."""
+    import cv2
+
+    from edgeinfer.data.datasets import sample_photos
+    from edgeinfer.resample import resize
+    from edgeinfer.runtime.detect.pixels import pillow_resize_u8
+
+    h, w, nh, nw = size
+    photo = cv2.resize(sample_photos()["china"], (w, h), interpolation=cv2.INTER_AREA)
+    ref = resize(photo.astype(np.float32), nh, nw, "linear", True)
+    np.testing.assert_array_equal(pillow_resize_u8(photo, nh, nw), ref)
