@@ -267,8 +267,11 @@ class OnnxBackend:
         """Probabilities ``[N, K]`` and the feature moments ``[N, F]`` in one session call."""
         if self._moments is None:
             raise ModelError(f"{self.path} has no {MOMENTS_OUTPUT!r} output")
+        big = (self._shrink_above is not None and frames.ndim == 4
+               and frames.shape[0] * frames.shape[1] * frames.shape[2] > self._shrink_above)
         try:
-            probs, moments = self._run(self._moments, {INPUT_NAME: frames})
+            probs, moments = self._run(self._moments, {INPUT_NAME: frames},
+                                       self._shrink if big else None)
         except Exception as e:  # onnxruntime Fail / RuntimeException / InvalidArgument
             raise ModelError(f"inference failed on {self.path} for frames of shape "
                              f"{tuple(frames.shape)}: {_one_line(e)}") from None

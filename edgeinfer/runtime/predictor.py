@@ -295,8 +295,8 @@ class Predictor:
         m = self._monitor
         if m is None or not m.wants():
             return self._probs(views)
-        if self._views == 1 and m.profile.features and getattr(self._backend, "has_moments",
-                                                                False):
+        if self._views == 1 and m.profile.features and m.takes_stats() and getattr(
+                self._backend, "has_moments", False):
             probs, feats = self._backend.run_moments(views)
             probs = self._probs(views, probs)
             m.update(probs, (frame,), features=feats)

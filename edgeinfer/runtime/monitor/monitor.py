@@ -153,9 +153,15 @@ class Monitor:
             self._timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE)
 
     def wants(self) -> bool:
-        """True for one call in ``sample_every``: whether the caller should feed this frame."""
+        """True for one call in ``sample_every``: whether the caller should feed this frame
+        (the count is not locked: under threads the sampling is approximate, by design)."""
         self._calls += 1
         return self.sample_every == 1 or self._calls % self.sample_every == 1
+
+    def takes_stats(self) -> bool:
+        """Whether the next frame fed gets frame statistics (one in ``stats_every``): the
+        feature moments, which cost an extra model output, are asked for on those only."""
+        return self._n % self._stats_every == 0
 
     @property
     def alarm(self) -> bool:
