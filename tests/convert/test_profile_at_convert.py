@@ -19,6 +19,7 @@ import pytest
 
 from edgeinfer import Predictor
 from edgeinfer.cli import main
+from edgeinfer.converter.profile import robustness_frames
 from edgeinfer.data.datasets import load_fashion_mnist
 from edgeinfer.data.frames import to_frame_color
 from edgeinfer.diagnose.corruptions import CORRUPTIONS
@@ -59,10 +60,18 @@ def test_onnx_fp32_profile_is_the_artifacts_own_accuracy_with_robustness(fashion
     assert set(prof.robustness) == set(CORRUPTIONS)
     for kind, curve in prof.robustness.items():
         assert [e["severity"] for e in curve] == [1, 3, 5], kind
+        assert {e["frames"] for e in curve} == {robustness_frames(prof.n)} == {128}
     dark = prof.robustness["brightness_contrast"]
     # darker and flatter frames: the brightness signal moves down, accuracy falls with severity
     assert dark[-1]["shift"]["brightness"] < dark[0]["shift"]["brightness"] < 0
     assert dark[-1]["accuracy"] < dark[0]["accuracy"] <= prof.reference_accuracy + 0.02
+
+
+def test_robustness_frames_follow_the_parity_set():
+    """An eighth of the parity frames, at least 48 (a curve point to ~6 accuracy points),
+    at most 128: a large model on a small labelled set pays seconds, not a minute."""
+    assert [robustness_frames(n) for n in (20, 48, 100, 400, 1024, 10_000)] == [
+        20, 48, 48, 50, 128, 128]
 
 
 def test_int8_profile_uses_the_int8_artifacts_probabilities(fashion_int8_conversion,
