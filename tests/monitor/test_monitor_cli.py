@@ -119,3 +119,35 @@ def test_reference_csv_builds_the_profile(fashion_artifact, folders, tmp_path, c
     assert rc == 1, out.err
     assert "reference profile from" in out.err and "400 labelled frames" in out.err
     assert "darker" in out.out
+
+
+def test_a_video_source_with_progress_lines_and_max_frames(fashion_artifact, tmp_path,
+                                                           capsys) -> None:
+    """An MJPG video (600 healthy frames, then 600 4x darker) through the Stream path."""
+    im, _ = load_fashion_mnist("test")
+    video = tmp_path / "field.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (28, 28))
+    for i in range(6000, 7200):
+        f = im[i] if i < 6600 else (im[i] * 0.25).astype(np.uint8)
+        w.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
+    w.release()
+    out = tmp_path / "v.json"
+    assert main(["monitor", str(fashion_artifact), str(video), "--progress-every", "400",
+                 "--json", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert sum(line.startswith("[edgeinfer] monitor: ") for line in err.splitlines()) == 3
+    d = json.loads(out.read_text())
+    assert (d["kind"], d["frames"], d["alarm"]) == ("video", 1200, True)
+    assert main(["monitor", str(fashion_artifact), str(video), "--max-frames", "500",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["frames"] == 500
+
+
+def test_help_names_the_sources_and_the_exit_codes(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["monitor", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0 healthy, 1 alarm, 2 bad input" in text
+    for word in ("image folder", "video file", "camera index", "rtsp/http URL",
+                 "CSV of the device's probabilities", "--reference DIR", "--report DIR"):
+        assert word in text, word
