@@ -124,3 +124,19 @@ def test_fast_pillow_resize_is_the_reference(size: tuple[int, int, int, int]) ->
     photo = cv2.resize(sample_photos()["china"], (w, h), interpolation=cv2.INTER_AREA)
     ref = resize(photo.astype(np.float32), nh, nw, "linear", True)
     np.testing.assert_array_equal(pillow_resize_u8(photo, nh, nw), ref)
+
+
+@pytest.mark.parametrize("pads", [(106, 107, 0, 0), (0, 0, 113, 115), (0, 0, 0, 0),
+                                  (1, 0, 0, 0), (3, 2, 5, 4)])
+def test_padded_resize_skips_zero_rows_exactly(pads: tuple[int, int, int, int]) -> None:
+    import cv2
+
+    from edgeinfer.data.datasets import sample_photos
+    from edgeinfer.runtime.detect.pixels import pillow_resize_padded, pillow_resize_u8
+
+    photo = cv2.resize(sample_photos()["china"], (517, 301), interpolation=cv2.INTER_AREA)
+    t, b, left, r = pads
+    full = np.pad(photo, ((t, b), (left, r), (0, 0)))
+    for nh, nw in ((128, 128), (192, 100), (97, 333)):
+        np.testing.assert_array_equal(pillow_resize_padded(photo, pads, nh, nw),
+                                      pillow_resize_u8(full, nh, nw))

@@ -27,7 +27,7 @@ from edgeinfer.runtime.detect import blazeface
 from edgeinfer.runtime.detect.decode import decode_ssd, ssd_anchors, ssd_scores
 from edgeinfer.runtime.detect.geometry import Fit, fit, pad_to_aspect
 from edgeinfer.runtime.detect.nms import nms, weighted_nms
-from edgeinfer.runtime.detect.pixels import pillow_resize_u8
+from edgeinfer.runtime.detect.pixels import pillow_resize_padded, pillow_resize_u8
 from edgeinfer.runtime.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageInput, _load
 from edgeinfer.runtime.native_log import XNNPACK_BANNER, banner_once
 from edgeinfer.runtime.tflite_backend import _Interpreter
@@ -107,10 +107,14 @@ class Detector:
         x = frame if frame.ndim == 3 else frame[:, :, None]
         if self.task.fit == "pad_resize":
             (t, b), (left, r), _ = pad_to_aspect((h, w), (ih, iw))
-            x = np.pad(x, ((t, b), (left, r), (0, 0)),
-                       constant_values=int(round(self.spec.pad_value)))
-            x = (pillow_resize_u8(x, ih, iw, self.spec.interpolation) if self.spec.antialias
-                 else resize(x.astype(np.float32), ih, iw, self.spec.interpolation, False))
+            if self.spec.antialias and self.spec.pad_value == 0:
+                x = pillow_resize_padded(x, (t, b, left, r), ih, iw, self.spec.interpolation)
+            else:
+                x = np.pad(x, ((t, b), (left, r), (0, 0)),
+                           constant_values=int(round(self.spec.pad_value)))
+                x = (pillow_resize_u8(x, ih, iw, self.spec.interpolation)
+                     if self.spec.antialias
+                     else resize(x.astype(np.float32), ih, iw, self.spec.interpolation, False))
         else:
             g = PreprocessSpec(size=(ih, iw), frame_color=self.spec.frame_color,
                                model_color=self.spec.frame_color, resize=self.task.fit,

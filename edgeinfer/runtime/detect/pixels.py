@@ -59,3 +59,22 @@ def _transpose(x: np.ndarray) -> np.ndarray:
         t = cv2.transpose(np.ascontiguousarray(x))
         return t.reshape(x.shape[1], x.shape[0], x.shape[2])
     return np.ascontiguousarray(x.transpose(1, 0, 2))
+
+
+def pillow_resize_padded(frame: np.ndarray, pads: tuple[int, int, int, int], nh: int,
+                         nw: int, interp: str = "linear") -> np.ndarray:
+    """:func:`pillow_resize_u8` of the frame padded with zeros by ``(top, bottom, left,
+    right)`` pixels, without filtering the zero rows: when the width pass runs first it
+    treats each row on its own and a zero row stays zero (``(0 + 2**21) >> 22``), so the
+    top/bottom bars are added after it (a third of the work on a 427x640 frame)."""
+    t, b, left, r = pads
+    x = np.asarray(frame)
+    if left or r:
+        x = np.pad(x, ((0, 0), (left, r), (0, 0)))
+    ph, pw = x.shape[0] + t + b, x.shape[1]
+    if vertical_first(ph, pw, nh, nw) or not (t or b):
+        return pillow_resize_u8(np.pad(x, ((t, b), (0, 0), (0, 0))) if t or b else x,
+                                nh, nw, interp)
+    q = _pass(_transpose(x), nw, 0, interp)
+    q = np.pad(q, ((0, 0), (t, b), (0, 0)))
+    return _pass(q, nh, 1, interp).transpose(1, 0, 2).astype(np.float32)
