@@ -69,8 +69,8 @@ def test_a_csv_of_device_probabilities(fashion_artifact, tmp_path, capsys) -> No
     assert "300 frames" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["missing", "csv_columns", "logits", "damaged_artifact",
-                                  "no_profile"])
+@pytest.mark.parametrize("case", ["missing", "csv_columns", "top1_csv", "logits",
+                                  "damaged_artifact", "no_profile"])
 def test_bad_input_is_one_line_and_exit_2(case, fashion_artifact, folders, tmp_path,
                                           capsys) -> None:
     artifact, source = str(fashion_artifact), str(folders["healthy"])
@@ -79,6 +79,9 @@ def test_bad_input_is_one_line_and_exit_2(case, fashion_artifact, folders, tmp_p
     elif case == "csv_columns":
         source = str(tmp_path / "x.csv")
         Path(source).write_text("image,cat,dog\na.png,0.5,0.5\n")
+    elif case == "top1_csv":  # the doctor's device CSV: no probabilities
+        source = str(tmp_path / "x.csv")
+        Path(source).write_text("image,prediction\na.png,Coat\n")
     elif case == "logits":
         source = str(tmp_path / "x.csv")
         Path(source).write_text(",".join(f"p{i}" for i in range(10)) + "\n"
@@ -100,6 +103,8 @@ def test_bad_input_is_one_line_and_exit_2(case, fashion_artifact, folders, tmp_p
     assert err.count("\n") == 0 and "Traceback" not in err
     if case == "no_profile":
         assert "--reference" in err
+    if case == "top1_csv":
+        assert "top-1 only" in err
 
 
 def test_reference_csv_builds_the_profile(fashion_artifact, folders, tmp_path, capsys) -> None:

@@ -112,7 +112,8 @@ def _images(path: Path, limit: int | None) -> Iterator[Path]:
 
 def read_probabilities(path: Path, labels: tuple[str, ...]) -> np.ndarray:
     """``[N, K]`` from a CSV with one column per class (the labels, or p0..p{K-1}); other
-    columns (an image name, a timestamp) are ignored. Rows must be probabilities."""
+    columns (an image name, a timestamp) are ignored. Rows must be probabilities. The
+    doctor's device CSV (``image,prediction``) plus these columns serves both commands."""
     data = read_regular(path, "probabilities CSV", ConfigError)
     try:
         rows = list(csv.reader(data.decode("utf-8-sig").splitlines()))
@@ -127,9 +128,11 @@ def read_probabilities(path: Path, labels: tuple[str, ...]) -> np.ndarray:
             cols = [head.index(n) for n in names]
             break
     else:
+        only_top1 = (" (an image,prediction CSV as `doctor --device-predictions` reads has "
+                     "top-1 only: add the probability columns)" if "prediction" in head else "")
         raise ConfigError(f"{path}: the header needs one column per class, named by the "
                           f"model's labels ({', '.join(labels[:3])}, ...) or p0..p{k - 1}; "
-                          f"it has {', '.join(head[:6])}")
+                          f"it has {', '.join(head[:6])}{only_top1}")
     out = np.empty((len(rows) - 1, k))
     for i, r in enumerate(rows[1:]):
         try:
