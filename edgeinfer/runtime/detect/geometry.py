@@ -13,7 +13,8 @@ smaller ratio and pads equally on both sides (the odd pixel goes right/bottom), 
 Ultralytics and D-FINE convention; ``pad_resize`` pads the frame to the input's aspect
 first (black, whole pixels, MediaPipe's rounding) and then resizes the padded frame, so the
 border blends image and padding (MediaPipe's BlazeFace); ``stretch`` scales each axis on
-its own.
+its own; ``crop`` scales by the larger ratio and cuts the centre (negative padding: boxes
+in the cut margins come back clipped to the frame).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from edgeinfer.errors import ConfigError
 
-MODES = ("letterbox", "pad_resize", "stretch")
+MODES = ("letterbox", "pad_resize", "stretch", "crop")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ def fit(frame: tuple[int, int], input: tuple[int, int], mode: str = "letterbox")
     if mode == "pad_resize":
         (top, _), (left, _), (ph, pw) = pad_to_aspect((fh, fw), (ih, iw))
         return Fit((fh, fw), (ih, iw), ih / ph, iw / pw, top * ih / ph, left * iw / pw, mode)
+    if mode == "crop":
+        s = max(ih / fh, iw / fw)
+        rh, rw = round(fh * s), round(fw * s)
+        return Fit((fh, fw), (ih, iw), s, s, -((rh - ih) // 2), -((rw - iw) // 2), mode)
     s = min(ih / fh, iw / fw)
     rh, rw = round(fh * s), round(fw * s)
     return Fit((fh, fw), (ih, iw), s, s, (ih - rh) // 2, (iw - rw) // 2, mode)
