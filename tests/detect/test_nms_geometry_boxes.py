@@ -13,6 +13,7 @@ from edgeinfer.errors import ConfigError
 from edgeinfer.parity.boxes import compare_boxes
 from edgeinfer.runtime.detect.geometry import fit
 from edgeinfer.runtime.detect.nms import nms
+from edgeinfer.spec import PreprocessSpec
 
 
 def _ort_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float,
@@ -74,7 +75,9 @@ def test_geometry_round_trip(frame: tuple[int, int], mode: str) -> None:
     inp = f.to_input(boxes[:1])[0]
     assert inp[0] >= 0 and inp[1] >= 0 and inp[2] <= 320 + 1e-9 and inp[3] <= 320 + 1e-9
     if mode == "letterbox":
-        assert f.scale_x == f.scale_y
+        # the sizes the spec's letterbox resizes to, each axis at its own exact ratio
+        assert f.resized == PreprocessSpec(size=(320, 320), resize="letterbox"
+                                           ).resized_size(*frame)
         # the frame fills one side exactly and is centred on the other
         assert max(f.resized[0] / 320, f.resized[1] / 320) == 1.0
         assert abs((320 - f.resized[1]) - 2 * f.pad_x) <= 1
@@ -177,3 +180,22 @@ def test_nms_matches_fdlites_plain_nms(seed: int) -> None:
     ours = nms(boxes, scores, iou_threshold=0.3, score_threshold=0.4)
     np.testing.assert_allclose(boxes[ours], [d.data.ravel() for d in ref] or
                                np.zeros((0, 4)), atol=0)
+
+
+@pytest.mark.parametrize("frame", [(333, 517), (517, 333), (480, 640), (300, 300)])
+@pytest.mark.parametrize("mode", ["letterbox", "stretch"])
+def test_fit_lands_where_the_specs_own_resize_puts_the_pixels(frame: tuple[int, int],
+                                                              mode: str) -> None:
+    """A bright block pushed through PreprocessSpec.reference (the resize every execution
+    runs) lands where Fit.to_input says, to the pixel."""
+    h, w = frame
+    x0, y0, x1, y1 = w // 5, h // 3, (3 * w) // 4, (4 * h) // 5
+    img = np.zeros((h, w, 3), np.uint8)
+    img[y0:y1, x0:x1] = 255
+    spec = PreprocessSpec(size=(256, 320), frame_color="RGB", model_color="RGB", resize=mode,
+                          scale=1.0, layout="NHWC")
+    out = spec.reference(img)[0, :, :, 0] > 127.5
+    ys, xs = np.flatnonzero(out.any(axis=1)), np.flatnonzero(out.any(axis=0))
+    seen = [xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]
+    want = fit(frame, (256, 320), mode).to_input([[x0, y0, x1, y1]])[0]
+    np.testing.assert_allclose(seen, want, atol=1.0)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeinfer.errors import ConfigError
+from edgeinfer.spec import PreprocessSpec
 
 MODES = ("letterbox", "pad_resize", "stretch", "crop")
 
@@ -42,8 +43,8 @@ class Fit:
 
     @property
     def resized(self) -> tuple[int, int]:
-        """The frame's size inside the input, before padding (rounded as resizers round)."""
-        return (round(self.frame[0] * self.scale_y), round(self.frame[1] * self.scale_x))
+        """The frame's size inside the input before padding or cutting (letterbox, crop)."""
+        return (int(self.frame[0] * self.scale_y + 0.5), int(self.frame[1] * self.scale_x + 0.5))
 
     def to_input(self, boxes: np.ndarray) -> np.ndarray:
         """Frame-pixel boxes ``[N, 4]`` -> input-pixel boxes."""
@@ -77,11 +78,14 @@ def fit(frame: tuple[int, int], input: tuple[int, int], mode: str = "letterbox")
         return Fit((fh, fw), (ih, iw), ih / ph, iw / pw, top * ih / ph, left * iw / pw, mode)
     if mode == "crop":
         s = max(ih / fh, iw / fw)
-        rh, rw = round(fh * s), round(fw * s)
-        return Fit((fh, fw), (ih, iw), s, s, -((rh - ih) // 2), -((rw - iw) // 2), mode)
-    s = min(ih / fh, iw / fw)
-    rh, rw = round(fh * s), round(fw * s)
-    return Fit((fh, fw), (ih, iw), s, s, (ih - rh) // 2, (iw - rw) // 2, mode)
+        rh, rw = max(ih, int(fh * s + 0.5)), max(iw, int(fw * s + 0.5))
+        return Fit((fh, fw), (ih, iw), rh / fh, rw / fw, -((rh - ih) // 2),
+                   -((rw - iw) // 2), mode)
+    # the sizes the spec's own letterbox resizes to (exact integers, half up), and each
+    # axis's own ratio: the resize maps fw -> rw and fh -> rh, which differ from one
+    # common scale by up to half a pixel
+    rh, rw = PreprocessSpec(size=(ih, iw), resize="letterbox").resized_size(fh, fw)
+    return Fit((fh, fw), (ih, iw), rh / fh, rw / fw, (ih - rh) // 2, (iw - rw) // 2, mode)
 
 
 def pad_to_aspect(frame: tuple[int, int], input: tuple[int, int]
