@@ -12,6 +12,7 @@ import pytest
 
 from edgeinfer.cli import main
 from edgeinfer.data.datasets import FASHION_LABELS, load_fashion_mnist
+from tests.monitor.videos import dark_half_video
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +130,7 @@ def test_reference_csv_builds_the_profile(fashion_artifact, folders, tmp_path, c
 def test_a_video_source_with_progress_lines_and_max_frames(fashion_artifact, tmp_path,
                                                            capsys) -> None:
     """An MJPG video (600 healthy frames, then 600 4x darker) through the Stream path."""
-    im, _ = load_fashion_mnist("test")
-    video = tmp_path / "field.avi"
-    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (28, 28))
-    for i in range(6000, 7200):
-        f = im[i] if i < 6600 else (im[i] * 0.25).astype(np.uint8)
-        w.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
-    w.release()
+    video = dark_half_video(tmp_path / "field.avi", 6000, 1200, 28, 600, fps=25)
     out = tmp_path / "v.json"
     assert main(["monitor", str(fashion_artifact), str(video), "--progress-every", "400",
                  "--json", str(out)]) == 1

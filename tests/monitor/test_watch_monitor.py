@@ -6,26 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from edgeinfer.cli import main
-from edgeinfer.data.datasets import load_fashion_mnist
+from tests.monitor.videos import dark_half_video
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    im, _ = load_fashion_mnist("test")
-    path = tmp_path_factory.mktemp("watch") / "clip.avi"
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (112, 112))
-    assert w.isOpened()
-    for i in range(8000, 8600):
-        f = cv2.resize(im[i], (112, 112), interpolation=cv2.INTER_AREA)
-        if i >= 8300:
-            f = (f * 0.25).astype(np.uint8)
-        w.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
-    w.release()
-    return path
+    return dark_half_video(tmp_path_factory.mktemp("watch") / "clip.avi", 8000, 600, 112, 300)
 
 
 def test_watch_logs_the_monitor_and_draws_the_alarm(fashion_artifact, video, tmp_path,

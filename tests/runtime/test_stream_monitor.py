@@ -7,31 +7,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from edgeinfer import Predictor
 from edgeinfer.cli import main
-from edgeinfer.data.datasets import load_fashion_mnist
 from edgeinfer.runtime.stream import Stream
+from tests.monitor.videos import dark_half_video
 
 N, DARK_FROM = 600, 300
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    im, _ = load_fashion_mnist("test")
-    path = tmp_path_factory.mktemp("stream-monitor") / "clip.avi"
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (84, 84))
-    assert w.isOpened()
-    for i in range(N):
-        f = cv2.resize(im[7000 + i], (84, 84), interpolation=cv2.INTER_AREA)
-        if i >= DARK_FROM:
-            f = (f * 0.25).astype(np.uint8)
-        w.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
-    w.release()
-    return path
+    return dark_half_video(tmp_path_factory.mktemp("stream-monitor") / "clip.avi", 7000, N, 84,
+                           DARK_FROM)
 
 
 def test_every_processed_frame_feeds_the_monitor(fashion_artifact, video) -> None:
