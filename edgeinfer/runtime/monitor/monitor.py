@@ -287,7 +287,7 @@ class Monitor:
                     if ref is not None:
                         effects[name] = effect(rows[:, j], ref["mean"], ref["std"])
             drift.update(effects)
-            mf = min(self._n_feats, m)
+            mf = min(self._n_feats, -(-m // self._stats_every))  # fed with the statistics
             if mf and p.features:
                 f = _recent(self._feats, mf, self._n_feats).mean(axis=0)
                 drift["features"] = float(np.mean(np.abs(
