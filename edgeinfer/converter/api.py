@@ -20,7 +20,6 @@ import numpy as np
 from edgeinfer._version import __version__
 from edgeinfer.artifact import FORMATS, ArtifactMetadata
 from edgeinfer.converter.gate import GateResult, artifact_stages, gate
-from edgeinfer.converter.moments import with_moments
 from edgeinfer.converter.profile import reference_profile
 from edgeinfer.converter.sources.base import Source
 from edgeinfer.converter.sources.load import resolve_labels, resolve_source
@@ -203,6 +202,8 @@ def convert(
     fp32.provenance["spec_audit"] = audit.to_dict()
     enforce(audit, accept_spec, strict, say)
     if fmt == "onnx" and quantize is None:
+        from edgeinfer.converter.moments import with_moments  # imports onnx: after `require`
+
         fp32.model = with_moments(fp32.model)[0]  # the monitor's feature output (probs unchanged)
         fp32.monitor = reference_profile(ArtifactRunner(fp32.blob()), fp32_probs, frames,
                                          spec.frame_color, say, data_note, fp32.blob())

@@ -62,6 +62,26 @@ def _prefix_tensors(nodes: list[onnx.NodeProto]) -> set[str]:
     return set()
 
 
+def without_moments(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` without the moments output and its nodes (a copy; ``model`` itself when it
+    has none). Quantisation and the per-layer int8 diagnosis work on the model alone: the
+    moments' reductions are not layers to quantise or to blame."""
+    if not any(o.name == MOMENTS_OUTPUT for o in model.graph.output):
+        return model
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    keep = [n for n in m.graph.node if not n.name.startswith("edgeinfer_mom/")]
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    outs = [o for o in m.graph.output if o.name != MOMENTS_OUTPUT]
+    del m.graph.output[:]
+    m.graph.output.extend(outs)
+    inits = [t for t in m.graph.initializer if t.name != "edgeinfer_mom/axes"]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(inits)
+    return m
+
+
 def with_moments(model: onnx.ModelProto, k: int = TAPS) -> tuple[onnx.ModelProto, list[str]]:
     """A copy of ``model`` with the ``edgeinfer_moments`` output, and the tapped tensors
     (an empty list, and the model unchanged, when it has no convolution to tap)."""

@@ -74,3 +74,17 @@ def test_feature_drift_moves_on_a_shift_only(fashion) -> None:
     assert healthy.report().drift["features"] < 0.3
     assert dark.report().drift["features"] > 0.5
     assert "features" in dark.report().drifted
+
+
+def test_without_moments_gives_the_model_back(fashion_artifact) -> None:
+    """What quantisation and the int8 layer diagnosis see: the model with no moments."""
+    from edgeinfer.converter.moments import without_moments
+
+    m = onnx.load(str(fashion_artifact))
+    bare = without_moments(m)
+    assert [o.name for o in bare.graph.output] == [OUTPUT_NAME]
+    assert not any(n.name.startswith("edgeinfer_mom/") for n in bare.graph.node)
+    assert len(bare.graph.node) == len(m.graph.node) - 7 * 2 - 1
+    again, _ = with_moments(bare)
+    assert [o.name for o in again.graph.output] == [OUTPUT_NAME, MOMENTS_OUTPUT]
+    assert without_moments(bare) is bare

@@ -19,7 +19,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgeinfer.artifact import OUTPUT_NAME, PREFIX_OUTPUT
+from edgeinfer.artifact import MOMENTS_OUTPUT, OUTPUT_NAME, PREFIX_OUTPUT
 from edgeinfer.converter.gate import gate
 from edgeinfer.converter.preprocess_graph import PREFIX_OUTPUT as GRAPH_PREFIX_OUTPUT
 from edgeinfer.errors import ParityError
@@ -116,9 +116,10 @@ def test_prefix_runner_returns_the_deployed_probabilities(sensitive):
     pixels, probs = PrefixRunner(data).run(frames[:2])
     assert pixels[0].shape == spec.model_input_shape(1)
     np.testing.assert_array_equal(probs, ArtifactRunner(data).run(frames[:2]))
-    # appending the output leaves the original model intact for a protobuf parser
+    # appending the output leaves the original model (probs, the monitor's moments) intact
+    # for a protobuf parser
     m = onnx.load_from_string(with_prefix_output(data))
-    assert [o.name for o in m.graph.output] == [OUTPUT_NAME, PREFIX_OUTPUT]
+    assert [o.name for o in m.graph.output] == [OUTPUT_NAME, MOMENTS_OUTPUT, PREFIX_OUTPUT]
 
 
 # ---------------------------------------------------------------- ladder and verify

@@ -95,7 +95,10 @@ def int8_layers(fp32_model: bytes, int8_model: bytes, frames: Sequence[np.ndarra
     import onnxruntime as ort
     from onnx import helper, numpy_helper
 
-    f, q = onnx.load_model_from_string(fp32_model), onnx.load_model_from_string(int8_model)
+    from edgeinfer.converter.moments import without_moments
+
+    f = without_moments(onnx.load_model_from_string(fp32_model))
+    q = without_moments(onnx.load_model_from_string(int8_model))
     q_inits = {i.name: i for i in q.graph.initializer}
     f_prod = {o: n for n in f.graph.node for o in n.output}
     order = {o: i for i, n in enumerate(f.graph.node) for o in n.output}

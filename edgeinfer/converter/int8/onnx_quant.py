@@ -203,8 +203,10 @@ class OnnxInt8:
         self.types = (activation_type, weight_type)
         self.scheme = ("U8" if activation_type == "uint8" else "S8") + \
             ("U8" if weight_type == "uint8" else "S8")
+        from edgeinfer.converter.moments import without_moments
+
         src = onnx.ModelProto()
-        src.CopyFrom(model)
+        src.CopyFrom(without_moments(model))
         _dedupe_opsets(src)
         _ensure_node_names(src)
         self._tmp = tempfile.TemporaryDirectory(prefix="edgeinfer_q_")
