@@ -90,25 +90,32 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(math.exp((lo + hi) / 2))
 
 
+def correctness(probs: np.ndarray, calibration: dict, method: str) -> np.ndarray:
+    """Per-frame estimated correctness ``[n]`` whose mean is the estimator's estimate: the
+    ATC indicator, or the top-1 probability (shifted as DoC shifts it). The monitor's alarm
+    accumulates these frame by frame; :func:`estimate_accuracy` averages them."""
+    if method not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {method!r}; choose from {', '.join(ESTIMATORS)}")
+    ts = method.endswith("_ts")
+    p = tempered(probs, calibration["temperature"]) if ts else probs
+    base = method[:-3] if ts else method
+    if base.startswith("atc_"):
+        kind = base[4:]
+        return (scores(p, kind) > calibration[f"atc_{kind}{'_ts' if ts else ''}"]).astype(
+            np.float64)
+    top = p.max(axis=-1).astype(np.float64)
+    if base == "doc":
+        return top + (calibration["accuracy"] - calibration["mean_maxprob"])
+    return top
+
+
 def estimate_accuracy(probs: np.ndarray, calibration: dict, method: str) -> float:
     """Estimated accuracy of the frames whose probabilities are ``probs`` ``[n, K]``.
 
     ``calibration``: the profile's ``calibration`` dict (reference accuracy, ATC thresholds,
     temperature, reference mean confidences), see :func:`calibrate`.
     """
-    if method not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {method!r}; choose from {', '.join(ESTIMATORS)}")
-    ts = method.endswith("_ts")
-    p = tempered(probs, calibration["temperature"]) if ts else probs
-    base = method[:-3] if ts else method
-    suffix = "_ts" if ts else ""
-    if base == "average_confidence":
-        return float(p.max(axis=-1).mean())
-    if base == "doc":
-        return float(calibration["accuracy"] - calibration["mean_maxprob"]
-                     + p.max(axis=-1).mean())
-    kind = "maxprob" if base == "atc_maxprob" else "entropy"
-    return float(np.mean(scores(p, kind) > calibration[f"atc_{kind}{suffix}"]))
+    return float(correctness(probs, calibration, method).mean())
 
 
 def calibrate(probs: np.ndarray, labels: np.ndarray) -> dict:

@@ -35,9 +35,9 @@ from edgeinfer.runtime.monitor.drift import (
     class_mix_z,
     effect,
 )
-from edgeinfer.runtime.monitor.estimate import interval
+from edgeinfer.runtime.monitor.estimate import correctness, interval
 from edgeinfer.runtime.monitor.frame_stats import FRAME_SIGNALS, frame_stats
-from edgeinfer.runtime.monitor.profile import ReferenceProfile, correctness
+from edgeinfer.runtime.monitor.profile import ReferenceProfile
 
 #: timeline points kept (one every ``every`` frames)
 TIMELINE = 20_000

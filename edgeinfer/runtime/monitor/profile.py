@@ -23,6 +23,7 @@ from edgeinfer.runtime.monitor.estimate import (
     DEFAULT_ESTIMATOR,
     ESTIMATORS,
     calibrate,
+    correctness,
     estimate_accuracy,
 )
 from edgeinfer.runtime.monitor.frame_stats import FLOORS, FRAME_SIGNALS, frames_stats
@@ -130,24 +131,6 @@ def _num(v: Any, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise ValueError(f"{what} is {v!r}, not a finite number")
     return float(v)
-
-
-def correctness(probs: np.ndarray, calibration: dict, method: str) -> np.ndarray:
-    """Per-frame estimated correctness whose mean is the estimator's estimate (the ATC
-    indicator, or the top-1 probability shifted as DoC shifts it)."""
-    from edgeinfer.runtime.monitor.estimate import scores, tempered
-
-    ts = method.endswith("_ts")
-    p = tempered(probs, calibration["temperature"]) if ts else probs
-    base = method[:-3] if ts else method
-    if base.startswith("atc_"):
-        kind = base[4:]
-        return (scores(p, kind) > calibration[f"atc_{kind}{'_ts' if ts else ''}"]).astype(
-            np.float64)
-    top = p.max(axis=-1).astype(np.float64)
-    if base == "doc":
-        return top + (calibration["accuracy"] - calibration["mean_maxprob"])
-    return top
 
 
 def signal_summary(stats: np.ndarray) -> dict[str, dict[str, Any]]:
