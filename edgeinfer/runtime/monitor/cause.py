@@ -50,13 +50,13 @@ AMBIGUOUS = 1.25
 
 def nearest_by_kind(effects: dict[str, float], robustness: dict[str, list[dict[str, Any]]],
                     estimate: float | None = None
-                    ) -> list[tuple[str, dict[str, Any], float, float]]:
+                    ) -> list[tuple[str, dict[str, Any], float]]:
     """Each corruption's robustness entry nearest the observation over the frame signals,
-    nearest kind first, as (kind, entry, distance, distance). With an estimate, only entries
+    nearest kind first, as (kind, entry, distance). With an estimate, only entries
     whose accuracy lies within ``COST_SLACK`` of it qualify: a fingerprint that fits the
     signals but costs 3 points cannot explain a 28-point fall (a JPEG shift was quoted as
     "rotation alone costs 3 points" before this rule)."""
-    best: dict[str, tuple[str, dict[str, Any], float, float]] = {}
+    best: dict[str, tuple[str, dict[str, Any], float]] = {}
     for kind, entries in robustness.items():
         for e in entries:
             common = [s for s in e["shift"] if s in effects and s in WORDS]
@@ -65,7 +65,7 @@ def nearest_by_kind(effects: dict[str, float], robustness: dict[str, list[dict[s
                 continue
             d = float(np.sqrt(sum((effects[s] - e["shift"][s]) ** 2 for s in common)))
             if kind not in best or d < best[kind][2]:
-                best[kind] = (kind, e, d, d)
+                best[kind] = (kind, e, d)
     return sorted(best.values(), key=lambda t: t[2])
 
 
@@ -89,9 +89,9 @@ def explain(effects: dict[str, float], class_mix_z: float, window_freq: np.ndarr
         ref = profile.reference_accuracy
         if ranked and ref is not None and ranked[0][2] < max(1.0, 0.5 * observed) \
                 and _norm(ranked[0][1]) >= EFFECT_BAR:
-            kind, entry, _, total = ranked[0]
+            kind, entry, dist = ranked[0]
             cost = (ref - entry["accuracy"]) * 100
-            rival = ranked[1] if len(ranked) > 1 and ranked[1][3] <= AMBIGUOUS * total else None
+            rival = ranked[1] if len(ranked) > 1 and ranked[1][2] <= AMBIGUOUS * dist else None
             if rival is None:
                 parts.append(f"{ALONE.get(kind, kind)} alone costs {cost:.0f} points in the "
                              f"robustness curve (severity {entry['severity']})")

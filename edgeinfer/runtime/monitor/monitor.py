@@ -179,10 +179,10 @@ class Monitor:
         their :func:`frame_stats` rows already computed (``stats``); ``features``: the
         artifact's moments output for these frames, when it has one."""
         probs = np.asarray(probs)
-        if probs.ndim == 1:
+        if probs.ndim == 1:  # one frame: its probabilities, and the frame itself if given
             probs = probs[None]
-            frames = None if frames is None else [frames] if isinstance(
-                frames, np.ndarray) and frames.ndim in (2, 3) and len(probs) == 1 else frames
+            if isinstance(frames, np.ndarray) and frames.ndim in (2, 3):
+                frames = [frames]
         if probs.ndim != 2:
             raise ConfigError(f"monitor.update takes probabilities [K] or [n, K]; got "
                               f"{probs.shape}")
