@@ -46,6 +46,7 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "timing": ("edgeinfer/runtime/timing.py", ["tests/check/test_bench.py"]),  # see PYTEST_K
     "probs": ("edgeinfer/probs.py", ["tests/test_probs.py"]),
     "spec_types": ("edgeinfer/spec_types.py", ["tests/test_spec.py"]),  # see PYTEST_K
+    "boxes": ("edgeinfer/parity/boxes.py", ["tests/detect/test_nms_geometry_boxes.py"]),
 }
 
 

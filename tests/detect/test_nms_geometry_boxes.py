@@ -199,3 +199,28 @@ def test_fit_lands_where_the_specs_own_resize_puts_the_pixels(frame: tuple[int, 
     seen = [xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]
     want = fit(frame, (256, 320), mode).to_input([[x0, y0, x1, y1]])[0]
     np.testing.assert_allclose(seen, want, atol=1.0)
+
+
+def test_compare_boxes_greedy_order_best_overlap_and_the_iou_bound() -> None:
+    """Killers of what mutation testing left alive: the higher-scoring box takes a contested
+    match; a box with no partner does not stop the ones after it; each box takes its best
+    overlap, not the first candidate; IoU exactly 0.5 is a match (COCO's >= 0.5)."""
+    # two a-boxes of one class want one b-box; the 0.9 one overlaps it less, but goes first
+    a = np.array([[0, 0, 10, 10], [1, 0, 11, 10.0]])
+    r = compare_boxes(a, [0.9, 0.6], [0, 0], np.array([[1, 0, 11, 10.0]]), [0.6], [0])
+    assert (r.matched, r.only_a, r.only_b) == (1, 1, 0)
+    assert r.max_box_error_px == pytest.approx(1.0)  # the 0.9 box matched, 1 px off
+    # the best-scoring a-box has no partner (another class, then too little overlap);
+    # the ones after it still match
+    a = np.array([[100, 100, 110, 110], [200, 200, 210, 210], [0, 0, 10, 10.0]])
+    b = np.array([[100, 100, 110, 110], [205, 205, 215, 215], [0, 0, 10, 10.0]])
+    r = compare_boxes(a, [0.9, 0.8, 0.7], [1, 0, 0], b, [0.9, 0.8, 0.7], [2, 0, 0])
+    assert (r.matched, r.only_a, r.only_b) == (1, 2, 2)
+    # the second candidate overlaps best: it is the one matched
+    b = np.array([[50, 50, 60, 60], [0, 0, 10, 10.0]])
+    r = compare_boxes(np.array([[0, 0, 10, 10.0]]), [0.9], [0], b, [0.5, 0.9], [0, 0])
+    assert r.matched == 1 and r.max_box_error_px == 0.0 and r.max_score_error == 0.0
+    # IoU exactly 0.5: [0, 10] x [0, 10] against [0, 10] x [0, 5] (area 50 of 100)
+    r = compare_boxes(np.array([[0, 0, 10, 10.0]]), [0.9], [0], np.array([[0, 0, 10, 5.0]]),
+                      [0.9], [0])
+    assert r.matched == 1
