@@ -29,10 +29,6 @@ from edgeinfer.serve.limits import Charge
 from edgeinfer.serve.protocol import InferRequest
 
 VERSION = "1"
-#: Batches of at most this many pixels also fetch the artifact's feature moments for the
-#: monitor; larger ones go through ``backend.run``, which then shrinks onnxruntime's memory
-#: arena (onnx_backend.SHRINK_ABOVE_PIXELS, not imported: a TFLite-only server has no ORT).
-MOMENTS_MAX_PIXELS = 4_000_000
 
 
 class Abandoned(Exception):
@@ -87,8 +83,7 @@ class ServedModel:
             for j in range(n):
                 self._policy.views(frames[j], out=batch[j * v:(j + 1) * v])
         feats = None
-        if self._moments is not None and batch[..., 0].size <= MOMENTS_MAX_PIXELS:
-            # above that, run() shrinks onnxruntime's arena after the call; keep it
+        if self._moments is not None:  # shrinks onnxruntime's arena after a big batch too
             probs, feats = self._moments(batch)
         else:
             probs = self._run(batch)
