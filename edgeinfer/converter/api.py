@@ -206,7 +206,7 @@ def convert(
 
         fp32.model = with_moments(fp32.model)[0]  # the monitor's feature output (probs unchanged)
         fp32.monitor = reference_profile(ArtifactRunner(fp32.blob()), fp32_probs, frames,
-                                         spec.frame_color, say, data_note, fp32.blob())
+                                         spec.frame_color, say, data_note)
         return _write(output, fp32.blob(fp32.final(result, frames)), fp32, result, s, say)
 
     tag = f"{fmt}-{quantize or 'fp32'}"

@@ -21,6 +21,7 @@ import numpy as np
 from edgeinfer.data.frames import FrameSet
 from edgeinfer.progress import Progress
 from edgeinfer.runtime.monitor import build_profile, frames_stats, robustness_entry
+from edgeinfer.runtime.monitor.profile import signal_summary
 
 #: parity frames the robustness fingerprints are measured on (18 artifact passes each):
 #: PARITY_SHARE of them, within [MIN, MAX] (48 frames: a curve point to about 6 points)
@@ -32,18 +33,22 @@ FEATURE_FRAMES = 2000
 
 
 def reference_profile(runner: Any, probs: np.ndarray, frames: FrameSet, color: str,
-                      say: Progress, data_note: str | None, with_moments: bytes | None = None
-                      ) -> dict[str, Any]:
+                      say: Progress, data_note: str | None) -> dict[str, Any]:
     """The profile dict for the artifact's metadata, or {} (said why) when there is none.
-    ``with_moments``: the artifact's bytes when it has the ``edgeinfer_moments`` output."""
+    ``runner``: an ArtifactRunner on the written artifact (its backend gives the feature
+    moments when the artifact has that output)."""
     if data_note:
         say("monitor profile: none (the parity frames are not your data; pass --parity-data)")
         return {}
     labels = frames.labels
-    feats = _moments(with_moments, frames.frames) if with_moments is not None else None
-    prof = build_profile(probs, frames.frames, color, labels)
-    rob = _robustness(runner, frames, color, prof.signals) if labels is not None else {}
-    prof = build_profile(probs, frames.frames, color, labels, robustness=rob, features=feats)
+    backend = runner.backend
+    feats = (_moments(backend, frames.frames) if getattr(backend, "has_moments", False)
+             else None)
+    stats = frames_stats(frames.frames, color)  # once: the robustness shifts are read in it
+    rob = (_robustness(runner, frames, color, signal_summary(stats)) if labels is not None
+           else {})
+    prof = build_profile(probs, frames.frames, color, labels, robustness=rob, features=feats,
+                         stats=stats)
     acc = ("" if prof.reference_accuracy is None
            else f", reference accuracy {prof.reference_accuracy:.1%}")
     say(f"monitor profile: {prof.n} frames ({prof.labelled} labelled{acc})"
@@ -52,13 +57,8 @@ def reference_profile(runner: Any, probs: np.ndarray, frames: FrameSet, color: s
     return prof.to_dict()
 
 
-def _moments(blob: bytes, frames: list[np.ndarray]) -> np.ndarray | None:
+def _moments(backend: Any, frames: list[np.ndarray]) -> np.ndarray:
     """The artifact's feature moments on up to ``FEATURE_FRAMES`` parity frames."""
-    from edgeinfer.runtime.onnx_backend import OnnxBackend
-
-    backend = OnnxBackend(blob)
-    if not backend.has_moments:
-        return None
     idx = np.linspace(0, len(frames) - 1, min(len(frames), FEATURE_FRAMES)).astype(int)
     return np.concatenate([backend.run_moments(frames[i][None] if frames[i].ndim == 3
                                                else frames[i][None, ..., None])[1]

@@ -143,12 +143,14 @@ def signal_summary(stats: np.ndarray) -> dict[str, dict[str, Any]]:
 def build_profile(probs: np.ndarray, frames: Sequence[np.ndarray] | None, color: str,
                   labels: np.ndarray | None = None, *, estimator: str | None = None,
                   robustness: dict[str, list[dict[str, Any]]] | None = None,
-                  features: np.ndarray | None = None) -> ReferenceProfile:
+                  features: np.ndarray | None = None, stats: np.ndarray | None = None
+                  ) -> ReferenceProfile:
     """The profile of ``probs`` ``[N, K]`` (the deployed artifact on the reference frames).
 
     ``labels`` (ints, -1 = unknown) calibrate the accuracy estimate; without them the
     monitor still tracks confidence, class mix and frame signals but estimates no accuracy.
     ``features``: the artifact's moments output on (some of) the reference frames.
+    ``stats``: :func:`frames_stats` of ``frames`` when the caller already has them.
     """
     probs = np.asarray(probs, np.float64)
     if probs.ndim != 2 or len(probs) == 0:
@@ -171,7 +173,8 @@ def build_profile(probs: np.ndarray, frames: Sequence[np.ndarray] | None, color:
             acc = cal["accuracy"]
             c = correctness(probs[known], cal, method)
     freq = np.bincount(probs.argmax(axis=1), minlength=k) / n
-    stats = frames_stats(frames, color) if frames is not None and len(frames) else None
+    if stats is None and frames is not None and len(frames):
+        stats = frames_stats(frames, color)
     return ReferenceProfile(
         n=n, labelled=labelled, reference_accuracy=acc, estimator=method, calibration=cal,
         level=float(c.mean()), level_std=float(c.std()),
