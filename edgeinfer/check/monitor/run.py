@@ -21,6 +21,7 @@ import numpy as np
 from edgeinfer.data.files import read_regular
 from edgeinfer.data.frames import IMAGE_SUFFIXES, load_frames
 from edgeinfer.errors import ConfigError, EdgeInferError, ImageError
+from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.progress import Progress
 from edgeinfer.runtime.monitor import Monitor, MonitorReport, ReferenceProfile, build_profile
 from edgeinfer.runtime.predictor import Predictor
@@ -46,7 +47,7 @@ def reference_monitor(pred: Predictor, name: str, reference: str | None, window:
         if frames.labels is None:
             raise ConfigError(f"--reference {reference} has no labels: give a folder of class "
                               "folders (or an image,label CSV) so the accuracy can be calibrated")
-        probs = np.stack([pred.backend.run(f[None])[0] for f in frames.frames])
+        probs = ArtifactRunner(pred.backend).run(frames.frames)
         prof = build_profile(probs, frames.frames, pred.spec.frame_color, frames.labels)
         say(f"reference profile from {reference}: {prof.n} labelled frames, accuracy "
             f"{prof.reference_accuracy:.1%}")
