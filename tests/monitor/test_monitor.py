@@ -134,3 +134,18 @@ def test_labels_of_other_classes_calibrate_nothing(fashion) -> None:
     bad[0] = 12
     prof = build_profile(fashion.ref_probs, fashion.ref_frames, "BGR", bad)
     assert prof.reference_accuracy is None and prof.labelled == 0
+
+
+def test_the_stored_alarm_threshold_is_the_one_a_monitor_would_simulate(fashion) -> None:
+    """build_profile stores the default alarm's threshold so a Monitor starts without the
+    simulation; it must be exactly what the Monitor computes without it, and other
+    settings must not reuse it."""
+    from dataclasses import replace
+
+    prof = fashion.profile
+    assert set(prof.alarm) == {"drop", "arl0", "margin_se", "h"}
+    bare = replace(prof, alarm={})
+    assert Monitor(prof)._cusum.h == Monitor(bare)._cusum.h == prof.alarm["h"]
+    again = ReferenceProfile.from_dict(json.loads(json.dumps(prof.to_dict())))
+    assert Monitor(again)._cusum.h == prof.alarm["h"]
+    assert Monitor(prof, drop=0.2)._cusum.h == Monitor(bare, drop=0.2)._cusum.h != prof.alarm["h"]

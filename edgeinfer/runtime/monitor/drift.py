@@ -19,6 +19,8 @@ Two kinds of evidence, kept apart on purpose:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: |effect size| at or above which a frame signal or the confidence counts as drifted
@@ -27,6 +29,9 @@ EFFECT_BAR = 0.5
 CLASS_MIX_BAR = 4.0
 
 
+#: the alarm's defaults: the fall it is tuned to catch, the healthy frames between false
+#: alarms, and the reference's standard errors the in-control level stays below it
+DEFAULT_DROP, DEFAULT_ARL0, DEFAULT_MARGIN_SE = 0.10, 1e6, 2.0
 #: healthy streams and their length in the threshold's simulation
 SIM_STREAMS = 2000
 SIM_FRAMES = 10_000
@@ -64,13 +69,21 @@ def simulated_threshold(levels: np.ndarray, ic_level: float, k: float, arl0: flo
 _H_CACHE: dict[tuple, float] = {}
 
 
+def in_control_level(level: float, level_std: float, n: int, margin_se: float) -> float:
+    """The reference level less ``margin_se`` of its standard errors (it is a sample too)."""
+    return level - margin_se * level_std / math.sqrt(max(n, 1))
+
+
 class Cusum:
     """One-sided lower CUSUM on a per-frame series whose in-control mean is ``level``."""
 
-    def __init__(self, levels: np.ndarray, level: float, drop: float, arl0: float) -> None:
+    def __init__(self, levels: np.ndarray, level: float, drop: float, arl0: float,
+                 h: float | None = None) -> None:
+        """``h``: the threshold when it is known (the profile stores the default's, simulated
+        once at convert time: the simulation takes about a second here, more on a Pi)."""
         self.level = level
         self.k = drop / 2
-        self.h = simulated_threshold(levels, level, self.k, arl0)
+        self.h = simulated_threshold(levels, level, self.k, arl0) if h is None else h
         self.s = 0.0
         #: frames since the statistic last left zero: CUSUM's own estimate of when the
         #: change began (the frames the cause and the estimate are read from on an alarm)

@@ -17,7 +17,6 @@ timeline). Thread-safe: a lock guards the state, so server threads may share one
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -30,10 +29,14 @@ from edgeinfer.errors import ConfigError, positive_int
 from edgeinfer.runtime.monitor.cause import explain
 from edgeinfer.runtime.monitor.drift import (
     CLASS_MIX_BAR,
+    DEFAULT_ARL0,
+    DEFAULT_DROP,
+    DEFAULT_MARGIN_SE,
     EFFECT_BAR,
     Cusum,
     class_mix_z,
     effect,
+    in_control_level,
 )
 from edgeinfer.runtime.monitor.estimate import correctness, interval
 from edgeinfer.runtime.monitor.frame_stats import FRAME_SIGNALS, frame_stats
@@ -107,9 +110,10 @@ class Monitor:
     errors (the reference is a sample; study.md measured 1 and 2 on the tune shifts).
     """
 
-    def __init__(self, profile: ReferenceProfile | dict, *, window: int = 300, drop: float = 0.10,
-                 arl0: float = 1e6, every: int = 50, stats_every: int = 1,
-                 labels: Sequence[str] = (), margin_se: float = 2.0,
+    def __init__(self, profile: ReferenceProfile | dict, *, window: int = 300,
+                 drop: float = DEFAULT_DROP, arl0: float = DEFAULT_ARL0, every: int = 50,
+                 stats_every: int = 1, labels: Sequence[str] = (),
+                 margin_se: float = DEFAULT_MARGIN_SE,
                  sample_every: int = 1) -> None:
         if isinstance(profile, dict):
             profile = ReferenceProfile.from_dict(profile)
@@ -143,10 +147,12 @@ class Monitor:
             nf = len(p.features.get("mean", ()))
             self._feats = np.zeros((w, nf))
             self._n_feats = 0
-            # in control: the reference level less margin_se standard errors of it
-            n_ref = p.labelled or p.n
-            ic = p.level - self._margin * p.level_std / math.sqrt(max(n_ref, 1))
-            self._cusum = Cusum(np.asarray(p.level_q), ic, self._drop, self._arl0)
+            ic = in_control_level(p.level, p.level_std, p.labelled or p.n, self._margin)
+            stored = p.alarm
+            h = stored["h"] if stored and (stored.get("drop"), stored.get("arl0"),
+                                           stored.get("margin_se")) == (
+                self._drop, self._arl0, self._margin) else None
+            self._cusum = Cusum(np.asarray(p.level_q), ic, self._drop, self._arl0, h)
             self._alarm = False
             self._alarms = 0
             self._first_alarm: int | None = None

@@ -19,6 +19,13 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.errors import ModelError
+from edgeinfer.runtime.monitor.drift import (
+    DEFAULT_ARL0,
+    DEFAULT_DROP,
+    DEFAULT_MARGIN_SE,
+    in_control_level,
+    simulated_threshold,
+)
 from edgeinfer.runtime.monitor.estimate import (
     DEFAULT_ESTIMATOR,
     ESTIMATORS,
@@ -29,6 +36,7 @@ from edgeinfer.runtime.monitor.estimate import (
 from edgeinfer.runtime.monitor.frame_stats import FLOORS, FRAME_SIGNALS, frames_stats
 
 PROFILE_VERSION = 1
+ALARM_KEYS = ("drop", "arl0", "margin_se", "h")
 QUANTILES = 21  # 0, 5, ..., 100 %
 
 
@@ -56,6 +64,9 @@ class ReferenceProfile:
     #: the artifact's ``edgeinfer_moments`` on the reference: per-feature mean and std
     #: (empty when the artifact has no such output)
     features: dict[str, list[float]] = field(default_factory=dict)
+    #: the CUSUM threshold for the default alarm settings ({"drop", "arl0", "margin_se",
+    #: "h"}), simulated once here so that a Monitor starts without the simulation
+    alarm: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": PROFILE_VERSION, "n": self.n, "labelled": self.labelled,
@@ -65,7 +76,7 @@ class ReferenceProfile:
                 "mean_maxprob": self.mean_maxprob,
                 "maxprob_std": self.maxprob_std, "class_freq": list(self.class_freq),
                 "signals": self.signals, "robustness": self.robustness, "color": self.color,
-                "features": self.features}
+                "features": self.features, "alarm": self.alarm}
 
     @classmethod
     def from_dict(cls, d: Any) -> ReferenceProfile:
@@ -113,7 +124,9 @@ class ReferenceProfile:
                        maxprob_std=_num(d["maxprob_std"], "maxprob_std"),
                        class_freq=tuple(_num(v, "class_freq") for v in d["class_freq"]),
                        signals=signals, robustness=rob, color=str(d.get("color", "BGR")),
-                       features=feats)
+                       features=feats,
+                       alarm={k: _num(v, f"alarm.{k}") for k, v in (d.get("alarm") or {}).items()
+                              if k in ALARM_KEYS})
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             what = f"missing {e}" if isinstance(e, KeyError) else str(e)
             raise ModelError(f"the artifact's monitor profile is damaged: {what[:200]}"
@@ -173,12 +186,17 @@ def build_profile(probs: np.ndarray, frames: Sequence[np.ndarray] | None, color:
             acc = cal["accuracy"]
             c = correctness(probs[known], cal, method)
     freq = np.bincount(probs.argmax(axis=1), minlength=k) / n
+    level_q = tuple(float(v) for v in np.quantile(c, np.linspace(0, 1, 101)))
+    ic = in_control_level(float(c.mean()), float(c.std()), labelled or n, DEFAULT_MARGIN_SE)
+    h = simulated_threshold(np.asarray(level_q), ic, DEFAULT_DROP / 2, DEFAULT_ARL0)
     if stats is None and frames is not None and len(frames):
         stats = frames_stats(frames, color)
     return ReferenceProfile(
         n=n, labelled=labelled, reference_accuracy=acc, estimator=method, calibration=cal,
         level=float(c.mean()), level_std=float(c.std()),
-        level_q=tuple(float(v) for v in np.quantile(c, np.linspace(0, 1, 101))),
+        level_q=level_q,
+        alarm={"drop": DEFAULT_DROP, "arl0": DEFAULT_ARL0, "margin_se": DEFAULT_MARGIN_SE,
+               "h": h},
         mean_maxprob=float(top.mean()),
         maxprob_std=float(top.std()), class_freq=tuple(float(v) for v in freq),
         signals=signal_summary(stats) if stats is not None else {},
