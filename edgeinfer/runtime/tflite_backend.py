@@ -100,6 +100,28 @@ except ImportError:  # pragma: no cover - exercised only where ai-edge-litert is
 
 
 
+def open_interpreter(model: bytes, threads: int, *, xnnpack: bool = True,
+                     source: str = "tflite model") -> Any:
+    """A LiteRT interpreter on the model's bytes, tensors allocated: the one place the
+    runtime builds one (this backend and ``runtime.detect``'s Detector), so the XNNPACK
+    choice, its banner on fd 2 and the load error are said once. ModelError when no LiteRT
+    is installed or the file does not load."""
+    if _Interpreter is None:
+        raise ModelError("serving .tflite files needs a LiteRT interpreter: "
+                         "pip install 'edgeinfer[tflite]' (ai-edge-litert)")
+    resolver = (_OpResolverType.AUTO if xnnpack
+                else _OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    try:
+        with banner_once(XNNPACK_BANNER, xnnpack):  # LiteRT's C++ line on fd 2
+            it = _Interpreter(model_content=model, num_threads=threads,
+                              experimental_op_resolver_type=resolver)
+            it.allocate_tensors()
+    except Exception as e:  # noqa: BLE001 - ValueError / RuntimeError from the wrapper
+        raise ModelError(f"cannot load {source} as a TFLite model (damaged, truncated "
+                         f"or unsupported ops): {_one_line(e)}") from None
+    return it
+
+
 # ---------------------------------------------------------------------------- metadata
 def read_tflite_metadata(path: str | os.PathLike) -> ArtifactMetadata:
     """Metadata of an edgeinfer .tflite artifact (ModelError if missing or damaged)."""
@@ -176,17 +198,8 @@ class TFLiteBackend:
 
     # ------------------------------------------------------------------ loading
     def _new_interpreter(self) -> Any:
-        resolver = (_OpResolverType.AUTO if self.xnnpack
-                    else _OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        try:
-            with banner_once(XNNPACK_BANNER, self.xnnpack):  # LiteRT's C++ line on fd 2
-                it = _Interpreter(model_content=self._data, num_threads=self.threads,
-                                  experimental_op_resolver_type=resolver)
-                it.allocate_tensors()
-        except Exception as e:  # noqa: BLE001 - ValueError / RuntimeError from the wrapper
-            raise ModelError(f"cannot load {self.source} as a TFLite model (damaged, truncated "
-                             f"or unsupported ops): {_one_line(e)}") from None
-        return it
+        return open_interpreter(self._data, self.threads, xnnpack=self.xnnpack,
+                                source=self.source)
 
     def _init_artifact(self, it: Any, props: dict[str, str]) -> None:
         self.mode = "artifact"

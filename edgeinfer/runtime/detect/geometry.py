@@ -62,6 +62,12 @@ class Fit:
             b = np.clip(b, 0, [w, h, w, h])
         return b
 
+    def points_to_frame(self, points: np.ndarray) -> np.ndarray:
+        """Input-pixel points ``[..., 2]`` (x, y; keypoints) -> the frame's own pixels,
+        by the same inverse as the boxes (not clipped)."""
+        p = np.asarray(points, np.float64)
+        return (p - [self.pad_x, self.pad_y]) / [self.scale_x, self.scale_y]
+
 
 def fit(frame: tuple[int, int], input: tuple[int, int], mode: str = "letterbox") -> Fit:
     """The placement of a ``frame`` (height, width) into a model ``input`` (height, width)."""
