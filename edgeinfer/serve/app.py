@@ -44,7 +44,6 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from edgeinfer._version import __version__  # noqa: E402
-from edgeinfer.runtime.topk import rank  # noqa: E402
 from edgeinfer.serve.config import ServeConfig  # noqa: E402
 from edgeinfer.serve.limits import ByteBudget, Charge  # noqa: E402
 from edgeinfer.serve.metrics import Metrics  # noqa: E402
@@ -53,9 +52,7 @@ from edgeinfer.serve.protocol import (  # noqa: E402
     HEADER_LENGTH,
     InferRequest,
     RequestError,
-    encode_infer_response,
     error_body,
-    parse_infer,
     parse_uint,
 )
 from edgeinfer.serve.scheduler import Scheduler  # noqa: E402
@@ -197,13 +194,12 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         sched = schedulers[m.name]
 
         def prepare() -> tuple[InferRequest, list[np.ndarray]]:
-            req = parse_infer(body, header_length, "frame", "probs", cfg.max_images,
-                              cfg.max_json_bytes)
+            req = m.parse(body, header_length, cfg)
             return req, m.frames(req, cfg, ctx.abandoned, ctx.charge)
 
         if sched.batching:  # decode here, then join a batch
             req, probs = await sched.run_decoded(prepare, decode_pool)
-            data, headers = encode_infer_response(m.name, m.version, req, probs, m.labels)
+            data, headers = m.encode(req, probs)
         else:  # one job in one worker thread: parse, decode, run, encode
 
             def job() -> tuple[bytes, dict[str, str]]:
@@ -211,7 +207,7 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
                 req, frames = prepare()
                 check_abandoned(ctx.abandoned)
                 probs = sched.infer_now(frames)
-                return encode_infer_response(m.name, m.version, req, probs, m.labels)
+                return m.encode(req, probs)
 
             data, headers = await sched.call(job)
         return Response(data, 200, headers)
@@ -247,9 +243,7 @@ def create_app(models: ModelSet, cfg: ServeConfig | None = None) -> Starlette:
         else:
             probs = (await sched.call(
                 lambda: sched.infer_now(m.frames(req, cfg, ctx.abandoned, ctx.charge))))[0]
-        return JSONResponse({"model": m.name, "predictions": [
-            {"label": p.label, "index": p.index, "probability": p.probability}
-            for p in rank(probs, m.labels, top_k)]})
+        return JSONResponse({"model": m.name} | m.simple(probs, top_k))
 
     # ------------------------------------------------------------------ cheap routes
     async def server_metadata(request: Request) -> Response:

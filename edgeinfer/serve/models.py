@@ -19,14 +19,16 @@ import numpy as np
 from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME, TFLITE_IDENTIFIER
 from edgeinfer.data.files import load_model_bytes
 from edgeinfer.errors import ConfigError, ImageTooLargeError, ModelError
+from edgeinfer.runtime.detect import is_detector
 from edgeinfer.runtime.image import load_image
 from edgeinfer.runtime.image_probe import probe
 from edgeinfer.runtime.monitor import Monitor, ReferenceProfile
 from edgeinfer.runtime.predictor import Predictor
+from edgeinfer.runtime.topk import rank
 from edgeinfer.runtime.tta import average_views, get_policy
 from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.limits import Charge
-from edgeinfer.serve.protocol import InferRequest
+from edgeinfer.serve.protocol import InferRequest, encode_infer_response, parse_infer
 
 VERSION = "1"
 
@@ -156,6 +158,21 @@ class ServedModel:
         check_abandoned(abandoned)
         return [load_image(t[i], spec, budget) for i in range(n)]
 
+    # ------------------------------------------------------------------ protocol
+    def parse(self, body: bytes, header_length: str | None, cfg: ServeConfig) -> InferRequest:
+        return parse_infer(body, header_length, INPUT_NAME, OUTPUT_NAME, cfg.max_images,
+                           cfg.max_json_bytes)
+
+    def encode(self, req: InferRequest, probs: np.ndarray) -> tuple[bytes, dict[str, str]]:
+        return encode_infer_response(self.name, self.version, req, probs, self.labels)
+
+    def simple(self, probs: np.ndarray, top_k: int) -> dict[str, Any]:
+        """``/predict``'s JSON for one image's probabilities (a detector: its boxes,
+        serve/detect.py)."""
+        return {"predictions": [{"label": p.label, "index": p.index,
+                                 "probability": p.probability}
+                                for p in rank(probs, self.labels, top_k)]}
+
     # ------------------------------------------------------------------ descriptions
     def metadata(self) -> dict[str, Any]:
         """The protocol's model metadata response."""
@@ -219,6 +236,11 @@ class ModelSet:
             raise ConfigError("give at least one artifact to serve")
         models = []
         for p in paths:
+            if is_detector(p):  # blazeface:VARIANT: boxes out (serve/detect.py)
+                from edgeinfer.serve.detect import open_served
+
+                models.append(open_served(str(p), cfg))
+                continue
             data, name = load_model_bytes(p)
             fmt = "tflite" if bytes(data[4:8]) == TFLITE_IDENTIFIER else "onnx"  # by content
             if fmt == "tflite":

@@ -124,9 +124,11 @@ def split_body(body: bytes, header_length: str | None, max_json_bytes: int | Non
     return doc, tail
 
 
-def parse_infer(body: bytes, header_length: str | None, input_name: str, output_name: str,
-                max_images: int, max_json_bytes: int | None = None) -> InferRequest:
-    """Parse and check an infer request for a model with one input and one output."""
+def parse_infer(body: bytes, header_length: str | None, input_name: str,
+                output_name: str | tuple[str, ...], max_images: int,
+                max_json_bytes: int | None = None) -> InferRequest:
+    """Parse and check an infer request for a model with one input and one output (or
+    several, named by a tuple: a detector's boxes, scores, classes)."""
     doc, tail = split_body(body, header_length, max_json_bytes)
     rid = doc.get("id")
     if rid is not None and not isinstance(rid, str):
@@ -210,21 +212,23 @@ def _check_count(n: int, max_images: int) -> None:
                            "split the batch", 413)
 
 
-def _outputs(doc: dict[str, Any], params: dict[str, Any], output_name: str
+def _outputs(doc: dict[str, Any], params: dict[str, Any], output_name: str | tuple[str, ...]
              ) -> list[RequestedOutput]:
     default_binary = params.get("binary_data_output") is True
+    names = (output_name,) if isinstance(output_name, str) else output_name
     outs = doc.get("outputs")
-    if outs is None:
-        return [RequestedOutput(output_name, default_binary, 0)]
+    if outs is None:  # all of them
+        return [RequestedOutput(n, default_binary, 0) for n in names]
     if not isinstance(outs, list) or not outs:
         raise RequestError("'outputs' must be a non-empty list of output objects")
     result = []
     for o in outs:
-        if not isinstance(o, dict) or o.get("name") != output_name:
+        if not isinstance(o, dict) or o.get("name") not in names:
             name = o.get("name") if isinstance(o, dict) else o
-            raise RequestError(f"unknown output {str(name)[:60]!r}: this model's output is "
-                               f"{output_name!r}")
-        op = _params(o.get("parameters"), f"output {output_name!r}")
+            said = (f"output is {output_name!r}" if isinstance(output_name, str)
+                    else f"outputs are {', '.join(names)}")
+            raise RequestError(f"unknown output {str(name)[:60]!r}: this model's {said}")
+        op = _params(o.get("parameters"), f"output {o['name']!r}")
         binary = op.get("binary_data", default_binary)
         if not isinstance(binary, bool):
             raise RequestError("the output parameter 'binary_data' must be true or false")
@@ -232,7 +236,7 @@ def _outputs(doc: dict[str, Any], params: dict[str, Any], output_name: str
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise RequestError(f"the output parameter 'classification' must be a non-negative "
                                f"integer (classes to return), got {str(k)[:20]}")
-        result.append(RequestedOutput(output_name, binary, k))
+        result.append(RequestedOutput(o["name"], binary, k))
     return result
 
 

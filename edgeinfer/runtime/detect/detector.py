@@ -15,7 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from edgeinfer.detect_spec import DetectionSpec
 from edgeinfer.errors import ConfigError, ModelError, positive_int
 from edgeinfer.resample import resize
 from edgeinfer.runtime.backend import default_threads
-from edgeinfer.runtime.detect import blazeface
+from edgeinfer.runtime.detect import BUNDLED, blazeface, is_detector
 from edgeinfer.runtime.detect.decode import decode_ssd, ssd_anchors, ssd_scores
 from edgeinfer.runtime.detect.geometry import Fit, fit, pad_to_aspect
 from edgeinfer.runtime.detect.nms import nms, weighted_nms
@@ -52,6 +52,28 @@ class Detection:
         if self.keypoints:
             d["keypoints"] = [[round(x, 3), round(y, 3)] for x, y in self.keypoints]
         return d
+
+
+class DetectorLike(Protocol):
+    """What serving, ``watch`` and ``bench`` need of a detector: any object with these
+    plugs in (the Detector below; a converted detector artifact's runner later)."""
+
+    spec: PreprocessSpec  # the frame colour and channels a frame is decoded to
+    task: DetectionSpec
+    labels: tuple[str, ...]
+    source: Path
+
+    def __call__(self, image: ImageInput) -> list[Detection]: ...
+
+
+def open_detector(name: str | os.PathLike, **kw: Any) -> Detector:
+    """The detector ``name`` names (``blazeface:VARIANT``), with the Detector's keywords
+    (threads, max_pixels, max_bytes). ConfigError for anything else: the one place a
+    detector artifact's loader will be added."""
+    if not is_detector(name):
+        raise ConfigError(f"{str(name)[:80]!r} is not a detector: name a bundled one as "
+                          f"{BUNDLED}VARIANT ({', '.join(blazeface.VARIANTS)})")
+    return Detector.blazeface(str(name)[len(BUNDLED):], **kw)
 
 
 class Detector:
