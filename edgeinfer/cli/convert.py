@@ -44,11 +44,10 @@ def run(args: argparse.Namespace) -> int:
           + (f"; accuracy {p['accuracy_source']:.2%} -> {p['accuracy_artifact']:.2%}"
              if "accuracy_artifact" in p else "")
           + f"; {batchnorm_summary(result.metadata.provenance)}")
-    ctl = result.metadata.provenance.get("int8_control")
-    if ctl:
-        names = ", ".join(ctl["kept_float"][:8]) + (" ..." if len(ctl["kept_float"]) > 8 else "")
-        print(f"  int8 control: {len(ctl['kept_float'])} of {ctl['candidates']} layers kept "
-              f"float{': ' + names if names else ''}")
+    from edgeinfer.converter.int8.targets import int8_summary
+
+    for line in int8_summary(result.metadata.provenance):
+        print(f"  {line}")
     if not p["certified"]:
         print(f"  {p['verdict']}: {p['certification']}")
     if p.get("data_note"):

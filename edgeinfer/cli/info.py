@@ -71,12 +71,15 @@ def run(args: argparse.Namespace) -> int:
 def _lines(path: str, meta: Any, quant: dict[str, Any] | None) -> list[str]:
     """The human-readable report, built before anything is printed: a malformed value
     deep in the metadata is then one error line, not half a report and a traceback."""
+    from edgeinfer.converter.int8.targets import float_layers, kept_float_line
+
     out: list[str] = []
     s, prov, par = meta.spec, meta.provenance, meta.parity
     out.append(f"artifact:   {path}")
     out.append(f"source:     {prov.get('source')} ({prov.get('framework')} "
           f"{prov.get('framework_version')})")
-    out.append(f"format:     {prov.get('format')} {prov.get('quantize') or 'fp32'}")
+    out.append(f"format:     {prov.get('format')} {prov.get('quantize') or 'fp32'}"
+               + (f", {float_layers(prov, quant)}" if prov.get("quantize") == "int8" else ""))
     out.append(f"task:       {task_line(meta.task, meta.detection)}")
     out.append(f"classes:    {len(meta.labels)} ({', '.join(meta.labels[:5])}"
           f"{', ...' if len(meta.labels) > 5 else ''})")
@@ -87,11 +90,12 @@ def _lines(path: str, meta: Any, quant: dict[str, Any] | None) -> list[str]:
     int8 = _int8_line(prov, quant)
     if int8:
         out.append(f"int8:       {int8}")
-    from edgeinfer.converter.int8.targets import kept_float_line
     from edgeinfer.parity.stages import parity_figure
 
     if kept := kept_float_line(prov):
         out.append(f"            {kept}")
+    if (tgt := prov.get("int8_target")) and isinstance(tgt, dict):
+        out.append(f"            judged by: {tgt.get('describe')}")
     if par:
         lo, hi = par.get("top1_ci95", [float("nan")] * 2)
         out.append(f"parity:     {par.get('verdict', 'unknown (artifact made before verdicts)')} "

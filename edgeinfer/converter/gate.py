@@ -22,7 +22,7 @@ from edgeinfer.errors import ParityError
 from edgeinfer.parity.certify import FAIL, certify
 from edgeinfer.parity.stages import END_TO_END, StageCheck, failures, stage_checks
 from edgeinfer.parity.stats import Comparison, compare
-from edgeinfer.parity.tolerances import tolerance
+from edgeinfer.parity.tolerances import Tolerance, tolerance
 from edgeinfer.progress import Progress
 
 
@@ -53,7 +53,8 @@ def accuracies(frames: FrameSet, source_probs: np.ndarray,
 
 def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet,
          references: dict[str, np.ndarray], say: Progress,
-         data_note: str | None = None, stages: Sequence[StageCheck] = ()) -> GateResult:
+         data_note: str | None = None, stages: Sequence[StageCheck] = (),
+         tol: Tolerance | None = None) -> GateResult:
     """Judge ``candidate`` against each reference (the first is the framework), each with
     the one certification rule (:func:`edgeinfer.parity.certify.certify`); ``data_note``
     qualifies the word when the frames are not the user's (``not your data``).
@@ -64,10 +65,13 @@ def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet
     rounding of the pixels, a property of the model. The model stage becomes the primary
     comparison and the framework's end-to-end one ``vs_end_to_end``.
 
+    ``tol``: the registry's tolerance with an int8 target the user asked for
+    (:class:`edgeinfer.parity.certify.Int8Target`); default the registry's own.
+
     Raises :class:`ParityError` naming every failed comparison (and the stage that broke);
     the caller writes nothing.
     """
-    tol = tolerance(fmt, dtype)
+    tol = tol or tolerance(fmt, dtype)
     cmps = {name: compare(ref, candidate, tol, reference=name, target=tag)
             for name, ref in references.items()}
     first, *rest = cmps

@@ -21,9 +21,11 @@ not the model on the user's domain.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from edgeinfer.parity.stats import Comparison, wilson
+from edgeinfer.parity.tolerances import Tolerance, tolerance
 
 PASS, NOT_CERTIFIED, FAIL = "PASS", "NOT CERTIFIED", "FAIL"
 WORDS = (PASS, NOT_CERTIFIED, FAIL)
@@ -87,6 +89,11 @@ def frames_needed(bound: float, disagree: int, n: int) -> tuple[int, int] | None
     return k, j
 
 
+def pct(x: float) -> str:
+    """99% for a whole percent, 98.50% otherwise: a user's 0.985 is not rounded to 99%."""
+    return f"{x:.0%}" if abs(x * 100 - round(x * 100)) < 1e-9 else f"{x:.2%}"
+
+
 def explain(cmp: Comparison) -> str:
     """Why a passing comparison is not certified, in frames (the user can act on it)."""
     bound, n = cmp.tolerance_min_top1, cmp.n
@@ -96,10 +103,10 @@ def explain(cmp: Comparison) -> str:
     need = frames_needed(bound, d, n)
     if need is None:
         return (f"{head}; at this rate no number of frames certifies top-1 agreement >= "
-                f"{bound:.0%} (95% lower bound {lo:.2%})")
+                f"{pct(bound)} (95% lower bound {lo:.2%})")
     k, j = need
     more = ", all agreeing" if j == 0 else f" with at most {j} disagreement{'s' * (j != 1)}"
-    return (f"{head}; to certify >= {bound:.0%} you need at least {k} frames{more} "
+    return (f"{head}; to certify >= {pct(bound)} you need at least {k} frames{more} "
             f"(95% lower bound now {lo:.2%})")
 
 
@@ -114,3 +121,106 @@ def certify(cmp: Comparison, data_note: str | None = None,
     if bound < 1.0 and lo < bound:
         return Certification(qualified(NOT_CERTIFIED, data_note), NOT_CERTIFIED, explain(cmp))
     return Certification(qualified(PASS, data_note), PASS, "")
+
+
+# ---------------------------------------------------------------- the int8 target
+KEY_TARGET = "int8_target"  # provenance and parity entry: what an int8 artifact is judged by
+
+
+@dataclass(frozen=True)
+class Int8Target:
+    """What an int8 artifact is judged against, by every command: the user's or the default.
+
+    Why one object: convert's loop stopped at the user's ``--min-agreement 0.98`` while the
+    gate kept the registry's 99% and said NOT CERTIFIED (issue 26). convert stores it in the
+    provenance (``int8_target``) and the parity entry; ``check``, ``verify``, ``info`` and the
+    server read it back instead of the registry's default.
+
+    ``min_agreement`` bounds the 95% lower bound of top-1 agreement (0.0 when the user asked
+    only for ``max_drop``: agreement is then reported, not judged); ``max_drop`` bounds the
+    labelled accuracy drop (None: the registry's); ``asked`` says whose target it is;
+    ``budget_only``: a latency budget without a target - the artifact is the most accurate
+    int8 within it, and its agreement is stated against the default target.
+    """
+
+    min_agreement: float
+    max_drop: float | None = None
+    asked: bool = False
+    max_latency_ratio: float | None = None
+    budget_only: bool = False
+
+    @classmethod
+    def of(cls, fmt: str, min_agreement: float | None = None, max_drop: float | None = None,
+           max_latency_ratio: float | None = None) -> Int8Target:
+        """The target a conversion asked for; the registry's int8 bound when none."""
+        asked = min_agreement is not None or max_drop is not None
+        default = tolerance(fmt, "int8").min_top1
+        bound = min_agreement if min_agreement is not None else (0.0 if asked else default)
+        return cls(float(bound), max_drop, asked, max_latency_ratio,
+                   not asked and max_latency_ratio is not None)
+
+    @classmethod
+    def read(cls, provenance: dict[str, Any] | None) -> Int8Target | None:
+        """The target stored by convert (None for artifacts made before it was stored)."""
+        d = (provenance or {}).get(KEY_TARGET)
+        if not isinstance(d, dict) or not isinstance(d.get("min_agreement"), (int, float)):
+            return None
+        drop = d.get("max_drop")
+        ratio = d.get("max_latency_ratio")
+        return cls(float(d["min_agreement"]),
+                   float(drop) if isinstance(drop, (int, float)) else None,
+                   bool(d.get("asked")), float(ratio) if isinstance(ratio, (int, float))
+                   else None, bool(d.get("budget_only")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"min_agreement": self.min_agreement, "max_drop": self.max_drop,
+                "asked": self.asked, "max_latency_ratio": self.max_latency_ratio,
+                "budget_only": self.budget_only, "describe": self.describe()}
+
+    def tolerance(self, fmt: str) -> Tolerance:
+        """The registry's int8 tolerance with this target's agreement bound."""
+        base = tolerance(fmt, "int8")
+        if self.min_agreement == base.min_top1:
+            return base
+        return replace(base, min_top1=self.min_agreement,
+                       reason=f"the user's int8 target ({self.describe()}); " + base.reason)
+
+    def describe(self) -> str:
+        """``>= 98% top-1 agreement with fp32 (95% lower bound, --min-agreement)``."""
+        who = "--min-agreement" if self.asked else "the default int8 target"
+        out = []
+        if self.min_agreement > 0:
+            out.append(f">= {pct(self.min_agreement)} top-1 agreement (95% lower bound, {who})")
+        if self.max_drop is not None:
+            out.append(f"accuracy drop <= {pct(self.max_drop)} (--max-drop)")
+        if self.budget_only:
+            out.append(f"within {self.max_latency_ratio:.2f}x fp32's latency "
+                       "(--max-latency-ratio alone: the most accurate int8 within it)")
+        return "; ".join(out)
+
+
+def judged_tolerance(fmt: str, dtype: str, provenance: dict[str, Any] | None) -> Tolerance:
+    """The tolerance an artifact is judged by: for int8 the stored target's, else the
+    registry's (``check`` and ``verify`` call this with the artifact's own provenance)."""
+    target = Int8Target.read(provenance) if dtype == "int8" else None
+    return target.tolerance(fmt) if target else tolerance(fmt, dtype)
+
+
+def drop_bound(dtype: str, provenance: dict[str, Any] | None) -> float | None:
+    """The accuracy drop an artifact may show: the stored ``--max-drop``, else the registry's
+    ``accuracy_drop`` bound for its dtype (None: not judged)."""
+    from edgeinfer.parity.tolerances import TOLERANCES
+
+    target = Int8Target.read(provenance) if dtype == "int8" else None
+    if target is not None and target.max_drop is not None:
+        return target.max_drop
+    key = ("accuracy_drop", dtype)
+    return TOLERANCES[key].max_abs if key in TOLERANCES else None
+
+
+def against(cmp: Comparison, tol: Tolerance) -> Comparison:
+    """The same comparison judged by another tolerance (a budget-only int8 artifact, gated
+    with no bound, has its figures stated against the default target's)."""
+    return replace(cmp, tolerance_min_top1=tol.min_top1, tolerance_max_abs=tol.max_abs,
+                   passed=(cmp.nonfinite == 0 and cmp.max_abs <= tol.max_abs
+                           and cmp.top1_agreement >= tol.min_top1))

@@ -195,7 +195,10 @@ class ServedModel:
                                       else "unknown (no edgeinfer metadata)")
         return {"certification": word, "parity_frames": par.get("n"),
                 "parity_data": par.get("data"),
-                "top1_agreement": par.get("top1_agreement")}
+                "top1_agreement": par.get("top1_agreement"),
+                "judged_by": (par.get("int8_target") or {}).get("describe")
+                or (f">= {par['tolerance_min_top1']:.0%} top-1 agreement"
+                    if isinstance(par.get("tolerance_min_top1"), (int, float)) else None)}
 
     def config(self, max_batch: int) -> dict[str, Any]:
         """A Triton-style model configuration (what ``GET .../config`` returns in Triton)."""

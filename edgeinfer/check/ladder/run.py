@@ -26,11 +26,19 @@ from edgeinfer.converter.int8.layers import Int8Layers, int8_layers
 from edgeinfer.converter.int8.targets import kept_float_line
 from edgeinfer.data.frames import load_frames
 from edgeinfer.errors import ConfigError, ModelError
-from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
+from edgeinfer.parity.certify import (
+    FAIL,
+    KEY_TARGET,
+    NOT_CERTIFIED,
+    PASS,
+    certify,
+    drop_bound,
+    judged_tolerance,
+)
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stages import StageCheck, failures, stage_checks, stage_row
 from edgeinfer.parity.stats import Comparison, accuracy, compare, confusion, flip_matrix, flip_pairs
-from edgeinfer.parity.tolerances import TOLERANCES, tolerance
+from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.progress import Progress
 from edgeinfer.runtime.timing import median_ms
 from edgeinfer.spec import framework_spec
@@ -51,6 +59,7 @@ class Rung:
     size_bytes: int | None = None
     model: bytes | None = None  # ONNX bytes, for the per-layer diagnosis
     kept_float: str | None = None  # int8 control: layers kept float and why (metadata)
+    int8_target: dict | None = None  # the int8 target convert judged it by (its metadata)
 
 
 def open_artifact(path: str | Path, threads: int | None = None) -> tuple[Rung, ArtifactMetadata]:
@@ -68,7 +77,8 @@ def open_artifact(path: str | Path, threads: int | None = None) -> tuple[Rung, A
     dtype = meta.provenance.get("quantize") or "fp32"
     runner.name = f"{fmt}-{dtype}"
     return Rung(runner.name, fmt, dtype, runner, name, len(data),
-                data if fmt == "onnx" else None, kept_float_line(meta.provenance)), meta
+                data if fmt == "onnx" else None, kept_float_line(meta.provenance),
+                meta.provenance.get(KEY_TARGET)), meta
 
 
 def order_rungs(rungs: Sequence[Rung]) -> list[Rung]:
@@ -298,7 +308,7 @@ def _artifact_step(r: Rung, parent: Rung | None, p: np.ndarray, p_src: np.ndarra
                    sub: Sequence[np.ndarray], batch_sizes: Sequence[int],
                    timing: bool) -> RungResult:
     """Every measurement of one artifact rung; the verdict is added by ``_judge``."""
-    tol = tolerance(r.format, r.dtype)
+    tol = judged_tolerance(r.format, r.dtype, {KEY_TARGET: r.int8_target})
     has_labels = frames.labels is not None
     return RungResult(
         r.name, r.format, r.dtype, parent.name if parent else "source", r.path, r.size_bytes,
@@ -312,15 +322,15 @@ def _artifact_step(r: Rung, parent: Rung | None, p: np.ndarray, p_src: np.ndarra
         confusion=confusion(p, frames.labels) if has_labels else None)
 
 
-def _accuracy_verdict(step: RungResult, src: RungResult) -> None:
-    """Accuracy drop vs the source, judged where the registry has a bound for the dtype."""
+def _accuracy_verdict(step: RungResult, src: RungResult, target: dict | None = None) -> None:
+    """Accuracy drop vs the source, judged by the int8 ``--max-drop`` convert stored, else
+    where the registry has a bound for the dtype."""
     if step.accuracy is None or src.accuracy is None:
         return
     drop = src.accuracy["accuracy"] - step.accuracy["accuracy"]
     step.accuracy["drop_vs_source"] = drop
-    key = ("accuracy_drop", step.dtype)
-    if key in TOLERANCES:
-        bound = TOLERANCES[key].max_abs
+    bound = drop_bound(step.dtype, {KEY_TARGET: target})
+    if bound is not None:
         step.accuracy["max_drop"] = bound
         if drop > bound:
             step.failures.append(f"accuracy drop {drop * 100:.2f} points > {bound * 100:.2f} "
@@ -383,7 +393,7 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
         step = _artifact_step(r, rungs[j] if j >= 0 else None, probs[-1], probs_src,
                               probs[j] if j >= 0 else None, frames, labels, sub,
                               batch_sizes, timing)
-        _accuracy_verdict(step, src_step)
+        _accuracy_verdict(step, src_step, r.int8_target)
         if r.model is not None and getattr(src_runner, "spec", None) == spec:
             step.stages = stage_checks(r.model, spec, frames.frames, src_runner, probs_src,
                                        r.format, r.dtype, r.name, "source")

@@ -32,7 +32,14 @@ from edgeinfer.converter.int8.targets import kept_float_line, machine_target, ta
 from edgeinfer.data.files import load_model_bytes
 from edgeinfer.data.packfile import ParityPack, read_pack
 from edgeinfer.errors import ConfigError, ImageError, ModelError, one_line
-from edgeinfer.parity.certify import FAIL, NOT_CERTIFIED, PASS, certify
+from edgeinfer.parity.certify import (
+    FAIL,
+    NOT_CERTIFIED,
+    PASS,
+    certify,
+    drop_bound,
+    judged_tolerance,
+)
 from edgeinfer.parity.prefix import prefix_runner
 from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stages import (
@@ -230,7 +237,7 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
     dtype = meta.provenance.get("quantize") or "fp32"
     if (fmt, dtype) not in TOLERANCES:
         raise ConfigError(f"{name}: no tolerance for {fmt} {dtype} in the registry")
-    tol = tolerance(fmt, dtype)
+    tol = judged_tolerance(fmt, dtype, meta.provenance)  # an int8 target convert stored
     runner = ArtifactRunner(backend, name=f"{fmt}-{dtype}")
     say(f"running {fmt}-{dtype} on {pack.n} frames ({pack.data_name}) on {platform.machine()}")
     probs = runner.run(pack.frames)
@@ -244,9 +251,9 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
                "artifact": accuracy(probs, pack.truth)}
         drop = acc["reference"]["accuracy"] - acc["artifact"]["accuracy"]
         acc["drop"] = drop
-        bound = TOLERANCES.get(("accuracy_drop", dtype))
-        if bound is not None and drop > bound.max_abs:
-            extra.append(f"accuracy drop {drop:.2%} > {bound.max_abs:.1%}")
+        bound = drop_bound(dtype, meta.provenance)
+        if bound is not None and drop > bound:
+            extra.append(f"accuracy drop {drop:.2%} > {bound:.1%}")
     stages, own = device_stages(data, fmt, dtype, pack, probs, tol, ref_name, threads)
     steps = [judge("artifact", own or cmp, extra)]
     if own is not None:

@@ -15,15 +15,23 @@ ai-edge-quantizer's NO_QUANTIZE recipe entries (TFLite) behind one ``build(keep_
    variation between fp32 and int8 probabilities) on the worst held-out frames;
 4. with a latency budget (``max_latency_ratio``, x fp32's 1-thread latency), bisect the
    ranked prefix on latency alone for the most layers float that stay within it, and lower
-   ``max_float`` to that; then build with the ``max_float`` best-ranked layers float: if
-   even that misses, refuse in one line naming what to try (no point in walking the steps).
-   A budget without a target ships that capped build: the most accurate int8 within it
-   (refused when that is every layer float: the fp32 model is no int8);
-5. otherwise add the ranked layers one at a time (up to ``LINEAR``), then bisect the ranked
-   prefix between the last miss and ``max_float``, measuring agreement, size and 1-thread
-   latency at each step; keep the fewest that meet the target. Bisection assumes the
-   agreement grows with the prefix, which holds only roughly (EfficientNet-Lite0: 2 layers
-   float 99.0%, 3 layers 98.3%), so the count found is the fewest up to that noise.
+   ``max_float`` to that. A budget without a target ships the capped build when it raises
+   agreement above plain int8 (else plain int8): the most accurate int8 within it, whose
+   agreement convert then states against the default target (refused only when that is
+   every layer float: the fp32 model is no int8);
+5. otherwise add the ranked layers one at a time (up to ``LINEAR``); a layer whose step
+   does not raise agreement is NOT taken (issue 26: agreement fell 99.60% -> 99.40% while
+   the loop kept making layers float, up to all of them); then bisect the remaining ranked
+   layers, after those taken, between none and ``max_float``; keep the fewest that meet
+   the target. Bisection assumes the agreement grows with the prefix, which holds only
+   roughly (EfficientNet-Lite0: 2 layers float 99.0%, 3 layers 98.3%);
+6. when no trial meets the target on its lower bound, the best trial (never every layer
+   float) is returned if its ESTIMATE meets it - the gate then says NOT CERTIFIED with how
+   many frames would show it - and otherwise the loop refuses (FAIL), also with no layer
+   allowed float (``max_float=0``) or none to keep float.
+
+Memory: only the chosen model so far is kept; every other build is dropped once measured
+(a dict of every candidate, 50 models for EfficientNet-Lite0, before issue 26).
 
 The target is judged on the interval's LOWER bound, so a held-out set too small to show it
 (0.99 needs at least 381 frames, all agreeing) is refused before any work. Calibration is
@@ -39,8 +47,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgeinfer.converter.int8.refusal import check_targets, int8_hints, refusal
 from edgeinfer.errors import ConfigError, ParityError
-from edgeinfer.parity.certify import frames_to_certify
 from edgeinfer.parity.stats import wilson
 from edgeinfer.progress import Progress
 
@@ -72,6 +80,7 @@ class Trial:
     latency_ms: float | None
     meets: bool
     seconds: float = 0.0  # build + held-out run (+ latency); the first build calibrates
+    taken: bool = True  # False: this step did not raise agreement, so it was not taken
 
 
 @dataclass
@@ -161,6 +170,12 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
     check_targets(min_agreement, max_drop, labels, n, heldout, budget_only)
     if max_latency_ratio is not None and (latency is None or not max_latency_ratio > 0):
         raise ConfigError("--max-latency-ratio needs a positive ratio and a latency measure")
+    if budget_only and max_latency_ratio is not None and max_latency_ratio >= 1.0:
+        # refused before any work: the loop would end at every layer float (no fake int8)
+        raise ConfigError(f"--max-latency-ratio {max_latency_ratio:g} without a target allows "
+                          "fp32's own latency, so the most accurate model within it is fp32: "
+                          "convert without --quantize, or give a budget below 1 (int8 is "
+                          "about 0.5x fp32) or a target (--min-agreement)")
     ref = run(fp32, frames)
     top = ref.argmax(-1)
     acc32 = float((top == labels).mean()) if labels is not None else None
@@ -186,8 +201,10 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
     res.steps.append(s)
     for line in res.lines():
         say(line)
-    if s.meets or not cand or cap == 0:
+    if s.meets:
         return _finish(model, res, t0, say)
+    if not cand or cap == 0:  # nothing may be kept float: plain int8, judged as it is
+        return _settle(model, res, [s], s, t0, say, budget_only)
     err = _tv(ref, p)
     worst = np.argsort(-err)[:RANK_FRAMES]
     say(f"int8 control: ranking {len(cand)} layers by the error each causes on the "
@@ -204,37 +221,107 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
                                             max_latency_ratio * res.fp32_latency_ms, say)
         if cap == 0:
             _refuse(res, s, t0)
+    # Only the chosen model so far is kept (issue 26: one model per candidate, 50 for
+    # EfficientNet-Lite0, were held in memory); every other build is dropped once measured.
+    best, best_model, trials = s, model, [s]
     if budget_only:  # no target: the most harmful layers the budget allows stay float
-        model, s_cap, _ = step(order[:cap], order[cap - 1])
-        s_cap.meets = True
-        res.steps.append(s_cap)
+        m, s_cap, _ = step(order[:cap], order[cap - 1])
+        trials.append(s_cap)
         say(res.lines_of([s_cap])[0])
-        return _finish(model, res, t0, say)
-    model_cap, s_cap, _ = step(order[:cap], None)
-    if not s_cap.meets:
-        res.steps.append(s_cap)
-        _refuse(res, s_cap, t0)
-    models = {cap: model_cap}
-    s_cap.added = order[cap - 1]
-    tried = {cap: s_cap}
+        if s_cap.agreement > best.agreement or cap >= len(cand):
+            best, best_model = s_cap, m  # (every layer float is refused by _finish)
+        else:
+            say(f"int8 control: {cap} float layers do not raise agreement above plain int8's "
+                f"{s.agreement:.2%}: not taken")
+        del m
+        return _finish(best_model, res, t0, say, trials, best)
+    keep: list[str] = []
+    # one layer at a time while few are needed (the usual case); a layer whose step does not
+    # raise agreement is not taken (issue 26: agreement fell 99.60% -> 99.40% while the
+    # loop kept making layers float, up to all of them)
+    for c in order[:min(LINEAR, cap)]:
+        m, tr, _ = step(keep + [c], c)
+        trials.append(tr)
+        tr.taken = _better(tr, best)
+        say(res.lines_of([tr])[0] + ("" if tr.taken else " - not taken (no gain)"))
+        if tr.taken:
+            keep.append(c)
+            best, best_model = tr, m
+            if tr.meets:
+                return _finish(best_model, res, t0, say, trials, best)
+        del m
+    # then bisect the ranked layers not yet tried, after those taken: O(log n)
+    # quantisations instead of n (each costs a build and a held-out run)
+    rest = [c for c in order[:cap] if c not in {t.added for t in trials}]
+    room = min(len(rest), cap - len(keep))
+    if room <= 0:
+        return _settle(best_model, res, trials, best, t0, say)
+    m, most, _ = step(keep + rest[:room], rest[room - 1])
+    most.taken = most.meets
+    trials.append(most)
+    say(res.lines_of([most])[0])
+    if not most.meets:
+        if most.agreement > best.agreement and len(most.kept_float) < len(cand):
+            best, best_model = most, m
+        del m
+        return _settle(best_model, res, trials, best, t0, say, refuse_with=most)
+    hit, hit_model = most, m
+    del m
+    lo, hi = 0, room  # hi meets; lo does not (0: the taken layers alone)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        m, tr, _ = step(keep + rest[:mid], rest[mid - 1])
+        tr.taken = tr.meets  # a probe: kept only if it meets the target
+        trials.append(tr)
+        say(res.lines_of([tr])[0])
+        if tr.meets:
+            hi, hit, hit_model = mid, tr, m
+        else:
+            lo = mid
+            if tr.agreement > best.agreement:
+                best, best_model = tr, m
+        del m
+    if len(hit.kept_float) < len(cand):
+        return _finish(hit_model, res, t0, say, trials, hit)
+    # only every layer float meets it: the best int8 when its estimate does, else refused
+    return _settle(best_model, res, trials, best, t0, say, all_float=(hit_model, hit))
 
-    def probe(k: int) -> bool:
-        if k not in tried:
-            models[k], tried[k], _ = step(order[:k], order[k - 1])
-            say(res.lines_of([tried[k]])[0])
-        return tried[k].meets
 
-    # one layer at a time while few are needed (the usual case), then bisect the ranked
-    # prefix: O(log n) quantisations instead of n (each costs a build and a held-out run)
-    hi = next((k for k in range(1, min(LINEAR, cap) + 1) if probe(k)), None)
-    if hi is None:
-        lo, hi = min(LINEAR, cap), cap
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if probe(mid) else (mid, hi)
-    res.steps += [tried[k] for k in sorted(tried) if k <= hi]
-    model = models[hi]
-    return _finish(model, res, t0, say)
+def _better(t: Trial, best: Trial) -> bool:
+    """A step is taken only if it meets the target where the last did not, or raises
+    agreement (or, agreement equal, accuracy)."""
+    if t.meets != best.meets:
+        return t.meets
+    if t.agreement != best.agreement:
+        return t.agreement > best.agreement
+    return t.accuracy is not None and best.accuracy is not None and t.accuracy > best.accuracy
+
+
+def _settle(model: bytes, res: ControlResult, trials: list[Trial], best: Trial, t0: float,
+            say: Progress, budget_only: bool = False, refuse_with: Trial | None = None,
+            all_float: tuple[bytes, Trial] | None = None) -> tuple[bytes, ControlResult]:
+    """No trial met the target on its lower bound. The best one (never every layer float)
+    is returned when its ESTIMATE meets the target: the frames cannot show it, and the gate
+    says NOT CERTIFIED with how many would; otherwise the loop refuses (FAIL)."""
+    if budget_only or res.min_agreement is None and res.max_drop is None:
+        return _finish(model, res, t0, say, trials, best)
+    est = best.agreement >= (res.min_agreement or 0.0) and (
+        res.max_drop is None or best.accuracy is None or res.fp32_accuracy is None
+        or res.fp32_accuracy - best.accuracy <= res.max_drop)
+    if not est and all_float is not None:  # refused there: no fake int8
+        return _finish(all_float[0], res, t0, say, trials, all_float[1])
+    if not est:
+        res.steps = _ordered(trials, refuse_with or best)
+        _refuse(res, refuse_with or best, t0)
+    say(f"int8 control: no float layers met the target on its 95% lower bound; the best, "
+        f"{len(best.kept_float)} float at {best.agreement:.2%}, meets it on the estimate: "
+        "the gate judges it (more held-out frames would show it)")
+    return _finish(model, res, t0, say, trials, best)
+
+
+def _ordered(trials: list[Trial], chosen: Trial) -> list[Trial]:
+    """Trials in the order measured, the chosen one last (``ControlResult.final``)."""
+    return [t for t in trials if t is not chosen] + [chosen]
 
 
 def _refuse(res: ControlResult, s: Trial, t0: float) -> None:
@@ -266,8 +353,11 @@ def latency_cap(build: Int8Builder, latency: Callable[[bytes], float], order: li
     return lo
 
 
-def _finish(model: bytes, res: ControlResult, t0: float,
-            say: Progress) -> tuple[bytes, ControlResult]:
+def _finish(model: bytes, res: ControlResult, t0: float, say: Progress,
+            trials: list[Trial] | None = None,
+            chosen: Trial | None = None) -> tuple[bytes, ControlResult]:
+    if trials is not None and chosen is not None:
+        res.steps = _ordered(trials, chosen)
     res.wall_s = time.perf_counter() - t0
     k = len(res.final.kept_float)
     if res.candidates and k >= res.candidates:
@@ -299,76 +389,5 @@ def _meets(same: int, n: int, acc: float | None, acc32: float | None,
     return ok
 
 
-def check_targets(min_agreement: float | None, max_drop: float | None,
-                  labels: np.ndarray | None, n: int, heldout: str,
-                  budget_only: bool = False) -> None:
-    """Refuse targets that cannot be judged on these held-out frames, before any work.
-    ``budget_only``: no target, a latency budget alone (the most accurate int8 within it)."""
-    if min_agreement is None and max_drop is None and not budget_only:
-        raise ConfigError("the int8 accuracy control needs --min-agreement, --max-drop or "
-                          "--max-latency-ratio")
-    if min_agreement is not None:
-        if not 0.0 < min_agreement < 1.0:
-            raise ConfigError(f"--min-agreement {min_agreement} must be a fraction below 1, "
-                              "e.g. 0.99")
-        need = frames_to_certify(min_agreement)
-        if need is None or n < need:
-            raise ConfigError(
-                f"--min-agreement {min_agreement:.2%} is judged on the 95% interval's lower "
-                f"bound, which needs at least {need} held-out frames (all agreeing); "
-                f"{heldout} has {n} not used for calibration: pass more with --parity-data "
-                "(frames the model will see, not the calibration set) or lower the target")
-    if max_drop is not None:
-        if not 0.0 <= max_drop < 1.0:
-            raise ConfigError(f"--max-drop {max_drop} must be a fraction of accuracy, e.g. 0.01")
-        if labels is None:
-            raise ConfigError(f"--max-drop needs labelled held-out frames; {heldout} has no "
-                              "labels (use a labelled folder as --parity-data)")
-
-
-def refusal(res: ControlResult, s: Trial) -> str:
-    """The one-line refusal: what was reached, and what to try."""
-    lo, hi = s.ci95
-    want = []
-    if res.min_agreement is not None:
-        want.append(f"{res.min_agreement:.2%} agreement (95% lower bound)")
-    if res.max_drop is not None:
-        want.append(f"an accuracy drop <= {res.max_drop:.2%}")
-    if not want:  # a latency budget alone, which plain int8 already exceeds
-        return (f"artifact not written: plain int8 takes {s.latency_ms or 0:.2f} ms per frame "
-                f"(1 thread), above {res.max_latency_ratio:.2f}x fp32's "
-                f"{res.fp32_latency_ms or 0:.2f} ms: raise --max-latency-ratio, or ship fp32")
-    budget = ""
-    if res.latency_cap is not None:
-        budget = (f" within {res.max_latency_ratio:.2f}x fp32's latency (at most "
-                  f"{res.latency_cap} of {res.candidates} layers float fit it)")
-    return (f"artifact not written: int8 cannot reach {' and '.join(want)} on {res.n_heldout} "
-            f"held-out frames ({res.heldout}){budget} even with {len(s.kept_float)} of "
-            f"{res.candidates} layers kept float: {s.agreement:.2%} [95% CI {lo:.2%}, "
-            f"{hi:.2%}], {s.flips} flips. Try: " + "; ".join(int8_hints(
-                res.target, res.fmt, True, res.max_float, res.candidates,
-                res.latency_cap is not None)))
-
-
-def int8_hints(target: str | None = None, fmt: str = "onnx", controlled: bool = False,
-               max_float: int | None = None, candidates: int | None = None,
-               latency_bound: bool = False) -> list[str]:
-    """Settings likely to pass, most effective first (measured in docs/int8/)."""
-    from edgeinfer.converter.int8.targets import machine_target
-
-    out = []
-    if fmt == "onnx" and target in (None, "x86-avx2") and machine_target() != "x86-avx2":
-        out.append(f"--target {machine_target()} if this machine is the device, or the "
-                   "device's target (8-bit weights: +2.1 points on EfficientNet-Lite0 photos)")
-    out.append("more, realistic --calibration frames (what the camera sees; "
-               "builtin:photo-calibration for photo models)")
-    if not controlled:
-        out.append("--min-agreement 0.99 (keeps the few most harmful layers float)")
-    elif latency_bound:
-        out.append("a higher --max-latency-ratio (more layers float: slower), or "
-                   "--max-latency-ratio without a target (the most accurate int8 within it, "
-                   "the figure above)")
-    elif max_float is not None and candidates and max_float < candidates:
-        out.append(f"--max-float-layers above {max_float} (of {candidates}; slower, larger)")
-    out.append("a lower --min-agreement, or fp32")
-    return out
+__all__ = ["ControlResult", "Trial", "check_targets", "control", "int8_hints",
+           "latency_cap", "refusal"]

@@ -36,7 +36,8 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     cal, idx = held_out_split(cal, parity.frames)
     frames = [parity.frames[i] for i in idx]
     labels = None if parity.labels is None else np.asarray(parity.labels)[idx]
-    name = f"{parity.name}, {len(frames)} of {len(parity.frames)} frames not calibrated on"
+    name = (parity.name if len(idx) == len(parity.frames) and "calibrated on" in parity.name
+            else f"{parity.name}, {len(frames)} of {len(parity.frames)} frames not calibrated on")
     check_targets(min_agreement, max_drop, labels, len(frames), name,
                   min_agreement is None and max_drop is None and max_latency_ratio is not None)
     if "calibration" in fp32.provenance:
@@ -66,30 +67,51 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
         def wrap(m: Any, md: Any) -> bytes:
             return embed_metadata(m, md.to_props())
 
-    built: dict[tuple[str, ...], Any] = {}
-
-    class _Build:
-        candidates = q.candidates
-        labels = q.labels
-
-        def __call__(self, keep: Sequence[str]) -> bytes:
-            with captured_if(fmt, verbose):
-                built[tuple(keep)] = q.build(keep)
-            return wrap(built[tuple(keep)], meta)
+    b = LastBuild(q, lambda m: wrap(m, meta), fmt, verbose)
 
     latency = latency_vs_fp32(float_blob, at_frame_size(frames[0], hw))
     try:
-        _blob, res = control(_Build(), lambda m, fr: ArtifactRunner(m).run(fr), float_blob,
+        _blob, res = control(b, lambda m, fr: ArtifactRunner(m).run(fr), float_blob,
                              frames, heldout=name, min_agreement=min_agreement,
                              max_drop=max_drop, labels=labels, max_float=max_float,
                              latency=latency, target=target, fmt=fmt,
                              max_latency_ratio=max_latency_ratio, say=say)
+        del _blob
+        chosen = b.model(res.final.kept_float)  # rebuilt if a later trial replaced it
     finally:
         if fmt == "onnx":
             q.__exit__(None, None, None)
     fp32.provenance["int8_control"] = res.to_dict()
-    chosen = built[tuple(res.final.kept_float)]
     return lambda md: wrap(chosen, md)
+
+
+class LastBuild:
+    """The loop's builder: quantises with some layers float and keeps only the LAST model.
+
+    Why: the loop measures dozens of candidates (one per layer for the ranking: 50 for
+    EfficientNet-Lite0); keeping each quantised model (a dict, before issue 26) grew memory
+    with the layer count. The loop keeps the bytes of the one it chose; this keeps the
+    ModelProto of the last build, and :meth:`model` rebuilds the chosen one if needed (one
+    re-quantisation: the calibration is cached).
+    """
+
+    def __init__(self, q: Any, wrap: Callable[[Any], bytes], fmt: str, verbose: bool) -> None:
+        self.q, self.wrap, self.fmt, self.verbose = q, wrap, fmt, verbose
+        self.candidates, self.labels = q.candidates, q.labels
+        self.last: tuple[tuple[str, ...], Any] | None = None
+        self.builds = 0
+
+    def model(self, keep: Sequence[str]) -> Any:
+        """The quantised model (not wrapped) with ``keep`` float."""
+        if self.last is None or self.last[0] != tuple(keep):
+            self.last = None  # drop the old one before building the next
+            with captured_if(self.fmt, self.verbose):
+                self.last = (tuple(keep), self.q.build(keep))
+            self.builds += 1
+        return self.last[1]
+
+    def __call__(self, keep: Sequence[str]) -> bytes:
+        return self.wrap(self.model(keep))
 
 
 def latency_vs_fp32(float_blob: bytes, x: np.ndarray) -> Callable[[bytes], float]:

@@ -305,6 +305,7 @@ class OnnxInt8:
                     "float_head": self.float_head,
                     "calibration_frames": len(self.calibration),
                     "float_nodes": len(exclude), "kept_float": list(keep_float),
+                    "quantisable_layers": len(self.candidates),
                     **({"target_note": self.note} if self.note else {}),
                     "onnxruntime": _ort_version()}
         del q.metadata_props[:]

@@ -130,11 +130,14 @@ def kept_float_line(provenance: dict[str, Any]) -> str | None:
     first, last = steps[0], steps[-1]
     got = (f"all-int8 {first.get('agreement', 0):.2%} -> {last.get('agreement', 0):.2%} on "
            f"{ctl.get('n_heldout')} held-out frames")
+    if not want and ctl.get("max_latency_ratio") is not None:
+        want.append(f"the most accurate int8 within {ctl['max_latency_ratio']:.2f}x fp32's "
+                    "latency (no target asked)")
     if not kept:
-        return f"all {ctl.get('candidates')} layers int8: met {' and '.join(want)} ({got})"
+        return f"all {ctl.get('candidates')} layers int8: {' and '.join(want)} ({got})"
     names = ", ".join(kept[:6]) + (f" and {len(kept) - 6} more" if len(kept) > 6 else "")
     return (f"{len(kept)} of {ctl.get('candidates')} layers kept float ({names}): the most "
-            f"harmful when quantised, kept float to meet {' and '.join(want)} ({got})")
+            f"harmful when quantised, kept float for {' and '.join(want)} ({got})")
 
 
 def default_target_note(here: str | None = None) -> str:
@@ -151,3 +154,47 @@ def default_target_note(here: str | None = None) -> str:
     return ("no --target: x86-avx2 settings (7-bit weights), correct on every CPU but they cost "
             "accuracy on VNNI x86 and ARM (EfficientNet-Lite0 photos: 95.7% vs 97.8% "
             f"agreement with fp32, docs/int8/); {tail}, else the device's (--target arm64)")
+
+
+def float_layers(provenance: dict[str, Any], quant: dict[str, Any] | None) -> str:
+    """``3 of 50 conv/matmul layers float`` (issue 26: a file called int8 says how much of
+    it is not): from the quantisation settings (ONNX) or the control record (TFLite)."""
+    ctl = provenance.get("int8_control") if isinstance(provenance.get("int8_control"),
+                                                       dict) else {}
+    kept = (quant or {}).get("kept_float", ctl.get("kept_float_nodes"))
+    total = (quant or {}).get("quantisable_layers", ctl.get("candidates"))
+    k = len(kept) if isinstance(kept, list) else 0
+    if isinstance(total, int) and total > 0:
+        return f"{k} of {total} conv/matmul layers float"
+    return f"{k} conv/matmul layers kept float" if k else "every conv/matmul layer int8"
+
+
+def int8_summary(provenance: dict[str, Any]) -> list[str]:
+    """convert's closing lines for an int8 artifact: the target it was judged by, the frames
+    it was certified on, the layers kept float, and the loop's figure on the frames it chose
+    on next to the certified one (issue 26)."""
+    out = []
+    tgt = provenance.get("int8_target")
+    if isinstance(tgt, dict) and tgt.get("describe"):
+        out.append(f"int8 target: {tgt['describe']}")
+    split = provenance.get("certification_split")
+    if isinstance(split, dict):
+        out.append(f"int8 certified on {split.get('certified_on')} of "
+                   f"{split.get('parity_frames')} parity frames not calibrated on "
+                   f"(calibrated on {split.get('calibrated_on')}: {split.get('shared')} frames "
+                   "were in both sets, split alternately)")
+    ctl = provenance.get("int8_control")
+    if not isinstance(ctl, dict):
+        return out
+    kept = list(ctl.get("kept_float") or [])
+    names = ", ".join(kept[:8]) + (" ..." if len(kept) > 8 else "")
+    out.append(f"int8 control: {len(kept)} of {ctl.get('candidates')} layers kept float"
+               + (f": {names}" if names else ""))
+    tvf = ctl.get("tune_vs_final")
+    if isinstance(tvf, dict):
+        t, f = tvf.get("tune") or {}, tvf.get("final") or {}
+        out.append(f"int8 control: agreement with fp32 {t.get('agreement', 0):.2%} on the "
+                   f"{t.get('frames')} frames it chose on, {f.get('agreement', 0):.2%} "
+                   f"[95% CI {f.get('ci95', [0, 0])[0]:.2%}, {f.get('ci95', [0, 0])[1]:.2%}] "
+                   f"on the {f.get('frames')} certified: {tvf.get('note')}")
+    return out
