@@ -36,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
         return 0
+    if result.metadata.task == "detect":  # boxes, not probabilities (issue 28)
+        from edgeinfer.converter.detect_gate import parity_line
+
+        print(f"{result.path}: {parity_line(result.metadata.parity).split(maxsplit=1)[1]}")
+        return 0
     from edgeinfer.parity.stages import parity_figure
 
     p = result.metadata.parity

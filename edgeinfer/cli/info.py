@@ -40,6 +40,10 @@ def _props(path: str) -> dict[str, str]:
     from edgeinfer.runtime.loader import open_backend
 
     data, name = load_model_bytes(path)
+    from edgeinfer.runtime.detect.artifact_detector import detector_props
+
+    if (props := detector_props(data, name)) is not None:  # no 'probs' to serve (issue 28)
+        return props
     return dict(open_backend(data, 1, source=name).metadata_props())
 
 
@@ -96,7 +100,11 @@ def _lines(path: str, meta: Any, quant: dict[str, Any] | None) -> list[str]:
         out.append(f"            {kept}")
     if (tgt := prov.get("int8_target")) and isinstance(tgt, dict):
         out.append(f"            judged by: {tgt.get('describe')}")
-    if par:
+    if par and meta.task == "detect":  # boxes, not probabilities (issue 28)
+        from edgeinfer.converter.detect_gate import parity_line
+
+        out.append(parity_line(par))
+    elif par:
         lo, hi = par.get("top1_ci95", [float("nan")] * 2)
         out.append(f"parity:     {par.get('verdict', 'unknown (artifact made before verdicts)')} "
               f"on {par.get('n')} frames ({par.get('data')}): {parity_figure(par)}, "

@@ -143,6 +143,10 @@ def convert(
     verdict counts it). ``audit_frames``: how many parity frames the spec audit uses.
     """
     say: Progress = progress or (lambda _msg: None)
+    from edgeinfer.converter.detect_convert import as_result, is_detector
+
+    if is_detector(source):  # issue 28: a detector has its own build and gate
+        return as_result(source, output, weights=weights, quantize=quantize, progress=say)
     fmt = output_format(output, format)
     if quantize not in QUANTIZE[fmt]:
         raise ConversionError(f"quantize={quantize!r} is not available for {fmt}; choose "

@@ -117,6 +117,29 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "or size; tests/parity/test_stages.py). Half a level is below the frame's own "
         "quantum and 25x above the rounding seen.",
     ),
+    ("detect_boxes", "fp32"): Tolerance(
+        0.5, 1.0,
+        "a detector artifact vs the framework's pipeline (converter/detect_gate.py): "
+        "max_abs is the largest box-corner error in pixels (the model stage: input pixels "
+        "on identical tensors; the detections: the frame's own pixels, matched at IoU >= "
+        "0.5), min_top1 the detection F1. fp32 reorders sums only: measured 1e-4 px on the "
+        "bundled detector (docs/detection/own_detector.md); half a pixel is the issue-28 "
+        "goal and 100x the error seen, a wrong letterbox inverse is tens of pixels.",
+    ),
+    ("detect_scores", "fp32"): Tolerance(
+        1e-4, 1.0,
+        "matched detection scores (sigmoid probabilities), same reasoning as the classifier "
+        "bound (onnx, fp32).",
+    ),
+    ("detect_boxes", "int8"): Tolerance(
+        float("inf"), 0.99,
+        "an int8 detector vs its fp32 artifact: judged by detection F1 (>= 0.99, the "
+        "issue-28 goal); boxes move by a quantisation step of the regressor, not bounded.",
+    ),
+    ("detect_scores", "int8"): Tolerance(
+        float("inf"), 0.99,
+        "int8 scores move by quantisation steps; the F1 bound above is the judge.",
+    ),
     ("preprocess", "uint8_resize"): Tolerance(
         1.0 / 255 / 0.226, 1.0,
         "the hand-written torch baseline of `edgeinfer bench` resizes the uint8 frame with "

@@ -1,0 +1,233 @@
+"""Convert a torch detector to an ONNX detector artifact (issue 28): the uint8 frame of
+any size in, boxes in that frame's own pixels out, with the same guarantees as a
+classifier - the preprocessing baked in the graph, the artifact written only after the
+detection gate (:mod:`edgeinfer.converter.detect_gate`) passed.
+
+A detector source is a model directory like ``models/fashion_detector``: ``net.py``
+(``build()`` -> a module whose forward writes ``(boxes [N, A, 4] xyxy input pixels,
+scores [N, A, C])`` and a ``postprocess`` - the framework's own NMS), ``weights.pt``,
+``spec.json`` (pixels), ``detection.json`` (fit, decoder, NMS) and ``labels.txt``; or the
+bundled name ``fashion-detector``.
+
+Build: torch.onnx (dynamo) export of the core -> BatchNorm folded -> the preprocessing
+prefix (``preprocess_graph``, its letterbox) in front -> the ending (``detect_graph``:
+NMS and the inverse letterbox in the graph, or raw boxes for the runtime's NMS) ->
+``edgeinfer.task = "detect"`` and the DetectionSpec in the metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer._version import __version__
+from edgeinfer.artifact import ArtifactMetadata
+from edgeinfer.detect_spec import DetectionSpec
+from edgeinfer.errors import ConfigError, ConversionError, ParityError
+from edgeinfer.progress import Progress
+from edgeinfer.spec import PreprocessSpec
+
+#: bundled detectors: name -> directory under models/
+DETECTORS = {"fashion-detector": "fashion_detector"}
+_FILES = ("net.py", "spec.json", "detection.json", "labels.txt")
+
+
+@dataclass
+class DetectorSource:
+    """A torch detector and everything written down about it."""
+
+    module: Any
+    net: Any  # the net.py module (``postprocess``)
+    spec: PreprocessSpec
+    detection: DetectionSpec
+    labels: tuple[str, ...]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def framework(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What a torch user runs: the spec's reference preprocessing, the module, its own
+        postprocess, the fit's inverse (clipped) - boxes [K, 4] in frame pixels, scores,
+        classes, best first."""
+        import torch
+
+        from edgeinfer.runtime.detect.geometry import fit
+
+        with torch.inference_mode():
+            boxes, scores = self.module(torch.from_numpy(self.spec.reference(frame)))
+        n = self.detection.nms
+        b, s, c = self.net.postprocess(boxes[0], scores[0], score_threshold=n.score_threshold,
+                                       iou_threshold=n.iou_threshold, top_k=n.top_k)
+        place = fit(frame.shape[:2], self.spec.size, self.detection.fit)
+        return (place.to_frame(b.double().numpy()), s.double().numpy(),
+                c.numpy().astype(np.int64))
+
+
+def detector_dir(source: Any) -> Path | None:
+    """The model directory of a detector source, or None when ``source`` is not one."""
+    if isinstance(source, str) and source in DETECTORS:
+        from edgeinfer.converter.sources.reference import models_dir
+
+        return models_dir() / DETECTORS[source]
+    if isinstance(source, (str, Path)) and Path(source).is_dir() \
+            and (Path(source) / "detection.json").is_file():
+        return Path(source)
+    return None
+
+
+def is_detector(source: Any) -> bool:
+    return detector_dir(source) is not None
+
+
+def load_detector(source: Any, weights: str | Path | None = None) -> DetectorSource:
+    """A detector source in eval mode (``weights`` default: the directory's weights.pt)."""
+    from edgeinfer.converter.sources.from_torch import load_weights
+    from edgeinfer.converter.sources.reference import _load_file
+
+    d = detector_dir(source)
+    if d is None:
+        raise ConfigError(f"{source!r} is not a detector: a bundled name "
+                          f"({', '.join(DETECTORS)}) or a directory with detection.json")
+    missing = [f for f in _FILES if not (d / f).is_file()]
+    if missing:
+        raise ConversionError(f"detector directory {d} lacks {', '.join(missing)}")
+    net = _load_file(d / "net.py")
+    module = net.build()
+    w = Path(weights) if weights is not None else d / "weights.pt"
+    sha = load_weights(module, w)
+    module.eval()
+    spec = PreprocessSpec.from_json((d / "spec.json").read_text())
+    det = DetectionSpec.from_dict(json.loads((d / "detection.json").read_text()),
+                                  f"{d / 'detection.json'}")
+    labels = tuple(x.strip() for x in (d / "labels.txt").read_text().splitlines() if x.strip())
+    import torch
+
+    prov = {"framework": "torch", "framework_version": torch.__version__,
+            "source": str(source), "class": type(module).__qualname__, "weights": str(w),
+            "weights_sha256": sha, "exporter": "torch.onnx.export(dynamo=True)",
+            "batchnorm_in_source": sum(isinstance(m, torch.nn.BatchNorm2d)
+                                       for m in module.modules())}
+    return DetectorSource(module, net, spec, det, labels, prov)
+
+
+def build_onnx(src: DetectorSource, nms: str = "graph") -> tuple[Any, dict[str, Any]]:
+    """(the assembled ONNX ModelProto without metadata, build facts for provenance)."""
+    from onnx import compose, helper, version_converter
+
+    from edgeinfer.artifact import PREFIX_OUTPUT
+    from edgeinfer.converter.assemble import default_opset
+    from edgeinfer.converter.detect_graph import add_postprocess
+    from edgeinfer.converter.passes.base import count_ops
+    from edgeinfer.converter.passes.fold_batchnorm import FoldBatchNorm
+    from edgeinfer.converter.preprocess_graph import MIN_OPSET, build_preprocess_model
+    from edgeinfer.converter.sources.from_torch import export_onnx
+
+    core = export_onnx(src.module, src.spec)
+    if len(core.graph.output) != 2:
+        raise ConversionError(f"a detector's forward must return (boxes, scores); the export "
+                              f"has {len(core.graph.output)} outputs")
+    opset = default_opset(core)
+    if opset < MIN_OPSET:
+        core = version_converter.convert_version(core, MIN_OPSET)
+        opset = MIN_OPSET
+    bn_before = count_ops(core, "BatchNormalization")
+    core = FoldBatchNorm().call(core).model
+    prefix = build_preprocess_model(src.spec, opset=opset)
+    prefix.ir_version = core.ir_version
+    core_input = next(i.name for i in core.graph.input
+                      if i.name not in {t.name for t in core.graph.initializer})
+    merged = compose.merge_models(prefix, core, io_map=[(PREFIX_OUTPUT, core_input)])
+    # merge_models lists the default domain once per side: one entry per domain
+    best: dict[str, int] = {}
+    for o in merged.opset_import:
+        best[o.domain] = max(best.get(o.domain, 0), o.version)
+    del merged.opset_import[:]
+    merged.opset_import.extend(helper.make_opsetid(d, v) for d, v in best.items())
+    model = add_postprocess(merged, src.detection, src.spec.size, nms)
+    return model, {"opset": opset, "batchnorm_before": bn_before,
+                   "batchnorm_left": count_ops(core, "BatchNormalization"), "nms": nms}
+
+
+def metadata(src: DetectorSource, facts: dict[str, Any], parity: dict[str, Any]
+             ) -> ArtifactMetadata:
+    prov = src.provenance | {"format": "onnx", "quantize": None} | facts | {
+        "edgeinfer_version": __version__,
+        "converted_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    return ArtifactMetadata(src.spec, src.labels, prov, parity, task="detect",
+                            detection=src.detection)
+
+
+def convert_detector(source: Any, output: str | Path, *, weights: str | Path | None = None,
+                     nms: str = "graph", quantize: str | None = None,
+                     frames: Sequence[Any] | None = None, calibration: int = 64,
+                     progress: Progress | None = None) -> tuple[Path, ArtifactMetadata]:
+    """Convert, gate, write. ``frames``: :class:`~edgeinfer.converter.detect_frames.Frame`
+    objects to gate on (default: the bundled parity frames, 16 per aspect). ``quantize``:
+    ``"int8"`` (:mod:`edgeinfer.converter.detect_int8`, ``calibration`` frames) judged by
+    detection F1 against the fp32 artifact, which is built and gated first. Raises
+    ``ParityError`` (nothing written) when a stage or the detections fail."""
+    from edgeinfer.converter.assemble import with_metadata
+    from edgeinfer.converter.detect_gate import detection_gate
+
+    say: Progress = progress or (lambda _m: None)
+    out = Path(output)
+    if out.suffix.lower() != ".onnx":
+        raise ConfigError(f"a detector converts to ONNX so far: name the output *.onnx, "
+                          f"not {out.name}")
+    if quantize not in (None, "int8"):
+        raise ConfigError(f"quantize={quantize!r}: a detector converts to fp32 or int8 ONNX")
+    src = load_detector(source, weights)
+    say(f"detector {source}: {len(src.labels)} classes, {src.detection.describe()}")
+    model, facts = build_onnx(src, nms)
+    if facts["batchnorm_left"]:
+        raise ConversionError(f"{facts['batchnorm_left']} BatchNormalization node(s) left "
+                              "after folding")
+    if frames is None:
+        from edgeinfer.converter.detect_frames import parity_frames
+
+        frames = parity_frames()
+    blob = with_metadata(model, metadata(src, facts, {})).SerializeToString()
+    report = detection_gate(blob, src, frames, say)
+    if not report["passed"]:
+        raise ParityError("detector artifact not written: " + "; ".join(report["failures"]))
+    meta = metadata(src, facts, report)
+    data = with_metadata(model, meta).SerializeToString()
+    if quantize == "int8":
+        data, meta = _int8(data, src, facts, report, frames, calibration, say)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    say(f"wrote {out}")
+    return out, meta
+
+
+def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[str, Any],
+          frames: Sequence[Any], n_cal: int, say: Progress) -> tuple[bytes, ArtifactMetadata]:
+    """The int8 artifact and its metadata, after its gate: detection F1 vs fp32."""
+    import onnx
+
+    from edgeinfer.converter.assemble import with_metadata
+    from edgeinfer.converter.detect_frames import calibration_frames
+    from edgeinfer.converter.detect_gate import int8_gate
+    from edgeinfer.converter.detect_int8 import quantize_detector
+
+    q = quantize_detector(onnx.load_from_string(fp32), calibration_frames(n_cal), say)
+    verdict = int8_gate(q.SerializeToString(), fp32, src, frames, say)
+    if not verdict["passed"]:
+        raise ParityError("int8 detector artifact not written: "
+                          + "; ".join(verdict["failures"]))
+    meta = metadata(src, facts | {"quantize": "int8", "calibration_frames": n_cal},
+                    report | {"int8": verdict})
+    return with_metadata(q, meta).SerializeToString(), meta
+
+
+def as_result(source: Any, output: str | Path, **kw: Any) -> Any:
+    """:func:`convert_detector` as ``edgeinfer.convert`` returns it (a ConversionResult;
+    ``parity`` None: a detector's figures are the metadata's ``parity`` entry)."""
+    from edgeinfer.converter.api import ConversionResult
+
+    path, meta = convert_detector(source, output, **kw)
+    return ConversionResult(path, meta, None)

@@ -1,0 +1,171 @@
+"""The detection gate: a detector artifact is written only if it finds what the framework
+finds, where the framework finds it, stage by stage (issue 28).
+
+On real frames of each aspect (portrait, landscape, square - the letterbox and its inverse
+are where exported detectors drift: ultralytics #26269, D-FINE #358):
+
+1. **preprocessing**: the artifact's own prefix output vs the spec's numpy/OpenCV
+   reference, in grey levels (the classifier's stage and bound);
+2. **model**: the framework module fed the artifact's own pixels vs the artifact's core
+   outputs on those identical tensors - raw box corners in input pixels, scores;
+3. **detections**: the artifact frame -> boxes (served by the runtime's
+   :class:`~edgeinfer.runtime.detect.artifact_detector.ArtifactDetector`, exactly as it
+   deploys) vs the framework's own pipeline (reference preprocessing, module, its own
+   NMS, inverse letterbox), matched at IoU >= 0.5 by
+   :func:`~edgeinfer.parity.boxes.compare_boxes`: F1, box error in the frame's pixels,
+   score error - per aspect and over all frames.
+
+Bounds from the registry (``detect_boxes`` / ``detect_scores``). The stages run on a copy
+of the artifact with the prefix and core outputs exposed; the detections on the artifact
+itself (exposing a tensor can stop onnxruntime fusing across it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.parity.boxes import compare_boxes
+from edgeinfer.parity.stages import grey_levels
+from edgeinfer.parity.tolerances import tolerance
+from edgeinfer.progress import Progress
+
+
+def with_outputs(blob: bytes, names: Sequence[str]) -> bytes:
+    """The model with ``names`` appended as graph outputs (float, shape left open)."""
+    import onnx
+    from onnx import helper
+
+    m = onnx.load_from_string(blob)
+    m.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
+                          for n in names)
+    return m.SerializeToString()
+
+
+def _agg(rows: list[Any]) -> dict[str, Any]:
+    matched = sum(r.matched for r in rows)
+    only_a = sum(r.only_a for r in rows)
+    only_b = sum(r.only_b for r in rows)
+    total = 2 * matched + only_a + only_b
+    return {"frames": len(rows), "matched": matched, "only_artifact": only_a,
+            "only_framework": only_b, "f1": 1.0 if total == 0 else 2 * matched / total,
+            "max_box_error_px": max((r.max_box_error_px for r in rows), default=0.0),
+            "max_score_error": max((r.max_score_error for r in rows), default=0.0)}
+
+
+def detections_vs(candidate: Any, reference: Any, frames: Sequence[Any]) -> dict[str, Any]:
+    """``candidate`` and ``reference`` (each frame -> (boxes, scores, classes)) compared on
+    ``frames`` (``detect_frames.Frame``): per aspect and ``all``."""
+    by: dict[str, list[Any]] = defaultdict(list)
+    for f in frames:
+        c = compare_boxes(*candidate(f.image), *reference(f.image))
+        by[f.aspect or "frame"].append(c)
+        by["all"].append(c)
+    return {k: _agg(v) for k, v in by.items()}
+
+
+def model_stages(blob: bytes, src: Any, frames: Sequence[Any]) -> dict[str, Any]:
+    """Preprocessing in grey levels and the model on identical tensors (stages 1 and 2)."""
+    import torch
+
+    from edgeinfer.artifact import PREFIX_OUTPUT
+    from edgeinfer.converter.detect_graph import CORE_BOXES, CORE_SCORES
+    from edgeinfer.runtime.detect.artifact_detector import ArtifactDetector
+
+    names = (PREFIX_OUTPUT, CORE_BOXES, CORE_SCORES)
+    probe = ArtifactDetector(with_outputs(blob, names), extra_outputs=names)
+    k = 3 if probe.nms_in_graph else 2
+    grey, box, score = 0.0, 0.0, 0.0
+    for f in frames:
+        out = probe.raw(f.image)
+        px, a_boxes, a_scores = out[k:]
+        ref = src.spec.reference(f.image)
+        grey = max(grey, float(grey_levels(px.astype(np.float64) - ref, src.spec).max()))
+        with torch.inference_mode():
+            t_boxes, t_scores = src.module(torch.from_numpy(np.ascontiguousarray(px)))
+        box = max(box, float(np.abs(t_boxes.double().numpy() - a_boxes).max()))
+        score = max(score, float(np.abs(t_scores.double().numpy() - a_scores).max()))
+    return {"preprocessing_grey_levels": grey, "model_box_error_px": box,
+            "model_score_error": score, "frames": len(frames)}
+
+
+def detection_gate(blob: bytes, src: Any, frames: Sequence[Any], say: Progress,
+                   dtype: str = "fp32") -> dict[str, Any]:
+    """The three stages of one fp32 artifact and the verdict (``passed``, ``failures``)."""
+    from edgeinfer.runtime.detect.artifact_detector import ArtifactDetector
+
+    pre = tolerance("stage", "preprocessing")
+    tb, ts = tolerance("detect_boxes", dtype), tolerance("detect_scores", dtype)
+    stages = model_stages(blob, src, frames)
+    served = ArtifactDetector(blob)
+    det = detections_vs(served.arrays, src.framework, frames)
+    failures = []
+    if not stages["preprocessing_grey_levels"] <= pre.max_abs:
+        failures.append(f"preprocessing differs by {stages['preprocessing_grey_levels']:.3g} "
+                        f"grey levels (bound {pre.max_abs:g})")
+    if not stages["model_box_error_px"] <= tb.max_abs:
+        failures.append(f"model boxes differ by {stages['model_box_error_px']:.3g} px on "
+                        f"identical inputs (bound {tb.max_abs:g})")
+    if not stages["model_score_error"] <= ts.max_abs:
+        failures.append(f"model scores differ by {stages['model_score_error']:.3g} on "
+                        f"identical inputs (bound {ts.max_abs:g})")
+    a = det["all"]
+    if a["f1"] < tb.min_top1:
+        failures.append(f"detection F1 vs the framework {a['f1']:.4f} < {tb.min_top1:g} "
+                        f"({a['only_artifact']} boxes only in the artifact, "
+                        f"{a['only_framework']} only in the framework)")
+    if not a["max_box_error_px"] <= tb.max_abs:
+        failures.append(f"matched boxes differ by {a['max_box_error_px']:.3g} px in the "
+                        f"frame (bound {tb.max_abs:g})")
+    if not a["max_score_error"] <= ts.max_abs:
+        failures.append(f"matched scores differ by {a['max_score_error']:.3g} "
+                        f"(bound {ts.max_abs:g})")
+    for aspect, r in det.items():
+        say(f"detections {aspect}: {r['frames']} frames, F1 {r['f1']:.4f}, boxes within "
+            f"{r['max_box_error_px']:.2g} px, scores within {r['max_score_error']:.2g}")
+    say(f"stages: preprocessing {stages['preprocessing_grey_levels']:.3g} grey levels, "
+        f"model {stages['model_box_error_px']:.3g} px / {stages['model_score_error']:.3g}")
+    return {"data": "bundled photos with Fashion-MNIST test items pasted (not your data)",
+            "nms": "graph" if served.nms_in_graph else "runtime", "stages": stages,
+            "detections": det, "passed": not failures, "failures": failures}
+
+
+def parity_line(parity: dict[str, Any]) -> str:
+    """``info``'s parity line for a detector: the verdict, where NMS runs, the detection
+    figures over all frames and the stage figures."""
+    a = parity.get("detections", {}).get("all", {})
+    st = parity.get("stages", {})
+    kinds = ", ".join(f"{v['frames']} {k}" for k, v in parity.get("detections", {}).items()
+                      if k != "all")
+    verdict = "passed" if parity.get("passed") else "FAILED"
+    return (f"parity:     {verdict} on {a.get('frames')} frames ({kinds}; {parity.get('data')}),"
+            f" NMS in the {parity.get('nms')}: F1 {a.get('f1', float('nan')):.4f}, boxes "
+            f"within {a.get('max_box_error_px', float('nan')):.2g} px, scores within "
+            f"{a.get('max_score_error', float('nan')):.2g}; stages: preprocessing "
+            f"{st.get('preprocessing_grey_levels', float('nan')):.2g} grey levels, model "
+            f"{st.get('model_box_error_px', float('nan')):.2g} px")
+
+
+def int8_gate(blob: bytes, fp32: bytes, src: Any, frames: Sequence[Any], say: Progress
+              ) -> dict[str, Any]:
+    """An int8 detector judged on detection F1 against its fp32 artifact (the registry's
+    ``detect_boxes``/int8 bound); the framework comparison is reported alongside."""
+    from edgeinfer.runtime.detect.artifact_detector import ArtifactDetector
+
+    tb = tolerance("detect_boxes", "int8")
+    q, f = ArtifactDetector(blob), ArtifactDetector(fp32)
+    vs_fp32 = detections_vs(q.arrays, f.arrays, frames)
+    vs_framework = detections_vs(q.arrays, src.framework, frames)["all"]
+    a = vs_fp32["all"]
+    failures = ([] if a["f1"] >= tb.min_top1 else
+                [f"int8 detection F1 vs fp32 {a['f1']:.4f} < {tb.min_top1:g} "
+                 f"({a['only_artifact']} boxes only in int8, {a['only_framework']} only in "
+                 f"fp32)"])
+    for aspect, r in vs_fp32.items():
+        say(f"int8 vs fp32 {aspect}: {r['frames']} frames, F1 {r['f1']:.4f}, boxes within "
+            f"{r['max_box_error_px']:.2g} px, scores within {r['max_score_error']:.2g}")
+    return {"vs_fp32": vs_fp32, "vs_framework": vs_framework, "passed": not failures,
+            "failures": failures}

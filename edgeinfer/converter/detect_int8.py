@@ -1,0 +1,61 @@
+"""int8 for a detector artifact: onnxruntime static QDQ of the model's convolutions only,
+judged on detection agreement with the fp32 artifact (issue 28, point 5).
+
+Why only the Conv nodes: the classifier recipe (:mod:`edgeinfer.converter.int8.onnx_quant`)
+quantises every op onnxruntime knows after the prefix, which for a detector includes the
+box decoding (``exp(t) * stride + centre``) and the ending's Gather/Concat of box corners:
+a uint8 step over a 0..500 pixel range is 2 pixels on every box. The convolutions carry
+the compute; the decoding, NMS and the inverse letterbox stay float and cost microseconds.
+The preprocessing prefix (its 1x1 colour Conv included) stays float as in the classifier.
+Settings as the classifier's default (U8S8, per-channel symmetric weights, ``reduce_range``
+for AVX2 CPUs without VNNI, MinMax calibration on raw frames through the prefix).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgeinfer.progress import Progress
+
+
+def quantize_detector(model: onnx.ModelProto, calibration: Sequence[np.ndarray],
+                      say: Progress) -> onnx.ModelProto:
+    """The QDQ int8 model (metadata_props kept) of an fp32 detector ModelProto."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    from edgeinfer.converter.int8.onnx_quant import _FrameReader, float_nodes
+
+    props = {p.key: p.value for p in model.metadata_props}
+    with tempfile.TemporaryDirectory(prefix="edgeinfer_detq_") as d:
+        fp32, pre, out = Path(d) / "fp32.onnx", Path(d) / "pre.onnx", Path(d) / "int8.onnx"
+        src = onnx.ModelProto()
+        src.CopyFrom(model)
+        for i, n in enumerate(src.graph.node):
+            n.name = n.name or f"edgeinfer_node_{i}"
+        onnx.save_model(src, fp32)
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        keep = float_nodes(onnx.load_model(pre))
+        say(f"int8: QDQ U8S8 reduce_range, per-channel weights, Conv only, MinMax on "
+            f"{len(calibration)} frames; {len(keep)} prefix nodes kept float")
+        quantize_static(str(pre), str(out), _FrameReader(list(calibration), progress=say),
+                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv"], nodes_to_exclude=keep,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        q = onnx.load_model(out)
+    del q.metadata_props[:]
+    onnx.helper.set_model_props(q, props)
+    q.producer_name = "edgeinfer"
+    return q
