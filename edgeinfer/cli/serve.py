@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve", help="HTTP server: Open Inference Protocol (KServe v2), /predict, /metrics",
         description="Serve artifacts over HTTP until SIGTERM/SIGINT (then in-flight requests "
         "finish and the exit status is 0). Models are named by their file stem.")
-    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".onnx or .tflite artifacts")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT",
+                   help=".onnx or .tflite artifacts, or blazeface:VARIANT (a detector: OIP "
+                   "outputs boxes, scores, classes, keypoints)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
     p.add_argument("--threads", type=positive, help="intra-op threads per model call")

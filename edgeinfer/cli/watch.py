@@ -10,6 +10,12 @@ from edgeinfer.cli.common import pos_float, positive, progress
 
 
 def run_watch(args: argparse.Namespace) -> int:
+    from edgeinfer.runtime.detect import is_detector
+
+    if is_detector(args.artifact):  # blazeface:VARIANT: boxes (cli/watch_detect.py)
+        from edgeinfer.cli import watch_detect
+
+        return watch_detect.run(args)
     from edgeinfer.runtime.predictor import Predictor
     from edgeinfer.runtime.stream import Stream
 
@@ -70,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="A camera or URL keeps only the newest frame (stale frames are dropped "
         "and counted); a file is read frame by frame unless --realtime replays it at its "
         "frame rate. A summary (processed, dropped, fps, latency) goes to stderr.")
-    w.add_argument("artifact", help=".onnx or .tflite artifact")
+    w.add_argument("artifact", help=".onnx or .tflite artifact, or blazeface:VARIANT (a "
+                   "detector: boxes printed, and drawn with --overlay)")
     w.add_argument("source", help="camera index (0), video file, or URL (rtsp://...)")
     w.add_argument("--top-k", type=positive, default=1)
     w.add_argument("--smoothing", type=pos_float,
