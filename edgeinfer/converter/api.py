@@ -217,14 +217,10 @@ def convert(
     cal = _calibration(fp32, calibration, data_name, spec, calibration_limit, quantize, say,
                        per_channel, skip_bad)
     hw = frame_size or _default_frame_size(frames.frames, spec)
-    if quantize == "int8":  # certified on frames not calibrated on, by the target asked
-        from edgeinfer.converter.int8.judge import certification_split, gate_tolerance
-        from edgeinfer.parity.certify import Int8Target
-
-        int8_target = Int8Target.of(fmt, min_agreement, max_drop, max_latency_ratio)
-        cal, frames, idx = certification_split(cal, frames, fp32.provenance, say)
-        if idx is not None:
-            ref_probs, fp32_probs = ref_probs[idx], fp32_probs[idx]
+    from edgeinfer.converter.int8.judge import Int8Judge  # int8: by the target asked, on
+    i8 = Int8Judge(quantize, fmt, min_agreement, max_drop, max_latency_ratio, strict, say)
+    cal, frames, ref_probs, fp32_probs = i8.split(cal, frames, ref_probs, fp32_probs,
+                                                  fp32.provenance)  # frames not calibrated on
     if quantize == "int8" and controlled_:
         from edgeinfer.converter.int8.conversion import controlled
 
@@ -244,12 +240,8 @@ def convert(
     try:
         derived = gate(out_probs, tag, fmt, quantize or "fp32", frames,
                        {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say, data_note,
-                       stages=stages,
-                       tol=gate_tolerance(int8_target, fmt) if quantize == "int8" else None)
-        if quantize == "int8":
-            from edgeinfer.converter.int8.judge import judge
-
-            judge(derived, int8_target, fmt, fp32.provenance, strict, say, data_note)
+                       stages=stages, tol=i8.tolerance)
+        i8.judge(derived, fp32.provenance, data_note)
     except ParityError as e:
         if quantize != "int8":
             raise

@@ -126,3 +126,28 @@ def gate_tolerance(target: Int8Target, fmt: str) -> Any:
     never refuses after the loop without writing what it found; ``--strict`` does)."""
     tol = target.tolerance(fmt)
     return replace(tol, min_top1=0.0, max_abs=float("inf")) if target.budget_only else tol
+
+
+class Int8Judge:
+    """convert's int8 judgement in three calls (the split, the gate's tolerance, the verdict),
+    so the converter's API carries one object; every call is a no-op when not int8."""
+
+    def __init__(self, quantize: str | None, fmt: str, min_agreement: float | None,
+                 max_drop: float | None, max_latency_ratio: float | None, strict: bool,
+                 say: Progress) -> None:
+        self.fmt, self.strict, self.say = fmt, strict, say
+        self.target = (Int8Target.of(fmt, min_agreement, max_drop, max_latency_ratio)
+                       if quantize == "int8" else None)
+        self.tolerance = gate_tolerance(self.target, fmt) if self.target else None
+
+    def split(self, cal: list[np.ndarray], frames: FrameSet, ref: np.ndarray,
+              fp32: np.ndarray, provenance: dict[str, Any]) -> tuple[Any, ...]:
+        """(calibration, certification frames, their reference and fp32 probabilities)."""
+        if self.target is None:
+            return cal, frames, ref, fp32
+        cal, frames, idx = certification_split(cal, frames, provenance, self.say)
+        return (cal, frames, ref, fp32) if idx is None else (cal, frames, ref[idx], fp32[idx])
+
+    def judge(self, derived: Any, provenance: dict[str, Any], data_note: str | None) -> None:
+        if self.target is not None:
+            judge(derived, self.target, self.fmt, provenance, self.strict, self.say, data_note)
