@@ -239,8 +239,8 @@ def convert(
                               quantize or "fp32", tag) if quantize != "int8" else [])
     try:
         derived = gate(out_probs, tag, fmt, quantize or "fp32", frames,
-                       {s.framework: ref_probs, "onnx_fp32": fp32_probs}, say, data_note,
-                       stages=stages, tol=i8.tolerance)
+                       {s.framework: ref_probs, "onnx_fp32": fp32_probs}, i8.gate_say(say),
+                       data_note, stages=stages, tol=i8.tolerance)
         i8.judge(derived, fp32.provenance, data_note)
     except ParityError as e:
         if quantize != "int8":
