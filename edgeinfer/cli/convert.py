@@ -91,8 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-latency-ratio", type=float, metavar="R",
                    help="int8 control: keep only as many layers float as stay within R x "
                    "fp32's 1-thread latency on this machine, e.g. 0.67 (refused when the "
-                   "target needs more); alone, without a target: the most harmful layers "
-                   "that fit stay float (the most accurate int8 within R)")
+                   "target needs more); alone, without a target: the most accurate int8 "
+                   "within R is written and its agreement stated against the default 99%% "
+                   "target (--strict refuses below it)")
     p.add_argument("--frame-size", help="TFLite input frame HxW, e.g. 480x640 (fixed size)")
     p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
     p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one), or "
