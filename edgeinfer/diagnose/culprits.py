@@ -44,6 +44,8 @@ CULPRITS: dict[str, tuple[str, str]] = {
     "resize_interpolation": ("another resize filter", "resize with the training filter"),
     "resize_policy": ("another resize geometry (stretch / centre crop / letterbox)",
                       "resize and crop as in training"),
+    "input_size": ("another input size than in training", "resize to the size the model was "
+                   "trained at"),
     "layout": ("NCHW/NHWC confused or height/width transposed", "feed the layout the model "
                "expects"),
     "train_mode": ("the model runs in training mode (dropout on, BN on batch statistics)",
@@ -65,7 +67,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "scaling": ("missing_scaling", "double_scaling", "mean_std_pixel_scale"),
     "normalization": ("normalization_missing", "mean_std_mismatch", "mean_std_pixel_scale"),
     "colour": ("channel_order",), "color": ("channel_order",),
-    "resize": ("resize_interpolation", "resize_policy"),
+    "resize": ("resize_interpolation", "resize_policy", "input_size"),
     "mode": MODE_CULPRITS,
 }
 GROUPS["preprocessing"] = tuple(c for c in CULPRITS if c not in MODE_CULPRITS
@@ -244,7 +246,45 @@ def _policy_variants(spec: PreprocessSpec) -> list[Variant]:
     return out
 
 
-def spec_hypotheses(spec: PreprocessSpec, frames: Sequence[np.ndarray]) -> list[Variant]:
+def _scaled(spec: PreprocessSpec, hw: tuple[int, int]) -> PreprocessSpec:
+    """``spec`` at another model input size, its resize geometry scaled alike."""
+    fy, fx = hw[0] / spec.size[0], hw[1] / spec.size[1]
+    return replace(spec, size=hw,
+                   resize_shorter=None if spec.resize_shorter is None
+                   else max(1, round(spec.resize_shorter * min(fy, fx))),
+                   crop_from=None if spec.crop_from is None
+                   else (max(1, round(spec.crop_from[0] * fy)),
+                         max(1, round(spec.crop_from[1] * fx))))
+
+
+def size_variants(spec: PreprocessSpec, frames: Sequence[np.ndarray],
+                  model_hw: tuple[int, int] | None = None) -> list[Variant]:
+    """Input-size hypotheses: the frames' own size (when they all share one), the model's
+    size where the framework reveals it, and the spec's size halved and doubled. A fully
+    convolutional model runs at any size, so a wrong one is never a shape error (issue
+    25: a 32-pixel digits CNN fed 224-pixel frames ran, at chance)."""
+    h, w = spec.size
+    cands: list[tuple[tuple[int, int], str]] = []
+    if model_hw is not None:
+        cands.append((tuple(model_hw), "the model's own input size"))
+    shapes = {tuple(f.shape[:2]) for f in frames}
+    if len(shapes) == 1:
+        cands.append((next(iter(shapes)), "the frames' own size"))
+    if min(h, w) >= 16:
+        cands.append(((h // 2, w // 2), "half the spec's size"))
+    if max(h, w) <= 512:
+        cands.append(((h * 2, w * 2), "twice the spec's size"))
+    out, seen = [], {(h, w)}
+    for hw, why in cands:
+        if hw not in seen and min(hw) >= 1:
+            seen.add(hw)
+            out.append(Variant("input_size", f"size {hw[0]}x{hw[1]} ({why})",
+                               _scaled(spec, hw)))
+    return out
+
+
+def spec_hypotheses(spec: PreprocessSpec, frames: Sequence[np.ndarray],
+                    model_hw: tuple[int, int] | None = None) -> list[Variant]:
     """Corrected-spec hypotheses, one per mistake the GIVEN spec may contain (see module doc).
 
     Hypotheses whose preprocessing is exactly the same as another's (e.g. "mean/std on the
@@ -276,13 +316,14 @@ def spec_hypotheses(spec: PreprocessSpec, frames: Sequence[np.ndarray]) -> list[
     hyp.append(Variant("resize_interpolation", f"{other} resize",
                        replace(spec, interpolation=other, antialias=False)))
     hyp += _policy_variants(spec)
+    hyp += size_variants(spec, frames, model_hw)
     if spec.model_channels > 1:
         lay = "NHWC" if spec.layout == "NCHW" else "NCHW"
         hyp.append(Variant("layout", f"layout {lay}", replace(spec, layout=lay)))
     def key(sp: PreprocessSpec) -> tuple:
         a, b = sp.affine()
         return (sp.model_color, sp.resize, sp.resize_shorter, sp.interpolation, sp.layout,
-                tuple(np.round(a, 9)), tuple(np.round(b, 6)))
+                sp.size, sp.crop_from, tuple(np.round(a, 9)), tuple(np.round(b, 6)))
 
     seen = {key(spec)}
     out = []

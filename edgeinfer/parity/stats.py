@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeinfer.interval import wilson
 from edgeinfer.parity.tolerances import Tolerance
 
 REL_FLOOR = 1e-3  # relative error of probabilities: |d| / max(|p_ref|, REL_FLOOR)
@@ -106,17 +107,6 @@ def topk_agreement(ref: np.ndarray, out: np.ndarray, k: int = 5) -> float:
     k = min(k, ref.shape[-1])
     top = np.argpartition(-out, k - 1, axis=-1)[:, :k]
     return float((top == ref.argmax(-1)[:, None]).any(-1).mean())
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sound near 0 and 1, unlike p +- 2se)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return float(max(0.0, mid - half)), float(min(1.0, mid + half))
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

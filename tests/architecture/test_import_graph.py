@@ -15,6 +15,7 @@ ROOT = Path(edgeinfer.__file__).parent
 LAYERS = {
     "_version": 0, "errors": 0, "resample": 0, "spec": 0, "spec_torch": 0, "artifact": 0,
     "probs": 0, "progress": 0, "spec_types": 0, "cv2_env": 0, "detect_spec": 0,
+    "interval": 0,
     "data": 1, "runtime": 2, "parity": 3, "diagnose": 3, "serve": 3, "converter": 4,
     "check": 5, "cli": 6, "__init__": 6, "__main__": 7,
 }
@@ -22,7 +23,7 @@ LAYERS = {
 SIBLINGS = {"parity", "diagnose", "serve"}
 # What a runtime-only install has: serve may use these rooms and nothing else.
 LEAN = ("serve", "runtime", "data", "errors", "spec", "resample", "artifact", "_version",
-        "probs", "progress", "cv2_env", "detect_spec")
+        "probs", "progress", "cv2_env", "detect_spec", "interval")
 
 
 def _module_name(path: Path) -> str:
