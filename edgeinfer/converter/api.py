@@ -202,7 +202,8 @@ def convert(
                               "node(s) left after folding")
     from edgeinfer.diagnose.audit import audit_spec, enforce
 
-    audit = audit_spec(s, given_spec, frames, limit=audit_frames)
+    audit = audit_spec(s, given_spec, frames, limit=audit_frames,
+                       own_frames=data_note is None)
     fp32.provenance["spec_audit"] = audit.to_dict()
     enforce(audit, accept_spec, strict, say)
     if fmt == "onnx" and quantize is None:
