@@ -23,6 +23,7 @@ from edgeinfer.converter.gate import GateResult, artifact_stages, gate
 from edgeinfer.converter.profile import reference_profile
 from edgeinfer.converter.sources.base import Source
 from edgeinfer.converter.sources.load import resolve_labels, resolve_source
+from edgeinfer.converter.spec_from import prove as prove_spec  # on the parity frames
 from edgeinfer.converter.spec_resolve import artifact_spec, resolve
 from edgeinfer.data.frames import (
     FrameSet,
@@ -176,6 +177,8 @@ def convert(
         check_source(calibration, "--calibration")
     frames = load_frames(data_name, spec, limit=parity_limit, skip_bad=skip_bad, probe=probe,
                          class_names=_labels_before_export(s, spec, labels))
+    if derived_spec is not None and (derived_spec.proof or {}).get("proven"):  # re-proven
+        s.provenance["spec_derived"] = prove_spec(derived_spec, frames.frames).to_dict()
     warnings = _warnings(s, spec)
     for w in warnings:
         say(f"warning: {w}")

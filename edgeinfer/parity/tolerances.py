@@ -19,6 +19,7 @@ class Tolerance:
     max_abs: float
     min_top1: float
     reason: str
+    max_mean: float | None = None  # a bound on the mean as well, where one is kept
 
 
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
@@ -139,6 +140,18 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("detect_scores", "int8"): Tolerance(
         float("inf"), 0.99,
         "int8 scores move by quantisation steps; the F1 bound above is the judge.",
+    ),
+    ("spec_from", "proof"): Tolerance(
+        1.5, 1.0,
+        "a spec derived from a training pipeline (spec_from) vs that pipeline's own output "
+        "on real frames, in 0..255 grey levels: max_abs at the worst pixel, max_mean on "
+        "average (issue 25). Measured on 24 real frames: 0.0 for every transformers "
+        "processor and timm configuration proven (Pillow-exact resampling leaves float "
+        "rounding only; docs/spec_from_table.md); albumentations 0.77 / 0.25 (OpenCV's "
+        "fixed-point uint8 resize vs the spec's float one: a quarter level on average is "
+        "inherent). A wrong rule is tens of levels on average (LeViT 25, PoolFormer 22, "
+        "DeiT's legacy integer size 33, a timm cfg's default interpolation 1.2 / 36).",
+        max_mean=0.35,
     ),
     ("preprocess", "uint8_resize"): Tolerance(
         1.0 / 255 / 0.226, 1.0,

@@ -6,39 +6,50 @@ torchvision presets, Hugging Face ``preprocessor_config.json``, albumentations
 spec is born. One module per source kind, one dispatcher here; each returns a
 :class:`Derived` (the spec, the source kind, the fields it read, what is inevitable)
 that ``convert`` stores in the provenance. Anything the spec cannot express is refused
-with one line naming the step. Nothing here imports a framework: objects are read
-through their attributes (duck typing), and albumentations only to serialise a Compose.
+with one line naming the step. Reading is duck-typed (no framework import); then every
+derived spec is proven against the pipeline's own output on real frames (proof.py:
+transformers, albumentations, Keras run; timm and torchvision through Pillow oracles of
+their source) and refused, naming the step and the figure, when it differs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edgeinfer.converter.spec_from import albumentations as _alb
 from edgeinfer.converter.spec_from import hf as _hf
+from edgeinfer.converter.spec_from import proof as _prove
 from edgeinfer.converter.spec_from import timm as _timm
 from edgeinfer.converter.spec_from import torchvision as _tv
 from edgeinfer.converter.spec_from.common import Derived
 from edgeinfer.errors import SpecError
 from edgeinfer.spec import PreprocessSpec
 
-__all__ = ["Derived", "derive", "spec_from"]
+__all__ = ["Derived", "derive", "prove", "spec_from"]
 
 KINDS = "a Hugging Face image processor or preprocessor_config.json (file or model folder), " \
         "a timm model or pretrained_cfg, a torchvision preset/weights/Compose, an " \
         "albumentations Compose or its to_dict JSON, a Keras model"
 
 
-def spec_from(obj: Any, *, frame_color: str = "BGR", layout: str | None = None
-              ) -> PreprocessSpec:
+def spec_from(obj: Any, *, frame_color: str = "BGR", layout: str | None = None,
+              frames: Any = None) -> PreprocessSpec:
     """The PreprocessSpec of ``obj``'s evaluation preprocessing (see :func:`derive`)."""
-    return derive(obj, frame_color=frame_color, layout=layout).spec
+    return derive(obj, frame_color=frame_color, layout=layout, frames=frames).spec
 
 
-def derive(obj: Any, *, frame_color: str = "BGR", layout: str | None = None) -> Derived:
+def prove(d: Derived, frames: Any = None) -> Derived:
+    """Prove (again) a derived spec on ``frames`` (the user's parity frames, uint8, in
+    the spec's frame colour); see spec_from/proof.py."""
+    return _prove.prove(d, frames)
+
+
+def derive(obj: Any, *, frame_color: str = "BGR", layout: str | None = None,
+           frames: Any = None) -> Derived:
     """Read the evaluation preprocessing of ``obj`` into a spec, and say what was read.
 
     ``frame_color`` is the deployed frame's colour order (OpenCV gives BGR); every
@@ -46,9 +57,12 @@ def derive(obj: Any, *, frame_color: str = "BGR", layout: str | None = None) -> 
     torch-based ones, NHWC for Keras). A config with a missing or mistyped field (an HF
     ``do_center_crop`` without ``crop_size``, a timm ``input_size`` of two values, an
     albumentations ``Resize`` without ``height``) is refused in one line naming it.
+
+    The result is proven on ``frames`` (default: the bundled photos) against the
+    pipeline's own output, within the ("spec_from", "proof") tolerance, or refused.
     """
     try:
-        return _derive(obj, frame_color, layout)
+        d = _derive(obj, frame_color, layout)
     except SpecError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
@@ -57,6 +71,7 @@ def derive(obj: Any, *, frame_color: str = "BGR", layout: str | None = None) -> 
         raise SpecError(f"cannot derive a spec from {what}: a field is missing or has the "
                         f"wrong type ({type(e).__name__}: {why}); fix the config or pass "
                         "--spec") from None
+    return _prove.prove(d, frames)
 
 
 def _derive(obj: Any, frame_color: str, layout: str | None) -> Derived:
@@ -68,6 +83,11 @@ def _derive(obj: Any, frame_color: str, layout: str | None) -> Derived:
         return _from_dict(cfg, frame_color, layout, str(path))
     if isinstance(obj, dict):
         return _from_dict(obj, frame_color, layout, None)
+    d = _derive_object(obj, frame_color, layout)
+    return d if d.pipeline is not None else replace(d, pipeline=obj)
+
+
+def _derive_object(obj: Any, frame_color: str, layout: str | None) -> Derived:
     lay = layout or "NCHW"
     if _keras_model(obj):
         return _keras(obj, frame_color, layout or "NHWC")
@@ -75,12 +95,12 @@ def _derive(obj: Any, frame_color: str, layout: str | None) -> Derived:
     if preset is not None:
         obj = preset
     if _alb.is_albumentations(obj):  # before torchvision: it is a Compose with .transforms
-        return _alb.derive(_alb.to_dict(obj), frame_color, lay)
+        return replace(_alb.derive(_alb.to_dict(obj), frame_color, lay), pipeline=obj)
     if _tv.is_torchvision(obj):
         return _tv.derive(obj, frame_color, lay)
     cfg = _timm.config_of(obj)
     if cfg is not None:
-        return _timm.derive(cfg, frame_color, lay)
+        return replace(_timm.derive(cfg, frame_color, lay), pipeline=cfg)
     if callable(getattr(obj, "to_dict", None)) and hasattr(obj, "image_mean"):
         return _hf.derive(_hf.config_of(obj), frame_color, lay)
     raise SpecError(f"cannot derive a spec from a {type(obj).__name__}: give {KINDS}")
@@ -93,7 +113,8 @@ def _from_dict(cfg: dict, frame_color: str, layout: str | None, path: str | None
     elif _hf.is_hf_config(cfg):
         d = _hf.derive(cfg, frame_color, lay)
     elif isinstance(cfg.get("pretrained_cfg"), dict):  # a timm hub folder's config.json
-        d = _timm.derive(cfg["pretrained_cfg"], frame_color, lay)
+        d = replace(_timm.derive(cfg["pretrained_cfg"], frame_color, lay),
+                    pipeline=cfg["pretrained_cfg"])
     elif _timm.is_timm_config(cfg):
         d = _timm.derive(cfg, frame_color, lay)
     elif "size" in cfg:
@@ -103,7 +124,7 @@ def _from_dict(cfg: dict, frame_color: str, layout: str | None, path: str | None
         raise SpecError(f"{where}this configuration is none of: {KINDS}")
     if path is not None:
         d.read["file"] = path
-    return d
+    return d if d.pipeline is not None else replace(d, pipeline=cfg)
 
 
 def _read_json(path: Path) -> dict:

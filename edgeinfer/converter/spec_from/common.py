@@ -30,10 +30,16 @@ class Derived:
     source: str  # the kind: hf, timm, torchvision, albumentations, keras, spec
     read: dict[str, Any] = field(default_factory=dict)  # the fields that decided it
     notes: tuple[str, ...] = ()  # what is inevitable (rounding, ...) and was accepted
+    # How the spec was proven against the pipeline's own output (spec_from/proof.py):
+    # library, class, frames, max/mean grey levels; or the evidence it was accepted on.
+    proof: dict[str, Any] | None = None
+    # The pipeline itself (a processor, a Compose, a model, a config), kept to re-prove the
+    # spec on the user's own frames; never serialised.
+    pipeline: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "read": self.read, "notes": list(self.notes),
-                "spec": self.spec.to_dict()}
+                "spec": self.spec.to_dict(), "proof": self.proof}
 
 
 def refuse(step: str, why: str) -> SpecError:

@@ -45,10 +45,17 @@ def config_of(processor: Any) -> dict[str, Any]:
     return d
 
 
-def derive(cfg: dict[str, Any], frame_color: str = "BGR", layout: str = "NCHW") -> Derived:
+def derive(cfg: dict[str, Any], frame_color: str = "BGR", layout: str = "NCHW",
+           check_task: bool = True) -> Derived:
+    """The spec as the config's numbers say (``check_task=False``: without refusing other
+    tasks' processors first; tools/spec_from_table.py measures what that gave)."""
     kind = str(cfg.get("image_processor_type") or cfg.get("feature_extractor_type") or "")
     base = kind.removesuffix("Fast").removesuffix("Pil")
     step = f"Hugging Face {base or 'image processor'}"
+    from edgeinfer.converter.spec_from.proof import refuse_other_task
+
+    if check_task:
+        refuse_other_task(kind)  # detection, OCR, keypoints, depth, ...: by class, first
     for flag in ("do_pad", "do_reduce_labels", "do_flip_channel_order"):
         if cfg.get(flag):
             raise refuse(f"{step} {flag}=True", "not an expressible classification step")

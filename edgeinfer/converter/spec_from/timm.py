@@ -44,7 +44,8 @@ def derive(cfg: dict[str, Any], frame_color: str = "BGR", layout: str = "NCHW") 
     if c != 3:
         raise refuse(f"{step} input_size={list(cfg['input_size'])}", "only 3-channel "
                      "timm models are read")
-    interp = str(cfg.get("interpolation") or "bilinear")
+    # timm/data/config.py resolve_data_config: 'bicubic' where the cfg names none
+    interp = str(cfg.get("interpolation") or "bicubic")
     if interp not in ("bilinear", "bicubic"):
         raise refuse(f"{step} interpolation={interp!r}", "only bilinear and bicubic can be "
                      "expressed")
