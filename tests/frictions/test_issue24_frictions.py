@@ -237,10 +237,14 @@ def test_tflite_commands_do_not_print_the_xnnpack_banner(tflite, pngs):
     assert "XNNPACK" not in p.stderr, p.stderr
 
 
-def test_torchao_load_warnings_do_not_reach_the_terminal():
+@pytest.mark.parametrize("first", ["edgeinfer.converter.sources.from_torch",
+                                   "edgeinfer.converter.spec_resolve"])
+def test_torchao_load_warnings_do_not_reach_the_terminal(first):
     """A factory whose module imports transformers (which imports torchao) printed
-    "Failed to load .../torchao/_C_mxfp8...so" and torch pytree warnings."""
-    code = "import edgeinfer.converter.sources.from_torch\nimport torchao\nprint('ok')"
+    "Failed to load .../torchao/_C_mxfp8...so" and torch pytree warnings; so did
+    ``--spec-from preprocessor_config.json`` once spec_from built the processor with
+    transformers before the torch frontend (which silenced them) was imported."""
+    code = f"import {first}\nimport torchao\nprint('ok')"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=240, check=False)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]

@@ -29,12 +29,6 @@ from edgeinfer.spec import PreprocessSpec
 
 # An older torch lacks the exporter options used below: refused here, in one line.
 require_version("torch", torch.__version__, "converting torch models")
-# torchao (imported by transformers models and by litert-torch) warns "Failed to load
-# .../torchao/_C_mxfp8...so" for CUDA kernels a CPU conversion never uses, and torch's pytree
-# module then warns about torchao's enums: two to four lines on every such command, silenced
-# at their loggers when the torch frontend loads (their errors still show).
-for _noisy in ("torchao", "torch.utils._pytree"):
-    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
