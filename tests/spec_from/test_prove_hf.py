@@ -86,6 +86,29 @@ def test_processors_of_other_tasks_are_refused_by_class(name: str, task: str) ->
         derive(_hf.config_of(proc))
 
 
+def test_a_keypoint_processor_was_derived_silently_before() -> None:
+    """SuperPoint (keypoints, grey 480x640 input): the old reading accepted it, 77 grey levels
+    off on average; now refused by its task before anything is derived."""
+    proc = T.SuperPointImageProcessorPil()
+    _, mean = _figure_before(_hf.config_of(proc), proc)
+    assert mean > 10
+    with pytest.raises(SpecError, match="keypoint detection"):
+        derive(proc)
+
+
+def test_the_mean_bound_refuses_a_uniform_one_level_shift_naming_normalisation() -> None:
+    """A spec one grey level off everywhere (its mean moved by 1/255) is within the worst-
+    pixel bound (1.0 <= 1.5) but not the mean one (1.0 > 0.35): refused, and the step named
+    is the normalisation, since a per-channel affine map explains the difference."""
+    from dataclasses import replace
+
+    good = derive(T.ViTImageProcessorPil())
+    shifted = tuple(m + 1 / 255 for m in good.spec.mean)
+    with pytest.raises(SpecError, match=r"ViTImageProcessorPil: rescale/normalize .* 1\.00 "
+                       r"grey levels on average and 1\.0 at the worst pixel"):
+        P.prove(replace(good, spec=replace(good.spec, mean=shifted)))
+
+
 def test_an_ocr_processor_is_refused() -> None:
     """Nougat (OCR): transformers has no image classifier using it."""
     with pytest.raises(SpecError, match="NougatImageProcessor: a processor for nougat "
