@@ -158,3 +158,42 @@ def test_convert_reproves_on_the_parity_frames_and_stores_the_figure(tmp_path) -
     p = r.metadata.provenance["spec_derived"]["proof"]
     assert p["proven"] and p["frames_from"] == "parity frames" and p["frames"] >= 6
     assert p["class"] == "ConvNextImageProcessorPil" and p["max_grey_levels"] <= TOL.max_abs
+
+
+NO_TRANSFORMERS = """
+import json, sys
+sys.modules["transformers"] = None  # the library is absent: nothing can run the processor
+from edgeinfer import SpecError
+from edgeinfer.converter.spec_from import derive
+out = {}
+for name, cfg in json.loads(sys.argv[1]).items():
+    try:
+        out[name] = derive(cfg).proof
+    except SpecError as e:
+        out[name] = str(e)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow  # a subprocess importing edgeinfer (~3 s on two shared cores)
+def test_without_transformers_only_the_evidence_list_is_accepted() -> None:
+    """A config file with no library to run it: a class on the evidence list is accepted
+    with its measured figure, others are refused by name, other tasks by class, and a
+    legacy integer size (square or shortest edge, by class) is refused."""
+    import json
+    import subprocess
+    import sys
+
+    cfgs = {"vit": T.ViTImageProcessorPil().to_dict(),
+            "levit": _hf.config_of(T.LevitImageProcessorPil()),
+            "detr": T.DetrImageProcessorPil().to_dict(),
+            "deit-legacy": T.DeiTImageProcessorPil().to_dict() | {"size": 256}}
+    cfgs = json.loads(json.dumps(cfgs, default=lambda v: getattr(v, "value", str(v))))
+    out = json.loads(subprocess.run([sys.executable, "-c", NO_TRANSFORMERS, json.dumps(cfgs)],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert out["vit"]["accepted_on"] == "evidence" and not out["vit"]["proven"]
+    assert out["vit"]["evidence"] == evidence.PROVEN["ViTImageProcessor"]
+    assert "LevitImageProcessor: transformers does not import" in out["levit"]
+    assert "not among the" in out["levit"]
+    assert "DetrImageProcessor: a processor for object detection" in out["detr"]
+    assert "size=256" in out["deit-legacy"] and "legacy integer" in out["deit-legacy"]
