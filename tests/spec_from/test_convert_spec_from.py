@@ -40,6 +40,9 @@ def test_spec_auto_reads_the_models_config(tmp_path: Path) -> None:
     assert r.metadata.spec == spec_from(RESNET50_A1)
     derived = r.metadata.provenance["spec_derived"]
     assert derived["source"] == "timm" and derived["read"]["crop_pct"] == 0.95
+    proof = derived["proof"]  # proven again on the parity frames (issue 25)
+    assert proof["proven"] and proof["frames_from"] == "parity frames"
+    assert proof["max_grey_levels"] <= 1.5 and "oracle of timm" in proof["library"]
     assert r.parity.top1_agreement == 1.0
 
 

@@ -96,6 +96,10 @@ def derive(cfg: dict[str, Any], frame_color: str = "BGR", layout: str = "NCHW",
         spec = PreprocessSpec(size=hw(size, f"{step} size"))
         cropped = hw(cfg.get("crop_size"), f"{step} crop_size") if crop else spec.size
         if cropped != spec.size:  # DeiT: stretched to 256x256, then the centre 224x224
+            if min(spec.size[0] - cropped[0], spec.size[1] - cropped[1]) < 0:
+                raise refuse(f"{step} crop_size={cfg.get('crop_size')} larger than size="
+                             f"{size}", "a crop before the resize (or a pad) cannot be "
+                             "expressed")
             spec = PreprocessSpec(size=cropped, resize="stretch_crop", crop_from=spec.size)
     scale = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
     offset = 1.0 if cfg.get("rescale_offset") else 0.0  # x * scale - 1
