@@ -20,7 +20,7 @@ import numpy as np
 from edgeinfer.data.frames import FrameSet
 from edgeinfer.errors import ParityError
 from edgeinfer.parity.certify import FAIL, certify
-from edgeinfer.parity.stages import END_TO_END, StageCheck, failures, stage_checks
+from edgeinfer.parity.stages import END_TO_END, StageCheck, by_stage, failures, stage_checks
 from edgeinfer.parity.stats import Comparison, compare
 from edgeinfer.parity.tolerances import Tolerance, tolerance
 from edgeinfer.progress import Progress
@@ -75,7 +75,7 @@ def gate(candidate: np.ndarray, tag: str, fmt: str, dtype: str, frames: FrameSet
     cmps = {name: compare(ref, candidate, tol, reference=name, target=tag)
             for name, ref in references.items()}
     first, *rest = cmps
-    model = next((s.comparison for s in stages if s.stage == "model"), None)
+    model = by_stage(stages)  # the one rule: parity.stages, as check and verify
     certs = {k: certify(c, data_note) for k, c in cmps.items()}
     # The stages already said the framework's end-to-end figure: said once, not twice.
     said = {first} if any(s.stage == END_TO_END for s in stages) else set()

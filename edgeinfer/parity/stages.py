@@ -18,6 +18,11 @@ on MobileNet-class nets with calibrated BatchNorm that alone moves probabilities
   frame) is still computed and reported, not judged: it adds the network's sensitivity to
   rounding-level pixel noise, which is a property of the model, not of the conversion.
 
+One rule for every command: :func:`float_stages` builds the stages of a float artifact for
+convert's gate, ``check`` (both through :func:`stage_checks`) and ``verify`` (from a pack),
+and :func:`by_stage` says whether the artifact is judged by them (issue 25 point 4: ``check``
+had judged float TFLite end to end and failed what convert passed).
+
 The prefix output is read from the artifact that ships, ONNX or TFLite
 (:mod:`edgeinfer.parity.prefix`); only numpy here.
 """
@@ -155,25 +160,65 @@ def framework_on(runner: Any, pixels: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
+def float_stages(probs: np.ndarray, tol: Tolerance, target: str, framework: str, *,
+                 spec: PreprocessSpec | None = None, frames: Sequence[np.ndarray] = (),
+                 pixels: Sequence[np.ndarray] | None = None, own: np.ndarray | None = None,
+                 reference: np.ndarray | None = None, where: tuple[str, str] = ("", ""),
+                 own_name: str | None = None) -> list[StageCheck]:
+    """The one rule for a float artifact (fp32 ONNX, fp32/fp16 TFLite), whoever measured it:
+    convert's gate and ``check`` (:func:`stage_checks`, the framework at hand) and ``verify``
+    (the pack's framework outputs), so the same numbers get the same stages and words.
+
+    ``probs``: the artifact's probabilities; ``pixels``: its own prefix output (None: not
+    readable, no preprocessing stage); ``own``: the framework fed those pixels, judged as
+    the model stage with ``tol`` (the artifact's own format and dtype); ``reference``: the
+    framework on the reference pixels, reported as end-to-end. Without ``own`` the model
+    stage compares with ``reference`` and is judged: it cannot separate the model from the
+    rounding of the pixels (verify with a pack made for another file). ``where`` suffixes
+    the names of what was measured on this machine and what came from elsewhere.
+    """
+    here, there = where
+    checks = []
+    if pixels is not None and spec is not None:
+        checks.append(preprocessing_stage(spec, frames, pixels, f"{target} prefix{here}",
+                                          f"numpy/OpenCV reference{here}"))
+    on_ref = f"{framework} on reference pixels{there}"
+    if own is not None:
+        checks.append(model_stage(own, probs, tol,
+                                  own_name or f"{framework} on {target}'s pixels{there}",
+                                  target))
+        if reference is not None:
+            checks.append(end_to_end(reference, probs, tol, on_ref, target))
+    elif reference is not None:
+        checks.append(model_stage(reference, probs, tol, on_ref, target))
+    return checks
+
+
+def by_stage(checks: Sequence[StageCheck]) -> Comparison | None:
+    """The comparison that certifies an artifact judged by stage: the model stage's, when
+    the framework saw the artifact's own pixels (an end-to-end figure is then reported beside
+    it). None when the end-to-end comparisons are still to be judged."""
+    if not any(c.stage == END_TO_END for c in checks):
+        return None
+    return next((c.comparison for c in checks if c.stage == MODEL), None)
+
+
 def stage_checks(model: bytes, spec: PreprocessSpec, frames: Sequence[np.ndarray],
                  source: Any, source_probs: np.ndarray | None, fmt: str = "onnx",
                  dtype: str = "fp32", target: str = "onnx-fp32",
                  framework: str = "framework",
                  say: Progress | None = None) -> list[StageCheck]:
-    """Preprocessing, model and (when ``source_probs`` is given) end-to-end for an ONNX
-    artifact; ``source`` is the framework runner (a ``ReferencePreprocessed``). Empty when
-    the artifact has no prefix output (:func:`prefix_runner`)."""
+    """:func:`float_stages` with the framework at hand (convert's gate, ``check``): reads the
+    artifact's prefix output and feeds it to ``source`` (a ``ReferencePreprocessed``
+    runner); ``source_probs`` (the framework on the reference pixels) is reported as
+    end-to-end. Empty when the artifact has no prefix output (:func:`prefix_runner`)."""
     runner = prefix_runner(model)
     if runner is None:
         return []
     pixels, probs = runner.run(frames)
-    tol = tolerance(fmt, dtype)
-    checks = [preprocessing_stage(spec, frames, pixels, f"{target} prefix"),
-              model_stage(framework_on(source, pixels), probs, tol,
-                          f"{framework} on {target}'s pixels", target)]
-    if source_probs is not None:
-        checks.append(end_to_end(source_probs, probs, tol, f"{framework} on reference pixels",
-                                 target))
+    checks = float_stages(probs, tolerance(fmt, dtype), target, framework, spec=spec,
+                          frames=frames, pixels=pixels, own=framework_on(source, pixels),
+                          reference=source_probs)
     for c in checks:
         (say or (lambda _m: None))(c.summary())
     return checks

@@ -49,7 +49,10 @@ def test_wrong_mean_fails_at_the_fp32_step(wrong_mean_artifact, fashion_int8):
                      limit=400, timing=False)
     assert not res.passed
     assert res.first_failure.name == "onnx-fp32"
-    assert any("vs source" in f for f in res.first_failure.failures)
+    # judged by stage as convert judges it: the prefix's mean is a preprocessing mistake
+    assert res.first_failure.failures[0].startswith("preprocessing stage"), res.verdict()
+    assert res.first_failure.judged is not None  # its end-to-end figures are reported
+    assert "source (reported)" in res.table()
     # The good int8 artifact now disagrees with its (broken) parent, but not with the source.
     int8 = res.steps[2]
     assert int8.vs_source.passed and not int8.vs_parent.passed

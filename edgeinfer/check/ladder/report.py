@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer.check.ladder.run import LadderResult, RungResult
+from edgeinfer.check.ladder.run import REPORTED, LadderResult, RungResult
 from edgeinfer.check.report_files import write_bundle
 from edgeinfer.parity.stages import markdown_table as stage_table
 
@@ -52,7 +52,8 @@ def markdown_table(result: LadderResult) -> str:
                          f"**{s.verdict}**"])
         for k, c in enumerate(comps):
             first = k == 0
-            rows.append([s.name if first else "", c.reference, f"{c.max_abs:.1e}",
+            vs = c.reference + (REPORTED if s.judged is not None else "")
+            rows.append([s.name if first else "", vs, f"{c.max_abs:.1e}",
                          f"{c.p99_abs:.1e}", f"{c.max_rel:.1e}", _pct(c.top1_agreement),
                          _pct(c.top5_agreement), str(c.flips), _acc(s) if first else "",
                          *(cons if first else ["", ""]), size if first else "",

@@ -8,8 +8,11 @@ onnx-fp32, tflite-fp16's is tflite-fp32), so the step that breaks is named, and 
 rungs that only inherit the break say so. Per rung: elementwise statistics of the
 probabilities, top-1/top-5 agreement, accuracy with a 95% interval when labels exist, the
 classes whose predictions flipped, batch-size consistency (1, 8, 32) and run-to-run
-determinism, each judged against the tolerance registry. A failing int8 ONNX rung gets a
-per-layer diagnosis that names the first layer whose error jumps.
+determinism, each judged against the tolerance registry. A float rung (onnx-fp32,
+tflite-fp32, tflite-fp16) is judged by stage with the one function convert's gate and verify
+use (:func:`edgeinfer.parity.stages.stage_checks`): preprocessing in grey levels, the model
+with the rung's own bound, its end-to-end comparisons reported. A failing int8 ONNX rung gets
+a per-layer diagnosis that names the first layer whose error jumps.
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.artifact import ArtifactMetadata
+from edgeinfer.check.ladder.measure import (
+    BATCH_SIZES,
+    batch_consistency,
+    determinism,
+    latency_ms,
+    run_frames,
+)
 from edgeinfer.converter.int8.layers import Int8Layers, int8_layers
 from edgeinfer.converter.int8.targets import kept_float_line
 from edgeinfer.data.frames import load_frames
@@ -36,16 +46,13 @@ from edgeinfer.parity.certify import (
     judged_tolerance,
 )
 from edgeinfer.parity.runners import ArtifactRunner
-from edgeinfer.parity.stages import StageCheck, failures, stage_checks, stage_row
+from edgeinfer.parity.stages import StageCheck, by_stage, failures, stage_checks, stage_row
 from edgeinfer.parity.stats import Comparison, accuracy, compare, confusion, flip_matrix, flip_pairs
-from edgeinfer.parity.tolerances import tolerance
 from edgeinfer.progress import Progress
-from edgeinfer.runtime.timing import median_ms
 from edgeinfer.spec import framework_spec
 
 RUNG_ORDER = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-int8")
-BATCH_SIZES = (1, 8, 32)
-CHUNK = 500  # frames per runner call, so the progress bar moves
+REPORTED = " (reported)"  # an end-to-end comparison of a rung judged by stage
 
 
 # ---------------------------------------------------------------- rungs
@@ -57,7 +64,7 @@ class Rung:
     runner: Any
     path: str | None = None
     size_bytes: int | None = None
-    model: bytes | None = None  # ONNX bytes, for the per-layer diagnosis
+    model: bytes | None = None  # the file: its prefix output (stages), int8 ONNX diagnosis
     kept_float: str | None = None  # int8 control: layers kept float and why (metadata)
     int8_target: dict | None = None  # the int8 target convert judged it by (its metadata)
 
@@ -76,9 +83,8 @@ def open_artifact(path: str | Path, threads: int | None = None) -> tuple[Rung, A
     meta = ArtifactMetadata.from_props(runner.backend.metadata_props(), name)
     dtype = meta.provenance.get("quantize") or "fp32"
     runner.name = f"{fmt}-{dtype}"
-    return Rung(runner.name, fmt, dtype, runner, name, len(data),
-                data if fmt == "onnx" else None, kept_float_line(meta.provenance),
-                meta.provenance.get(KEY_TARGET)), meta
+    return Rung(runner.name, fmt, dtype, runner, name, len(data), data,
+                kept_float_line(meta.provenance), meta.provenance.get(KEY_TARGET)), meta
 
 
 def order_rungs(rungs: Sequence[Rung]) -> list[Rung]:
@@ -104,47 +110,6 @@ def parent_of(i: int, rungs: Sequence[Rung]) -> int:
         onnx_fp32 = [j for j in earlier if rungs[j].format == "onnx"]
         return onnx_fp32[-1] if onnx_fp32 and rungs[i].format != "onnx" else -1
     return earlier[-1] if earlier else -1
-
-
-# ---------------------------------------------------------------- measurements
-def run_frames(runner: Any, frames: Sequence[np.ndarray], progress: Progress | None = None,
-               stage: str = "", chunk: int = CHUNK) -> np.ndarray:
-    """``runner.run`` in chunks so a progress bar can follow."""
-    out = []
-    for s in range(0, len(frames), chunk):
-        out.append(np.asarray(runner.run(frames[s:s + chunk]), np.float64))
-        if progress:
-            progress(stage, min(s + chunk, len(frames)), len(frames))
-    return np.concatenate(out) if out else np.zeros((0, 0))
-
-
-def batch_consistency(runner: Any, frames: Sequence[np.ndarray],
-                      sizes: Sequence[int] = BATCH_SIZES) -> dict[str, Any]:
-    """Run the same frames at each batch size; max |dp| of each against batch ``sizes[0]``."""
-    outs = {b: np.concatenate([np.asarray(runner.run(frames[i:i + b]), np.float64)
-                               for i in range(0, len(frames), b)]) for b in sizes}
-    base = outs[sizes[0]]
-    per = {str(b): float(np.abs(outs[b] - base).max()) for b in sizes[1:]}
-    flips = sum(int((outs[b].argmax(-1) != base.argmax(-1)).sum()) for b in sizes[1:])
-    tol = tolerance("consistency", "batch")
-    worst = max(per.values(), default=0.0)
-    return {"batch_sizes": list(sizes), "max_abs": worst, "per_size": per, "top1_changes": flips,
-            "n": len(frames), "tolerance": tol.max_abs,
-            "passed": bool(np.isfinite(worst) and worst <= tol.max_abs and flips == 0)}
-
-
-def determinism(runner: Any, frames: Sequence[np.ndarray], first: np.ndarray) -> dict[str, Any]:
-    """Run again; ``first`` is the earlier output for the same frames."""
-    again = np.asarray(runner.run(frames), np.float64)
-    d = float(np.abs(again - first).max()) if len(first) else 0.0
-    tol = tolerance("consistency", "rerun")
-    return {"max_abs": d, "n": len(frames), "tolerance": tol.max_abs,
-            "passed": bool(np.isfinite(d) and d <= tol.max_abs)}
-
-
-def latency_ms(runner: Any, frame: np.ndarray, repeats: int = 20) -> float:
-    """Median wall time of one single-frame call (after 3 warm-up calls), by the one harness."""
-    return median_ms(lambda: runner.run([frame]), repeats, warmup=3)
 
 
 # ---------------------------------------------------------------- the ladder
@@ -173,7 +138,14 @@ class RungResult:
     confusion: np.ndarray | None = None  # K x K: row = true label, column = prediction
     uncertified: str | None = None  # why vs_source cannot certify its bound (parity.certify)
     kept_float: str | None = None  # int8 control: layers kept float and why
-    stages: list[StageCheck] = field(default_factory=list)  # ONNX rungs (parity/stages.py)
+    stages: list[StageCheck] = field(default_factory=list)  # parity/stages.py
+
+    @property
+    def judged(self) -> Comparison | None:
+        """The model stage when this float rung is judged by stage (its end-to-end
+        comparisons vs the source and the parent are then reported), as convert and verify
+        judge it; None: the end-to-end comparisons are judged (int8, no prefix output)."""
+        return by_stage(self.stages) if self.dtype != "int8" else None
 
     @property
     def passed(self) -> bool:
@@ -197,6 +169,7 @@ class RungResult:
         d["vs_source"] = self.vs_source.to_dict() if self.vs_source else None
         d["diagnosis"] = self.diagnosis.to_dict() if self.diagnosis else None
         d["verdict"] = self.verdict
+        d["judged_by_stage"] = self.judged is not None
         return d
 
 
@@ -267,7 +240,8 @@ def ladder_table(res: LadderResult) -> str:
         for k, st in enumerate([x for x in (s.vs_parent, s.vs_source) if x is not None]):
             if k and st.reference == first.reference:
                 continue
-            lead = (s.name, st.reference) if k == 0 else ("", st.reference)
+            vs = st.reference + (REPORTED if s.judged is not None else "")
+            lead = (s.name, vs) if k == 0 else ("", vs)
             tail = ((_fmt_acc(s.accuracy), *cons, size, ms, s.verdict) if k == 0
                     else ("", "", "", "", "", ""))
             rows.append((*lead, f"{st.max_abs:.1e}", f"{st.p99_abs:.1e}",
@@ -282,10 +256,14 @@ def ladder_table(res: LadderResult) -> str:
 
 
 def _judge(step: RungResult, parent: RungResult | None) -> None:
-    own = list(step.vs_parent.problems()) if step.vs_parent else []
-    own += failures(step.stages)  # fp32 whose stages pass: end-to-end reported, not judged
-    by_stage = bool(step.stages) and step.dtype == "fp32" and not own
-    if step.vs_source is not None and not step.vs_source.passed and not by_stage:
+    """A float rung judged by stage: its stages alone, as convert's gate and verify (the
+    end-to-end comparisons add the network's sensitivity to the rounding of the pixels, a
+    property of the model, and are reported). Otherwise (int8; a rung without a readable
+    prefix): the comparisons vs the parent and the source, and the stages measured."""
+    model = step.judged
+    own = [] if model is not None or step.vs_parent is None else list(step.vs_parent.problems())
+    own += failures(step.stages)
+    if step.vs_source is not None and not step.vs_source.passed and model is None:
         if parent is not None and not parent.passed:
             step.inherited.append(f"inherits {parent.name}'s difference from the source")
         elif step.vs_parent is None or step.vs_parent.reference != step.vs_source.reference:
@@ -299,7 +277,7 @@ def _judge(step: RungResult, parent: RungResult | None) -> None:
                    "of the same frames; dropout left on? (a train-mode export)")
     step.failures.extend(own)
     if not step.failures and not step.inherited and step.vs_source is not None:
-        cert = certify(step.vs_source)
+        cert = certify(model or step.vs_source)
         step.uncertified = cert.reason if cert.base == NOT_CERTIFIED else None
 
 
@@ -394,13 +372,18 @@ def run_ladder(source: str, artifacts: Sequence[str | Path], data: str, *,
                               probs[j] if j >= 0 else None, frames, labels, sub,
                               batch_sizes, timing)
         _accuracy_verdict(step, src_step, r.int8_target)
-        if r.model is not None and getattr(src_runner, "spec", None) == spec:
+        # every float rung by stage (parity.stages, as convert and verify); int8 as before:
+        # ONNX only, its stages measured beside the end-to-end comparisons it is judged on
+        float_or_onnx = r.dtype != "int8" or r.format == "onnx"
+        if float_or_onnx and getattr(src_runner, "spec", None) == spec \
+                and hasattr(src_runner, "model"):
             step.stages = stage_checks(r.model, spec, frames.frames, src_runner, probs_src,
                                        r.format, r.dtype, r.name, "source")
         _judge(step, steps[1 + j] if j >= 0 else src_step)
         say(f"{r.name} consistency", 1, 1)
         want = diagnose == "always" or (diagnose == "auto" and bool(step.failures))
-        if want and r.format == "onnx" and r.dtype == "int8" and j >= 0 and rungs[j].model:
+        if want and r.format == "onnx" and r.dtype == "int8" and j >= 0 \
+                and rungs[j].format == "onnx":
             say(f"{r.name} per-layer diagnosis", 0, 1)
             step.diagnosis = int8_layers(rungs[j].model, r.model, frames.frames,
                                            max_frames=diagnose_frames)

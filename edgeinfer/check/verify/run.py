@@ -42,14 +42,7 @@ from edgeinfer.parity.certify import (
 )
 from edgeinfer.parity.prefix import prefix_runner
 from edgeinfer.parity.runners import ArtifactRunner
-from edgeinfer.parity.stages import (
-    MODEL,
-    StageCheck,
-    end_to_end,
-    failures,
-    model_stage,
-    preprocessing_stage,
-)
+from edgeinfer.parity.stages import MODEL, StageCheck, by_stage, failures, float_stages
 from edgeinfer.parity.stats import Comparison, accuracy, compare, flip_pairs
 from edgeinfer.parity.tolerances import TOLERANCES, tolerance
 from edgeinfer.progress import Progress
@@ -314,22 +307,12 @@ def device_stages(data: bytes, fmt: str, dtype: str, pack: ParityPack, probs: np
     network so sensitive that convert judged it stage by stage, it fails here by the same
     amount, and the note says to pack with ``--artifact``.
     """
-    out = []
     prefix = prefix_runner(data, threads)
-    if prefix is not None:
-        pixels, _ = prefix.run(pack.frames)
-        out.append(preprocessing_stage(pack.spec, pack.frames, pixels,
-                                       f"{fmt}-{dtype} prefix (this device)",
-                                       "numpy/OpenCV reference (this device)"))
-    target = f"{fmt}-{dtype}"
+    pixels = prefix.run(pack.frames)[0] if prefix is not None else None
     sha = hashlib.sha256(data).hexdigest()
     mine = pack.artifact is not None and pack.artifact.get("sha256") == sha
-    if mine and dtype != "int8" and pack.artifact_reference is not None:
-        model = model_stage(pack.artifact_reference, probs, tol, f"{ref_name} {OWN_PIXELS}",
-                            target)
-        out += [model, end_to_end(pack.reference, probs, tol, f"{ref_name} on reference "
-                                  "pixels (pack)", target)]
-        return out, model.comparison
-    out.append(model_stage(pack.reference, probs, tol, f"{ref_name} on reference pixels "
-                           "(pack)", target))
-    return out, None
+    own = pack.artifact_reference if mine and dtype != "int8" else None
+    out = float_stages(probs, tol, f"{fmt}-{dtype}", ref_name, spec=pack.spec,
+                       frames=pack.frames, pixels=pixels, own=own, reference=pack.reference,
+                       where=(" (this device)", " (pack)"), own_name=f"{ref_name} {OWN_PIXELS}")
+    return out, by_stage(out)
