@@ -175,7 +175,7 @@ def _before_cell(b: dict[str, Any] | None) -> str:
         return ""
     if "max" in b:
         return f"accepted, {b['max']:.1f} / {b['mean']:.2f}"
-    return f"{b['verdict']}: {b.get('why', '')[:70]}"
+    return f"{b['verdict']}: {' '.join(str(b.get('why', '')).split())[:70]}"
 
 
 def write_docs(hf: list[dict[str, Any]], timm: list[dict[str, Any]], meta: dict[str, Any]
@@ -232,7 +232,7 @@ def write_docs(hf: list[dict[str, Any]], timm: list[dict[str, Any]], meta: dict[
             second = r["task"] if key == "class" else (
                 f"{r['input_size'][1:]}, {r['crop_pct']}, {r['crop_mode'] or 'center'}, "
                 f"{r['interpolation']}")
-            why = (r.get("why") or "").replace("|", "/")[:150]
+            why = " ".join((r.get("why") or "").replace("|", "/").split())[:150]
             lines.append(f"| {r[key]} | {second} | {r['verdict']} | {_fig(r)} | {why} | "
                          f"{_before_cell(r.get('before')).replace('|', '/')} |")
         lines.append("")

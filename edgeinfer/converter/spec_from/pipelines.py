@@ -87,7 +87,9 @@ def hf_build(cfg: dict[str, Any]) -> tuple[Any, str]:
         try:
             return cls.from_dict(dict(cfg)), ""
         except Exception as e:  # noqa: BLE001
-            why = f"transformers cannot build {cand} from this config ({type(e).__name__}: {e})"
+            first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else ""
+            why = f"transformers cannot build {cand} from this config ({type(e).__name__}: " \
+                f"{first})"
     return None, why
 
 
