@@ -234,16 +234,17 @@ def test_a_budget_alone_writes_the_most_accurate_int8_and_states_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_one_folder_for_calibration_and_parity_is_split(tmp_path, capsys):
+def test_one_folder_for_calibration_and_parity_is_split(tmp_path):
     """Plain int8 given one folder for calibration and parity (issue 25): certified on the
-    frames not calibrated on, and said so (before: certified on all 400, the 256 it was
-    calibrated on among them)."""
+    frames not calibrated on, and said so. Before: certified on all 400, the 256 it was
+    calibrated on among them. On these frames the honest figure misses the default 99%
+    (98.5% of 272 measured), so the verdict may be a refusal: either way it is judged on
+    the 272 frames not calibrated on."""
     import cv2
 
-    from edgeinfer.cli import main
+    from edgeinfer.converter.api import convert
     from edgeinfer.converter.sources.reference import get_reference
     from edgeinfer.data.frames import load_frames
-    from edgeinfer.runtime.metadata import read_metadata
     from edgeinfer.spec import PreprocessSpec
 
     spec = PreprocessSpec.from_json(get_reference("fashion").spec_path.read_text())
@@ -251,13 +252,16 @@ def test_one_folder_for_calibration_and_parity_is_split(tmp_path, capsys):
     d.mkdir()
     for i, f in enumerate(load_frames("builtin:fashion-test", spec, limit=400).frames):
         cv2.imwrite(str(d / f"{i:04d}.png"), f)
-    out = tmp_path / "split.onnx"
-    assert main(["convert", "fashion", "-o", str(out), "--quantize", "int8",
-                 "--calibration", str(d), "--parity-data", str(d)]) == 0
-    text = capsys.readouterr()
-    meta = read_metadata(str(out))
-    split = meta.provenance["certification_split"]
-    assert split["calibrated_on"] == meta.provenance["calibration"]["n"] == 128
-    assert split["certified_on"] == meta.parity["n"] == 400 - 128
-    assert "not calibrated on" in meta.parity["data"]
-    assert "certified on 272 of 400 parity frames not calibrated on" in text.out
+    lines: list[str] = []
+    try:
+        res = convert("fashion", tmp_path / "split.onnx", quantize="int8", calibration=str(d),
+                      parity_data=str(d), progress=lines.append)
+    except ParityError as e:
+        assert "n=272 " in str(e) and not (tmp_path / "split.onnx").exists(), str(e)
+    else:
+        split = res.metadata.provenance["certification_split"]
+        assert split["calibrated_on"] == res.metadata.provenance["calibration"]["n"] == 128
+        assert split["certified_on"] == res.metadata.parity["n"] == 272
+        assert "not calibrated on" in res.metadata.parity["data"]
+    said = [m for m in lines if "certifying on the" in m]
+    assert said and "calibrating on 128, certifying on the 272 parity frames" in said[0], lines
