@@ -15,8 +15,8 @@ def run(args: argparse.Namespace, threads: list[int]) -> int:
     from edgeinfer.runtime.detect import is_detector
 
     if len(args.artifacts) != 1 or not is_detector(args.artifacts[0]):
-        raise ConfigError("bench one detector at a time (blazeface:VARIANT), without "
-                          "classifier artifacts next to it")
+        raise ConfigError("bench one detector at a time (blazeface:VARIANT or a detector "
+                          "artifact), without classifier artifacts next to it")
     if args.warmup < 0:
         raise ConfigError("--warmup must be >= 0")
     report = bench_detector(args.artifacts[0], threads, args.runs, image=args.image,

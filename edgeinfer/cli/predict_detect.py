@@ -12,24 +12,21 @@ import json
 
 from edgeinfer.cli.common import EXIT_USAGE, err, progress
 from edgeinfer.errors import ConfigError, EdgeInferError
+from edgeinfer.runtime.detect import is_detector
 
-PREFIX = "blazeface:"
-
-
-def wants(model: str) -> bool:
-    """Whether ``predict``'s MODEL names a bundled detector."""
-    return str(model).startswith(PREFIX)
+#: whether ``predict``'s MODEL names a detector (one rule for predict, serve, watch, bench)
+wants = is_detector
 
 
 def run(args: argparse.Namespace, images: list[str], failed: int) -> int:
-    from edgeinfer.runtime.detect.detector import Detector
+    from edgeinfer.runtime.detect.loader import open_detector
 
     if args.video is not None:
         raise ConfigError("--video is not served for detectors yet (issue 28); give images")
     if not images and not failed:
         raise ConfigError("give one or more IMAGE paths")
-    det = Detector.blazeface(str(args.artifact)[len(PREFIX):], threads=args.threads,
-                             max_pixels=int(args.max_megapixels * 1e6))
+    det = open_detector(args.artifact, threads=args.threads,
+                        max_pixels=int(args.max_megapixels * 1e6))
     progress(f"{args.artifact}: {det.source.name}, {det.task.describe()}")
     for name in images:
         try:

@@ -12,7 +12,7 @@ from edgeinfer.errors import ConfigError
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeinfer.runtime.detect.detector import open_detector
+    from edgeinfer.runtime.detect.loader import open_detector
     from edgeinfer.runtime.detect.stream import DetectionStream
 
     if args.monitor or args.tta or args.smoothing is not None or args.top_k != 1:

@@ -186,7 +186,7 @@ class ServedDetector:
 def open_served(name: str, cfg: ServeConfig) -> ServedDetector:
     """``blazeface:VARIANT`` (or, later, a detector artifact) as a served model."""
     from edgeinfer.runtime.detect import served_name
-    from edgeinfer.runtime.detect.detector import open_detector
+    from edgeinfer.runtime.detect.loader import open_detector
 
     return ServedDetector(served_name(name), open_detector(
         name, threads=cfg.threads, max_pixels=cfg.max_pixels, max_bytes=cfg.max_body_bytes))

