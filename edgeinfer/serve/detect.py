@@ -75,12 +75,12 @@ class ServedDetector:
         c = self.spec.frame_channels
         if req.images is not None:
             data = req.images[0]
-            _, h, w = probe(data, "image 0")
+            fmt, h, w = probe(data, "image 0")
             self._check_pixels(h, w, cfg)
             if charge is not None:
                 charge.add(h * w * c, "decoding the request's image")
             return [load_image(data, self.spec, cfg.max_pixels, cfg.max_body_bytes,
-                               header=(_, h, w))]
+                               header=(fmt, h, w))]
         t = req.tensor
         self._check_pixels(t.shape[1], t.shape[2], cfg)
         if charge is not None:

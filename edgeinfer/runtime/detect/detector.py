@@ -29,7 +29,12 @@ from edgeinfer.runtime.detect.decode import decode_ssd, ssd_anchors, ssd_scores
 from edgeinfer.runtime.detect.geometry import Fit, fit, pad_to_aspect
 from edgeinfer.runtime.detect.nms import nms, weighted_nms
 from edgeinfer.runtime.detect.pixels import pillow_resize_padded, pillow_resize_u8
-from edgeinfer.runtime.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageInput, _load
+from edgeinfer.runtime.image import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageInput,
+    load_image,
+)
 from edgeinfer.runtime.tflite_backend import open_interpreter
 from edgeinfer.spec import PreprocessSpec
 
@@ -107,7 +112,7 @@ class Detector:
     # ------------------------------------------------------------------ steps
     def frame(self, image: ImageInput) -> np.ndarray:
         """The checked uint8 frame (``H x W x C`` in the spec's frame colour)."""
-        return _load(image, self.spec, self.max_pixels, self.max_bytes)
+        return load_image(image, self.spec, self.max_pixels, self.max_bytes)
 
     def placement(self, frame: np.ndarray) -> tuple[np.ndarray, Fit]:
         """The model's float32 input ``[1, h, w, C]`` and how the frame was placed."""
