@@ -165,3 +165,21 @@ def test_bad_requests_are_4xx(server, photos) -> None:  # noqa: ANN001
     assert r.status_code == 400 and "empty" in r.json()["error"]
     r = httpx.post(f"{server}/predict?model={NAME}", content=b"\x89PNG\r\n\x1a\nbroken")
     assert 400 <= r.status_code < 500
+
+
+def test_micro_batching_server_answers_each_request_its_own_boxes(detector, photos) -> None:  # noqa: ANN001
+    """With --max-batch the scheduler may run concurrent requests' frames in one call: each
+    request still gets its own image's detections (0, 1 and 2 faces at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["coffee", "astronaut", "two faces", "portrait"] * 2
+    with serve_in_thread(["blazeface:short_range"],
+                         ServeConfig(port=0, threads=1, max_batch=4, batch_window_ms=20)) as url:
+        def one(name: str) -> np.ndarray:
+            c = _client(url)
+            return c.infer(NAME, [_bytes_input(photos[name])]).as_numpy("boxes")
+
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(one, names))
+    for name, boxes in zip(names, got, strict=True):
+        np.testing.assert_array_equal(boxes, _expected(detector, photos[name])["boxes"])
