@@ -209,6 +209,12 @@ def test_the_gate_judges_the_target_the_user_asked(at_098, capsys):
     out = capsys.readouterr().out
     assert "onnx int8, 0 of 5 conv/matmul layers float" in out
     assert "judged by: >= 98% top-1 agreement (95% lower bound, --min-agreement)" in out
+    from edgeinfer.runtime.predictor import Predictor
+    from edgeinfer.serve.models import ServedModel
+
+    served = ServedModel("f", Predictor(str(at_098.path)), "onnx", monitor=False)
+    par = served.metadata()["parameters"]
+    assert par["certification"] == "PASS" and par["judged_by"].startswith(">= 98% top-1")
 
 
 @pytest.mark.slow
