@@ -80,7 +80,7 @@ def _configure(dest: Path, module: str, tests: list[str], k: str | None = None) 
         f"only_mutate = [{json.dumps(module)}]",
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
         'also_copy = ["models", "tests", "tools", "docs"]',
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]', ""])
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q", "-m", "not slow"]', ""])
     py = dest / "pyproject.toml"
     py.write_text(py.read_text() + extra)
 

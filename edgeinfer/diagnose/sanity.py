@@ -74,16 +74,17 @@ def chance(pred: np.ndarray, labels: np.ndarray, classes: int) -> Chance | None:
     n = len(labels)
     if len(np.unique(labels)) < 2:
         return None
-    k = max(classes, int(pred.max(initial=0)) + 1, int(labels.max(initial=0)) + 1)
-    p_pred = np.bincount(pred, minlength=k) / max(n, 1)
-    p_label = np.bincount(labels, minlength=k) / max(n, 1)
-    expected = float(p_pred @ p_label)
+    # pred < classes (an argmax over the model's outputs); a label past them still counts
+    k = max(classes, int(labels.max()) + 1)
+    p_pred = np.bincount(pred, minlength=k) / n
+    p_label = np.bincount(labels, minlength=k) / n
+    expected = float(p_pred @ p_label)  # < 1: the labels hold two classes
     correct = int((pred == labels).sum())
     upper = wilson(correct, n)[1]
-    kappa = (upper - expected) / (1 - expected) if expected < 1 else 0.0
+    kappa = (upper - expected) / (1 - expected)
     # One predicted class for labels of several: kappa is exactly 0, whatever the interval
     # says (the upper bound alone lets a stuck model through on skewed labels: 48 of 66).
     # Only with enough frames of the other classes, all missed, to be sure: 63 cats and a
     # dog all called "cat" is a good model as often as a stuck one.
     stuck = len(np.unique(pred)) == 1 and int((labels != pred[0]).sum()) >= MIN_OTHERS
-    return Chance(correct / n if n else 0.0, n, expected, upper, float(kappa), stuck)
+    return Chance(correct / n, n, expected, upper, float(kappa), stuck)

@@ -53,6 +53,38 @@ def test_a_model_stuck_on_one_class_is_at_chance_even_on_skewed_labels() -> None
     assert not chance(np.zeros_like(few), few, 10).at_chance
 
 
+def test_stuck_needs_at_least_ten_missed_frames_of_other_classes() -> None:
+    from edgeinfer.diagnose.sanity import MIN_OTHERS
+
+    for others, stuck in ((MIN_OTHERS, True), (MIN_OTHERS - 1, False)):
+        labels = np.array([0] * 200 + [1] * others)
+        c = chance(np.zeros_like(labels), labels, 10)
+        assert c.one_class is stuck
+        assert ("does not tell the classes apart" in c.summary()) is stuck
+
+
+def test_labels_past_the_models_classes_count_as_wrong() -> None:
+    labels = np.array([0, 1, 12, 12] * 16)  # class 12: a folder the model has no output for
+    c = chance(labels % 10, labels, 10)
+    assert c.accuracy == pytest.approx(0.5) and c.chance == pytest.approx(2 * 0.25 * 0.25)
+
+
+def test_the_figures_said_and_stored() -> None:
+    labels = _balanced(64)
+    pred = (labels + 1) % 10
+    pred[:6] = labels[:6]
+    c = chance(pred, labels, 10)
+    d = c.to_dict()
+    assert d["n"] == 64 and d["accuracy"] == pytest.approx(6 / 64)
+    assert d["chance"] == pytest.approx(0.1, abs=0.01) and d["at_chance"] is True
+    assert d["upper"] == pytest.approx(0.19, abs=0.01) and d["kappa_min"] == KAPPA_MIN
+    assert d["kappa_upper"] == pytest.approx((d["upper"] - d["chance"]) / (1 - d["chance"]))
+    assert d["one_class"] is False
+    text = c.summary()
+    assert f"accuracy 9.4% on 64 labelled frames, chance {c.chance:.1%}" in text
+    assert f"{c.kappa_upper:.2f} of the way" in text and f"below {KAPPA_MIN}" in text
+
+
 def test_a_weak_but_real_model_is_not_at_chance() -> None:
     labels = _balanced(64)
     pred = (labels + (np.arange(64) % 10 >= 3)) % 10  # right on 21 of 64 frames
