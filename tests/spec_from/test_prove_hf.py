@@ -197,3 +197,14 @@ def test_without_transformers_only_the_evidence_list_is_accepted() -> None:
     assert "not among the" in out["levit"]
     assert "DetrImageProcessor: a processor for object detection" in out["detr"]
     assert "size=256" in out["deit-legacy"] and "legacy integer" in out["deit-legacy"]
+
+
+def test_the_task_comes_from_transformers_model_mappings() -> None:
+    """Read live from transformers (the static OTHER_TASKS list only backs it up when
+    transformers is absent): a class a newer transformers adds is still classified."""
+    from edgeinfer.converter.spec_from.pipelines import hf_task
+
+    assert hf_task("ViTImageProcessorPil") is None and hf_task("LevitImageProcessor") is None
+    assert hf_task("DetrImageProcessorPil") == "object detection"
+    assert hf_task("SuperPointImageProcessorPil") == "keypoint detection"
+    assert hf_task("NoSuchImageProcessor") is None  # unknown: the evidence list decides
