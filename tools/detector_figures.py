@@ -92,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                                                    dets["runtime"].arrays, frames)["all"]
     result["wrong_fit_stretch"] = detections_vs(stretched(dets["graph"]), src.framework,
                                                 frames)
+    truth = {id(f.image): (f.boxes, np.ones(len(f.boxes)), f.classes) for f in frames}
+    vs = detections_vs(dets["graph"].arrays, lambda img: truth[id(img)], frames)
+    result["vs_truth"] = {k: {"precision": v["matched"] / max(1, v["matched"] + v["only_artifact"]),
+                              "recall": v["matched"] / max(1, v["matched"] + v["only_framework"]),
+                              "f1": v["f1"]} for k, v in vs.items()}
     torch.set_num_threads(1)
     lat = {"torch_pipeline": median_ms(src.framework, frames, args.repeats)}
     for nms, d in dets.items():

@@ -42,7 +42,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgeinfer.converter.detect_frames import Frame, make_frame, parity_frames  # noqa: E402
+from edgeinfer.converter.detect_frames import (  # noqa: E402
+    LABELS,
+    Frame,
+    make_frame,
+    parity_frames,
+)
 from edgeinfer.data.datasets import load_fashion_mnist, sample_photos  # noqa: E402
 from edgeinfer.detect_spec import DetectionSpec  # noqa: E402
 from edgeinfer.runtime.detect.geometry import fit  # noqa: E402
@@ -311,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out_dir / "training.json").write_text(json.dumps({
         "model": "FashionDet (models/fashion_detector/net.py)", "parameters": n_params,
         "backgrounds": bg, "objects": "Fashion-MNIST train items (held out: test items), "
-        "5 classes " + ", ".join(net.__dict__.get("LABELS", ())),
+        "5 classes: " + ", ".join(LABELS),
         "frames_seen": args.steps * args.batch_size, "steps": args.steps,
         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "train_seconds": round(train_s, 1), "cpu_seconds": round(time.process_time(), 1),

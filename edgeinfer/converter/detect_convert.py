@@ -163,7 +163,7 @@ def metadata(src: DetectorSource, facts: dict[str, Any], parity: dict[str, Any]
 
 def convert_detector(source: Any, output: str | Path, *, weights: str | Path | None = None,
                      nms: str = "graph", quantize: str | None = None,
-                     frames: Sequence[Any] | None = None, calibration: int = 64,
+                     frames: Sequence[Any] | None = None, calibration: int = 256,
                      progress: Progress | None = None) -> tuple[Path, ArtifactMetadata]:
     """Convert, gate, write. ``frames``: :class:`~edgeinfer.converter.detect_frames.Frame`
     objects to gate on (default: the bundled parity frames, 16 per aspect). ``quantize``:

@@ -135,7 +135,7 @@ def parity_frames(per_aspect: int = 16, seed: int = 2028, long_sides: Sequence[i
     return out
 
 
-def calibration_frames(n: int = 64, seed: int = 7) -> list[np.ndarray]:
+def calibration_frames(n: int = 256, seed: int = 7) -> list[np.ndarray]:
     """int8 calibration frames: the bundled photos with Fashion-MNIST *train* items, every
     aspect, other crops than the parity frames (another seed, other items)."""
     from edgeinfer.data.datasets import load_fashion_mnist, sample_photos

@@ -23,9 +23,29 @@ import onnx
 from edgeinfer.progress import Progress
 
 
+def head_convs(model: onnx.ModelProto, outputs: Sequence[str]) -> list[str]:
+    """The last Conv on every path to ``outputs``: a detector's class and box heads (the
+    classifier recipe's ``float_head``: the numbers that decide a box stay float)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    found: list[str] = []
+    stack, seen = list(outputs), set()
+    while stack:
+        n = producer.get(stack.pop())
+        if n is None or n.name in seen:
+            continue
+        seen.add(n.name)
+        if n.op_type == "Conv":
+            found.append(n.name)
+        else:
+            stack.extend(n.input)
+    return sorted(found)
+
+
 def quantize_detector(model: onnx.ModelProto, calibration: Sequence[np.ndarray],
-                      say: Progress) -> onnx.ModelProto:
-    """The QDQ int8 model (metadata_props kept) of an fp32 detector ModelProto."""
+                      say: Progress, float_head: bool = True, reduce_range: bool = True
+                      ) -> onnx.ModelProto:
+    """The QDQ int8 model (metadata_props kept) of an fp32 detector ModelProto;
+    ``float_head`` keeps the head convolutions (:func:`head_convs`) float."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -45,11 +65,17 @@ def quantize_detector(model: onnx.ModelProto, calibration: Sequence[np.ndarray],
             n.name = n.name or f"edgeinfer_node_{i}"
         onnx.save_model(src, fp32)
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        keep = float_nodes(onnx.load_model(pre))
-        say(f"int8: QDQ U8S8 reduce_range, per-channel weights, Conv only, MinMax on "
-            f"{len(calibration)} frames; {len(keep)} prefix nodes kept float")
+        pre_model = onnx.load_model(pre)
+        keep = float_nodes(pre_model)
+        # from the graph's outputs: the optimiser may drop the core's Identity names
+        heads = (head_convs(pre_model, [o.name for o in pre_model.graph.output])
+                 if float_head else [])
+        say(f"int8: QDQ U8S8{' reduce_range' if reduce_range else ''}, per-channel "
+            f"weights, Conv only, MinMax on {len(calibration)} frames; {len(keep)} prefix "
+            f"nodes and {len(heads)} head convolutions kept float")
+        keep = keep + heads
         quantize_static(str(pre), str(out), _FrameReader(list(calibration), progress=say),
-                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=["Conv"], nodes_to_exclude=keep,
                         calibrate_method=CalibrationMethod.MinMax,

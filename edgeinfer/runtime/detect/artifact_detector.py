@@ -19,7 +19,9 @@ numpy, OpenCV and onnxruntime only (onnxruntime imported when an artifact is ope
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,7 +71,9 @@ class ArtifactDetector:
         else:
             raise ModelError(f"{name} has outputs {list(outs)}; a detector artifact writes "
                              f"{', '.join(GRAPH_OUTPUTS)} or {', '.join(RUNTIME_OUTPUTS)}")
-        self.source, self.spec = name, self.metadata.spec
+        # DetectorLike (runtime/detect/detector.py): serve, watch and bench plug this in
+        self.source = Path(model) if isinstance(model, (str, os.PathLike)) else Path(name)
+        self.spec = self.metadata.spec
         self.task, self.labels = self.metadata.detection, self.metadata.labels
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
         self._outputs = list(outs[:3 if self.nms_in_graph else 2]) + list(extra_outputs)
@@ -116,7 +120,7 @@ class ArtifactDetector:
         return self.labels[c] if 0 <= c < len(self.labels) else str(c)
 
     def describe(self) -> dict[str, Any]:
-        return {"source": self.source, "task": self.metadata.task,
+        return {"source": str(self.source), "task": self.metadata.task,
                 "nms": "graph" if self.nms_in_graph else "runtime",
                 "detection": self.task.to_dict(), "labels": list(self.labels)}
 
