@@ -21,7 +21,7 @@ Neither signal available (an ONNX source without BN probe, unlabelled frames): v
 
 Two more refusals (issue 25, "sanity before PASS"; measured in docs/sanity/):
 
-* labelled frames on which the given spec leaves the model at chance
+* the user's own labelled frames on which the given spec leaves the model at chance
   (:mod:`edgeinfer.diagnose.sanity`) are refused even when no hypothesis does better: the
   gate's PASS would certify a useless artifact. The message says what the audit found.
 * on the user's own frames, a given spec whose BN fit is in the gross range (>=
@@ -130,7 +130,8 @@ def audit_spec(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
     at most ``limit`` of them, spread evenly over the set so every class keeps its share
     (deterministic); ``budget_s`` opts in to fewer when that wall time would be exceeded.
     ``own_frames`` False (bundled frames standing in for the user's): a poor BN fit says
-    the frames are not the model's domain, so the gross-fit refusal is off."""
+    the frames are not the model's domain and their labels are not the user's, so the
+    gross-fit and at-chance refusals are off."""
     t0 = time.perf_counter()
     spec = framework_spec(getattr(source, "provenance", None), spec)
     sim = Simulator(source, spec)
@@ -147,7 +148,7 @@ def audit_spec(source: Any, spec: PreprocessSpec, frames: FrameSet, *,
     rows = [_row(sim.run(v, sub, ref_inputs), given, labels)
             for v in spec_hypotheses(spec, sub, model_hw(source))]
     ch = (chance(given.probs.argmax(-1), labels, given.probs.shape[-1])
-          if labels is not None else None)
+          if labels is not None and own_frames else None)
     result = _verdict(g_row, rows, labels is not None, len(idx), time.perf_counter() - t0,
                       ch, own_frames)
     if len(idx) < min(n_all, limit or n_all):
