@@ -180,6 +180,10 @@ def convert_detector(source: Any, output: str | Path, *, weights: str | Path | N
                           f"not {out.name}")
     if quantize not in (None, "int8"):
         raise ConfigError(f"quantize={quantize!r}: a detector converts to fp32 or int8 ONNX")
+    from edgeinfer.converter.detect_graph import NMS_PLACES
+
+    if nms not in NMS_PLACES:
+        raise ConfigError(f"nms must be one of {', '.join(NMS_PLACES)}, got {nms!r}")
     src = load_detector(source, weights)
     say(f"detector {source}: {len(src.labels)} classes, {src.detection.describe()}")
     model, facts = build_onnx(src, nms)

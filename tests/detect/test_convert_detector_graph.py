@@ -99,3 +99,18 @@ def test_ending_refuses_a_fit_it_cannot_invert() -> None:
     m = onnx.ModelProto()
     with pytest.raises(ValueError, match="letterbox only"):
         add_postprocess(m, DetectionSpec(fit="stretch"), SIZE)
+
+
+@pytest.mark.parametrize("output, kw, match", [
+    ("det.tflite", {}, "converts to ONNX so far"),
+    ("det.onnx", {"quantize": "fp16"}, "fp32 or int8"),
+    ("det.onnx", {"nms": "both"}, "nms must be one of"),
+])
+def test_detector_conversion_refuses_what_it_cannot_build(tmp_path, output, kw, match) -> None:
+    """Bad requests are one typed error before any export (the CLI prints one line, exit 2)."""
+    from edgeinfer.converter.detect_convert import convert_detector
+    from edgeinfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        convert_detector("fashion-detector", tmp_path / output, **kw)
+    assert not (tmp_path / output).exists()
