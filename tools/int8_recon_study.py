@@ -3,6 +3,7 @@
     python tools/int8_recon_study.py quantize MODEL METHOD OUT.onnx   # one method, one process
     python tools/int8_recon_study.py evaluate MODEL METHOD ...         # agreement, latency, size
     python tools/int8_recon_study.py run MODEL METHOD ... [--timeout S] # both, each bounded
+    python tools/int8_recon_study.py report docs/int8/reconstruction    # the .json and table
 
 MODEL: ``effnet`` (EfficientNet-Lite0 fp32 artifact from ``edgeinfer convert``; calibration on
 the TUNE photos of ``tools/imagenet_sample_split.py``, agreement also on the untouched FINAL
@@ -42,7 +43,7 @@ VENVS = Path("/work/venv-quant")
 COMPUTE = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: method -> the venv whose python runs its ``quantize`` (None: the project's own)
 VENV = {"nncf": "nncf", "quark-minmax": "quark", "quark-cle": "quark", "quark-cle-bc": "quark",
-        "quark-cle-adaround": "quark",
+        "quark-adaround": "quark", "quark-cle-adaround": "quark",
         "quark-adaquant": "quark", "aimet-minmax": "aimet", "aimet-adaround": "aimet",
         "aimet-seqmse": "aimet"}
 METHODS = ["fp32", "minmax-avx2", "minmax", "percentile", *VENV]
@@ -204,6 +205,9 @@ def q_quark(part: onnx.ModelProto, xs: list[np.ndarray], softmax: str, algo: str
     from quark.onnx.quantization.config.spec import CalibMethod, QuantGranularity
 
     algos = {"minmax": [], "cle": [CLEConfig()], "cle-bc": [CLEConfig(), BiasCorrectionConfig()],
+             "adaround": [AdaRoundConfig(
+                 data_size=RECON_FRAMES, batch_size=2, num_iterations=ITERATIONS,
+                 learning_rate=0.1, early_stop=True)],
              "cle-adaround": [CLEConfig(), AdaRoundConfig(
                  data_size=RECON_FRAMES, batch_size=2, num_iterations=ITERATIONS,
                  learning_rate=0.1, early_stop=True)],
@@ -385,10 +389,59 @@ def run(model: str, methods: list[str], timeout: int) -> None:
         evaluate(model, method)
 
 
+def _ci(r: dict) -> str:
+    return f"{r['agreement']:.2%} [{r['ci95'][0]:.2%}, {r['ci95'][1]:.2%}]"
+
+
+def _acc(r: dict) -> str:
+    a = r.get("accuracy")
+    return f"{a['accuracy']:.2%}" if a else "-"
+
+
+def report(dest: Path) -> None:
+    """docs/int8/reconstruction.json (every result) and a table per model in the .md's
+    generated block (between the two ``<!-- table -->`` markers)."""
+    flags = sorted(set(subprocess.run(
+        ["grep", "-o", "-w", r"avx2\|avx512f\|avx512_vnni", "/proc/cpuinfo"],
+        capture_output=True, text=True).stdout.split()))
+    results: dict[str, dict[str, dict]] = {}
+    for f in sorted(OUT.glob("*.result.json")):
+        model, _, method = f.name.removesuffix(".result.json").partition("-")
+        results.setdefault(model, {})[method] = json.loads(f.read_text())
+    dest.with_suffix(".json").write_text(json.dumps(
+        {"cpu_flags": flags, "cpu_count": os.cpu_count(), "results": results}, indent=1))
+    lines = [f"CPU flags: {' '.join(flags)}; {os.cpu_count()} cores.", ""]
+    for model, res in results.items():
+        lines += [f"### {model}", "",
+                  "| method | agreement tune (95% CI) | agreement final (95% CI) | accuracy "
+                  "final | latency ratio 1t / 2t | size MB | quantise s | peak RSS MB | "
+                  "float layers | load |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for method in [m for m in METHODS if m in res] + [m for m in res if m not in METHODS]:
+            r = res[method]
+            if "error" in r:
+                lines.append(f"| {method} | {r['error']} |  |  |  |  |  |  |  |  |")
+                continue
+            lat = r["latency"]
+            lines.append(
+                f"| {method} | {_ci(r['tune'])} | {_ci(r['final'])} | {_acc(r['final'])} | "
+                f"{lat['1']['ratio']:.2f} / {lat['2']['ratio']:.2f} | {r['size_mb']:.2f} | "
+                f"{r['quantize_s']:.0f} | {r['peak_rss_mb']:.0f} | "
+                f"{r['float_layers']}/{r['compute_layers']} | {r['load_average'][0]:.1f} |")
+        lines.append("")
+    md = dest.with_suffix(".md")
+    text = md.read_text() if md.exists() else "<!-- table -->\n<!-- table -->\n"
+    head, _, rest = text.partition("<!-- table -->\n")
+    _, _, tail = rest.partition("<!-- table -->\n")
+    md.write_text(head + "<!-- table -->\n" + "\n".join(lines) + "<!-- table -->\n" + tail)
+
+
 def main(argv: list[str]) -> None:
     cmd, model, *rest = argv
     OUT.mkdir(parents=True, exist_ok=True)
-    if cmd == "quantize":
+    if cmd == "report":  # MODEL is the destination here: docs/int8/reconstruction
+        report(Path(model))
+    elif cmd == "quantize":
         quantize(model, rest[0], rest[1])
     elif cmd == "evaluate":
         for m in rest:
