@@ -21,6 +21,7 @@ from edgeinfer._version import __version__
 from edgeinfer.artifact import FORMATS, ArtifactMetadata
 from edgeinfer.converter.gate import GateResult, artifact_stages, gate
 from edgeinfer.converter.profile import reference_profile
+from edgeinfer.converter.result import ConversionResult
 from edgeinfer.converter.sources.base import Source
 from edgeinfer.converter.sources.load import resolve_labels, resolve_source
 from edgeinfer.converter.spec_from import prove as prove_spec  # on the parity frames
@@ -42,24 +43,11 @@ from edgeinfer.errors import (
     require,
 )
 from edgeinfer.parity.runners import ArtifactRunner
-from edgeinfer.parity.stats import Comparison
 from edgeinfer.progress import Progress
 from edgeinfer.spec import PreprocessSpec
 
 QUANTIZE = {"onnx": (None, "int8"), "tflite": (None, "fp16", "int8")}
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
-
-
-@dataclass
-class ConversionResult:
-    path: Path
-    metadata: ArtifactMetadata
-    parity: Comparison | None
-    lint_warnings: list[str] = field(default_factory=list)
-
-    @property
-    def bn_left(self) -> int:
-        return int(self.metadata.provenance.get("batchnorm_left", -1))
 
 
 def load_source(source: Any, spec: Any = None, weights: str | Path | None = None, *,

@@ -28,6 +28,7 @@ import numpy as np
 
 from edgeinfer._version import __version__
 from edgeinfer.artifact import ArtifactMetadata
+from edgeinfer.converter.result import ConversionResult
 from edgeinfer.detect_spec import DetectionSpec
 from edgeinfer.errors import ConfigError, ConversionError, ParityError
 from edgeinfer.progress import Progress
@@ -231,7 +232,5 @@ def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[
 def as_result(source: Any, output: str | Path, **kw: Any) -> Any:
     """:func:`convert_detector` as ``edgeinfer.convert`` returns it (a ConversionResult;
     ``parity`` None: a detector's figures are the metadata's ``parity`` entry)."""
-    from edgeinfer.converter.api import ConversionResult
-
     path, meta = convert_detector(source, output, **kw)
     return ConversionResult(path, meta, None)
