@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME, PREFIX_OUTPUT
-from edgeinfer.converter.preprocess_graph import PREFIX_NODE_PREFIX
+from edgeinfer.artifact import PREFIX_OUTPUT
+from edgeinfer.converter.int8.reconstruct import graft, prefix_pixels, split
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out" / "int8_recon"
@@ -79,82 +79,11 @@ def frames(model: str, part: str):
     return load_frames(src, meta.spec, limit=limit, class_names=meta.labels)
 
 
-# -- the model part: cut the prefix off, graft the quantised part back ---------------------
-
-def split(model: onnx.ModelProto) -> tuple[list[onnx.NodeProto], onnx.ModelProto, str]:
-    """(prefix nodes, the model part from ``PREFIX_OUTPUT`` to ``OUTPUT_NAME``, softmax name)."""
-    from edgeinfer.converter.moments import without_moments
-
-    m = without_moments(model)
-    for i, n in enumerate(m.graph.node):
-        n.name = n.name or f"edgeinfer_node_{i}"
-    producer = {o: n for n in m.graph.node for o in n.output}
-    up, stack = set(), [PREFIX_OUTPUT]
-    while stack:
-        n = producer.get(stack.pop())
-        if n is not None and n.name not in up:
-            up.add(n.name)
-            stack.extend(n.input)
-    up |= {n.name for n in m.graph.node if n.name.startswith(PREFIX_NODE_PREFIX)}
-    prefix = [n for n in m.graph.node if n.name in up]
-    body = [n for n in m.graph.node if n.name not in up]
-    used = {i for n in body for i in n.input}
-    inits = [i for i in m.graph.initializer if i.name in used]
-    x = onnx.helper.make_tensor_value_info(PREFIX_OUTPUT, onnx.TensorProto.FLOAT,
-                                           ["N", None, None, None])
-    g = onnx.helper.make_graph(body, "model", [x], list(m.graph.output), inits)
-    part = onnx.helper.make_model(g, opset_imports=_opsets(m), ir_version=m.ir_version)
-    softmax = producer[OUTPUT_NAME].name
-    return prefix, part, softmax
-
-
-def _opsets(*models: onnx.ModelProto) -> list[onnx.OperatorSetIdProto]:
-    """One import per domain, the highest (an artifact can list the default domain twice,
-    which Quark's optimiser refuses)."""
-    best: dict[str, int] = {}
-    for m in models:
-        for o in m.opset_import:
-            d = "" if o.domain == "ai.onnx" else o.domain
-            best[d] = max(best.get(d, 0), o.version)
-    return [onnx.helper.make_opsetid(d, v) for d, v in best.items()]
-
-
-def graft(fp32: onnx.ModelProto, qpart: onnx.ModelProto, settings: dict) -> onnx.ModelProto:
-    """The fp32 artifact's float prefix followed by the quantised model part."""
-    from edgeinfer.converter.int8.onnx_quant import KEY_QUANTIZATION
-    from edgeinfer.converter.moments import without_moments
-
-    m = without_moments(fp32)
-    prefix, _, _ = split(m)
-    used = {i for n in prefix for i in n.input}
-    inits = [i for i in m.graph.initializer if i.name in used]
-    clash = {i.name for i in inits} & {i.name for i in qpart.graph.initializer}
-    if clash:
-        raise SystemExit(f"prefix and model part share initializer names: {sorted(clash)[:3]}")
-    g = onnx.helper.make_graph(prefix + list(qpart.graph.node), m.graph.name,
-                               list(m.graph.input), list(qpart.graph.output),
-                               inits + list(qpart.graph.initializer))
-    out = onnx.helper.make_model(g, opset_imports=_opsets(m, qpart),
-                                 ir_version=max(m.ir_version, qpart.ir_version))
-    props = {p.key: p.value for p in m.metadata_props}
-    onnx.helper.set_model_props(out, props | {KEY_QUANTIZATION: json.dumps(settings)})
-    out.producer_name = m.producer_name
-    return out
-
+# -- the model part (cut the prefix off, graft the quantised part back): reconstruct.py ------
 
 def pixels(fp32: Path, fs) -> list[np.ndarray]:
     """What the float prefix hands the model, one [1, C, H, W] array per frame."""
-    import onnxruntime as ort
-
-    from edgeinfer.parity.prefix import with_prefix_output
-
-    s = ort.InferenceSession(with_prefix_output(fp32.read_bytes()),
-                             providers=["CPUExecutionProvider"])
-    out = []
-    for f in fs.frames:
-        x = (f if f.ndim == 3 else f[..., None])[None]
-        out.append(s.run([PREFIX_OUTPUT], {INPUT_NAME: x})[0])
-    return out
+    return prefix_pixels(onnx.load_model(fp32), fs.frames)
 
 
 class Reader:
@@ -232,10 +161,13 @@ def q_aimet(part: onnx.ModelProto, xs: list[np.ndarray], softmax: str,
 
     cfg = (Path(aimet_onnx.__file__).parent / "common" / "quantsim_config"
            / "default_config_per_channel.json")
+    # the Softmax's tensors by their names in the part as given: QuantizationSimModel renames
+    # a quantised tensor's consumers' inputs (``linear_1`` -> ``linear_1_updated``)
+    sm = next(n for n in part.graph.node if n.name == softmax)
+    floats = [*sm.input, *sm.output]
     sim = QuantizationSimModel(part, param_type="int8", activation_type="int8",
                                quant_scheme="min_max", config_file=str(cfg))
-    sm = next(n for n in sim.model.model.graph.node if n.name == softmax)
-    for t in [*sm.input, *sm.output]:  # the softmax stays float (as onnx_quant.py does)
+    for t in floats:  # the softmax stays float (as onnx_quant.py does)
         if t in sim.qc_quantize_op_dict:
             sim.qc_quantize_op_dict[t].enabled = False
     inputs = [{PREFIX_OUTPUT: x} for x in xs]
