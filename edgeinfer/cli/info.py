@@ -100,7 +100,7 @@ def _lines(path: str, meta: Any, quant: dict[str, Any] | None) -> list[str]:
         out.append(f"            {kept}")
     if (tgt := prov.get("int8_target")) and isinstance(tgt, dict):
         out.append(f"            judged by: {tgt.get('describe')}")
-    if par and meta.task == "detect":  # boxes, not probabilities (issue 28)
+    if par and meta.task == "detect" and "detections" in par:  # boxes (issue 28)
         from edgeinfer.converter.detect_gate import parity_line
 
         out.append(parity_line(par))
