@@ -60,11 +60,7 @@ def run_watch(args: argparse.Namespace) -> int:
                                 draw(r.frame, top.label, top.probability, report))
     except KeyboardInterrupt:
         pass  # Ctrl-C ends a camera stream: print the summary, exit 0
-    s = stream.stats()
-    p50 = f"{s.latency_p50_ms:.2f}" if s.latency_p50_ms is not None else "-"
-    p99 = f"{s.latency_p99_ms:.2f}" if s.latency_p99_ms is not None else "-"
-    progress(f"{s.processed} frames processed, {s.dropped} dropped, {s.read} read in "
-             f"{s.seconds:.2f} s ({s.fps:.1f} fps); latency p50 {p50} ms, p99 {p99} ms")
+    progress(stream.stats().summary())
     if pred.monitor is not None:
         progress(pred.monitor.report().summary())
     return 0
@@ -97,3 +93,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--overlay-every", type=positive, default=30, metavar="N",
                    help="one annotated frame in N (default 30)")
     w.set_defaults(handler=run_watch)
+

@@ -53,9 +53,5 @@ def run(args: argparse.Namespace) -> int:
                                 draw_boxes(r.frame, r.detections, title))
     except KeyboardInterrupt:
         pass  # Ctrl-C ends a camera stream: print the summary, exit 0
-    s = stream.stats()
-    p50 = f"{s.latency_p50_ms:.2f}" if s.latency_p50_ms is not None else "-"
-    p99 = f"{s.latency_p99_ms:.2f}" if s.latency_p99_ms is not None else "-"
-    progress(f"{s.processed} frames processed, {s.dropped} dropped, {s.read} read in "
-             f"{s.seconds:.2f} s ({s.fps:.1f} fps); latency p50 {p50} ms, p99 {p99} ms")
+    progress(stream.stats().summary())
     return 0

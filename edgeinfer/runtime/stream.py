@@ -102,6 +102,14 @@ class StreamStats:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def summary(self) -> str:
+        """The end-of-stream line ``watch`` prints (a classifier's or a detector's stream)."""
+        p50 = f"{self.latency_p50_ms:.2f}" if self.latency_p50_ms is not None else "-"
+        p99 = f"{self.latency_p99_ms:.2f}" if self.latency_p99_ms is not None else "-"
+        return (f"{self.processed} frames processed, {self.dropped} dropped, {self.read} read "
+                f"in {self.seconds:.2f} s ({self.fps:.1f} fps); latency p50 {p50} ms, p99 "
+                f"{p99} ms")
+
 
 def open_capture(source: str | int, open_timeout_ms: int = OPEN_TIMEOUT_MS,
                  read_timeout_ms: int = READ_TIMEOUT_MS) -> cv2.VideoCapture:

@@ -24,7 +24,6 @@ for a classifier; a raw UINT8 frame is taken in that order.
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
@@ -37,7 +36,7 @@ from edgeinfer.runtime.image import load_image
 from edgeinfer.runtime.image_probe import probe
 from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.limits import Charge
-from edgeinfer.serve.protocol import HEADER_LENGTH, InferRequest, RequestError, parse_infer
+from edgeinfer.serve.protocol import InferRequest, RequestError, parse_infer, response_body
 
 OUTPUTS = ("boxes", "scores", "classes", "keypoints")
 #: numpy little-endian dtype of each output's protocol datatype
@@ -128,15 +127,7 @@ class ServedDetector:
             else:
                 entry["data"] = a.ravel().tolist()
             outputs.append(entry)
-        doc: dict[str, Any] = {"model_name": self.name, "model_version": self.version,
-                               "outputs": outputs}
-        if req.id is not None:
-            doc["id"] = req.id
-        head = json.dumps(doc, separators=(",", ":")).encode()
-        if not tail:
-            return head, {"content-type": "application/json"}
-        return head + b"".join(tail), {"content-type": "application/octet-stream",
-                                       HEADER_LENGTH: str(len(head))}
+        return response_body(self.name, self.version, req, outputs, tail)
 
     def simple(self, result: np.ndarray, top_k: int) -> dict[str, Any]:
         """``/predict``'s JSON: the boxes of the one image (``top_k`` is for classifiers)."""

@@ -350,6 +350,14 @@ def encode_infer_response(model: str, version: str, req: InferRequest, probs: np
             else:
                 entry["data"] = probs.ravel().tolist()
         outputs.append(entry)
+    return response_body(model, version, req, outputs, tail)
+
+
+def response_body(model: str, version: str, req: InferRequest, outputs: list[dict[str, Any]],
+                  tail: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """(body, extra headers) of an infer response from its output entries: the JSON header,
+    then the binary outputs in order (the binary tensor extension), or JSON alone. One
+    place for classifiers and detectors (serve/detect.py)."""
     doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
     if req.id is not None:
         doc["id"] = req.id
