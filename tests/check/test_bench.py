@@ -184,6 +184,7 @@ def test_fashion_flops_match_the_architecture(fashion_artifact, fashion_int8):
         assert onnx_flops(a.data, a.meta.spec) == 2 * FASHION_MACS, path.name
 
 
+@pytest.mark.slow  # the EfficientNet-Lite0 conversion (quick lane budget)
 def test_effnet_bench_agrees_with_torch_on_a_camera_photo(effnet_artifact):
     """A photo model gets a camera JPEG at its natural size; every path names the same class
     and the FLOPs are EfficientNet-Lite0's 385 M multiply-adds."""

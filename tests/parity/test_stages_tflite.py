@@ -20,6 +20,9 @@ from edgeinfer.parity.runners import ArtifactRunner
 from edgeinfer.parity.stages import MODEL, PREPROCESSING, stage_checks
 from edgeinfer.parity.tolerances import tolerance
 
+# every test reads the sensitive MobileNetV2's TFLite export (quick lane budget)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tflite(sensitive) -> bytes:

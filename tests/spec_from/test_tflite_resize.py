@@ -6,6 +6,7 @@ same numpy filter (the ``resized`` signature). Both must match the reference."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -17,6 +18,7 @@ from edgeinfer.parity.tolerances import tolerance
 # (stderr lost under pytest's capture); both are installed by scripts/setup, no skip.
 
 
+@pytest.mark.slow  # a TFLite conversion (quick lane budget)
 def test_antialiased_cubic_frame_signature_converts_and_matches(photos) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
