@@ -118,7 +118,8 @@ def _lines(path: str, meta: Any, quant: dict[str, Any] | None) -> list[str]:
     audit = prov.get("spec_audit")
     if audit:
         out.append(_audit_line(audit))
-    out.append(_monitor_line(meta.monitor))
+    out.append("monitor:    not for detectors yet (issue 28)" if meta.task == "detect"
+               else _monitor_line(meta.monitor))
     return out
 
 

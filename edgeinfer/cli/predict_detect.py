@@ -23,6 +23,9 @@ def run(args: argparse.Namespace, images: list[str], failed: int) -> int:
 
     if args.video is not None:
         raise ConfigError("--video is not served for detectors yet (issue 28); give images")
+    if args.tta not in (None, "none"):  # it was silently ignored
+        raise ConfigError(f"--tta {args.tta} averages a classifier's probabilities over views; "
+                          "a detector's boxes are not merged across views yet (issue 28)")
     if not images and not failed:
         raise ConfigError("give one or more IMAGE paths")
     det = open_detector(args.artifact, threads=args.threads,

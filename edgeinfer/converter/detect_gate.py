@@ -140,7 +140,7 @@ def parity_line(parity: dict[str, Any]) -> str:
     st = parity.get("stages", {})
     kinds = ", ".join(f"{v['frames']} {k}" for k, v in parity.get("detections", {}).items()
                       if k != "all")
-    verdict = "passed" if parity.get("passed") else "FAILED"
+    verdict = "PASS" if parity.get("passed") else "FAIL"  # the classifiers' words
     return (f"parity:     {verdict} on {a.get('frames')} frames ({kinds}; {parity.get('data')}),"
             f" NMS in the {parity.get('nms')}: F1 {a.get('f1', float('nan')):.4f}, boxes "
             f"within {a.get('max_box_error_px', float('nan')):.2g} px, scores within "

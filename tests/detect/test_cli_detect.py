@@ -56,6 +56,7 @@ def test_predict_json_prints_the_detectors_boxes(photos, capsys) -> None:  # noq
     (["blazeface:mid_range", "GOOD"], "unknown BlazeFace variant"),
     (["blazeface:short_range"], "IMAGE"),
     (["blazeface:short_range", "GOOD", "--video", "0"], "--video"),
+    (["blazeface:short_range", "GOOD", "--tta", "hflip"], "--tta hflip"),  # was ignored
 ])
 def test_predict_bad_input_is_one_line_exit_2(photos, tmp_path, capsys, argv,  # noqa: ANN001
                                               match: str) -> None:

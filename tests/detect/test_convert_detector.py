@@ -147,4 +147,5 @@ def test_info_names_the_task(converted) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "task:       detect (fit letterbox, boxes xyxy, NMS per class IoU 0.5" in out.stdout
-    assert "parity:     passed on 48 frames" in out.stdout
+    assert "parity:     PASS on 48 frames" in out.stdout
+    assert "monitor:    not for detectors yet" in out.stdout
