@@ -213,6 +213,14 @@ class OnnxBackend:
         self.fallback_reason = msg
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
+    def _task(self) -> str | None:
+        """The artifact's task key; None when the metadata cannot be decoded (said, with
+        the right words, where the metadata is read)."""
+        try:
+            return self._session.get_modelmeta().custom_metadata_map.get(KEY_TASK)
+        except UnicodeDecodeError:
+            return None
+
     def _check_io(self) -> None:
         inputs = self._session.get_inputs()
         outputs = {o.name: o for o in self._session.get_outputs()}
@@ -227,8 +235,7 @@ class OnnxBackend:
             raise ModelError(f"{self.path} takes {c}-channel frames; an edgeinfer artifact takes "
                              "1 (GRAY) or 3 (BGR/RGB)")
         out = outputs.get(OUTPUT_NAME)
-        task = self._session.get_modelmeta().custom_metadata_map.get(KEY_TASK)
-        if out is None and task == "detect":  # converted by edgeinfer, but boxes (issue 28)
+        if out is None and self._task() == "detect":  # edgeinfer's, but boxes (issue 28)
             raise ModelError(f"{self.path} is an edgeinfer detector artifact (boxes, no class "
                              "probabilities): this command takes classifiers; detectors go to "
                              "predict, serve, watch, bench and info")
