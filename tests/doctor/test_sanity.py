@@ -162,12 +162,15 @@ def digits_case(tmp_path_factory) -> dict:
     return {"tmp": tmp}
 
 
-def _convert(case: dict, half: int, size: int, *extra: str) -> subprocess.CompletedProcess:
+def _convert(case: dict, half: int, size: int, *extra: str, tag: str = "") -> \
+        subprocess.CompletedProcess:
+    """``tag`` names the output apart (the fixture's folder is shared by the module's tests,
+    which run in any order)."""
     tmp = case["tmp"]
     return subprocess.run(
         [sys.executable, "-m", "edgeinfer", "convert", "tests.convert.digits_fcn:build",
          "--weights", str(tmp / f"digits{half}.pt"), "--spec-from", str(tmp / f"pp{size}.json"),
-         "--parity-data", str(tmp / "frames"), "-o", str(tmp / f"d{half}_{size}.onnx"),
+         "--parity-data", str(tmp / "frames"), "-o", str(tmp / f"d{half}_{size}{tag}.onnx"),
          *extra], cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
@@ -186,7 +189,7 @@ def test_the_right_spec_still_passes_and_accept_spec_overrides(digits_case) -> N
     r = _convert(digits_case, 0, 32)
     assert r.returncode == 0, r.stderr
     assert "spec audit: pass" in r.stderr and ": PASS on 397 frames" in r.stdout + r.stderr
-    r = _convert(digits_case, 0, 224, "--accept-spec")
+    r = _convert(digits_case, 0, 224, "--accept-spec", tag="_accepted")
     assert r.returncode == 0, r.stderr
     assert "warning: spec audit" in r.stderr and "(accepted)" in r.stderr
 
