@@ -35,7 +35,7 @@ import numpy as np
 import onnx
 
 from edgeinfer.artifact import PREFIX_OUTPUT
-from edgeinfer.converter.int8.reconstruct import graft, prefix_pixels, split
+from edgeinfer.converter.int8.reconstruct import aimet_qdq, graft, prefix_pixels, split
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out" / "int8_recon"
@@ -156,27 +156,9 @@ def q_quark(part: onnx.ModelProto, xs: list[np.ndarray], softmax: str, algo: str
 
 def q_aimet(part: onnx.ModelProto, xs: list[np.ndarray], softmax: str,
             algo: str) -> onnx.ModelProto:
-    import aimet_onnx
-    from aimet_onnx import QuantizationSimModel, apply_adaround, apply_seq_mse
-
-    cfg = (Path(aimet_onnx.__file__).parent / "common" / "quantsim_config"
-           / "default_config_per_channel.json")
-    # the Softmax's tensors by their names in the part as given: QuantizationSimModel renames
-    # a quantised tensor's consumers' inputs (``linear_1`` -> ``linear_1_updated``)
-    sm = next(n for n in part.graph.node if n.name == softmax)
-    floats = [*sm.input, *sm.output]
-    sim = QuantizationSimModel(part, param_type="int8", activation_type="int8",
-                               quant_scheme="min_max", config_file=str(cfg))
-    for t in floats:  # the softmax stays float (as onnx_quant.py does)
-        if t in sim.qc_quantize_op_dict:
-            sim.qc_quantize_op_dict[t].enabled = False
-    inputs = [{PREFIX_OUTPUT: x} for x in xs]
-    if algo == "seqmse":  # before compute_encodings: it sets the weight encodings
-        apply_seq_mse(sim, inputs[:RECON_FRAMES])
-    sim.compute_encodings(inputs)
-    if algo == "adaround":
-        apply_adaround(sim, inputs[:RECON_FRAMES], num_iterations=ITERATIONS)
-    return sim.to_onnx_qdq(prequantize_constants=True)  # int8 weights in the file
+    """The module's own AIMET pass (``algo``: minmax, seqmse or adaround), at the study's
+    frame and step budget."""
+    return aimet_qdq(part, xs, softmax, algo, RECON_FRAMES, ITERATIONS, say)
 
 
 def quantize(model: str, method: str, dest: str) -> None:

@@ -134,10 +134,7 @@ def reconstruct_int8(model: onnx.ModelProto, calibration: Sequence[np.ndarray],
         raise ConversionError(f"int8 reconstruction needs an fp32 edgeinfer ONNX artifact: no "
                               f"{PREFIX_OUTPUT!r} tensor")
     require("aimet_onnx", "int8-recon", "int8 reconstruction (AdaRound/SeqMSE)")
-    from pathlib import Path
-
     import aimet_onnx
-    from aimet_onnx import QuantizationSimModel, apply_adaround, apply_seq_mse
 
     say: Progress = progress or (lambda _m: None)
     _, part, softmax = split(model)
@@ -145,6 +142,30 @@ def reconstruct_int8(model: onnx.ModelProto, calibration: Sequence[np.ndarray],
     dims = part.graph.input[0].type.tensor_type.shape.dim
     for d, v in zip(dims[1:], xs[0].shape[1:], strict=True):
         d.dim_value = v  # static C, H, W: SeqMSE sizes its buffers from the input shape
+    qpart = aimet_qdq(part, xs, softmax, method, frames, iterations, say)
+    settings = {"format": "QDQ", "scheme": "U8S8", "reduce_range": False, "target": "x86-vnni",
+                "per_channel": True, "calibration_method": "minmax",
+                "reconstruction": {"library": "aimet-onnx", "version": aimet_onnx.__version__,
+                                   "method": method, "frames": min(frames, len(xs)),
+                                   **({"iterations": iterations}
+                                      if method == "adaround" else {})},
+                "calibration_frames": len(calibration), "kept_float": []}
+    return graft(model, qpart, settings)
+
+
+def aimet_qdq(part: onnx.ModelProto, xs: Sequence[np.ndarray], softmax: str, method: str,
+              frames: int = RECON_FRAMES, iterations: int = ITERATIONS,
+              say: Progress | None = None) -> onnx.ModelProto:
+    """AIMET ONNX on the model part (input: the prefix's pixels ``xs``): MinMax ranges over
+    every frame, the weights reconstructed by ``method`` (``seqmse``, ``adaround``, or
+    anything else: none) on the first ``frames``; the Softmax stays float. The QDQ part, int8
+    weights in the file. One pass for ``reconstruct_int8`` and the study tool."""
+    from pathlib import Path
+
+    import aimet_onnx
+    from aimet_onnx import QuantizationSimModel, apply_adaround, apply_seq_mse
+
+    say = say or (lambda _m: None)
     cfg = (Path(aimet_onnx.__file__).parent / "common" / "quantsim_config"
            / "default_config_per_channel.json")
     # the Softmax's tensors by their names in the part as given: QuantizationSimModel renames
@@ -166,12 +187,5 @@ def reconstruct_int8(model: onnx.ModelProto, calibration: Sequence[np.ndarray],
         say(f"int8 reconstruction: AdaRound, {iterations} steps per layer on "
             f"{min(frames, len(inputs))} frames")
         apply_adaround(sim, inputs[:frames], num_iterations=iterations)
-    qpart = sim.to_onnx_qdq(prequantize_constants=True)
-    settings = {"format": "QDQ", "scheme": "U8S8", "reduce_range": False, "target": "x86-vnni",
-                "per_channel": True, "calibration_method": "minmax",
-                "reconstruction": {"library": "aimet-onnx", "version": aimet_onnx.__version__,
-                                   "method": method, "frames": min(frames, len(inputs)),
-                                   **({"iterations": iterations}
-                                      if method == "adaround" else {})},
-                "calibration_frames": len(calibration), "kept_float": []}
-    return graft(model, qpart, settings)
+    return sim.to_onnx_qdq(prequantize_constants=True)
+
