@@ -290,3 +290,32 @@ def test_a_budget_is_not_ignored_when_plain_int8_meets_the_target():
     model, res = control(*args, min_agreement=0.99, latency=latency, max_latency_ratio=0.9)
     assert res.final.kept_float == [] and b"int8::" in model  # within 0.9x: plain int8
 
+
+
+def test_the_stored_target_reads_back_whole_and_says_whose_it_is():
+    """What convert stores is what check/verify/info/serve read back: every field (the
+    budget-only kind included), and the words info prints (mutation testing found the
+    latency budget and budget_only fields could be dropped unnoticed)."""
+    budget = Int8Target.of("onnx", max_latency_ratio=0.67)
+    assert budget.budget_only and not budget.asked
+    back = Int8Target.read({KEY_TARGET: budget.to_dict()})
+    assert back == budget
+    d = budget.to_dict()
+    assert d["max_latency_ratio"] == 0.67 and d["budget_only"] is True
+    assert d["describe"] == budget.describe()
+    assert budget.describe() == (
+        ">= 99% top-1 agreement (95% lower bound, the default int8 target); within 0.67x "
+        "fp32's latency (--max-latency-ratio alone: the most accurate int8 within it)")
+    asked = Int8Target.of("onnx", min_agreement=0.985)
+    assert Int8Target.read({KEY_TARGET: asked.to_dict()}) == asked
+    assert asked.describe() == ">= 98.50% top-1 agreement (95% lower bound, --min-agreement)"
+    assert asked.tolerance("onnx").reason.startswith(f"the user's int8 target ({asked.describe()})")
+    drop_only = Int8Target.of("onnx", max_drop=0.01)
+    assert drop_only.min_agreement == 0.0 and not drop_only.budget_only
+    assert drop_only.describe() == "accuracy drop <= 1% (--max-drop)"
+    assert not Int8Target.of("onnx").budget_only  # no target, no budget: the default
+    # the stored --max-drop binds int8 only; a dtype the registry has no drop bound for: none
+    stored = {KEY_TARGET: drop_only.to_dict()}
+    assert drop_bound("int8", stored) == 0.01
+    assert drop_bound("fp16", stored) == tolerance("accuracy_drop", "fp16").max_abs
+    assert drop_bound("fp32", stored) is None
