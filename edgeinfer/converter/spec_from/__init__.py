@@ -29,7 +29,7 @@ from edgeinfer.converter.spec_from.common import Derived
 from edgeinfer.errors import SpecError
 from edgeinfer.spec import PreprocessSpec
 
-__all__ = ["Derived", "derive", "prove", "spec_from"]
+__all__ = ["Derived", "derive", "derive_detection", "prove", "spec_from"]
 
 KINDS = "a Hugging Face image processor or preprocessor_config.json (file or model folder), " \
         "a timm model or pretrained_cfg, a torchvision preset/weights/Compose, an " \
@@ -72,6 +72,41 @@ def derive(obj: Any, *, frame_color: str = "BGR", layout: str | None = None,
                         f"wrong type ({type(e).__name__}: {why}); fix the config or pass "
                         "--spec") from None
     return _prove.prove(d, frames)
+
+
+def derive_detection(obj: Any, *, frame_color: str = "BGR", layout: str | None = None,
+                     frames: Any = None) -> Derived:
+    """A transformers object-detection processor (the object, its config dict, its
+    ``preprocessor_config.json`` or model folder) read into the pixel spec and the
+    detector's fit, box decoder and suppression (``Derived.detection``), proven on
+    ``frames`` (default: the bundled photos cropped portrait, landscape and square) against
+    the processor's ``pixel_values`` and its ``post_process_object_detection``
+    (spec_from/detection.py, detect_proof.py); a step edgeinfer cannot express is refused
+    by name."""
+    from edgeinfer.converter.spec_from import detect_proof, detection
+    from edgeinfer.converter.spec_from.pipelines import hf_build
+
+    cfg, proc = (_read_json(Path(obj)), None) if isinstance(obj, (str, os.PathLike)) else (
+        (dict(obj), None) if isinstance(obj, dict) else (None, obj))
+    if proc is not None:
+        if not (callable(getattr(proc, "to_dict", None)) and hasattr(proc, "image_mean")):
+            raise SpecError(f"cannot derive a detector spec from a {type(proc).__name__}: "
+                            "give a transformers object-detection image processor or its "
+                            "preprocessor_config.json")
+        cfg = _hf.config_of(proc)
+    assert cfg is not None
+    if not detection.is_detection_processor(proc if proc is not None else cfg):
+        name = type(proc).__name__ if proc is not None else cfg.get("image_processor_type")
+        raise SpecError(f"cannot derive a detector spec: {name or 'this config'} is not a "
+                        "transformers object-detection processor (spec_from reads "
+                        f"{', '.join(sorted(detection.POSTPROCESS))})")
+    d = detection.derive_detection(cfg, frame_color, layout or "NCHW")
+    if proc is None:
+        proc, why = hf_build(cfg)
+        if proc is None:
+            raise SpecError(f"cannot derive a detector spec: {why}, so neither its pixels nor "
+                            "its boxes can be proven; pass --spec")
+    return detect_proof.prove_detection(replace(d, pipeline=proc), frames)
 
 
 def _derive(obj: Any, frame_color: str, layout: str | None) -> Derived:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeinfer.detect_spec import DetectionSpec
 from edgeinfer.errors import SpecError
 from edgeinfer.spec import PreprocessSpec
 
@@ -36,10 +37,15 @@ class Derived:
     # The pipeline itself (a processor, a Compose, a model, a config), kept to re-prove the
     # spec on the user's own frames; never serialised.
     pipeline: Any = field(default=None, compare=False, repr=False)
+    # A detector's fit, box decoder and suppression (spec_from/detection.py), else None.
+    detection: DetectionSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "read": self.read, "notes": list(self.notes),
-                "spec": self.spec.to_dict(), "proof": self.proof}
+        out = {"source": self.source, "read": self.read, "notes": list(self.notes),
+               "spec": self.spec.to_dict(), "proof": self.proof}
+        if self.detection is not None:
+            out["detection"] = self.detection.to_dict()
+        return out
 
 
 def refuse(step: str, why: str) -> SpecError:
