@@ -224,3 +224,89 @@ def against(cmp: Comparison, tol: Tolerance) -> Comparison:
     return replace(cmp, tolerance_min_top1=tol.min_top1, tolerance_max_abs=tol.max_abs,
                    passed=(cmp.nonfinite == 0 and cmp.max_abs <= tol.max_abs
                            and cmp.top1_agreement >= tol.min_top1))
+
+
+# ---------------------------------------------------------------- detection agreement
+#: The F1 every detector's agreement is certified at (issue 28): int8's bound, the loosest
+#: a detector is held to. An exact target (fp32: F1 1.0 vs the framework) is judged on the
+#: point estimate, as the classifiers' is, and certified at this floor: no finite set of
+#: detections shows F1 = 1, but 3 matched boxes must not read as a proof either.
+DETECT_FLOOR = tolerance("detect_boxes", "int8").min_top1
+
+
+def f1_of_union(p: float) -> float:
+    """F1 from the union proportion ``p`` = matched / (matched + only one side):
+    ``F1 = 2m / (2m + a + b) = 2p / (1 + p)``, increasing in ``p``."""
+    return 2 * p / (1 + p)
+
+
+def union_of_f1(f1: float) -> float:
+    """The inverse of :func:`f1_of_union`."""
+    return f1 / (2 - f1)
+
+
+@dataclass(frozen=True)
+class DetectionAgreement:
+    """Two detectors' detections on the same frames, matched at IoU >= 0.5.
+
+    The proportion certified is over the UNION of both sides' detections: each object
+    either side reports is one trial, agreed when the other side matched it. F1 counts a
+    matched pair twice; the interval must not (it would claim twice the evidence)."""
+
+    matched: int
+    only_a: int
+    only_b: int
+    frames: int = 0
+
+    @property
+    def union(self) -> int:
+        return self.matched + self.only_a + self.only_b
+
+    @property
+    def f1(self) -> float:
+        total = 2 * self.matched + self.only_a + self.only_b
+        return 1.0 if total == 0 else 2 * self.matched / total
+
+    @property
+    def f1_ci95(self) -> tuple[float, float]:
+        """The 95% Wilson interval of the union proportion, as F1 (``(0, 1)`` when nothing
+        was detected: no detection shows nothing)."""
+        lo, hi = wilson(self.matched, self.union)
+        return f1_of_union(lo), f1_of_union(hi)
+
+
+def explain_detections(d: DetectionAgreement, bound: float, sides: tuple[str, str]) -> str:
+    """Why agreeing detections are not certified, in detections and frames."""
+    lo = d.f1_ci95[0]
+    head = (f"{d.matched} of {d.union} detections agree ({d.only_a} only in the {sides[0]}, "
+            f"{d.only_b} only in the {sides[1]})")
+    need = frames_needed(union_of_f1(bound), d.only_a + d.only_b, d.union)
+    if need is None:
+        return (f"{head}; at this rate no number of detections certifies F1 >= {pct(bound)} "
+                f"(95% lower bound {lo:.2%})")
+    k, j = need
+    more = ", all matched" if j == 0 else f" with at most {j} unmatched"
+    per = d.union / d.frames if d.frames and d.union else 0.0
+    frames = f", about {math.ceil(k / per)} frames like these" if per else ""
+    return (f"{head}; to certify F1 >= {pct(bound)} you need at least {k} detections{more}"
+            f"{frames} (95% lower bound now {lo:.2%})")
+
+
+def certify_detections(d: DetectionAgreement, min_f1: float, *,
+                       sides: tuple[str, str] = ("artifact", "framework"),
+                       data_note: str | None = None,
+                       extra_failures: list[str] | None = None) -> Certification:
+    """The one rule for detection agreement: FAIL below ``min_f1`` (or on any other failed
+    figure), NOT CERTIFIED when the F1 meets it but the 95% lower bound does not reach
+    ``min(min_f1, DETECT_FLOOR)``, PASS otherwise."""
+    problems = list(extra_failures or [])
+    if d.f1 < min_f1:
+        problems.insert(0, f"detection F1 {d.f1:.4f} < {min_f1:g} ({d.only_a} boxes only in "
+                           f"the {sides[0]}, {d.only_b} only in the {sides[1]})")
+    if problems:
+        return Certification(FAIL, FAIL, "; ".join(problems))
+    bound = min(min_f1, DETECT_FLOOR)
+    if d.f1_ci95[0] < bound:
+        return Certification(qualified(NOT_CERTIFIED, data_note), NOT_CERTIFIED,
+                             explain_detections(d, bound, sides))
+    return Certification(qualified(PASS, data_note), PASS, "")
