@@ -187,3 +187,12 @@ def test_the_users_frames_are_used_when_given() -> None:
     frames = list(DP.aspect_frames())[::3]
     d = derive_detection(_t().RTDetrImageProcessorPil(), frames=frames)
     assert d.proof["frames_from"] == "parity frames" and d.proof["boxes"]["frames"] == 6
+
+
+@pytest.mark.slow  # imports transformers
+def test_the_classifier_reading_still_refuses_a_detection_processor_and_points_here() -> None:
+    from edgeinfer.converter.spec_from import derive
+
+    with pytest.raises(SpecError, match=r"a processor for object detection, not for an image "
+                       r"classifier.*spec_from\.derive_detection"):
+        derive(_t().RTDetrImageProcessorPil())

@@ -198,8 +198,10 @@ def refuse_other_task(name: str) -> None:
     if task is None:
         task = evidence.OTHER_TASKS.get(pipelines.base_name(name))
     if task is not None:
+        hint = "; a detector's spec and fit: spec_from.derive_detection" \
+            if task == "object detection" else ""
         raise refuse(f"Hugging Face {name}", f"a processor for {task}, not for an image "
-                     "classifier; spec_from derives classifier inputs only: pass --spec")
+                     f"classifier; spec_from derives classifier inputs only: pass --spec{hint}")
 
 
 def hf_prepare(d: Derived) -> Derived:
