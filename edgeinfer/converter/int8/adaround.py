@@ -1,0 +1,220 @@
+"""AdaRound for one layer, format-free: choose each int8 weight's rounding, up or down.
+
+Why: round-to-nearest minimises each WEIGHT's error, not the LAYER's output error; on
+EfficientNet-Lite0 the nearest rounding of onnxruntime's MinMax agreed with fp32 on 98.50%
+of untouched photos, AdaRound (Quark's, on the same QDQ graph) on 99.50%, every layer int8
+(docs/int8/reconstruction.md). The study's decision was to build the technique in-house,
+on top of onnxruntime's quantiser (ONNX, :mod:`edgeinfer.converter.int8.adaround_onnx`) and
+ai-edge-quantizer's (TFLite): this module is the part they share.
+
+The method is Nagel et al. 2020, "Up or Down? Adaptive Rounding for Post-Training
+Quantization", as AIMET and AMD Quark implement it: per weight a continuous V, soft
+rounding ``h(V) = clip(sigmoid(V) * (zeta - gamma) + gamma, 0, 1)`` with zeta 1.1, gamma
+-0.1, V initialised so that ``h`` equals the weight's fractional part; the loss is the
+squared output error (summed over output channels, averaged over positions) plus
+``reg_param * sum(1 - |2h - 1| ** beta)``, off for the first ``warm_start`` of the steps,
+then with beta decayed 20 -> 2 by a cosine (Quark's ``_calculate_beta``); Adam on V at lr
+0.1 (Quark's ``initial_lr``); the result rounds up where ``V >= 0`` (``h >= 0.5``).
+
+What makes it fit a few seconds per layer on 2 shared cores (Quark: 427 s for the 50 layers
+of EfficientNet-Lite0 at 200 steps): the layer is a matrix product on a SAMPLE of output
+positions, gathered once (im2col on a random subset of (frame, y, x), capped in bytes);
+each step takes a minibatch of those rows; the loop stops once every ``h`` is exactly 0 or 1
+(the clip then passes no gradient: nothing can move). The rounding is returned only if its
+output error on all the sampled rows is no worse than round-to-nearest's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ZETA, GAMMA = 1.1, -0.1
+#: steps per layer (Quark's default 1000, AIMET's 10,000: out of a 5-minute budget for 50
+#: layers on 2 shared cores; docs/int8/adaround.md measures the trade-off)
+ITERATIONS = 200
+BATCH_ROWS = 1024  # sampled output positions per step
+MAX_ROWS = 8192  # output positions gathered per layer (fewer when a row is wide)
+MAX_ROW_BYTES = 96 * 2**20  # the gathered input rows of one layer, at most
+LR, REG_PARAM, WARM_START, BETA_RANGE = 0.1, 0.01, 0.2, (20.0, 2.0)
+HOLDOUT = 0.25
+
+
+def adaround_layer(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray,
+                   target: np.ndarray, *, bias: np.ndarray | None = None, kind: str = "conv",
+                   stride: tuple[int, int] = (1, 1), pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+                   dilation: tuple[int, int] = (1, 1), group: int = 1, qmin: int = -128,
+                   qmax: int = 127, iterations: int = ITERATIONS, seed: int = 0,
+                   batch_rows: int = BATCH_ROWS, max_rows: int = MAX_ROWS,
+                   lr: float = LR, reg_param: float = REG_PARAM, threads: int | None = 1,
+                   holdout: float = HOLDOUT, activation: tuple[float, float] | None = None,
+                   stats: dict[str, Any] | None = None) -> np.ndarray:
+    """The int8 weight whose layer output best matches ``target`` (AdaRound).
+
+    weight: float (O, I/group, kh, kw) for conv (torch/ONNX layout) or (O, I) for linear;
+    scale: per-output-channel (O,) or scalar, symmetric (zero point 0);
+    inputs: float NCHW (or N,I) activations AS THE QUANTISED MODEL FEEDS THIS LAYER;
+    target: the fp32 model's output of this layer (pre-activation, bias included) on the same
+    frames; pads: (top, left, bottom, right). Returns the int8 weight (same layout), each
+    element floor(w/s) or floor(w/s)+1 clipped to [qmin, qmax]. ``stats``, when given, is
+    filled with what the fit did (rows, steps, output error before and after).
+    ``activation``: (low, high) of a ReLU/ReLU6/Clip that follows the layer; the error is
+    then measured after it (AIMET's ``apply_activation_fn``: an error the activation clips
+    away costs nothing). ``holdout``: the share of the frames (the first axis of
+    ``inputs``) kept out of the fit; the rounding is returned only if its output error on
+    them is no worse than round-to-nearest's (else round-to-nearest is). ``threads``:
+    torch's, for the call (1: on 2 shared cores at load 12 one thread ran a small layer in
+    5 s, two in 14 s).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _fit(weight, scale, inputs, target, bias, kind, stride, pads, dilation, group,
+                    qmin, qmax, iterations, seed, batch_rows, max_rows, lr, reg_param, holdout,
+                    activation, stats)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray, target: np.ndarray,
+         bias: np.ndarray | None, kind: str, stride: tuple[int, int],
+         pads: tuple[int, int, int, int], dilation: tuple[int, int], group: int, qmin: int,
+         qmax: int, iterations: int, seed: int, batch_rows: int, max_rows: int, lr: float,
+         reg_param: float, holdout: float, activation: tuple[float, float] | None,
+         stats: dict[str, Any] | None) -> np.ndarray:
+    import torch
+
+    if kind not in ("conv", "linear"):
+        raise ValueError(f"kind must be 'conv' or 'linear', not {kind!r}")
+    w = np.asarray(weight, np.float32)
+    o = w.shape[0]
+    s = np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (o,)) if np.size(scale) > 1 \
+        else np.full(o, float(np.asarray(scale).reshape(-1)[0]), np.float32)
+    if np.any(s <= 0):
+        raise ValueError("weight scales must be positive")
+    g = group if kind == "conv" else 1
+    rng = np.random.default_rng(seed)
+    n = len(inputs)
+    cut = n - int(round(holdout * n)) if n > 1 else n
+    if cut < 1:
+        raise ValueError("AdaRound needs at least one frame to fit on")
+
+    def rows(a: np.ndarray, b: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+        return (_conv_rows(a, b, w.shape, stride, pads, dilation, g, cap, rng)
+                if kind == "conv" else _linear_rows(a, b, w.shape, cap, rng))
+
+    x, t = rows(inputs[:cut], target[:cut], max_rows)
+    hx, ht = (rows(inputs[cut:], target[cut:], max(256, max_rows // 4)) if cut < n
+              else (x, t))
+    ws = w / s.reshape((o,) + (1,) * (w.ndim - 1))
+    floor = np.floor(ws)
+    rest = np.clip(ws - floor, 0.0, 1.0)
+    nearest = np.clip(np.round(ws), qmin, qmax)
+
+    tb = torch.zeros(g, o // g) if bias is None else \
+        torch.from_numpy(np.asarray(bias, np.float32).reshape(g, o // g))
+    ts = torch.from_numpy(s.reshape(g, o // g, 1).copy())
+    tfloor = torch.from_numpy(floor.reshape(g, o // g, -1).astype(np.float32))
+    v = torch.nn.Parameter(torch.from_numpy(
+        -np.log((ZETA - GAMMA) / (rest.reshape(g, o // g, -1) - GAMMA) - 1.0).astype(np.float32)))
+
+    lo, hi = activation if activation is not None else (None, None)
+    if activation is not None:
+        t = np.clip(t, lo, hi)
+        ht = np.clip(ht, lo, hi)
+
+    def out(q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        y = torch.einsum("mgi,goi->mgo", rows, q * ts) + tb
+        return y if activation is None else torch.clamp(y, lo, hi)
+
+    tx, tt = torch.from_numpy(x), torch.from_numpy(t)  # (M, G, Cg*K), (M, G, Og)
+    thx, tht = torch.from_numpy(hx), torch.from_numpy(ht)
+
+    def error(q: np.ndarray, on: tuple[torch.Tensor, torch.Tensor]) -> float:
+        with torch.no_grad():
+            qq = torch.from_numpy(q.reshape(g, o // g, -1).astype(np.float32))
+            return float(((out(qq, on[0]) - on[1]) ** 2).sum((1, 2)).mean())
+
+    opt = torch.optim.Adam([v], lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    m = len(x)
+    warm = int(WARM_START * iterations)
+    done = 0
+    for it in range(iterations):
+        rows = torch.randint(0, m, (min(batch_rows, m),), generator=gen) if m > batch_rows \
+            else slice(None)
+        h = torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0, 1)
+        q = torch.clamp(tfloor + h, qmin, qmax)
+        loss = ((out(q, tx[rows]) - tt[rows]) ** 2).sum((1, 2)).mean()
+        if it >= warm:
+            rel = (it - warm) / max(1, iterations - warm)
+            beta = BETA_RANGE[1] + 0.5 * (BETA_RANGE[0] - BETA_RANGE[1]) * (1 + np.cos(rel * np.pi))
+            loss = loss + reg_param * (1 - (2 * h - 1).abs().pow(beta)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        done = it + 1
+        if it >= warm and it % 10 == 0:
+            with torch.no_grad():
+                hh = torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0, 1)
+                if not bool(((hh > 0) & (hh < 1)).any()):
+                    break  # every h saturated: the clip passes no gradient, nothing moves
+    up = (v.detach().numpy() >= 0).reshape(w.shape)
+    ada = np.clip(floor + up, qmin, qmax)
+    e_near, e_ada = error(nearest, (thx, tht)), error(ada, (thx, tht))
+    chosen = ada if e_ada <= e_near else nearest
+    if stats is not None:
+        stats.update(rows=m, heldout_rows=len(hx), steps=done, error_nearest=e_near,
+                     error_adaround=e_ada, fit_error_nearest=error(nearest, (tx, tt)),
+                     fit_error_adaround=error(ada, (tx, tt)),
+                     kept_nearest=bool(e_ada > e_near),
+                     changed=int((chosen != nearest).sum()), weights=int(w.size))
+    return chosen.astype(np.int8 if qmin >= -128 and qmax <= 127 else np.int32)
+
+
+def _conv_rows(inputs: np.ndarray, target: np.ndarray, wshape: tuple[int, ...],
+               stride: tuple[int, int], pads: tuple[int, int, int, int],
+               dilation: tuple[int, int], group: int, max_rows: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """im2col on a random sample of output positions: (M, G, Cg*kh*kw) inputs and their
+    (M, G, Og) targets, without unfolding the whole input (a 112x112 layer on 32 frames
+    would be hundreds of MB)."""
+    x = np.asarray(inputs, np.float32)
+    t = np.asarray(target, np.float32)
+    n, c = x.shape[:2]
+    o, cg, kh, kw = wshape
+    if c != cg * group or o % group:
+        raise ValueError(f"input channels {c} do not match the weight {wshape} in {group} "
+                         "group(s)")
+    _, _, oh, ow = t.shape
+    top, left, bottom, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    row_bytes = c * kh * kw * 4
+    m = int(min(max_rows, max(64, MAX_ROW_BYTES // row_bytes), n * oh * ow))
+    flat = rng.choice(n * oh * ow, size=m, replace=False)
+    fn, rem = np.divmod(flat, oh * ow)
+    oy, ox = np.divmod(rem, ow)
+    cols = np.empty((m, c, kh * kw), np.float32)
+    for ky in range(kh):
+        for kx in range(kw):
+            iy = oy * stride[0] + ky * dilation[0]
+            ix = ox * stride[1] + kx * dilation[1]
+            cols[:, :, ky * kw + kx] = xp[fn, :, iy, ix]
+    rows = cols.reshape(m, group, cg * kh * kw)
+    tgt = t[fn, :, oy, ox].reshape(m, group, o // group)
+    return np.ascontiguousarray(rows), np.ascontiguousarray(tgt)
+
+
+def _linear_rows(inputs: np.ndarray, target: np.ndarray, wshape: tuple[int, ...],
+                 max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    o, i = wshape
+    x = np.asarray(inputs, np.float32).reshape(-1, i)
+    t = np.asarray(target, np.float32).reshape(-1, o)
+    if len(x) > max_rows:
+        pick = rng.choice(len(x), size=max_rows, replace=False)
+        x, t = x[pick], t[pick]
+    return np.ascontiguousarray(x[:, None, :]), np.ascontiguousarray(t[:, None, :])
