@@ -1,0 +1,98 @@
+"""``edgeinfer doctor`` for detectors (issue 28): which fit and pixels was the detector
+trained with - letterbox, stretch or centre crop, a square or a rectangular input, RGB or
+BGR, /255, mean/std?
+
+Three kinds of detector, each audited by :func:`edgeinfer.diagnose.detect_culprits.
+audit_detector` against the spec it carries:
+
+* a detector source (``fashion-detector`` or a model directory): the torch module, BN
+  statistics probed - the label-free evidence;
+* a converted detector artifact (``det.onnx``): its core between the preprocessing prefix
+  and the ending, so each hypothesis places the frame its own way (BN folded: the true
+  boxes decide, or the doctor says it does not know);
+* ``blazeface:VARIANT`` served as it is (no BN statistics, no true boxes on face photos:
+  the figures per hypothesis, and "does not know").
+
+Frames: ``--data builtin:detect`` - the gate's 48 parity frames with their true boxes -
+or an image folder (unlabelled).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.diagnose.detect_culprits import DetectAudit, audit_detector, detect_variants
+from edgeinfer.errors import ConfigError
+from edgeinfer.progress import Progress
+
+DATA = "builtin:detect"
+
+
+def is_detector_source(source: str) -> bool:
+    """A detector for the doctor: a detector source, a detector artifact, or blazeface."""
+    from edgeinfer.converter.detect_convert import is_detector as is_source
+    from edgeinfer.runtime.detect import is_detector as is_served
+
+    return is_source(source) or is_served(source)
+
+
+def frames(data: str, spec: Any, limit: int | None) -> tuple[list[np.ndarray], Any, str]:
+    """(images, true boxes or None, description) of ``--data``."""
+    if data == DATA:
+        from edgeinfer.converter.detect_frames import parity_frames
+
+        fs = parity_frames()[:limit]
+        if spec.frame_color == "RGB":  # parity frames are BGR, as OpenCV decodes
+            fs = [type(f)(np.ascontiguousarray(f.image[:, :, ::-1]), f.boxes, f.classes,
+                          f.aspect) for f in fs]
+        return ([f.image for f in fs], [(f.boxes, f.classes) for f in fs],
+                f"{len(fs)} parity frames with true boxes (bundled photos)")
+    from edgeinfer.data.frames import load_frames
+
+    fset = load_frames(data, spec, limit=limit)
+    return list(fset.frames), None, f"{len(fset.frames)} frames of {data} (no true boxes)"
+
+
+def run_detect_doctor(source: str, data: str, *, limit: int | None = None,
+                      weights: Any = None, progress: Progress | None = None
+                      ) -> tuple[DetectAudit, dict[str, Any]]:
+    """The audit of a detector's spec on ``data``, and what was audited."""
+    say = progress or (lambda _m: None)
+    from edgeinfer.converter import detect_audit as da
+    from edgeinfer.converter.detect_convert import is_detector as is_source
+
+    fits = ("letterbox", "stretch", "crop")
+    if is_source(source):
+        from edgeinfer.converter.detect_convert import load_detector
+
+        src = load_detector(source, weights)
+        pipe, spec, det, kind = (da.torch_pipeline(src), src.spec, src.detection,
+                                 "detector source (torch, BN probed)")
+    elif str(source).startswith("blazeface:"):
+        pipe, spec, det = da.blazeface_pipeline(str(source).split(":", 1)[1])
+        kind, fits = "BlazeFace served as it is (.tflite)", ("pad_resize", "letterbox",
+                                                            "stretch")
+    else:
+        if Path(source).suffix.lower() != ".onnx":
+            raise ConfigError(f"{source}: the doctor audits ONNX detector artifacts, a "
+                              "detector source or blazeface:VARIANT")
+        pipe, spec, det = da.artifact_pipeline(Path(source).read_bytes())
+        kind = "detector artifact (its core; BN folded)"
+    images, truth, what = frames(data, spec, limit)
+    if not images:
+        raise ConfigError(f"--data {data}: no frames")
+    say(f"doctor: {kind}; {what}; the given fit {det.fit}")
+    res = audit_detector(pipe, spec, det, images, truth,
+                         variants=detect_variants(spec, det, images, fits=fits))
+    return res, {"source": source, "kind": kind, "data": what, "fit": det.fit}
+
+
+def summary(res: DetectAudit, about: dict[str, Any]) -> str:
+    """The verdict line, then the figures per hypothesis."""
+    head = {"refuse": f"culprit: {res.culprit}", "pass": "no culprit",
+            "unknown": "does not know"}[res.verdict]
+    return "\n".join([f"{about['source']}: {head} - {res.message}",
+                      f"  {'culprit':20s} {'hypothesis':58s} figures", *res.table()])

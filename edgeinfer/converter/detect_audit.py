@@ -1,0 +1,118 @@
+"""A detector's spec audit at convert time, and the pipelines ``doctor`` audits (issue 28).
+
+The detection gate cannot see a wrong fit: with ``--fit stretch`` on a detector trained
+letterboxed, the artifact AND the framework stretch, and agree. Before the build,
+:func:`audit_source` runs the framework model under the given spec and under each
+hypothesis of :mod:`edgeinfer.diagnose.detect_culprits` on the gate's frames (true boxes)
+and refuses, in one line naming the better fit and the figures, a spec that a hypothesis
+clearly beats - unless ``accept_spec``. The verdict and every hypothesis's figures go in
+the provenance (``detect_audit``).
+
+The pipelines for ``doctor``: a detector source (the torch module, BN probed), a converted
+detector artifact (its core cut out of the graph between the preprocessing prefix and the
+ending, so each hypothesis places the frame its own way), BlazeFace served as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.diagnose.detect_culprits import (
+    CorePipeline,
+    DetectAudit,
+    DetectorPipeline,
+    audit_detector,
+    detect_variants,
+)
+from edgeinfer.errors import ConfigError, SpecAuditError
+from edgeinfer.progress import Progress
+
+#: the fits a converted detector's prefix and ending can bake (``--fit``)
+CONVERT_FITS = ("letterbox", "stretch")
+
+
+def with_fit(src: Any, fit: str) -> Any:
+    """The detector source with its fit (pixels and the inverse alike) set to ``fit``."""
+    if fit not in CONVERT_FITS:
+        raise ConfigError(f"--fit {fit!r}: a converted detector places frames by "
+                          f"{' or '.join(CONVERT_FITS)}")
+    return replace(src, spec=replace(src.spec, resize=fit),
+                   detection=replace(src.detection, fit=fit),
+                   provenance=src.provenance | {"fit_given": fit})
+
+
+def torch_pipeline(src: Any) -> CorePipeline:
+    """A detector source's torch module as a hypothesis pipeline (its BN layers probed)."""
+    import torch
+
+    def core(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            b, s = src.module(torch.from_numpy(np.ascontiguousarray(x)))
+        return b.numpy(), s.numpy()
+
+    return CorePipeline(core, src.detection.nms, src.module)
+
+
+def artifact_pipeline(blob: bytes) -> tuple[CorePipeline, Any, Any]:
+    """(pipeline, pixel spec, detection spec) of a converted ONNX detector artifact: the
+    model between the prefix's output and the core outputs (BatchNorm is folded there: no
+    BN fit, the truth decides)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx.utils import Extractor
+
+    from edgeinfer.artifact import PREFIX_OUTPUT, ArtifactMetadata
+    from edgeinfer.converter.detect_graph import CORE_BOXES, CORE_SCORES
+
+    m = onnx.load_from_string(blob)
+    meta = ArtifactMetadata.from_props({p.key: p.value for p in m.metadata_props}, "artifact")
+    if meta.task != "detect" or meta.detection is None:
+        raise ConfigError("not a detector artifact (edgeinfer.task is not 'detect')")
+    core = Extractor(m).extract_model([PREFIX_OUTPUT], [CORE_BOXES, CORE_SCORES])
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    sess = ort.InferenceSession(core.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b, s = sess.run([CORE_BOXES, CORE_SCORES], {PREFIX_OUTPUT: x.astype(np.float32)})
+        return b, s
+
+    return CorePipeline(run, meta.detection.nms), meta.spec, meta.detection
+
+
+def blazeface_pipeline(variant: str) -> tuple[DetectorPipeline, Any, Any]:
+    """BlazeFace served as it is (no BN statistics in a .tflite, no true boxes: the audit
+    can only say it does not know, never refuse its documented fit)."""
+    from edgeinfer.runtime.detect.detector import Detector
+
+    d = Detector.blazeface(variant)
+    return DetectorPipeline(d), d.spec, d.task
+
+
+def labelled(frames: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """True boxes per frame, or None when no frame has any (unlabelled frames)."""
+    if not any(len(getattr(f, "boxes", ())) for f in frames):
+        return None
+    return [(f.boxes, f.classes) for f in frames]
+
+
+def audit_source(src: Any, frames: Sequence[Any], *, accept_spec: bool = False,
+                 say: Progress | None = None) -> DetectAudit:
+    """Audit a detector source's spec on ``frames`` (``detect_frames.Frame``); raise
+    :class:`SpecAuditError` (nothing written) on ``refuse`` unless ``accept_spec``."""
+    say = say or (lambda _m: None)
+    images = [f.image for f in frames]
+    variants = detect_variants(src.spec, src.detection, images)
+    res = audit_detector(torch_pipeline(src), src.spec, src.detection, images,
+                         labelled(frames), variants=variants)
+    if res.verdict == "refuse" and not accept_spec:
+        raise SpecAuditError(f"detector artifact not written: {res.message}; pass "
+                             "--accept-spec (accept_spec=True) to convert with the given spec")
+    say(f"warning: {res.message} (accepted)" if res.verdict == "refuse"
+        else f"{res.message} [{res.seconds:.1f} s]")
+    return res

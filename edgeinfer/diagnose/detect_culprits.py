@@ -1,0 +1,320 @@
+"""Culprits for detectors (issue 28): letterbox vs stretch vs centre crop, square vs
+rectangular input, colour order, /255 and mean/std, each tried as a hypothesis for how the
+detector was trained, and judged by what the model finds on real frames.
+
+The detection gate compares the artifact with the framework under ONE spec, so a wrong fit
+(the model trained letterboxed, the spec says stretch: D-FINE #358; a rectangular input
+where the model saw squares: ultralytics #26269) passes it - both sides make the same
+mistake. Here every hypothesis runs the same model on the same frames and is scored by
+
+* **the truth**, when the frames carry true boxes (``detect_frames``): detection F1 at IoU
+  >= 0.5 per class, and a paired count over frames of the true objects one side finds and
+  the other misses (a sign test, like the classifier audit's);
+* **the model itself**, label-free: for a torch model, the BatchNorm-statistics fit
+  (:mod:`edgeinfer.diagnose.bn_fit`) on the frames and on their 1:2 and 2:1 centre crops
+  (:func:`aspect_views`: where letterbox pads half the input and stretch distorts objects
+  two-fold, the fits differ most; on a square frame they are the same placement). How
+  confident the detections are ("confidence mass", the summed scores per frame) is
+  reported, never judged: measured, it prefers the WRONG fit (stretch enlarges objects)
+  and a missing /255 (77 detections a frame). Thresholds and the frames that set and
+  measured them: docs/detection/culprits.md.
+
+A pipeline (:mod:`edgeinfer.diagnose.detect_pipelines`) is anything with
+``run(variant, frames) -> (detections per frame, BN fit)``: ``CorePipeline`` for a model
+that maps an input tensor to input-pixel boxes and per-class scores (a torch detector, an
+artifact's core), ``DetectorPipeline`` for a third-party detector served as it is
+(BlazeFace). ``convert``'s audit and ``doctor`` share
+:func:`audit_detector`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.detect_spec import DetectionSpec
+from edgeinfer.diagnose.culprits import CULPRITS, spec_hypotheses
+from edgeinfer.diagnose.detect_pipelines import (  # noqa: F401 - the audit's pipelines
+    CorePipeline,
+    DetectorPipeline,
+    Pipeline,
+)
+from edgeinfer.runtime.detect.match import compare_boxes
+from edgeinfer.spec import PreprocessSpec
+
+PIXEL_CULPRITS = ("channel_order", "missing_scaling", "double_scaling",
+                  "mean_std_pixel_scale", "normalization_missing", "mean_std_mismatch")
+FITS = ("letterbox", "stretch", "crop")
+RECT_STRIDE = 32  # ultralytics' rectangular inference pads the short side to a multiple
+
+# Labelled rule (as the classifier audit's): a clear F1 gain and a significant paired count.
+MIN_GAIN = 0.03
+MIN_Z = 3.0
+AHEAD = 0.01  # a hypothesis this far ahead without the above: "does not know", not a pass
+# Label-free rule (the classifier audit's BN rule, docs/doctor/README.md, with its own
+# ratio): a hypothesis fits the BN statistics at most BN_RATIO x as far off as the given
+# spec, by at least BN_MIN_DIFF. Set on the gate's 48 parity frames (docs/detection/
+# culprits.md): given stretch, letterbox fits 0.51x; given letterbox, the best hypothesis
+# 1.17x - any ratio in between separates them, 0.7 keeps a margin on both sides (the
+# classifiers' 0.5 would miss the stretch by 0.01). Measured on frames that chose nothing.
+BN_RATIO = 0.7
+BN_MIN_DIFF = 0.1
+MIN_FRAMES = 16  # fewer frames than this: the label-free rule does not decide
+VIEWS = (2.0, 0.5)  # the aspect (h / w) of the extra centre crops the BN fit is taken on
+
+
+@dataclass(frozen=True)
+class DetVariant:
+    """One hypothesis for how the detector was trained: pixels (``spec``) and placement."""
+
+    culprit: str
+    detail: str
+    spec: PreprocessSpec
+    fit: str
+    rect: bool = False  # the input is the frame's aspect (long side = spec size)
+
+    def input_spec(self, hw: tuple[int, int]) -> PreprocessSpec:
+        """The pixel spec that places a frame of ``hw`` as this hypothesis says."""
+        spec = self.spec
+        if self.rect:
+            spec = replace(spec, size=rect_size(hw, max(spec.size)))
+        if self.fit == "stretch":
+            return replace(spec, resize="stretch", resize_shorter=None, crop_from=None)
+        if self.fit == "crop":
+            return replace(spec, resize="shorter_crop", resize_shorter=max(spec.size),
+                           crop_from=None)
+        return replace(spec, resize="letterbox", resize_shorter=None, crop_from=None)
+
+
+def rect_size(hw: tuple[int, int], side: int) -> tuple[int, int]:
+    """Ultralytics' rectangular letterbox shape: the long side ``side``, the short side the
+    frame's aspect rounded up to a multiple of :data:`RECT_STRIDE`."""
+    h, w = hw
+    s = side / max(h, w)
+    short = min(side, int(math.ceil(min(h, w) * s / RECT_STRIDE)) * RECT_STRIDE)
+    return (side, short) if h >= w else (short, side)
+
+
+def aspect_views(frames: Sequence[np.ndarray], ratios: Sequence[float] = VIEWS
+                 ) -> list[np.ndarray]:
+    """The largest centre crop of each frame at each aspect ``ratios`` (height / width):
+    real content at aspects where the placements differ most."""
+    out = []
+    for f in frames:
+        h, w = f.shape[:2]
+        for r in ratios:
+            ch, cw = (h, max(1, round(h / r))) if h / w < r else (max(1, round(w * r)), w)
+            ch, cw = min(ch, h), min(cw, w)
+            y, x = (h - ch) // 2, (w - cw) // 2
+            out.append(np.ascontiguousarray(f[y:y + ch, x:x + cw]))
+    return out
+
+
+def detect_variants(spec: PreprocessSpec, det: DetectionSpec, frames: Sequence[np.ndarray],
+                    fits: Sequence[str] = FITS, rect: bool = True) -> list[DetVariant]:
+    """The given spec (culprit ``none``) first, then one hypothesis per mistake: another
+    fit, a rectangular input, and the pixel hypotheses of the classifier audit (colour
+    order, /255, mean/std: :func:`~edgeinfer.diagnose.culprits.spec_hypotheses`)."""
+    out = [DetVariant("none", "the given spec", spec, det.fit)]
+    out += [DetVariant("resize_policy", f"{m} instead of {det.fit}", spec, m)
+            for m in fits if m != det.fit]
+    if rect and det.fit == "letterbox":
+        out.append(DetVariant("input_size", f"rectangular input (long side {max(spec.size)}, "
+                              f"short side a multiple of {RECT_STRIDE}) instead of "
+                              f"{spec.size[0]}x{spec.size[1]}", spec, det.fit, rect=True))
+    out += [DetVariant(v.culprit, v.detail, v.spec, det.fit)
+            for v in spec_hypotheses(spec, frames) if v.culprit in PIXEL_CULPRITS]
+    return out
+
+
+# ---------------------------------------------------------------------- evidence
+@dataclass
+class Evidence:
+    """What one hypothesis found on the frames."""
+
+    variant: DetVariant
+    mass: float | None  # mean over frames of the summed detection scores
+    count: float | None  # mean detections per frame
+    bn_fit: float | None
+    f1: float | None = None  # vs the true boxes
+    tp: list[int] | None = None  # true objects found, per frame
+    z: float | None = None  # paired count vs the given spec (labelled)
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        v = self.variant
+        return {"culprit": v.culprit, "detail": v.detail, "fit": v.fit, "rect": v.rect,
+                "confidence_mass": self.mass, "detections_per_frame": self.count,
+                "bn_fit": self.bn_fit, "f1_vs_truth": self.f1, "z": self.z,
+                "error": self.error}
+
+    def figures(self) -> str:
+        if self.error:
+            return f"not applicable ({self.error})"
+        parts = ([f"F1 vs truth {self.f1:.3f}"] if self.f1 is not None else []) + (
+            [f"z {self.z:+.1f}"] if self.z is not None else []) + [
+            f"confidence mass {self.mass:.2f}", f"{self.count:.2f} detections/frame"]
+        if self.bn_fit is not None:
+            parts.append(f"BN fit {self.bn_fit:.3g}")
+        return ", ".join(parts)
+
+
+def evidence(pipe: Pipeline, variant: DetVariant, frames: Sequence[np.ndarray],
+             truth: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+             views: Sequence[np.ndarray] = ()) -> Evidence:
+    """Run one hypothesis on ``frames`` and ``views`` (the BN fit and the confidence
+    figures cover both); with ``truth`` ((boxes, classes) per frame) also F1 vs truth."""
+    try:
+        dets, bn = pipe.run(variant, [*frames, *views])
+    except Exception as e:  # noqa: BLE001 - a model that cannot take this input
+        return Evidence(variant, None, None, None, error=" ".join(str(e).split())[:160])
+    mass = float(np.mean([d[1].sum() for d in dets])) if dets else 0.0
+    count = float(np.mean([len(d[1]) for d in dets])) if dets else 0.0
+    dets = dets[:len(frames)]
+    ev = Evidence(variant, mass, count, bn)
+    if truth is not None:
+        m = oa = ob = 0
+        tp = []
+        for d, (tb, tc) in zip(dets, truth, strict=True):
+            c = compare_boxes(*d, tb, np.ones(len(tb)), tc)
+            m, oa, ob = m + c.matched, oa + c.only_a, ob + c.only_b
+            tp.append(c.matched)
+        ev.f1 = 1.0 if 2 * m + oa + ob == 0 else 2 * m / (2 * m + oa + ob)
+        ev.tp = tp
+    return ev
+
+
+def paired_z(h: list[int], g: list[int]) -> float:
+    """Sign-test z over frames: true objects the hypothesis finds beyond the given spec
+    minus the reverse, per frame (an object-level count where one side's finds contain
+    the other's, a conservative one otherwise)."""
+    d = np.asarray(h) - np.asarray(g)
+    b, c = float(np.clip(d, 0, None).sum()), float(np.clip(-d, 0, None).sum())
+    return (b - c) / math.sqrt(b + c) if b + c else 0.0
+
+
+# ---------------------------------------------------------------------- verdict
+@dataclass
+class DetectAudit:
+    verdict: str  # pass | refuse | unknown
+    culprit: str
+    message: str
+    given: Evidence
+    rows: list[Evidence] = field(default_factory=list)
+    labelled: bool = False
+    n: int = 0
+    seconds: float = 0.0
+    best: Evidence | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "culprit": self.culprit, "message": self.message,
+                "labelled": self.labelled, "frames": self.n, "seconds": round(self.seconds, 2),
+                "thresholds": {"min_gain": MIN_GAIN, "min_z": MIN_Z, "ahead": AHEAD,
+                               "bn_ratio": BN_RATIO,
+                               "bn_min_diff": BN_MIN_DIFF, "min_frames": MIN_FRAMES,
+                               "views": list(VIEWS)},
+                "given": self.given.to_dict(), "hypotheses": [r.to_dict() for r in self.rows],
+                "corrected": (None if self.best is None else
+                              {"fit": self.best.variant.fit, "rect": self.best.variant.rect,
+                               "spec": self.best.variant.spec.to_dict()})}
+
+    def table(self) -> list[str]:
+        """One line per hypothesis, the given spec first."""
+        return [f"  {r.variant.culprit:20s} {r.variant.detail:58s} {r.figures()}"
+                for r in [self.given, *self.rows]]
+
+
+def audit_detector(pipe: Pipeline, spec: PreprocessSpec, det: DetectionSpec,
+                   frames: Sequence[np.ndarray],
+                   truth: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, *,
+                   variants: Sequence[DetVariant] | None = None,
+                   views: bool = True) -> DetectAudit:
+    """Every hypothesis on ``frames`` and the verdict: ``refuse`` names the culprit (a
+    hypothesis clearly better by the truth, or label-free by the rule above), ``pass``
+    when the given spec is as good as any, ``unknown`` when the evidence does not separate
+    them (label-free, too few frames or contradicting signals). ``views``: add the
+    frames' 1:2 and 2:1 centre crops (:func:`aspect_views`) to the label-free evidence."""
+    t0 = time.perf_counter()
+    vs = list(variants) if variants is not None else detect_variants(spec, det, frames)
+    extra = aspect_views(frames) if views else []
+    given = evidence(pipe, vs[0], frames, truth, extra)
+    if given.error:
+        raise ValueError(f"the detector cannot run the given spec: {given.error}")
+    rows = [evidence(pipe, v, frames, truth, extra) for v in vs[1:]]
+    if truth is not None:
+        for r in rows:
+            if r.tp is not None:
+                r.z = paired_z(r.tp, given.tp or [])
+    res = _verdict(given, rows, truth is not None, len(frames))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _bn_hit(r: Evidence, g: Evidence) -> bool:
+    """Label-free: the hypothesis fits the model's BN statistics far better."""
+    return (r.bn_fit is not None and g.bn_fit is not None and r.bn_fit <= BN_RATIO * g.bn_fit
+            and g.bn_fit - r.bn_fit >= BN_MIN_DIFF)
+
+
+def _not_worse(r: Evidence, g: Evidence) -> bool:
+    """With true boxes, a BN hit must not find clearly fewer objects than the given spec."""
+    return r.f1 is None or g.f1 is None or not (g.f1 - r.f1 >= MIN_GAIN
+                                                 and -(r.z or 0.0) >= MIN_Z)
+
+
+def _verdict(g: Evidence, rows: list[Evidence], labelled: bool, n: int) -> DetectAudit:
+    what = f"{n} {'labelled' if labelled else 'unlabelled'} frames"
+    ok = [r for r in rows if not r.error]
+    if labelled:
+        hits = [r for r in ok if r.f1 is not None and r.f1 - (g.f1 or 0.0) >= MIN_GAIN
+                and (r.z or 0.0) >= MIN_Z]
+        if hits:
+            best = max(hits, key=lambda r: r.f1 or 0.0)
+            return DetectAudit("refuse", best.variant.culprit, _named(best, g, what, True),
+                               g, rows, True, n, best=best)
+    bn = [r for r in ok if _bn_hit(r, g) and _not_worse(r, g)]
+    if bn and n >= MIN_FRAMES:
+        best = min(bn, key=lambda r: r.bn_fit if r.bn_fit is not None else math.inf)
+        return DetectAudit("refuse", best.variant.culprit, _named(best, g, what, False),
+                           g, rows, labelled, n, best=best)
+    if labelled:
+        top = max(ok, key=lambda r: r.f1 or 0.0, default=None)
+        if top is not None and (top.f1 or 0.0) - (g.f1 or 0.0) >= AHEAD:
+            return DetectAudit("unknown", "none", (
+                f"detector audit: does not know ({what}): {top.variant.detail} reaches F1 vs "
+                f"truth {top.f1:.3f} vs {g.f1:.3f} with the given spec (z {top.z:+.1f}), "
+                f"not clearly better (a gain of {MIN_GAIN:.0%} at z >= {MIN_Z:g} decides)"
+                + ("" if g.bn_fit is not None else "; no BatchNorm statistics to "
+                   "compare with") + "; more frames with true boxes would tell"),
+                g, rows, True, n)
+        close = "" if top is None else (f"; the best hypothesis ({top.variant.detail}) "
+                                        f"reaches F1 {top.f1:.3f}")
+        return DetectAudit("pass", "none", f"detector audit: pass ({what}, F1 vs truth "
+                           f"{g.f1:.3f} with the given spec{close})", g, rows, True, n)
+    if g.bn_fit is None or n < MIN_FRAMES:
+        why = ("no BatchNorm statistics to compare with" if g.bn_fit is None
+               else f"the label-free rule needs >= {MIN_FRAMES} frames")
+        return DetectAudit("unknown", "none", f"detector audit: does not know ({what}; {why};"
+                           " give frames with true boxes to decide)", g, rows, False, n)
+    return DetectAudit("pass", "none", f"detector audit: pass ({what}, BN fit "
+                       f"{g.bn_fit:.3g}; no hypothesis fits the model's statistics clearly "
+                       "better)", g, rows, False, n)
+
+
+def _named(best: Evidence, g: Evidence, what: str, labelled: bool) -> str:
+    v = best.variant
+    fig = (f"F1 vs truth {best.f1:.3f} vs {g.f1:.3f} with the given spec (z {best.z:.1f})"
+           if labelled and best.z is not None and best.f1 - g.f1 >= MIN_GAIN
+           else f"BN fit {best.bn_fit:.3g} vs {g.bn_fit:.3g} with the given spec"
+           + (f" (F1 vs truth {best.f1:.3f} vs {g.f1:.3f})" if best.f1 is not None
+              and g.f1 is not None else ""))
+    fix = (f"--fit {v.fit}" if v.culprit == "resize_policy" and v.fit != "crop"
+           else "a centre crop, which no detector fit bakes yet" if v.fit == "crop"
+           else CULPRITS[v.culprit][1])
+    return (f"detector audit: the detector was most likely trained with {v.detail} "
+            f"('{v.culprit}': {CULPRITS[v.culprit][0]}): {fig} on {what}; fix: {fix}")

