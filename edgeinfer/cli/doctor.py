@@ -12,6 +12,10 @@ from edgeinfer.errors import ConfigError
 
 
 def run_doctor_cmd(args: argparse.Namespace) -> int:
+    from edgeinfer.check.doctor.detect import is_detector_source
+
+    if is_detector_source(args.source):  # issue 28: the fit and pixels of a detector
+        return _detector(args)
     from edgeinfer.check.doctor.report import summary, write_report
     from edgeinfer.check.doctor.run import run_doctor
 
@@ -30,6 +34,18 @@ def run_doctor_cmd(args: argparse.Namespace) -> int:
         for f in write_report(res, args.report):
             progress(f"wrote {f}")
     return EXIT_FAILED if res.top != "none" else 0
+
+
+def _detector(args: argparse.Namespace) -> int:
+    """A detector's audit: exit 1 when a culprit is named, 0 for a pass or 'does not
+    know' (the figures per hypothesis are printed either way)."""
+    from edgeinfer.check.doctor.detect import run_detect_doctor, summary
+
+    res, about = run_detect_doctor(args.source, args.data, limit=args.limit,
+                                   weights=args.weights, progress=progress)
+    print(summary(res, about))
+    emit_json(about | res.to_dict(), args.json)
+    return EXIT_FAILED if res.verdict == "refuse" else 0
 
 
 def _batch_sizes(text: str | None) -> list[int] | None:

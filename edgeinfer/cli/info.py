@@ -115,7 +115,7 @@ def _lines(path: str, meta: Any, quant: dict[str, Any] | None) -> list[str]:
         if par.get("data_note"):
             out.append(f"            {par['data_note']}: convert with --parity-data to check it on "
                   "your images")
-    audit = prov.get("spec_audit")
+    audit = prov.get("spec_audit") or prov.get("detect_audit")  # detectors: issue 28
     if audit:
         out.append(_audit_line(audit))
     out.append("monitor:    not for detectors yet (issue 28)" if meta.task == "detect"

@@ -57,8 +57,8 @@ def torch_pipeline(src: Any) -> CorePipeline:
     return CorePipeline(core, src.detection.nms, src.module)
 
 
-def artifact_pipeline(blob: bytes) -> tuple[CorePipeline, Any, Any]:
-    """(pipeline, pixel spec, detection spec) of a converted ONNX detector artifact: the
+def artifact_pipeline(blob: bytes) -> tuple[CorePipeline, Any, Any, tuple[str, ...]]:
+    """(pipeline, pixel spec, detection spec, labels) of a converted ONNX detector artifact: the
     model between the prefix's output and the core outputs (BatchNorm is folded there: no
     BN fit, the truth decides)."""
     import onnx
@@ -82,16 +82,17 @@ def artifact_pipeline(blob: bytes) -> tuple[CorePipeline, Any, Any]:
         b, s = sess.run([CORE_BOXES, CORE_SCORES], {PREFIX_OUTPUT: x.astype(np.float32)})
         return b, s
 
-    return CorePipeline(run, meta.detection.nms), meta.spec, meta.detection
+    return CorePipeline(run, meta.detection.nms), meta.spec, meta.detection, meta.labels
 
 
-def blazeface_pipeline(variant: str) -> tuple[DetectorPipeline, Any, Any]:
+def blazeface_pipeline(variant: str
+                       ) -> tuple[DetectorPipeline, Any, Any, tuple[str, ...]]:
     """BlazeFace served as it is (no BN statistics in a .tflite, no true boxes: the audit
     can only say it does not know, never refuse its documented fit)."""
     from edgeinfer.runtime.detect.detector import Detector
 
     d = Detector.blazeface(variant)
-    return DetectorPipeline(d), d.spec, d.task
+    return DetectorPipeline(d), d.spec, d.task, d.labels
 
 
 def labelled(frames: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]] | None:

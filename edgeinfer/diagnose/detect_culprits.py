@@ -286,7 +286,7 @@ def _verdict(g: Evidence, rows: list[Evidence], labelled: bool, n: int) -> Detec
         top = max(ok, key=lambda r: r.f1 or 0.0, default=None)
         if top is not None and (top.f1 or 0.0) - (g.f1 or 0.0) >= AHEAD:
             return DetectAudit("unknown", "none", (
-                f"detector audit: does not know ({what}): {top.variant.detail} reaches F1 vs "
+                f"spec audit: does not know ({what}): {top.variant.detail} reaches F1 vs "
                 f"truth {top.f1:.3f} vs {g.f1:.3f} with the given spec (z {top.z:+.1f}), "
                 f"not clearly better (a gain of {MIN_GAIN:.0%} at z >= {MIN_Z:g} decides)"
                 + ("" if g.bn_fit is not None else "; no BatchNorm statistics to "
@@ -294,14 +294,14 @@ def _verdict(g: Evidence, rows: list[Evidence], labelled: bool, n: int) -> Detec
                 g, rows, True, n)
         close = "" if top is None else (f"; the best hypothesis ({top.variant.detail}) "
                                         f"reaches F1 {top.f1:.3f}")
-        return DetectAudit("pass", "none", f"detector audit: pass ({what}, F1 vs truth "
+        return DetectAudit("pass", "none", f"spec audit: pass ({what}, F1 vs truth "
                            f"{g.f1:.3f} with the given spec{close})", g, rows, True, n)
     if g.bn_fit is None or n < MIN_FRAMES:
         why = ("no BatchNorm statistics to compare with" if g.bn_fit is None
                else f"the label-free rule needs >= {MIN_FRAMES} frames")
-        return DetectAudit("unknown", "none", f"detector audit: does not know ({what}; {why};"
+        return DetectAudit("unknown", "none", f"spec audit: does not know ({what}; {why};"
                            " give frames with true boxes to decide)", g, rows, False, n)
-    return DetectAudit("pass", "none", f"detector audit: pass ({what}, BN fit "
+    return DetectAudit("pass", "none", f"spec audit: pass ({what}, BN fit "
                        f"{g.bn_fit:.3g}; no hypothesis fits the model's statistics clearly "
                        "better)", g, rows, False, n)
 
@@ -316,5 +316,5 @@ def _named(best: Evidence, g: Evidence, what: str, labelled: bool) -> str:
     fix = (f"--fit {v.fit}" if v.culprit == "resize_policy" and v.fit != "crop"
            else "a centre crop, which no detector fit bakes yet" if v.fit == "crop"
            else CULPRITS[v.culprit][1])
-    return (f"detector audit: the detector was most likely trained with {v.detail} "
+    return (f"spec audit: the detector was most likely trained with {v.detail} "
             f"('{v.culprit}': {CULPRITS[v.culprit][0]}): {fig} on {what}; fix: {fix}")

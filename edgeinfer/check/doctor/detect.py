@@ -13,12 +13,14 @@ audit_detector` against the spec it carries:
 * ``blazeface:VARIANT`` served as it is (no BN statistics, no true boxes on face photos:
   the figures per hypothesis, and "does not know").
 
-Frames: ``--data builtin:detect`` - the gate's 48 parity frames with their true boxes -
-or an image folder (unlabelled).
+Frames: ``--data builtin:detect`` - the gate's 48 parity frames with their true boxes
+(fashion items) - ``builtin:faces`` (the bench's 14 face photos, no boxes) or an image
+folder (unlabelled).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from edgeinfer.errors import ConfigError
 from edgeinfer.progress import Progress
 
 DATA = "builtin:detect"
+FACES = "builtin:faces"
 
 
 def is_detector_source(source: str) -> bool:
@@ -39,15 +42,27 @@ def is_detector_source(source: str) -> bool:
     return is_source(source) or is_served(source)
 
 
-def frames(data: str, spec: Any, limit: int | None) -> tuple[list[np.ndarray], Any, str]:
-    """(images, true boxes or None, description) of ``--data``."""
+def frames(data: str, spec: Any, limit: int | None, labels: Sequence[str] = ()
+           ) -> tuple[list[np.ndarray], Any, str]:
+    """(images, true boxes or None, description) of ``--data``. The parity frames' boxes
+    are fashion items: truth only for a detector of those classes."""
+    if data == FACES:
+        from edgeinfer.check.bench.detect_reference import face_frames
+
+        fs = list(face_frames().values())[:limit]
+        if spec.frame_color == "BGR":
+            fs = [np.ascontiguousarray(f[:, :, ::-1]) for f in fs]
+        return fs, None, f"{len(fs)} bench face frames (no true boxes)"
     if data == DATA:
-        from edgeinfer.converter.detect_frames import parity_frames
+        from edgeinfer.converter.detect_frames import LABELS, parity_frames
 
         fs = parity_frames()[:limit]
         if spec.frame_color == "RGB":  # parity frames are BGR, as OpenCV decodes
             fs = [type(f)(np.ascontiguousarray(f.image[:, :, ::-1]), f.boxes, f.classes,
                           f.aspect) for f in fs]
+        if tuple(labels) != LABELS:
+            return ([f.image for f in fs], None, f"{len(fs)} parity frames (their true boxes "
+                    f"are {', '.join(LABELS)}, not this detector's classes)")
         return ([f.image for f in fs], [(f.boxes, f.classes) for f in fs],
                 f"{len(fs)} parity frames with true boxes (bundled photos)")
     from edgeinfer.data.frames import load_frames
@@ -71,17 +86,18 @@ def run_detect_doctor(source: str, data: str, *, limit: int | None = None,
         src = load_detector(source, weights)
         pipe, spec, det, kind = (da.torch_pipeline(src), src.spec, src.detection,
                                  "detector source (torch, BN probed)")
+        labels = src.labels
     elif str(source).startswith("blazeface:"):
-        pipe, spec, det = da.blazeface_pipeline(str(source).split(":", 1)[1])
+        pipe, spec, det, labels = da.blazeface_pipeline(str(source).split(":", 1)[1])
         kind, fits = "BlazeFace served as it is (.tflite)", ("pad_resize", "letterbox",
                                                             "stretch")
     else:
         if Path(source).suffix.lower() != ".onnx":
             raise ConfigError(f"{source}: the doctor audits ONNX detector artifacts, a "
                               "detector source or blazeface:VARIANT")
-        pipe, spec, det = da.artifact_pipeline(Path(source).read_bytes())
+        pipe, spec, det, labels = da.artifact_pipeline(Path(source).read_bytes())
         kind = "detector artifact (its core; BN folded)"
-    images, truth, what = frames(data, spec, limit)
+    images, truth, what = frames(data, spec, limit, labels)
     if not images:
         raise ConfigError(f"--data {data}: no frames")
     say(f"doctor: {kind}; {what}; the given fit {det.fit}")
