@@ -1,0 +1,307 @@
+"""AdaRound on the full-integer .tflite that ai_edge_quantizer writes (issue 26, point 3).
+
+Why: ai_edge_quantizer rounds every int8 weight to nearest (per-channel symmetric, narrow
+range -127..127). AdaRound (:mod:`edgeinfer.converter.int8.adaround`, the format-free core)
+chooses, per weight, floor or floor+1 so that the layer's output on the calibration frames
+matches the fp32 model's, with the fp32 model as the teacher and no labels. Only the int8
+weight buffers change: scales, zero points, biases and the graph stay the quantiser's, so
+the result is the same file ai_edge_quantizer would write with better roundings.
+
+How, for each CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED with per-channel int8 weights,
+in graph order (sequentially: each layer sees the earlier layers' new rounding):
+
+* the layer's input as the quantised model feeds it: the int8 model run by LiteRT with
+  every tensor preserved, the input tensor dequantised with its own scale/zero point;
+* the fp32 teacher: the float .tflite run the same way, the same layer found by its weight
+  tensor's name (the quantiser keeps names), its input convolved with the float weights in
+  torch *before* the fused activation (TFLite fuses ReLU/ReLU6 into the op's output);
+* TFLite layouts to the core's torch layout: conv OHWI -> OIHW, depthwise 1HWO -> (O, 1,
+  kh, kw) with groups = input channels, fully connected (O, I) as is; SAME padding becomes
+  TFLite's explicit pads (the extra row/column at the bottom/right);
+* the returned int8 weights are written back into the weight buffer, which both signatures
+  share (``frame`` and ``resized``: one write serves both).
+
+LiteRT runs without XNNPACK here (its delegated ops keep no intermediate tensors); the
+builtin kernels compute the same int8 arithmetic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.errors import ConversionError
+from edgeinfer.progress import Progress
+
+#: the ops whose weights are rounded, and TFLite's fused activations (pre-activation target)
+WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+#: frames the rounding is fitted on (A's ONNX side uses the same budget)
+FRAMES = 64
+#: ai_edge_quantizer's symmetric 8-bit weights are narrow range
+QMIN, QMAX = -127, 127
+
+RoundFn = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One weighted op of a subgraph, with what the rounding needs to know about it."""
+
+    op: str  # CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED
+    x: int  # input tensor index
+    w: int  # weight tensor index
+    b: int | None  # bias tensor index
+    out: int  # output tensor index
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    same: bool  # SAME padding (else VALID)
+    activation: int  # schema.ActivationFunctionType of the fused activation
+
+    @property
+    def kind(self) -> str:
+        return "linear" if self.op == "FULLY_CONNECTED" else "conv"
+
+
+def _schema() -> tuple[Any, Any]:
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return schema, flatbuffer_utils
+
+
+def read_model(model: bytes) -> Any:
+    """The flatbuffer as LiteRT's object API (``ModelT``), for reading and writing back."""
+    _, fbu = _schema()
+    return fbu.read_model_from_bytearray(bytearray(model))
+
+
+def write_model(obj: Any) -> bytes:
+    _, fbu = _schema()
+    return bytes(fbu.convert_object_to_bytearray(obj))
+
+
+def layers(obj: Any, subgraph: int, int8_only: bool = True) -> list[Layer]:
+    """The weighted ops of one subgraph in graph order (with int8 weights and an int8 input
+    when ``int8_only``: what a full-integer model quantised; float islands are skipped)."""
+    schema, fbu = _schema()
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    sg = obj.subgraphs[subgraph]
+    out: list[Layer] = []
+    for op in sg.operators:
+        code = names.get(fbu.get_builtin_code_from_operator_code(
+            obj.operatorCodes[op.opcodeIndex]), "")
+        if code not in WEIGHTED or len(op.inputs) < 2:
+            continue
+        tx, tw = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[1]]
+        if int8_only and not (tw.type == schema.TensorType.INT8
+                              and tx.type == schema.TensorType.INT8
+                              and obj.buffers[tw.buffer].data is not None):
+            continue
+        o = op.builtinOptions
+        conv = code != "FULLY_CONNECTED"
+        out.append(Layer(
+            op=code, x=op.inputs[0], w=op.inputs[1],
+            b=op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None,
+            out=op.outputs[0],
+            stride=(o.strideH, o.strideW) if conv else (1, 1),
+            dilation=(o.dilationHFactor, o.dilationWFactor) if conv else (1, 1),
+            same=conv and o.padding == schema.Padding.SAME,
+            activation=int(o.fusedActivationFunction) if o is not None else 0))
+    return out
+
+
+def pairs(qobj: Any, sg_q: int, fobj: Any, sg_f: int) -> list[tuple[Layer, Layer]]:
+    """(int8 layer, the float model's same layer) in graph order, matched by the weight
+    tensor's name (ai_edge_quantizer keeps names; op indices move with the QUANTIZE ops it
+    inserts). Float-only ops (the preprocessing prefix) have no int8 partner."""
+    ft = fobj.subgraphs[sg_f].tensors
+    by_weight = {ft[lay.w].name: lay for lay in layers(fobj, sg_f, int8_only=False)}
+    qt = qobj.subgraphs[sg_q].tensors
+    return [(lay, by_weight[qt[lay.w].name]) for lay in layers(qobj, sg_q)
+            if qt[lay.w].name in by_weight]
+
+
+def _array(obj: Any, t: Any, dtype: Any) -> np.ndarray:
+    data = obj.buffers[t.buffer].data
+    return np.frombuffer(np.asarray(data, np.uint8).tobytes(), dtype).reshape(t.shape).copy()
+
+
+def to_torch(op: str, w: np.ndarray, in_channels: int) -> tuple[np.ndarray, int]:
+    """(weight in the core's torch layout, group) from a TFLite weight array."""
+    if op == "CONV_2D":  # OHWI -> OIHW
+        return np.ascontiguousarray(w.transpose(0, 3, 1, 2)), 1
+    if op == "DEPTHWISE_CONV_2D":  # 1HWO -> (O, 1, kh, kw), one group per input channel
+        return np.ascontiguousarray(w[0].transpose(2, 0, 1)[:, None]), in_channels
+    return w, 1  # FULLY_CONNECTED: (O, I)
+
+
+def from_torch(op: str, w: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`to_torch`: the TFLite layout of a torch-layout weight."""
+    if op == "CONV_2D":
+        return np.ascontiguousarray(w.transpose(0, 2, 3, 1))
+    if op == "DEPTHWISE_CONV_2D":
+        return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)[None])
+    return w
+
+
+def explicit_pads(same: bool, in_hw: Sequence[int], k_hw: Sequence[int],
+                  stride: Sequence[int], dilation: Sequence[int]) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of TFLite's SAME/VALID: SAME puts the odd row/column at
+    the bottom/right (TensorFlow's rule), VALID pads nothing."""
+    if not same:
+        return (0, 0, 0, 0)
+    pads = []
+    for n, k, s, d in zip(in_hw, k_hw, stride, dilation, strict=True):
+        out = -(-n // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+        pads.append((total // 2, total - total // 2))
+    (t, b), (left, r) = pads
+    return (t, left, b, r)
+
+
+def preactivation(layer: Layer, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
+                  group: int, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """The layer's float output before its fused activation: x NCHW (or N, I), w torch
+    layout. What the fp32 model computes inside the op, which TFLite does not expose."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812 - torch's own convention
+
+    with torch.no_grad():
+        xt, wt = torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(w)
+        bt = None if bias is None else torch.from_numpy(bias.astype(np.float32))
+        if layer.kind == "linear":
+            return F.linear(xt, wt, bt).numpy()
+        t, left, b, r = pads
+        xt = F.pad(xt, (left, r, t, b))
+        return F.conv2d(xt, wt, bt, stride=layer.stride, dilation=layer.dilation,
+                        groups=group).numpy()
+
+
+class _Activations:
+    """One LiteRT interpreter that keeps every tensor: the inputs of one layer over frames."""
+
+    def __init__(self, model: bytes, signature: str, threads: int) -> None:
+        from ai_edge_litert import interpreter as tfl
+
+        self.it = tfl.Interpreter(
+            model_content=model, num_threads=threads,
+            experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            experimental_preserve_all_tensors=True)
+        self.run = self.it.get_signature_runner(signature)
+        self.subgraph = self.run._subgraph_index  # noqa: SLF001 - as ai_edge_quantizer does
+
+    def collect(self, samples: Sequence[dict[str, np.ndarray]], tensor: int,
+                scale: float | None = None, zero_point: int = 0) -> np.ndarray:
+        """``tensor`` over ``samples`` stacked on axis 0 (dequantised when ``scale``)."""
+        rows = []
+        for s in samples:
+            self.run(**s)
+            v = self.it.get_tensor(tensor, self.subgraph)
+            rows.append(v if scale is None else (v.astype(np.float32) - zero_point) * scale)
+        return np.concatenate(rows, axis=0)
+
+
+def _layout(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """A layer's collected NHWC input in the core's layout: NCHW for a conv, (N, I) for a
+    fully connected op (TFLite flattens its input in NHWC order, so reshape, no transpose)."""
+    if w.ndim == 2:
+        return np.ascontiguousarray(x.reshape(-1, w.shape[1]))
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def _quant(t: Any) -> tuple[np.ndarray, np.ndarray]:
+    q = t.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        raise ConversionError(f"tensor {t.name!r} has no quantisation parameters")
+    zp = np.zeros(len(q.scale), np.int64) if q.zeroPoint is None else np.asarray(q.zeroPoint)
+    return np.asarray(q.scale, np.float32), zp
+
+
+def _signature_subgraph(obj: Any, signature: str) -> int:
+    for s in obj.signatureDefs or []:
+        key = s.signatureKey.decode() if isinstance(s.signatureKey, bytes) else s.signatureKey
+        if key == signature:
+            return int(s.subgraphIndex)
+    raise ConversionError(f"the TFLite model has no signature {signature!r}")
+
+
+def _default_round() -> RoundFn:
+    from edgeinfer.converter.int8.adaround import adaround_layer
+
+    return adaround_layer
+
+
+def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, np.ndarray]],
+                signature: str, *, round_fn: RoundFn | None = None, frames: int = FRAMES,
+                threads: int = 2, progress: Progress | None = None,
+                **round_kw: Any) -> tuple[bytes, dict[str, Any]]:
+    """``qmodel`` with every int8 weight rounded by ``round_fn`` (default AdaRound); (model,
+    record for the provenance).
+
+    ``float_model`` is the float .tflite ``qmodel`` was quantised from (same tensor names),
+    ``samples`` the calibration inputs of ``signature`` (``{input name: array}`` each, as
+    :func:`tflite_quant.calibration_inputs` makes them); the first ``frames`` are used.
+    ``round_fn`` has :func:`adaround.adaround_layer`'s signature; ``round_kw`` go to it.
+    """
+    from edgeinfer.converter.int8.tflite_quant import layer_label
+
+    say = progress or (lambda _m: None)
+    fit = round_fn or _default_round()
+    samples = list(samples)[:frames]
+    if not samples:
+        raise ConversionError("AdaRound needs calibration frames (real images)")
+    t0 = time.perf_counter()
+    qobj, fobj = read_model(qmodel), read_model(float_model)
+    sg_q, sg_f = _signature_subgraph(qobj, signature), _signature_subgraph(fobj, signature)
+    f_tensors = fobj.subgraphs[sg_f].tensors
+    todo = pairs(qobj, sg_q, fobj, sg_f)
+    teacher = _Activations(float_model, signature, threads)
+    changed = 0
+    record: list[dict[str, Any]] = []
+    for i, (lay, flay) in enumerate(todo):
+        tq = qobj.subgraphs[sg_q].tensors
+        tw, tx = tq[lay.w], tq[lay.x]
+        wf = _array(fobj, f_tensors[flay.w], np.float32)
+        bf = None if flay.b is None else _array(fobj, f_tensors[flay.b], np.float32)
+        s_w, _ = _quant(tw)
+        s_x, z_x = _quant(tx)
+        w, group = to_torch(lay.op, wf, int(tx.shape[-1]))
+        student = _Activations(qmodel, signature, threads)
+        xq = _layout(student.collect(samples, lay.x, float(s_x[0]), int(z_x[0])), w)
+        del student
+        xf = _layout(teacher.collect(samples, flay.x), w)
+        pads = ((0, 0, 0, 0) if lay.kind == "linear" else
+                explicit_pads(lay.same, xq.shape[2:], w.shape[2:], lay.stride, lay.dilation))
+        target = preactivation(lay, xf, w, bf, group, pads)
+        scale = np.broadcast_to(s_w, (w.shape[0],)).astype(np.float32)
+        t = time.perf_counter()
+        wq = fit(w, scale, xq, target, bias=bf, kind=lay.kind, stride=lay.stride, pads=pads,
+                 dilation=lay.dilation, group=group, qmin=QMIN, qmax=QMAX, **round_kw)
+        new = from_torch(lay.op, np.asarray(wq, np.int8)).reshape(tw.shape)
+        old = _array(qobj, tw, np.int8)
+        n = int((new != old).sum())
+        changed += n
+        qobj.buffers[tw.buffer].data = np.frombuffer(new.tobytes(), np.uint8)
+        qmodel = write_model(qobj)
+        name = tw.name.decode() if isinstance(tw.name, bytes) else str(tw.name)
+        record.append({"layer": layer_label(name), "op": lay.op, "changed": n,
+                       "weights": int(new.size), "s": round(time.perf_counter() - t, 2)})
+        say(f"adaround {i + 1}/{len(todo)} {layer_label(name)}: {n} of {new.size} weights "
+            f"re-rounded ({time.perf_counter() - t:.1f} s)")
+    info = {"method": "adaround", "layers": len(todo), "frames": len(samples),
+            "signature": signature, "weights_changed": changed,
+            "seconds": round(time.perf_counter() - t0, 1), "per_layer": record}
+    return qmodel, info
+
+
+def nearest(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray, target: np.ndarray,
+            *, qmin: int = QMIN, qmax: int = QMAX, **_kw: Any) -> np.ndarray:
+    """Round-to-nearest with :func:`adaround_layer`'s signature: ai_edge_quantizer's own
+    rounding (``np.rint`` of weight / scale, clipped), the reference the write-back is
+    tested against (it must reproduce the quantiser's buffers exactly)."""
+    s = np.asarray(scale, np.float32).reshape((-1,) + (1,) * (weight.ndim - 1))
+    return np.clip(np.rint(weight / s), qmin, qmax).astype(np.int8)
