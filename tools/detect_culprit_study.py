@@ -1,13 +1,15 @@
 """The detector audit's rule, set and measured (issue 28 point 3; docs/detection/culprits.md).
 
 For the bundled fashion-detector, each scenario GIVES the audit a spec (the right one, and
-one mistake at a time: stretch, BGR, no /255, /255 twice, no mean/std) and
-records every hypothesis's figures, labelled (F1 vs the true boxes) and label-free
-(confidence mass, BN fit). Two frame sets: ``rule`` - the gate's 48 parity frames (the six
-bundled photos), on which the label-free threshold was chosen; ``measure`` - 96 frames on
-100 ImageNet sample photos the detector never trained on (held out by
-tools/train_detector.py), which chose nothing. BlazeFace (served as is) is audited on the
-14 bench frames, label-free: its right fit must not be refused.
+one mistake at a time: stretch, BGR, no /255, /255 twice, no mean/std) and records every
+hypothesis's figures, labelled (F1 vs the true boxes) and label-free (BN fit, confidence
+mass). Frame sets: ``rule`` - convert's audit frames (64, the six bundled photos, aspects
+1:2 to 2:1: ``converter.detect_audit.audit_frames``), on which the label-free threshold
+was chosen; ``measure`` - 96 frames on the 100 ImageNet sample photos held out from the
+detector's training (tools/train_detector.py), which chose nothing; ``gate`` - the
+detection gate's 48 parity frames (3:4, 4:3, square), for comparison. BlazeFace (served
+as is, no BN, no true boxes) is audited on the 14 bench face frames: its documented fit
+must not be refused.
 
     nice -n 5 .venv/bin/python tools/detect_culprit_study.py [--out docs/detection/culprits.json]
 """
@@ -127,12 +129,18 @@ def main() -> None:
     from edgeinfer.converter.detect_frames import parity_frames
 
     t0 = time.perf_counter()
-    res = {"rule_frames": "the gate's 48 parity frames (six bundled photos; 16 portrait, 16 "
-                          "landscape, 16 square; Fashion-MNIST test items)",
+    from edgeinfer.converter.detect_audit import audit_frames
+
+    res = {"rule_frames": "convert's audit frames: 64 frames on the six bundled photos, "
+                          "aspect 1:2 to 2:1 log-uniform, long side 160-480, Fashion-MNIST "
+                          "test items (converter/detect_audit.audit_frames, seed 2829)",
            "measure_frames": "96 frames on the 100 ImageNet sample photos held out from "
-                             "training (aspect 1:2 to 2:1, Fashion-MNIST test items, seed 4242)"}
-    res["rule"] = run_fashion(parity_frames(), "rule")
+                             "training (same recipe, seed 4242)",
+           "gate_frames": "the gate's 48 parity frames (16 portrait 3:4, 16 landscape 4:3, "
+                          "16 square; bundled photos)"}
+    res["rule"] = run_fashion(audit_frames(), "rule")
     res["measure"] = run_fashion(held_out_frames(), "measure")
+    res["gate"] = run_fashion(parity_frames(), "gate")
     if not a.skip_blazeface:
         res["blazeface"] = run_blazeface()
     flags = subprocess.run("grep -o -w 'avx2\\|avx512f\\|avx512_vnni' /proc/cpuinfo | sort -u",

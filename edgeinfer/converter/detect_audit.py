@@ -3,7 +3,7 @@
 The detection gate cannot see a wrong fit: with ``--fit stretch`` on a detector trained
 letterboxed, the artifact AND the framework stretch, and agree. Before the build,
 :func:`audit_source` runs the framework model under the given spec and under each
-hypothesis of :mod:`edgeinfer.diagnose.detect_culprits` on the gate's frames (true boxes)
+hypothesis of :mod:`edgeinfer.diagnose.detect_culprits` on :func:`audit_frames` (true boxes)
 and refuses, in one line naming the better fit and the figures, a spec that a hypothesis
 clearly beats - unless ``accept_spec``. The verdict and every hypothesis's figures go in
 the provenance (``detect_audit``).
@@ -33,6 +33,7 @@ from edgeinfer.progress import Progress
 
 #: the fits a converted detector's prefix and ending can bake (``--fit``)
 CONVERT_FITS = ("letterbox", "stretch")
+AUDIT_FRAMES = 64  # frames the convert audit runs every hypothesis on
 
 
 def with_fit(src: Any, fit: str) -> Any:
@@ -102,11 +103,30 @@ def labelled(frames: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]] | Non
     return [(f.boxes, f.classes) for f in frames]
 
 
-def audit_source(src: Any, frames: Sequence[Any], *, accept_spec: bool = False,
-                 say: Progress | None = None) -> DetectAudit:
-    """Audit a detector source's spec on ``frames`` (``detect_frames.Frame``); raise
-    :class:`SpecAuditError` (nothing written) on ``refuse`` unless ``accept_spec``."""
+def audit_frames(n: int = AUDIT_FRAMES, seed: int = 2829) -> list[Any]:
+    """The convert audit's frames: the six bundled photos with Fashion-MNIST *test* items
+    pasted (true boxes), each at an aspect drawn log-uniformly from 1:2 to 2:1 and a long
+    side of 160-480 px - the range the detector is trained and deployed on. The gate's
+    parity frames (3:4, 4:3 and square) cannot tell a letterbox from a stretch: a third of
+    them are square, where both are one placement. Deterministic."""
+    from edgeinfer.converter.detect_frames import make_frame
+    from edgeinfer.data.datasets import load_fashion_mnist, sample_photos
+
+    photos = list(sample_photos().values())
+    items, labels = load_fashion_mnist("test")
+    rng = np.random.default_rng(seed)
+    return [make_frame(photos[i % len(photos)], items, labels, rng,
+                       ratio=float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))),
+                       long_side=int(rng.integers(160, 481))) for i in range(n)]
+
+
+def audit_source(src: Any, frames: Sequence[Any] | None = None, *,
+                 accept_spec: bool = False, say: Progress | None = None) -> DetectAudit:
+    """Audit a detector source's spec on ``frames`` (``detect_frames.Frame``, default
+    :func:`audit_frames`); raise :class:`SpecAuditError` (nothing written) on ``refuse``
+    unless ``accept_spec``."""
     say = say or (lambda _m: None)
+    frames = audit_frames() if frames is None else frames
     images = [f.image for f in frames]
     variants = detect_variants(src.spec, src.detection, images)
     res = audit_detector(torch_pipeline(src), src.spec, src.detection, images,

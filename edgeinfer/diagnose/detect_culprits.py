@@ -11,13 +11,14 @@ mistake. Here every hypothesis runs the same model on the same frames and is sco
   >= 0.5 per class, and a paired count over frames of the true objects one side finds and
   the other misses (a sign test, like the classifier audit's);
 * **the model itself**, label-free: for a torch model, the BatchNorm-statistics fit
-  (:mod:`edgeinfer.diagnose.bn_fit`) on the frames and on their 1:2 and 2:1 centre crops
-  (:func:`aspect_views`: where letterbox pads half the input and stretch distorts objects
-  two-fold, the fits differ most; on a square frame they are the same placement). How
-  confident the detections are ("confidence mass", the summed scores per frame) is
-  reported, never judged: measured, it prefers the WRONG fit (stretch enlarges objects)
-  and a missing /255 (77 detections a frame). Thresholds and the frames that set and
-  measured them: docs/detection/culprits.md.
+  (:mod:`edgeinfer.diagnose.bn_fit`): a model trained letterboxed saw grey bands in the
+  share its training aspects gave them, one trained stretched saw none. Only frames that
+  are not square can tell the fits apart (on a square frame they are one placement), so
+  the frames must span the aspects the detector is deployed on. How confident the
+  detections are ("confidence mass", the summed scores per frame) is reported, never
+  judged: measured, it prefers the WRONG fit (stretch enlarges objects) and a missing /255
+  (77 detections a frame). Thresholds, and the frames that set and measured them:
+  docs/detection/culprits.md.
 
 A pipeline (:mod:`edgeinfer.diagnose.detect_pipelines`) is anything with
 ``run(variant, frames) -> (detections per frame, BN fit)``: ``CorePipeline`` for a model
@@ -55,17 +56,21 @@ RECT_STRIDE = 32  # ultralytics' rectangular inference pads the short side to a 
 # Labelled rule (as the classifier audit's): a clear F1 gain and a significant paired count.
 MIN_GAIN = 0.03
 MIN_Z = 3.0
-AHEAD = 0.01  # a hypothesis this far ahead without the above: "does not know", not a pass
-# Label-free rule (the classifier audit's BN rule, docs/doctor/README.md, with its own
-# ratio): a hypothesis fits the BN statistics at most BN_RATIO x as far off as the given
-# spec, by at least BN_MIN_DIFF. Set on the gate's 48 parity frames (docs/detection/
-# culprits.md): given stretch, letterbox fits 0.51x; given letterbox, the best hypothesis
-# 1.17x - any ratio in between separates them, 0.7 keeps a margin on both sides (the
-# classifiers' 0.5 would miss the stretch by 0.01). Measured on frames that chose nothing.
-BN_RATIO = 0.7
+# ... or the BN fit and the truth agree (the classifier's "corroborated"): a hypothesis
+# fitting the BN statistics at most CORROBORATE_RATIO x as far off (by CORROBORATE_DIFF)
+# that also finds more true objects (F1 + CORROBORATE_GAIN, z >= CORROBORATE_Z).
+CORROBORATE_RATIO = 0.8
+CORROBORATE_DIFF = 0.05
+CORROBORATE_GAIN = 0.01
+CORROBORATE_Z = 1.0
+AHEAD_Z = 1.0  # a hypothesis ahead by CORROBORATE_GAIN at this z: "does not know"
+# Label-free rule: the classifier audit's BN rule (docs/doctor/README.md): at most
+# BN_RATIO x as far off, by BN_MIN_DIFF. A hypothesis between it and CORROBORATE_RATIO:
+# "does not know". The ratios and the frames that set and measured them:
+# docs/detection/culprits.md.
+BN_RATIO = 0.5
 BN_MIN_DIFF = 0.1
 MIN_FRAMES = 16  # fewer frames than this: the label-free rule does not decide
-VIEWS = (2.0, 0.5)  # the aspect (h / w) of the extra centre crops the BN fit is taken on
 
 
 @dataclass(frozen=True)
@@ -98,21 +103,6 @@ def rect_size(hw: tuple[int, int], side: int) -> tuple[int, int]:
     s = side / max(h, w)
     short = min(side, int(math.ceil(min(h, w) * s / RECT_STRIDE)) * RECT_STRIDE)
     return (side, short) if h >= w else (short, side)
-
-
-def aspect_views(frames: Sequence[np.ndarray], ratios: Sequence[float] = VIEWS
-                 ) -> list[np.ndarray]:
-    """The largest centre crop of each frame at each aspect ``ratios`` (height / width):
-    real content at aspects where the placements differ most."""
-    out = []
-    for f in frames:
-        h, w = f.shape[:2]
-        for r in ratios:
-            ch, cw = (h, max(1, round(h / r))) if h / w < r else (max(1, round(w * r)), w)
-            ch, cw = min(ch, h), min(cw, w)
-            y, x = (h - ch) // 2, (w - cw) // 2
-            out.append(np.ascontiguousarray(f[y:y + ch, x:x + cw]))
-    return out
 
 
 def detect_variants(spec: PreprocessSpec, det: DetectionSpec, frames: Sequence[np.ndarray],
@@ -165,17 +155,15 @@ class Evidence:
 
 
 def evidence(pipe: Pipeline, variant: DetVariant, frames: Sequence[np.ndarray],
-             truth: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
-             views: Sequence[np.ndarray] = ()) -> Evidence:
-    """Run one hypothesis on ``frames`` and ``views`` (the BN fit and the confidence
-    figures cover both); with ``truth`` ((boxes, classes) per frame) also F1 vs truth."""
+             truth: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> Evidence:
+    """Run one hypothesis on ``frames``; with ``truth`` ((boxes, classes) per frame) also
+    F1 vs truth."""
     try:
-        dets, bn = pipe.run(variant, [*frames, *views])
+        dets, bn = pipe.run(variant, frames)
     except Exception as e:  # noqa: BLE001 - a model that cannot take this input
         return Evidence(variant, None, None, None, error=" ".join(str(e).split())[:160])
     mass = float(np.mean([d[1].sum() for d in dets])) if dets else 0.0
     count = float(np.mean([len(d[1]) for d in dets])) if dets else 0.0
-    dets = dets[:len(frames)]
     ev = Evidence(variant, mass, count, bn)
     if truth is not None:
         m = oa = ob = 0
@@ -214,10 +202,11 @@ class DetectAudit:
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "culprit": self.culprit, "message": self.message,
                 "labelled": self.labelled, "frames": self.n, "seconds": round(self.seconds, 2),
-                "thresholds": {"min_gain": MIN_GAIN, "min_z": MIN_Z, "ahead": AHEAD,
+                "thresholds": {"min_gain": MIN_GAIN, "min_z": MIN_Z,
+                               "corroborate": [CORROBORATE_RATIO, CORROBORATE_DIFF,
+                                               CORROBORATE_GAIN, CORROBORATE_Z],
                                "bn_ratio": BN_RATIO,
-                               "bn_min_diff": BN_MIN_DIFF, "min_frames": MIN_FRAMES,
-                               "views": list(VIEWS)},
+                               "bn_min_diff": BN_MIN_DIFF, "min_frames": MIN_FRAMES},
                 "given": self.given.to_dict(), "hypotheses": [r.to_dict() for r in self.rows],
                 "corrected": (None if self.best is None else
                               {"fit": self.best.variant.fit, "rect": self.best.variant.rect,
@@ -232,20 +221,17 @@ class DetectAudit:
 def audit_detector(pipe: Pipeline, spec: PreprocessSpec, det: DetectionSpec,
                    frames: Sequence[np.ndarray],
                    truth: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, *,
-                   variants: Sequence[DetVariant] | None = None,
-                   views: bool = True) -> DetectAudit:
+                   variants: Sequence[DetVariant] | None = None) -> DetectAudit:
     """Every hypothesis on ``frames`` and the verdict: ``refuse`` names the culprit (a
     hypothesis clearly better by the truth, or label-free by the rule above), ``pass``
     when the given spec is as good as any, ``unknown`` when the evidence does not separate
-    them (label-free, too few frames or contradicting signals). ``views``: add the
-    frames' 1:2 and 2:1 centre crops (:func:`aspect_views`) to the label-free evidence."""
+    them (label-free, too few frames or contradicting signals)."""
     t0 = time.perf_counter()
     vs = list(variants) if variants is not None else detect_variants(spec, det, frames)
-    extra = aspect_views(frames) if views else []
-    given = evidence(pipe, vs[0], frames, truth, extra)
+    given = evidence(pipe, vs[0], frames, truth)
     if given.error:
         raise ValueError(f"the detector cannot run the given spec: {given.error}")
-    rows = [evidence(pipe, v, frames, truth, extra) for v in vs[1:]]
+    rows = [evidence(pipe, v, frames, truth) for v in vs[1:]]
     if truth is not None:
         for r in rows:
             if r.tp is not None:
@@ -255,10 +241,17 @@ def audit_detector(pipe: Pipeline, spec: PreprocessSpec, det: DetectionSpec,
     return res
 
 
-def _bn_hit(r: Evidence, g: Evidence) -> bool:
-    """Label-free: the hypothesis fits the model's BN statistics far better."""
-    return (r.bn_fit is not None and g.bn_fit is not None and r.bn_fit <= BN_RATIO * g.bn_fit
-            and g.bn_fit - r.bn_fit >= BN_MIN_DIFF)
+def _bn_hit(r: Evidence, g: Evidence, ratio: float = BN_RATIO,
+            diff: float = BN_MIN_DIFF) -> bool:
+    """The hypothesis fits the model's BN statistics far better (label-free)."""
+    return (r.bn_fit is not None and g.bn_fit is not None and r.bn_fit <= ratio * g.bn_fit
+            and g.bn_fit - r.bn_fit >= diff)
+
+
+def _gain(r: Evidence, g: Evidence, gain: float, z: float) -> bool:
+    """With true boxes: F1 ahead by ``gain`` and the paired count at ``z`` or more."""
+    return (r.f1 is not None and g.f1 is not None and r.f1 - g.f1 >= gain
+            and (r.z or 0.0) >= z)
 
 
 def _not_worse(r: Evidence, g: Evidence) -> bool:
@@ -267,54 +260,57 @@ def _not_worse(r: Evidence, g: Evidence) -> bool:
                                                  and -(r.z or 0.0) >= MIN_Z)
 
 
+def _pick(hits: list[Evidence], key: Any, slack: float) -> Evidence:
+    """The best hit by ``key`` (higher is better); within ``slack`` of it, the culprit
+    vocabulary's order decides (a named mistake before a guessed mean/std)."""
+    best = max(key(r) for r in hits)
+    return min((r for r in hits if key(r) >= best - slack),
+               key=lambda r: list(CULPRITS).index(r.variant.culprit))
+
+
 def _verdict(g: Evidence, rows: list[Evidence], labelled: bool, n: int) -> DetectAudit:
     what = f"{n} {'labelled' if labelled else 'unlabelled'} frames"
     ok = [r for r in rows if not r.error]
-    if labelled:
-        hits = [r for r in ok if r.f1 is not None and r.f1 - (g.f1 or 0.0) >= MIN_GAIN
-                and (r.z or 0.0) >= MIN_Z]
-        if hits:
-            best = max(hits, key=lambda r: r.f1 or 0.0)
-            return DetectAudit("refuse", best.variant.culprit, _named(best, g, what, True),
-                               g, rows, True, n, best=best)
-    bn = [r for r in ok if _bn_hit(r, g) and _not_worse(r, g)]
-    if bn and n >= MIN_FRAMES:
-        best = min(bn, key=lambda r: r.bn_fit if r.bn_fit is not None else math.inf)
-        return DetectAudit("refuse", best.variant.culprit, _named(best, g, what, False),
-                           g, rows, labelled, n, best=best)
-    if labelled:
-        top = max(ok, key=lambda r: r.f1 or 0.0, default=None)
-        if top is not None and (top.f1 or 0.0) - (g.f1 or 0.0) >= AHEAD:
-            return DetectAudit("unknown", "none", (
-                f"spec audit: does not know ({what}): {top.variant.detail} reaches F1 vs "
-                f"truth {top.f1:.3f} vs {g.f1:.3f} with the given spec (z {top.z:+.1f}), "
-                f"not clearly better (a gain of {MIN_GAIN:.0%} at z >= {MIN_Z:g} decides)"
-                + ("" if g.bn_fit is not None else "; no BatchNorm statistics to "
-                   "compare with") + "; more frames with true boxes would tell"),
-                g, rows, True, n)
-        close = "" if top is None else (f"; the best hypothesis ({top.variant.detail}) "
-                                        f"reaches F1 {top.f1:.3f}")
-        return DetectAudit("pass", "none", f"spec audit: pass ({what}, F1 vs truth "
-                           f"{g.f1:.3f} with the given spec{close})", g, rows, True, n)
-    if g.bn_fit is None or n < MIN_FRAMES:
-        why = ("no BatchNorm statistics to compare with" if g.bn_fit is None
-               else f"the label-free rule needs >= {MIN_FRAMES} frames")
-        return DetectAudit("unknown", "none", f"spec audit: does not know ({what}; {why};"
-                           " give frames with true boxes to decide)", g, rows, False, n)
-    return DetectAudit("pass", "none", f"spec audit: pass ({what}, BN fit "
-                       f"{g.bn_fit:.3g}; no hypothesis fits the model's statistics clearly "
-                       "better)", g, rows, False, n)
+    refuse = [r for r in ok if _gain(r, g, MIN_GAIN, MIN_Z) or (
+        _bn_hit(r, g, CORROBORATE_RATIO, CORROBORATE_DIFF)
+        and _gain(r, g, CORROBORATE_GAIN, CORROBORATE_Z))] if labelled else []
+    if refuse:
+        best = _pick(refuse, lambda r: r.f1 or 0.0, CORROBORATE_GAIN)
+        return DetectAudit("refuse", best.variant.culprit, _named(best, g, what), g, rows,
+                           True, n, best=best)
+    strong = [r for r in ok if _bn_hit(r, g) and _not_worse(r, g)] if n >= MIN_FRAMES else []
+    if strong:
+        best = _pick(strong, lambda r: -(r.bn_fit or 0.0), 0.1 * g.bn_fit)
+        return DetectAudit("refuse", best.variant.culprit, _named(best, g, what), g, rows,
+                           labelled, n, best=best)
+    ahead = [r for r in ok if _gain(r, g, CORROBORATE_GAIN, AHEAD_Z)
+             or (_bn_hit(r, g, CORROBORATE_RATIO, CORROBORATE_DIFF) and _not_worse(r, g))]
+    if ahead:
+        top = _pick(ahead, lambda r: r.f1 if labelled else -(r.bn_fit or 0.0), 0.0)
+        return DetectAudit("unknown", "none", (
+            f"spec audit: does not know ({what}): {top.variant.detail} is ahead "
+            f"({top.figures()}) of the given spec ({g.figures()}), not by enough to name it; "
+            + ("more frames with true boxes would tell" if labelled else
+               "frames with true boxes would tell")), g, rows, labelled, n)
+    if g.bn_fit is None and not labelled:
+        return DetectAudit("unknown", "none", f"spec audit: does not know ({what}; no "
+                           "BatchNorm statistics to compare with; frames with true boxes "
+                           "would tell)", g, rows, False, n)
+    fig = f"F1 vs truth {g.f1:.3f}" if labelled else f"BN fit {g.bn_fit:.3g}"
+    return DetectAudit("pass", "none", f"spec audit: pass ({what}, {fig} with the given "
+                       "spec; no hypothesis does clearly better)", g, rows, labelled, n)
 
 
-def _named(best: Evidence, g: Evidence, what: str, labelled: bool) -> str:
+def _named(best: Evidence, g: Evidence, what: str) -> str:
     v = best.variant
-    fig = (f"F1 vs truth {best.f1:.3f} vs {g.f1:.3f} with the given spec (z {best.z:.1f})"
-           if labelled and best.z is not None and best.f1 - g.f1 >= MIN_GAIN
-           else f"BN fit {best.bn_fit:.3g} vs {g.bn_fit:.3g} with the given spec"
-           + (f" (F1 vs truth {best.f1:.3f} vs {g.f1:.3f})" if best.f1 is not None
-              and g.f1 is not None else ""))
+    figs = []
+    if best.f1 is not None and g.f1 is not None:
+        figs.append(f"F1 vs truth {best.f1:.3f} vs {g.f1:.3f} (z {best.z:+.1f})")
+    if best.bn_fit is not None and g.bn_fit is not None:
+        figs.append(f"BN fit {best.bn_fit:.3g} vs {g.bn_fit:.3g}")
     fix = (f"--fit {v.fit}" if v.culprit == "resize_policy" and v.fit != "crop"
            else "a centre crop, which no detector fit bakes yet" if v.fit == "crop"
            else CULPRITS[v.culprit][1])
     return (f"spec audit: the detector was most likely trained with {v.detail} "
-            f"('{v.culprit}': {CULPRITS[v.culprit][0]}): {fig} on {what}; fix: {fix}")
+            f"('{v.culprit}': {CULPRITS[v.culprit][0]}): {', '.join(figs)} against the given "
+            f"spec on {what}; fix: {fix}")

@@ -1,7 +1,7 @@
 """The detector audit (issue 28 point 3): letterbox vs stretch vs centre crop, square vs
 rectangular input, colour order, /255 and mean/std as culprits of a detector.
 
-Quick tests: the hypotheses, the geometry of the views and the rule on figures; slow ones:
+Quick tests: the hypotheses, their placements and the rule on figures; slow ones:
 the bundled fashion-detector on the gate's real frames (the torch module, no conversion),
 ``convert --fit stretch`` refused in one line, the doctor on BlazeFace (no false refusal).
 """
@@ -21,7 +21,6 @@ from edgeinfer.diagnose import detect_culprits as dc
 from edgeinfer.diagnose.detect_culprits import (
     DetVariant,
     Evidence,
-    aspect_views,
     detect_variants,
     paired_z,
     rect_size,
@@ -63,15 +62,9 @@ def test_each_hypothesis_places_the_frame_its_own_way() -> None:
     assert rect_size((10, 1000), 160) == (32, 160)
 
 
-def test_aspect_views_are_centre_crops_at_1_2_and_2_1() -> None:
-    f = np.arange(240 * 320 * 3, dtype=np.uint32).reshape(240, 320, 3).astype(np.uint8)
-    tall, wide = aspect_views([f])
-    assert tall.shape[:2] == (240, 120) and wide.shape[:2] == (160, 320)
-    assert np.array_equal(tall, f[:, 100:220]) and np.array_equal(wide, f[40:200])
-
-
 def _ev(culprit: str, f1: float | None, bn: float | None, tp: list[int] | None = None,
         fit: str = "letterbox") -> Evidence:
+    culprit = culprit if culprit in dc.CULPRITS else "mean_std_mismatch"
     return Evidence(DetVariant(culprit, culprit, SPEC, fit), 1.0, 2.0, bn, f1, tp)
 
 
@@ -82,31 +75,53 @@ def test_the_rule_names_a_clear_winner_and_only_then() -> None:
     assert better.z == pytest.approx(40 / np.sqrt(40))
     r = dc._verdict(g, [better], True, 40)
     assert (r.verdict, r.culprit, r.best) == ("refuse", "resize_policy", better)
-    assert "F1 vs truth 0.700 vs 0.600" in r.message and "--fit letterbox" in r.message
+    assert "F1 vs truth 0.700 vs 0.600 (z +6.3)" in r.message
+    assert "--fit letterbox" in r.message
     # a small gain that is not significant: does not know, not a pass
     near = _ev("channel_order", 0.62, 0.31, [1] * 40)
     near.z = 1.0
     r = dc._verdict(g, [near], True, 40)
-    assert r.verdict == "unknown" and "not clearly better" in r.message
-    # behind or level: pass
-    near.f1 = 0.605
+    assert r.verdict == "unknown" and "not by enough to name it" in r.message
+    near.z = 0.9  # ahead on the point, no evidence in the paired count: a pass
+    assert dc._verdict(g, [near], True, 40).verdict == "pass"
+    near.f1, near.z = 0.605, 1.0
     assert dc._verdict(g, [near], True, 40).verdict == "pass"
 
 
-def test_the_bn_rule_and_its_guards() -> None:
-    g = _ev("none", None, 0.326)
-    lb = _ev("resize_policy", None, 0.166)  # the gate frames' figures (culprits.md)
-    r = dc._verdict(g, [lb], False, 48)
+def test_ties_go_to_the_named_mistake() -> None:
+    g = _ev("none", 0.1, 2.5, [0] * 40)
+    exact = _ev("missing_scaling", 0.69, 0.16, [3] * 40)
+    guess = _ev("mean_std_mismatch", 0.695, 0.17, [3] * 40)
+    for e in (exact, guess):
+        e.z = 9.0
+    assert dc._verdict(g, [guess, exact], True, 40).culprit == "missing_scaling"
+
+
+def test_the_bn_rules_and_their_guards() -> None:
+    """Figures from docs/detection/culprits.md: convert's audit frames, given stretch."""
+    g = _ev("none", 0.625, 0.257, [2] * 64)
+    lb = _ev("resize_policy", 0.690, 0.165, [3] * 64)
+    lb.z = 2.0
+    r = dc._verdict(g, [lb], True, 64)  # BN 0.64x and the truth agree: corroborated
     assert (r.verdict, r.culprit) == ("refuse", "resize_policy")
-    assert "BN fit 0.166 vs 0.326" in r.message
-    assert dc._verdict(g, [lb], False, dc.MIN_FRAMES - 1).verdict == "unknown"
-    # 0.75x is not far enough; nor is a 0.09 difference
-    assert dc._verdict(g, [_ev("x", None, 0.245)], False, 48).verdict == "pass"
+    assert "BN fit 0.165 vs 0.257" in r.message and "--fit letterbox" in r.message
+    lb.z = 0.5  # the truth does not corroborate
+    assert dc._verdict(g, [lb], True, 64).verdict == "unknown"
+    # label-free: 0.64x is not far enough to name it, 0.45x is
+    g0, lb0 = _ev("none", None, 0.257), _ev("resize_policy", None, 0.165)
+    r = dc._verdict(g0, [lb0], False, 64)
+    assert r.verdict == "unknown" and "not by enough" in r.message
+    lb0.bn_fit = 0.112
+    assert dc._verdict(g0, [lb0], False, 64).verdict == "refuse"
+    assert dc._verdict(g0, [lb0], False, dc.MIN_FRAMES - 1).verdict == "unknown"
+    # a 0.09 difference is not enough to name it even at 0.5x; 0.9x is nothing
     assert dc._verdict(_ev("none", None, 0.18), [_ev("x", None, 0.09)], False,
+                       48).verdict == "unknown"
+    assert dc._verdict(_ev("none", None, 0.18), [_ev("x", None, 0.162)], False,
                        48).verdict == "pass"
     # labels that say the BN winner finds clearly fewer objects overrule it
     gl = _ev("none", 0.7, 0.326, [3] * 40)
-    worse = _ev("resize_policy", 0.5, 0.166, [1] * 40)
+    worse = _ev("resize_policy", 0.5, 0.12, [1] * 40)
     worse.z = paired_z(worse.tp, gl.tp)
     assert dc._verdict(gl, [worse], True, 40).verdict == "pass"
     # no BN statistics and no truth: does not know
@@ -121,7 +136,7 @@ def test_a_hypothesis_that_cannot_run_is_reported_not_judged() -> None:
                 raise ValueError("the model takes only 160x160")
             return [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))] * len(frames), None
 
-    r = dc.audit_detector(Pipe(), SPEC, DET, FRAMES, views=False)
+    r = dc.audit_detector(Pipe(), SPEC, DET, FRAMES)
     rect = next(e for e in r.rows if e.variant.rect)
     assert rect.error == "the model takes only 160x160"
     assert "not applicable" in rect.figures()
