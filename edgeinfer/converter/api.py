@@ -104,6 +104,7 @@ def convert(
     max_latency_ratio: float | None = None,
     skip_bad: bool = False,
     audit_frames: int | None = CONVERT_FRAMES,
+    fit: str | None = None,
 ) -> ConversionResult:
     """Convert ``source`` to an artifact at ``output`` and prove its parity.
 
@@ -135,7 +136,12 @@ def convert(
     from edgeinfer.converter.detect_convert import as_result, is_detector
 
     if is_detector(source):  # issue 28: a detector has its own build and gate
-        return as_result(source, output, weights=weights, quantize=quantize, progress=say)
+        return as_result(source, output, weights=weights, quantize=quantize, progress=say,
+                         format=format, frame_size=frame_size, fit=fit,
+                         accept_spec=accept_spec)
+    if fit is not None:
+        raise ConfigError("--fit places a detector's frames (letterbox or stretch): "
+                          f"{source!r} is not a detector")
     fmt = output_format(output, format)
     if quantize not in QUANTIZE[fmt]:
         raise ConversionError(f"quantize={quantize!r} is not available for {fmt}; choose "

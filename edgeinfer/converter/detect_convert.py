@@ -165,36 +165,61 @@ def metadata(src: DetectorSource, facts: dict[str, Any], parity: dict[str, Any]
 def convert_detector(source: Any, output: str | Path, *, weights: str | Path | None = None,
                      nms: str = "graph", quantize: str | None = None,
                      frames: Sequence[Any] | None = None, calibration: int = 256,
-                     progress: Progress | None = None) -> tuple[Path, ArtifactMetadata]:
+                     progress: Progress | None = None, format: str | None = None,
+                     frame_size: tuple[int, int] | None = None, fit: str | None = None,
+                     accept_spec: bool = False) -> tuple[Path, ArtifactMetadata]:
     """Convert, gate, write. ``frames``: :class:`~edgeinfer.converter.detect_frames.Frame`
     objects to gate on (default: the bundled parity frames, 16 per aspect). ``quantize``:
     ``"int8"`` (:mod:`edgeinfer.converter.detect_int8`, ``calibration`` frames) judged by
-    detection F1 against the fp32 artifact, which is built and gated first. Raises
-    ``ParityError`` (nothing written) when a stage or the detections fail."""
+    detection F1 against the fp32 artifact, which is built and gated first. ``format``:
+    ``onnx`` or ``tflite`` (default: the output's suffix; ``frame_size``, HxW, is the
+    TFLite ``frame`` signature's size, :mod:`edgeinfer.converter.detect_tflite`). Raises
+    ``ParityError`` (nothing written) when a stage or the detections fail. ``fit``: the
+    placement to bake instead of detection.json's; the spec audit
+    (:mod:`edgeinfer.converter.detect_audit`) refuses a fit or spec the model's own
+    detections disprove (``SpecAuditError``) unless ``accept_spec``."""
     from edgeinfer.converter.assemble import with_metadata
     from edgeinfer.converter.detect_gate import detection_gate
 
     say: Progress = progress or (lambda _m: None)
     out = Path(output)
-    if out.suffix.lower() != ".onnx":
-        raise ConfigError(f"a detector converts to ONNX so far: name the output *.onnx, "
-                          f"not {out.name}")
+    fmt = format or ("tflite" if out.suffix.lower() == ".tflite" else "onnx")
+    if fmt not in ("onnx", "tflite") or out.suffix.lower() != f".{fmt}":
+        raise ConfigError(f"a detector converts to ONNX or TFLite: name the output *.onnx or "
+                          f"*.tflite to match --format, not {out.name}")
     if quantize not in (None, "int8"):
-        raise ConfigError(f"quantize={quantize!r}: a detector converts to fp32 or int8 ONNX")
+        raise ConfigError(f"quantize={quantize!r}: a detector converts to fp32 or int8")
+    if frame_size is not None and fmt != "tflite":
+        raise ConfigError("--frame-size is the TFLite frame signature's size: an ONNX "
+                          "detector takes frames of any size")
     from edgeinfer.converter.detect_graph import NMS_PLACES
 
     if nms not in NMS_PLACES:
         raise ConfigError(f"nms must be one of {', '.join(NMS_PLACES)}, got {nms!r}")
     src = load_detector(source, weights)
+    if fit is not None:  # the audit below judges it (issue 28: a wrong fit is refused)
+        from edgeinfer.converter.detect_audit import with_fit
+
+        src = with_fit(src, fit)
     say(f"detector {source}: {len(src.labels)} classes, {src.detection.describe()}")
-    model, facts = build_onnx(src, nms)
-    if facts["batchnorm_left"]:
-        raise ConversionError(f"{facts['batchnorm_left']} BatchNormalization node(s) left "
-                              "after folding")
     if frames is None:
         from edgeinfer.converter.detect_frames import parity_frames
 
         frames = parity_frames()
+    from edgeinfer.converter.detect_audit import audit_source
+
+    src.provenance["detect_audit"] = audit_source(src, accept_spec=accept_spec,
+                                                  say=say).to_dict()
+    if fmt == "tflite":
+        data, meta = _tflite(src, frames, frame_size, quantize, calibration, say)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+        say(f"wrote {out}")
+        return out, meta
+    model, facts = build_onnx(src, nms)
+    if facts["batchnorm_left"]:
+        raise ConversionError(f"{facts['batchnorm_left']} BatchNormalization node(s) left "
+                              "after folding")
     blob = with_metadata(model, metadata(src, facts, {})).SerializeToString()
     report = detection_gate(blob, src, frames, say)
     if not report["passed"]:
@@ -227,6 +252,33 @@ def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[
     meta = metadata(src, facts | {"quantize": "int8", "calibration_frames": n_cal},
                     report | {"int8": verdict})
     return with_metadata(q, meta).SerializeToString(), meta
+
+
+def _tflite(src: DetectorSource, frames: Sequence[Any], frame_size: tuple[int, int] | None,
+            quantize: str | None, n_cal: int, say: Progress) -> tuple[bytes, ArtifactMetadata]:
+    """(the .tflite artifact's bytes, its metadata) after the detection gate
+    (:mod:`edgeinfer.converter.detect_tflite`); ``quantize="int8"``: the accuracy-controlled
+    int8 judged on detection F1 vs this fp32 artifact."""
+    import litert_torch
+
+    from edgeinfer.converter.detect_gate import detection_gate
+    from edgeinfer.converter.detect_tflite import DEFAULT_FRAME, build_tflite
+    from edgeinfer.converter.export.tflite_metadata import embed_metadata
+
+    hw = (int(frame_size[0]), int(frame_size[1])) if frame_size else DEFAULT_FRAME
+    bare = build_tflite(src.module, src.spec, hw, say)
+    facts = {"format": "tflite", "exporter": f"litert-torch {litert_torch.__version__}",
+             "frame_size": list(hw), "nms": "runtime", "batchnorm_before": 0,
+             "batchnorm_left": 0}  # TFLite has no BatchNorm op: litert-torch folds it
+    blob = embed_metadata(bare, metadata(src, facts, {}).to_props())
+    report = detection_gate(blob, src, frames, say)
+    if not report["passed"]:
+        raise ParityError("detector artifact not written: " + "; ".join(report["failures"]))
+    meta = metadata(src, facts, report)
+    data = embed_metadata(bare, meta.to_props())
+    if quantize == "int8":
+        raise ConfigError("int8 TFLite detectors: not yet")
+    return data, meta
 
 
 def as_result(source: Any, output: str | Path, **kw: Any) -> Any:

@@ -102,7 +102,9 @@ def test_ending_refuses_a_fit_it_cannot_invert() -> None:
 
 
 @pytest.mark.parametrize("output, kw, match", [
-    ("det.tflite", {}, "converts to ONNX so far"),
+    ("det.pt", {}, "ONNX or TFLite"),
+    ("det.onnx", {"format": "tflite"}, "ONNX or TFLite"),
+    ("det.onnx", {"frame_size": (480, 640)}, "frame-size"),
     ("det.onnx", {"quantize": "fp16"}, "fp32 or int8"),
     ("det.onnx", {"nms": "both"}, "nms must be one of"),
 ])
