@@ -44,6 +44,10 @@ FRAMES = 64
 #: ai_edge_quantizer's symmetric 8-bit weights are narrow range
 QMIN, QMAX = -127, 127
 
+#: TFLite's fused activations (schema.ActivationFunctionType RELU, RELU_N1_TO_1, RELU6) as
+#: the core's (low, high): the output error is measured after them, as the model sees it
+FUSED = {1: (0.0, float("inf")), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
+
 RoundFn = Callable[..., np.ndarray]
 
 
@@ -280,7 +284,8 @@ def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, n
         scale = np.broadcast_to(s_w, (w.shape[0],)).astype(np.float32)
         t = time.perf_counter()
         wq = fit(w, scale, xq, target, bias=bf, kind=lay.kind, stride=lay.stride, pads=pads,
-                 dilation=lay.dilation, group=group, qmin=QMIN, qmax=QMAX, **round_kw)
+                 dilation=lay.dilation, group=group, qmin=QMIN, qmax=QMAX,
+                 activation=FUSED.get(lay.activation), **round_kw)
         new = from_torch(lay.op, np.asarray(wq, np.int8)).reshape(tw.shape)
         old = _array(qobj, tw, np.int8)
         n = int((new != old).sum())
@@ -305,3 +310,67 @@ def nearest(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray, target: n
     tested against (it must reproduce the quantiser's buffers exactly)."""
     s = np.asarray(scale, np.float32).reshape((-1,) + (1,) * (weight.ndim - 1))
     return np.clip(np.rint(weight / s), qmin, qmax).astype(np.int8)
+
+
+METHODS = ("minmax", "adaround")
+
+
+class Rounding:
+    """AdaRound once per conversion, applied to every build of :class:`TfliteInt8`.
+
+    Why: the accuracy control builds the model many times with different layers float
+    (50 layers of EfficientNet-Lite0: a ranking build per layer); fitting AdaRound on each
+    would multiply its cost. The roundings are fitted on the first build (the all-int8
+    model) and kept by weight tensor name; a later build gets them written into the layers
+    it still quantises (their per-channel weight scales come from the weights alone, so the
+    same rounding applies), a layer kept float simply has no int8 buffer to receive them.
+    """
+
+    def __init__(self, float_model: bytes, samples: Sequence[dict[str, np.ndarray]],
+                 signature: str, progress: Progress | None = None, **kw: Any) -> None:
+        self.float_model, self.signature, self.say, self.kw = (float_model, signature,
+                                                               progress, kw)
+        self.samples = list(samples)[:kw.pop("frames", FRAMES)]
+        self.weights: dict[bytes, np.ndarray] | None = None
+        self.info: dict[str, Any] = {}
+
+    def __call__(self, qmodel: bytes) -> bytes:
+        if self.weights is None:
+            qmodel, self.info = reconstruct(qmodel, self.float_model, self.samples,
+                                            self.signature, frames=len(self.samples),
+                                            progress=self.say, **self.kw)
+            obj = read_model(qmodel)
+            self.weights = {t.name: _array(obj, t, np.int8) for sg in obj.subgraphs
+                            for t in sg.tensors if t.type == _schema()[0].TensorType.INT8
+                            and obj.buffers[t.buffer].data is not None}
+            return qmodel
+        return apply_weights(qmodel, self.weights)
+
+
+def apply_weights(qmodel: bytes, weights: dict[bytes, np.ndarray]) -> bytes:
+    """``qmodel`` with the int8 constant tensors named in ``weights`` (same shape) replaced."""
+    schema, _ = _schema()
+    obj = read_model(qmodel)
+    for sg in obj.subgraphs:
+        for t in sg.tensors:
+            new = weights.get(t.name)
+            if (new is not None and t.type == schema.TensorType.INT8
+                    and obj.buffers[t.buffer].data is not None
+                    and tuple(new.shape) == tuple(t.shape)):
+                obj.buffers[t.buffer].data = np.frombuffer(new.tobytes(), np.uint8)
+    return write_model(obj)
+
+
+def rounding_for(method: str, float_model: bytes,
+                 samples: dict[str, list[dict[str, np.ndarray]]],
+                 progress: Progress | None = None) -> Rounding | None:
+    """The int8 weight rounding of ``method``: None for ai_edge_quantizer's own (nearest,
+    'minmax' ranges), a :class:`Rounding` for 'adaround' (fitted on the ``resized``
+    signature's calibration inputs: every calibration frame, whatever its size)."""
+    from edgeinfer.artifact import SIG_RESIZED
+
+    if method not in METHODS:
+        raise ConversionError(f"int8 method {method!r} is not one of {', '.join(METHODS)}")
+    if method == "minmax":
+        return None
+    return Rounding(float_model, samples[SIG_RESIZED], SIG_RESIZED, progress)

@@ -212,7 +212,7 @@ class TfliteInt8:
 
     def __init__(self, model: bytes, spec: PreprocessSpec, frame_hw: tuple[int, int],
                  frames: Sequence[np.ndarray], per_channel: bool = True,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, method: str = "minmax") -> None:
         if not frames:
             raise ConversionError("int8 quantisation needs calibration frames (real images)")
         from ai_edge_quantizer import calibrator, recipe_manager
@@ -240,6 +240,9 @@ class TfliteInt8:
             msg = " ".join(str(e).split())[:300] or type(e).__name__
             raise ConversionError(f"int8 calibration of the TFLite model failed: {msg}") from e
         self.fixed = 0
+        from edgeinfer.converter.int8.adaround_tflite import rounding_for  # weight rounding
+
+        self.rounding = rounding_for(method, self.float_model, data, progress)
 
     def build(self, keep_float: Sequence[str] = ()) -> bytes:
         """The full-integer model with the prefix, the softmax and ``keep_float`` in float."""
@@ -261,14 +264,15 @@ class TfliteInt8:
             msg = " ".join(str(e).split())[:300] or type(e).__name__
             raise ConversionError(f"int8 quantisation of the TFLite model failed: {msg}") from e
         qmodel, self.fixed = fix_bias_overflow(self.model, qmodel)
-        return qmodel
+        return qmodel if self.rounding is None else self.rounding(qmodel)
 
 
 def quantize_int8(model: bytes, spec: PreprocessSpec, frame_hw: tuple[int, int],
                   frames: Sequence[np.ndarray], per_channel: bool = True,
-                  progress: Progress | None = None) -> bytes:
-    """Full-integer int8 with the prefix and softmax in float, calibrated on ``frames``."""
-    t = TfliteInt8(model, spec, frame_hw, frames, per_channel, progress)
+                  progress: Progress | None = None, method: str = "minmax") -> bytes:
+    """Full-integer int8 with the prefix and softmax in float, calibrated on ``frames``;
+    ``method`` 'adaround' re-rounds the int8 weights (:mod:`.adaround_tflite`)."""
+    t = TfliteInt8(model, spec, frame_hw, frames, per_channel, progress, method)
     qmodel = t.build()
     if t.fixed and progress:
         progress(f"int8: raised the weight scale of {t.fixed} near-zero channel(s) so their "
@@ -378,7 +382,7 @@ def check_quantize(quantize: str | None) -> None:
 
 def quantize_tflite(float_model: bytes, spec: PreprocessSpec, hw: tuple[int, int],
                     quantize: str | None, calibration: Sequence[np.ndarray],
-                    per_channel: bool, say: Progress) -> bytes:
+                    per_channel: bool, say: Progress, method: str = "minmax") -> bytes:
     """The float .tflite as is (``None``), with fp16 weights, or full-integer int8."""
     check_quantize(quantize)
     if quantize is None:
@@ -388,4 +392,4 @@ def quantize_tflite(float_model: bytes, spec: PreprocessSpec, hw: tuple[int, int
         return quantize_fp16(float_model)
     say(f"int8 full-integer quantisation calibrated on {len(calibration)} frames (prefix and "
         f"softmax kept float, weights per-{'channel' if per_channel else 'tensor'})")
-    return quantize_int8(float_model, spec, hw, list(calibration), per_channel, say)
+    return quantize_int8(float_model, spec, hw, list(calibration), per_channel, say, method)
