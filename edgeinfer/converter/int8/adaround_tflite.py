@@ -39,8 +39,11 @@ from edgeinfer.progress import Progress
 
 #: the ops whose weights are rounded, and TFLite's fused activations (pre-activation target)
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-#: frames the rounding is fitted on (A's ONNX side uses the same budget)
+#: frames the rounding is fitted on (A's ONNX side uses the same budget); a fully connected
+#: layer has one output row per frame, not one per position, so it gets more (on 64 frames
+#: the core's held-out guard refused the fashion head's 576x128 rounding: 48 rows to fit)
 FRAMES = 64
+LINEAR_FRAMES = 256
 #: ai_edge_quantizer's symmetric 8-bit weights are narrow range
 QMIN, QMAX = -127, 127
 
@@ -241,21 +244,23 @@ def _default_round() -> RoundFn:
 
 def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, np.ndarray]],
                 signature: str, *, round_fn: RoundFn | None = None, frames: int = FRAMES,
-                threads: int = 2, progress: Progress | None = None,
+                linear_frames: int = LINEAR_FRAMES, threads: int = 2,
+                progress: Progress | None = None,
                 **round_kw: Any) -> tuple[bytes, dict[str, Any]]:
     """``qmodel`` with every int8 weight rounded by ``round_fn`` (default AdaRound); (model,
     record for the provenance).
 
     ``float_model`` is the float .tflite ``qmodel`` was quantised from (same tensor names),
     ``samples`` the calibration inputs of ``signature`` (``{input name: array}`` each, as
-    :func:`tflite_quant.calibration_inputs` makes them); the first ``frames`` are used.
+    :func:`tflite_quant.calibration_inputs` makes them); the first ``frames`` are used
+    (``linear_frames`` for a fully connected layer).
     ``round_fn`` has :func:`adaround.adaround_layer`'s signature; ``round_kw`` go to it.
     """
     from edgeinfer.converter.int8.tflite_quant import layer_label
 
     say = progress or (lambda _m: None)
     fit = round_fn or _default_round()
-    samples = list(samples)[:frames]
+    samples = list(samples)[:max(frames, linear_frames)]
     if not samples:
         raise ConversionError("AdaRound needs calibration frames (real images)")
     t0 = time.perf_counter()
@@ -274,10 +279,11 @@ def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, n
         s_w, _ = _quant(tw)
         s_x, z_x = _quant(tx)
         w, group = to_torch(lay.op, wf, int(tx.shape[-1]))
+        use = samples[:linear_frames if lay.kind == "linear" else frames]
         student = _Activations(qmodel, signature, threads)
-        xq = _layout(student.collect(samples, lay.x, float(s_x[0]), int(z_x[0])), w)
+        xq = _layout(student.collect(use, lay.x, float(s_x[0]), int(z_x[0])), w)
         del student
-        xf = _layout(teacher.collect(samples, flay.x), w)
+        xf = _layout(teacher.collect(use, flay.x), w)
         pads = ((0, 0, 0, 0) if lay.kind == "linear" else
                 explicit_pads(lay.same, xq.shape[2:], w.shape[2:], lay.stride, lay.dilation))
         target = preactivation(lay, xf, w, bf, group, pads)
@@ -297,7 +303,8 @@ def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, n
                        "weights": int(new.size), "s": round(time.perf_counter() - t, 2)})
         say(f"adaround {i + 1}/{len(todo)} {layer_label(name)}: {n} of {new.size} weights "
             f"re-rounded ({time.perf_counter() - t:.1f} s)")
-    info = {"method": "adaround", "layers": len(todo), "frames": len(samples),
+    info = {"method": "adaround", "layers": len(todo), "frames": min(frames, len(samples)),
+            "linear_frames": min(linear_frames, len(samples)),
             "signature": signature, "weights_changed": changed,
             "seconds": round(time.perf_counter() - t0, 1), "per_layer": record}
     return qmodel, info
@@ -330,15 +337,15 @@ class Rounding:
                  signature: str, progress: Progress | None = None, **kw: Any) -> None:
         self.float_model, self.signature, self.say, self.kw = (float_model, signature,
                                                                progress, kw)
-        self.samples = list(samples)[:kw.pop("frames", FRAMES)]
+        self.samples = list(samples)[:max(kw.get("frames", FRAMES),
+                                          kw.get("linear_frames", LINEAR_FRAMES))]
         self.weights: dict[bytes, np.ndarray] | None = None
         self.info: dict[str, Any] = {}
 
     def __call__(self, qmodel: bytes) -> bytes:
         if self.weights is None:
             qmodel, self.info = reconstruct(qmodel, self.float_model, self.samples,
-                                            self.signature, frames=len(self.samples),
-                                            progress=self.say, **self.kw)
+                                            self.signature, progress=self.say, **self.kw)
             obj = read_model(qmodel)
             self.weights = {t.name: _array(obj, t, np.int8) for sg in obj.subgraphs
                             for t in sg.tensors if t.type == _schema()[0].TensorType.INT8

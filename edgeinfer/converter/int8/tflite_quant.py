@@ -266,6 +266,11 @@ class TfliteInt8:
         qmodel, self.fixed = fix_bias_overflow(self.model, qmodel)
         return qmodel if self.rounding is None else self.rounding(qmodel)
 
+    @property
+    def rounding_record(self) -> dict | None:
+        """What AdaRound did (for ``provenance["int8_rounding"]``), as OnnxInt8's."""
+        return self.rounding.info if self.rounding is not None else None
+
 
 def quantize_int8(model: bytes, spec: PreprocessSpec, frame_hw: tuple[int, int],
                   frames: Sequence[np.ndarray], per_channel: bool = True,
