@@ -13,14 +13,15 @@ audit_detector` against the spec it carries:
 * ``blazeface:VARIANT`` served as it is (no BN statistics, no true boxes on face photos:
   the figures per hypothesis, and "does not know").
 
-Frames: ``--data builtin:detect`` - the gate's 48 parity frames with their true boxes
-(fashion items) - ``builtin:faces`` (the bench's 14 face photos, no boxes) or an image
-folder (unlabelled).
+Frames: ``--data builtin:detect`` - convert's 64 audit frames with their true boxes
+(fashion items on the bundled photos, aspects 1:2 to 2:1) - ``builtin:faces`` (the
+bench's 14 face photos, no boxes) or an image folder (unlabelled).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def is_detector_source(source: str) -> bool:
 
 def frames(data: str, spec: Any, limit: int | None, labels: Sequence[str] = ()
            ) -> tuple[list[np.ndarray], Any, str]:
-    """(images, true boxes or None, description) of ``--data``. The parity frames' boxes
+    """(images, true boxes or None, description) of ``--data``. The audit frames' boxes
     are fashion items: truth only for a detector of those classes."""
     if data == FACES:
         from edgeinfer.check.bench.detect_reference import face_frames
@@ -54,17 +55,18 @@ def frames(data: str, spec: Any, limit: int | None, labels: Sequence[str] = ()
             fs = [np.ascontiguousarray(f[:, :, ::-1]) for f in fs]
         return fs, None, f"{len(fs)} bench face frames (no true boxes)"
     if data == DATA:
-        from edgeinfer.converter.detect_frames import LABELS, parity_frames
+        from edgeinfer.converter.detect_audit import audit_frames
+        from edgeinfer.converter.detect_frames import LABELS
 
-        fs = parity_frames()[:limit]
-        if spec.frame_color == "RGB":  # parity frames are BGR, as OpenCV decodes
+        fs = audit_frames()[:limit]
+        if spec.frame_color == "RGB":  # the frames are BGR, as OpenCV decodes
             fs = [type(f)(np.ascontiguousarray(f.image[:, :, ::-1]), f.boxes, f.classes,
                           f.aspect) for f in fs]
         if tuple(labels) != LABELS:
-            return ([f.image for f in fs], None, f"{len(fs)} parity frames (their true boxes "
+            return ([f.image for f in fs], None, f"{len(fs)} audit frames (their true boxes "
                     f"are {', '.join(LABELS)}, not this detector's classes)")
         return ([f.image for f in fs], [(f.boxes, f.classes) for f in fs],
-                f"{len(fs)} parity frames with true boxes (bundled photos)")
+                f"{len(fs)} audit frames with true boxes (bundled photos, aspects 1:2-2:1)")
     from edgeinfer.data.frames import load_frames
 
     fset = load_frames(data, spec, limit=limit)
@@ -101,8 +103,9 @@ def run_detect_doctor(source: str, data: str, *, limit: int | None = None,
     if not images:
         raise ConfigError(f"--data {data}: no frames")
     say(f"doctor: {kind}; {what}; the given fit {det.fit}")
-    res = audit_detector(pipe, spec, det, images, truth,
-                         variants=detect_variants(spec, det, images, fits=fits))
+    with da.one_thread() if is_source(source) else nullcontext():
+        res = audit_detector(pipe, spec, det, images, truth,
+                             variants=detect_variants(spec, det, images, fits=fits))
     return res, {"source": source, "kind": kind, "data": what, "fit": det.fit}
 
 
