@@ -31,6 +31,10 @@ def _int8_line(prov: dict[str, Any], quant: dict[str, Any] | None) -> str | None
         bits.append("per-channel" if per_channel else "per-tensor")
     if cal:
         bits.append(f"calibrated on {cal.get('n')} frames ({cal.get('data')})")
+    from edgeinfer.converter.int8.targets import rounding_note
+
+    if note := rounding_note(prov, quant):
+        bits.append(note)
     return ", ".join(bits)
 
 

@@ -105,6 +105,7 @@ def convert(
     skip_bad: bool = False,
     audit_frames: int | None = CONVERT_FRAMES,
     fit: str | None = None,
+    int8_method: str | None = None,
 ) -> ConversionResult:
     """Convert ``source`` to an artifact at ``output`` and prove its parity.
 
@@ -131,6 +132,7 @@ def convert(
     Paths, the label count and every parity image are checked before the export; an
     undecodable image is refused with its reason, or left out with ``skip_bad`` (the
     verdict counts it). ``audit_frames``: how many parity frames the spec audit uses.
+    ``int8_method``: ``minmax`` or ``adaround`` (:mod:`edgeinfer.converter.int8.conversion`).
     """
     say: Progress = progress or (lambda _msg: None)
     from edgeinfer.converter.detect_convert import as_result, is_detector
@@ -154,6 +156,8 @@ def convert(
     if controlled_ and quantize != "int8":
         raise ConfigError("--min-agreement/--max-drop/--max-latency-ratio control int8 "
                           "quantisation: use them with --quantize int8")
+    from edgeinfer.converter.int8.conversion import int8_method as resolve_method
+    int8_method = resolve_method(int8_method, quantize)
     require("onnx", "convert", "converting models")
     chosen = resolve(source, spec, spec_from=spec_from)
     spec, derived_spec = chosen.spec, chosen.derived
@@ -225,10 +229,10 @@ def convert(
         with_props = controlled(s, fp32, fmt, cal, hw, per_channel, target, frames,
                                 min_agreement=min_agreement, max_drop=max_drop,
                                 max_float=max_float_layers, verbose=verbose, say=say,
-                                max_latency_ratio=max_latency_ratio)
+                                max_latency_ratio=max_latency_ratio, int8_method=int8_method)
     else:
         with_props = _build_derived(s, fp32, fmt, quantize, cal, hw, per_channel, verbose,
-                                    say, target)
+                                    say, target, int8_method)
     candidate = with_props(fp32.meta())
     out_probs = ArtifactRunner(candidate, name=tag).run(frames.frames)
     # a float TFLite artifact is judged stage by stage like fp32 ONNX (its prefix output is
@@ -372,15 +376,13 @@ def _calibration(fp32: _Built, calibration: str | None, parity_data: str,
 def _build_derived(s: Source, fp32: _Built, fmt: str, quantize: str | None,
                    cal: list[np.ndarray], hw: tuple[int, int], per_channel: bool,
                    verbose: bool, say: Progress,
-                   target: str | None = None) -> Callable[[ArtifactMetadata], bytes]:
+                   target: str | None = None,
+                   int8_method: str = "minmax") -> Callable[[ArtifactMetadata], bytes]:
     """Build the int8 ONNX or TFLite artifact once; returns metadata -> file bytes."""
-    if fmt == "onnx":
-        from edgeinfer.converter.assemble import with_metadata
-        from edgeinfer.converter.int8.onnx_quant import quantize_int8
+    if quantize == "int8":
+        from edgeinfer.converter.int8.conversion import plain
 
-        qmodel = quantize_int8(fp32.model, cal, per_channel=per_channel, progress=say,
-                               target=target)
-        return lambda meta: with_metadata(qmodel, meta).SerializeToString()
+        return plain(s, fp32, fmt, cal, hw, per_channel, verbose, say, target, int8_method)
     from edgeinfer.converter.export.tflite_metadata import embed_metadata
     from edgeinfer.converter.quiet import captured
 

@@ -37,6 +37,10 @@ ITERATIONS = 200
 BATCH_ROWS = 1024  # sampled output positions per step
 MAX_ROWS = 8192  # output positions gathered per layer (fewer when a row is wide)
 MAX_ROW_BYTES = 96 * 2**20  # the gathered input rows of one layer, at most
+#: one step's rows, at most: a depthwise 5x5 layer of 1152 channels has 115 KB rows, and
+#: 833 of them per step took 33-68 s per layer (memory-bound); each row is one sample per
+#: channel, so 64 rows still give every weight 64 samples a step
+BATCH_BYTES = 8 * 2**20
 LR, REG_PARAM, WARM_START, BETA_RANGE = 0.1, 0.01, 0.2, (20.0, 2.0)
 HOLDOUT = 0.25
 
@@ -128,7 +132,10 @@ def _fit(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray, target: np.n
         ht = np.clip(ht, lo, hi)
 
     def out(q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        y = torch.einsum("mgi,goi->mgo", rows, q * ts) + tb
+        if o == g:  # depthwise: one output per group, a product + sum beats a batched matmul
+            y = (rows * (q * ts)[:, 0]).sum(-1, keepdim=True) + tb
+        else:
+            y = torch.einsum("mgi,goi->mgo", rows, q * ts) + tb
         return y if activation is None else torch.clamp(y, lo, hi)
 
     tx, tt = torch.from_numpy(x), torch.from_numpy(t)  # (M, G, Cg*K), (M, G, Og)
@@ -142,6 +149,7 @@ def _fit(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray, target: np.n
     opt = torch.optim.Adam([v], lr=lr)
     gen = torch.Generator().manual_seed(seed)
     m = len(x)
+    batch_rows = min(batch_rows, max(64, BATCH_BYTES // (x[0].size * 4)))
     warm = int(WARM_START * iterations)
     done = 0
     for it in range(iterations):

@@ -14,14 +14,66 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.converter.int8.control import LATENCY_RUNS, check_targets, control
+from edgeinfer.errors import ConfigError
 from edgeinfer.progress import Progress
+
+#: ``--int8-method``: onnxruntime's / ai_edge_quantizer's MinMax with round-to-nearest
+#: weights, or the same with AdaRounded weights (adaround_onnx.py, adaround_tflite.py)
+INT8_METHODS = ("minmax", "adaround")
+DEFAULT_INT8_METHOD = "minmax"
+
+
+def int8_method(method: str | None, quantize: str | None) -> str:
+    """The int8 method a conversion uses (``method`` None: the default), refused when it
+    names none or comes without ``--quantize int8``."""
+    if method is not None and method not in INT8_METHODS:
+        raise ConfigError(f"--int8-method {method!r} is not one of {', '.join(INT8_METHODS)}")
+    if method is not None and quantize != "int8":
+        raise ConfigError("--int8-method chooses how int8 weights are rounded: use it with "
+                          "--quantize int8")
+    return method or DEFAULT_INT8_METHOD
+
+
+def plain(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int],
+          per_channel: bool, verbose: bool, say: Progress, target: str | None,
+          method: str) -> Callable[[Any], bytes]:
+    """The int8 artifact without accuracy control, built once (``method``: INT8_METHODS);
+    returns metadata -> file bytes. AdaRound is fitted on ``cal``, the calibration frames
+    (the parity frames it is certified on are kept apart by the caller)."""
+    import json
+
+    fp32.provenance["int8_rounding"] = {"method": method}
+    if fmt == "onnx":
+        from edgeinfer.converter.assemble import with_metadata
+        from edgeinfer.converter.int8.onnx_quant import KEY_QUANTIZATION, quantize_int8
+
+        qmodel = quantize_int8(fp32.model, cal, per_channel=per_channel, progress=say,
+                               target=target, rounding="adaround" if method == "adaround"
+                               else "nearest")
+        q = json.loads({p.key: p.value for p in qmodel.metadata_props}[KEY_QUANTIZATION])
+        fp32.provenance["int8_rounding"] = q.get("rounding") or {"method": method}
+        return lambda meta: with_metadata(qmodel, meta).SerializeToString()
+    from edgeinfer.converter.export.tflite_metadata import embed_metadata
+    from edgeinfer.converter.quiet import captured
+
+    fp32.provenance["frame_size"] = list(hw)
+    with captured(verbose):
+        if method == "minmax":
+            bare = s.to_tflite(hw, "int8", cal, say, per_channel)
+        else:  # the float .tflite, then ai_edge_quantizer + AdaRound (adaround_tflite.py)
+            from edgeinfer.converter.int8.tflite_quant import quantize_int8
+
+            bare = quantize_int8(s.to_tflite(hw, None, [], say, per_channel), fp32.spec, hw,
+                                 cal, per_channel, say, method)
+    return lambda meta: embed_metadata(bare, meta.to_props())
 
 
 def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int],
                per_channel: bool, target: str | None, parity: Any, *,
                min_agreement: float | None, max_drop: float | None,
                max_float: int | None, verbose: bool, say: Progress,
-               max_latency_ratio: float | None = None) -> Callable[[Any], bytes]:
+               max_latency_ratio: float | None = None,
+               int8_method: str = "minmax") -> Callable[[Any], bytes]:
     """The accuracy-controlled int8 artifact of a conversion (``convert(min_agreement=...)``).
 
     ``s`` is the source, ``fp32`` the converter's fp32 build (its ``model``, ``meta()``,
@@ -29,6 +81,9 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     frames that are not calibration frames (frames in both are split, every other one
     held out and dropped from calibration). Records the loop in
     ``provenance["int8_control"]``; returns metadata -> artifact bytes, like the plain build.
+    ``int8_method`` ``adaround`` (ONNX): the weights are AdaRounded on the calibration frames
+    at the first build, so the loop starts from the reconstructed model and keeps layers
+    float only for what is left (``provenance["int8_rounding"]``).
     """
     from edgeinfer.data.calibration import held_out_split
     from edgeinfer.parity.runners import ArtifactRunner
@@ -47,7 +102,8 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
         from edgeinfer.converter.assemble import with_metadata
         from edgeinfer.converter.int8.onnx_quant import OnnxInt8
 
-        q = OnnxInt8(fp32.model, cal, per_channel, say, target=target)
+        q = OnnxInt8(fp32.model, cal, per_channel, say, target=target,
+                     rounding="adaround" if int8_method == "adaround" else "nearest")
         float_blob = fp32.blob(meta)
 
         def wrap(m: Any, md: Any) -> bytes:
@@ -61,7 +117,7 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
         meta = fp32.meta()
         with captured(verbose):
             bare = s.to_tflite(hw, None, [], say, per_channel)
-            q = TfliteInt8(bare, fp32.spec, hw, cal, per_channel, say)
+            q = TfliteInt8(bare, fp32.spec, hw, cal, per_channel, say, int8_method)
         float_blob = embed_metadata(bare, meta.to_props())
 
         def wrap(m: Any, md: Any) -> bytes:
@@ -82,6 +138,8 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
         if fmt == "onnx":
             q.__exit__(None, None, None)
     fp32.provenance["int8_control"] = res.to_dict()
+    fp32.provenance["int8_rounding"] = getattr(q, "rounding_record", None) or {
+        "method": int8_method}
     return lambda md: wrap(chosen, md)
 
 

@@ -44,6 +44,7 @@ from edgeinfer.errors import ConversionError
 from edgeinfer.progress import Progress
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+ROUNDINGS = ("nearest", "adaround")  # weight rounding: onnxruntime's, or adaround_onnx.py
 CALIBRATION_BATCH = 32
 PERCENTILE = 99.999
 QUANT_NODE_PREFIX = "edgeinfer_q/"
@@ -176,7 +177,8 @@ class OnnxInt8:
                  per_channel: bool = True, progress: Progress | None = None, *,
                  method: str = "minmax", reduce_range: bool = True,
                  activation_type: str = "uint8", weight_type: str = "int8",
-                 target: str | None = None, float_head: bool = False) -> None:
+                 target: str | None = None, float_head: bool = False,
+                 rounding: str = "nearest", rounding_options: dict | None = None) -> None:
         from onnxruntime.quantization import quant_pre_process
 
         from edgeinfer.converter.int8.targets import SETTINGS, default_target_note, resolve_target
@@ -193,6 +195,18 @@ class OnnxInt8:
         if method not in CALIBRATION_METHODS:
             raise ConversionError(f"calibration method {method!r} is not one of "
                                   f"{', '.join(CALIBRATION_METHODS)}")
+        if rounding not in ROUNDINGS:
+            raise ConversionError(f"weight rounding {rounding!r} is not one of "
+                                  f"{', '.join(ROUNDINGS)}")
+        if rounding == "adaround":
+            from edgeinfer.errors import require
+
+            require("torch", "convert", "AdaRound (--int8-method adaround)")
+        #: AdaRound's int8 weights by node, fitted on the first build and written into every
+        #: later one (the control loop re-quantises with layers float: same scales)
+        self.rounding, self.rounding_options = rounding, dict(rounding_options or {})
+        self.rounded: dict[str, np.ndarray] | None = None
+        self.rounding_record: dict | None = None
         if activation_type not in ("uint8", "int8") or weight_type not in ("uint8", "int8"):
             raise ConversionError("activation_type and weight_type must be 'uint8' or 'int8'")
         self.say: Progress = progress or (lambda _m: None)
@@ -298,6 +312,8 @@ class OnnxInt8:
                                   f"{type(e).__name__}: {e}") from e
         q = onnx.load_model(out)
         _tidy(q)
+        if self.rounding == "adaround":
+            self._adaround(q)
         settings = {"format": "QDQ", "scheme": self.scheme, "reduce_range": self.reduce_range,
                     "target": self.target or ("x86-avx2" if self.reduce_range
                                               else "unspecified"),
@@ -307,6 +323,7 @@ class OnnxInt8:
                     "float_nodes": len(exclude), "kept_float": list(keep_float),
                     "quantisable_layers": len(self.candidates),
                     **({"target_note": self.note} if self.note else {}),
+                    **({"rounding": self.rounding_record} if self.rounding_record else {}),
                     "onnxruntime": _ort_version()}
         del q.metadata_props[:]
         onnx.helper.set_model_props(q, self.props | {KEY_QUANTIZATION: json.dumps(settings)})
@@ -314,12 +331,26 @@ class OnnxInt8:
         return q
 
 
+    def _adaround(self, q: onnx.ModelProto) -> None:
+        """AdaRound the int8 layers of ``q`` (first build: fitted on the calibration frames
+        only; later builds: the same rounding written into the layers still int8)."""
+        from edgeinfer.converter.int8.adaround_onnx import adaround_qdq, apply_rounding
+
+        if self.rounded is None:
+            self.rounded, self.rounding_record = adaround_qdq(
+                q, onnx.load_model(self.pre), self.calibration, say=self.say,
+                reduce_range=self.reduce_range, **self.rounding_options)
+        else:
+            apply_rounding(q, self.rounded)
+
+
 def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
                   per_channel: bool = True, progress: Progress | None = None, *,
                   method: str = "minmax", reduce_range: bool = True,
                   activation_type: str = "uint8", weight_type: str = "int8",
                   target: str | None = None, float_head: bool = False,
-                  keep_float: Sequence[str] = ()) -> onnx.ModelProto:
+                  keep_float: Sequence[str] = (), rounding: str = "nearest",
+                  rounding_options: dict | None = None) -> onnx.ModelProto:
     """Static int8 QDQ quantisation of a fp32 artifact, calibrated on raw uint8 frames.
 
     Returns a new ModelProto with the input's metadata_props plus ``edgeinfer.quantization``
@@ -331,10 +362,14 @@ def quantize_int8(model: onnx.ModelProto, calibration: list[np.ndarray],
     settings that suit that CPU; without it the settings are x86-avx2's (safe on any CPU).
     ``float_head`` keeps the classifier (the Gemm/MatMul feeding the final Softmax) float;
     ``keep_float`` names more compute nodes to keep float (see :class:`OnnxInt8`).
+    ``rounding``: ``nearest`` (onnxruntime's) or ``adaround`` (each int8 weight rounded up or
+    down to match the layer's fp32 output on the calibration frames, adaround_onnx.py;
+    ``rounding_options`` go to :func:`~edgeinfer.converter.int8.adaround_onnx.adaround_qdq`).
     """
     with OnnxInt8(model, calibration, per_channel, progress, method=method,
                   reduce_range=reduce_range, activation_type=activation_type,
-                  weight_type=weight_type, target=target, float_head=float_head) as q:
+                  weight_type=weight_type, target=target, float_head=float_head,
+                  rounding=rounding, rounding_options=rounding_options) as q:
         return q.build(keep_float)
 
 

@@ -169,11 +169,25 @@ def float_layers(provenance: dict[str, Any], quant: dict[str, Any] | None) -> st
     return f"{k} conv/matmul layers kept float" if k else "every conv/matmul layer int8"
 
 
+def rounding_note(provenance: dict[str, Any], quant: dict[str, Any] | None = None) -> str | None:
+    """``weights AdaRounded: 50 layers, 200 steps each, 32 calibration frames, 95 s`` for an
+    artifact whose int8 weights were reconstructed (adaround_onnx.py), else None."""
+    r = provenance.get("int8_rounding") or (quant or {}).get("rounding")
+    if not isinstance(r, dict) or r.get("method") != "adaround":
+        return None
+    kept = r.get("kept_nearest") or []
+    return (f"weights AdaRounded: {r.get('layers')} layers, {r.get('iterations')} steps each, "
+            f"{r.get('frames')} calibration frames, {r.get('seconds')} s"
+            + (f" ({len(kept)} kept nearest: no gain on held-out frames)" if kept else ""))
+
+
 def int8_summary(provenance: dict[str, Any]) -> list[str]:
     """convert's closing lines for an int8 artifact: the target it was judged by, the frames
     it was certified on, the layers kept float, and the loop's figure on the frames it chose
     on next to the certified one (issue 26)."""
     out = []
+    if note := rounding_note(provenance):
+        out.append(f"int8 {note}")
     tgt = provenance.get("int8_target")
     if isinstance(tgt, dict) and tgt.get("describe"):
         out.append(f"int8 target: {tgt['describe']}")
