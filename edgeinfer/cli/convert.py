@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
                      min_agreement=args.min_agreement, max_drop=args.max_drop,
                      max_float_layers=args.max_float_layers,
                      max_latency_ratio=args.max_latency_ratio, skip_bad=args.skip_bad,
-                     audit_frames=args.audit_frames)
+                     audit_frames=args.audit_frames, fit=args.fit,
+                     int8_method=args.int8_method)
     if args.json:
         print(json.dumps({"path": str(result.path), **result.metadata.to_dict()}, indent=2))
         return 0
@@ -75,6 +76,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="at most this many calibration frames (default 256)")
     p.add_argument("--per-tensor", action="store_true",
                    help="int8: per-tensor weight scales (default per-channel)")
+    p.add_argument("--int8-method", choices=["minmax", "adaround"],
+                   help="int8: how weights are rounded - minmax (to nearest, the default) or "
+                   "adaround (up or down so each layer matches fp32 on the calibration frames; "
+                   "needs torch, minutes on a large model; docs/int8/adaround.md)")
     p.add_argument("--target", choices=["x86-avx2", "x86-vnni", "arm64", "auto"],
                    help="int8 ONNX: the CPU the artifact will run on (weight range, types); "
                    "auto = this machine; default x86-avx2 settings (safe on any CPU)")
@@ -94,6 +99,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "target needs more); alone, without a target: the most accurate int8 "
                    "within R is written and its agreement stated against the default 99%% "
                    "target (--strict refuses below it)")
+    p.add_argument("--fit", choices=["letterbox", "stretch"],
+                   help="detectors: how a frame is placed in the input (default: the "
+                   "detector's detection.json); the spec audit refuses a fit the model's own "
+                   "detections disprove unless --accept-spec")
     p.add_argument("--frame-size", help="TFLite input frame HxW, e.g. 480x640 (fixed size)")
     p.add_argument("--weights", help="torch state dict (loaded with weights_only=True)")
     p.add_argument("--spec", help="PreprocessSpec JSON file (bundled models have one), or "
