@@ -37,6 +37,9 @@ from edgeinfer.spec import PreprocessSpec
 #: bundled detectors: name -> directory under models/
 DETECTORS = {"fashion-detector": "fashion_detector"}
 _FILES = ("net.py", "spec.json", "detection.json", "labels.txt")
+#: int8's accuracy-control frames: built as the gate's (bundled photos, Fashion-MNIST test
+#: items) with another seed, so neither the calibration nor the gate's frames
+TUNE_SEED, TUNE_PER_ASPECT = 2029, 32
 
 
 @dataclass
@@ -216,6 +219,9 @@ def convert_detector(source: Any, output: str | Path, *, weights: str | Path | N
         out.write_bytes(data)
         say(f"wrote {out}")
         return out, meta
+    if src.detection.fit != "letterbox":  # detect_graph inverts a letterbox only
+        raise ConfigError(f"fit {src.detection.fit!r}: the ONNX detector graph inverts a "
+                          "letterbox only so far; convert with --fit letterbox")
     model, facts = build_onnx(src, nms)
     if facts["batchnorm_left"]:
         raise ConversionError(f"{facts['batchnorm_left']} BatchNormalization node(s) left "
@@ -235,23 +241,54 @@ def convert_detector(source: Any, output: str | Path, *, weights: str | Path | N
 
 
 def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[str, Any],
-          frames: Sequence[Any], n_cal: int, say: Progress) -> tuple[bytes, ArtifactMetadata]:
-    """The int8 artifact and its metadata, after its gate: detection F1 vs fp32."""
+          frames: Sequence[Any], n_cal: int, say: Progress, bare: bytes | None = None
+          ) -> tuple[bytes, ArtifactMetadata]:
+    """The accuracy-controlled int8 artifact (``detect_control``: the fewest layers float
+    for detection F1 vs fp32 >= the registry's int8 bar on the gate's frames AND on tune
+    frames built like them from other crops and items, none calibrated on) and its
+    metadata, after its gate on the gate's frames.
+    ``bare``: the float .tflite without metadata (a TFLite artifact), else ONNX."""
     import onnx
 
-    from edgeinfer.converter.assemble import with_metadata
-    from edgeinfer.converter.detect_frames import calibration_frames
+    from edgeinfer.converter.detect_control import control_f1, detections
+    from edgeinfer.converter.detect_frames import calibration_frames, parity_frames
     from edgeinfer.converter.detect_gate import int8_gate
-    from edgeinfer.converter.detect_int8 import quantize_detector
+    from edgeinfer.converter.detect_int8 import OnnxDetInt8, tflite_builder
+    from edgeinfer.parity.tolerances import tolerance
 
-    q = quantize_detector(onnx.load_from_string(fp32), calibration_frames(n_cal), say)
-    verdict = int8_gate(q.SerializeToString(), fp32, src, frames, say)
+    cal = calibration_frames(n_cal)
+    tune = parity_frames(per_aspect=TUNE_PER_ASPECT, seed=TUNE_SEED)
+    target = tolerance("detect_boxes", "int8").min_top1
+    sets = {"gate": list(frames), "tune": tune}
+    q_facts = facts | {"quantize": "int8", "calibration_frames": n_cal}
+    if bare is None:
+        b = OnnxDetInt8(onnx.load_from_string(fp32), cal, say)
+        say(f"int8: QDQ U8S8 reduce_range, per-channel weights, Conv only, MinMax on {n_cal} "
+            f"frames; accuracy control on the gate's {len(frames)} and {len(tune)} tune frames")
+        try:
+            q, res = control_f1(b.build, b.candidates, detections, fp32, sets, target, say,
+                                labels=b.labels)
+        finally:
+            b.close()
+    else:
+        from edgeinfer.converter.export.tflite_metadata import embed_metadata
+
+        hw = tuple(facts["frame_size"])
+        props = metadata(src, q_facts, {}).to_props()
+        build, cands, labels = tflite_builder(bare, src.spec, hw, cal, props, say)
+        q, res = control_f1(build, cands, detections, fp32, sets, target, say,
+                            labels=labels)
+    verdict = int8_gate(q, fp32, src, frames, say)
     if not verdict["passed"]:
         raise ParityError("int8 detector artifact not written: "
                           + "; ".join(verdict["failures"]))
-    meta = metadata(src, facts | {"quantize": "int8", "calibration_frames": n_cal},
+    meta = metadata(src, q_facts | {"detect_int8_control": res.to_dict()},
                     report | {"int8": verdict})
-    return with_metadata(q, meta).SerializeToString(), meta
+    if bare is not None:
+        return embed_metadata(q, meta.to_props()), meta
+    from edgeinfer.converter.assemble import with_metadata
+
+    return with_metadata(onnx.load_from_string(q), meta).SerializeToString(), meta
 
 
 def _tflite(src: DetectorSource, frames: Sequence[Any], frame_size: tuple[int, int] | None,
@@ -277,7 +314,7 @@ def _tflite(src: DetectorSource, frames: Sequence[Any], frame_size: tuple[int, i
     meta = metadata(src, facts, report)
     data = embed_metadata(bare, meta.to_props())
     if quantize == "int8":
-        raise ConfigError("int8 TFLite detectors: not yet")
+        return _int8(data, src, facts, report, frames, n_cal, say, bare=bare)
     return data, meta
 
 

@@ -117,29 +117,37 @@ def test_gate_refuses_a_wrong_inverse(converted, frames) -> None:
 
 
 def test_int8_judged_on_f1_vs_fp32(tmp_path, converted, frames) -> None:
-    """int8 (Conv-only QDQ, heads float, 256 calibration frames) against the fp32 artifact:
-    measured F1 0.9898 (145 matched, 3 unmatched of 148), just under the 0.99 bound - the
-    gate's verdict follows the bound, and convert writes nothing when it fails."""
+    """Plain int8 (Conv-only QDQ, heads float, 256 calibration frames) misses the bar:
+    measured F1 0.9898 vs fp32 (145 matched, 3 unmatched of 148) - the gate's verdict
+    follows the bound. ``convert --quantize int8`` runs the accuracy control on F1
+    (detect_control) and writes an int8 that meets it on the gate's frames and on the
+    independent tune frames, with fewer than every layer float (before the control,
+    convert refused this detector)."""
     import onnx
 
     from edgeinfer.converter.detect_frames import calibration_frames
     from edgeinfer.converter.detect_gate import int8_gate
     from edgeinfer.converter.detect_int8 import quantize_detector
-    from edgeinfer.errors import ParityError
 
     fp32 = Path(converted[0]).read_bytes()
     q = quantize_detector(onnx.load_from_string(fp32), calibration_frames(), lambda _m: None)
     verdict = int8_gate(q.SerializeToString(), fp32, load_detector("fashion-detector"),
                         frames, lambda _m: None)
     a = verdict["vs_fp32"]["all"]
+    bar = tolerance("detect_boxes", "int8").min_top1
     assert a["matched"] >= 120 and a["f1"] >= 0.97, a
-    assert verdict["passed"] == (a["f1"] >= tolerance("detect_boxes", "int8").min_top1)
-    assert ArtifactDetector(q.SerializeToString())(frames[0].image)
-    if not verdict["passed"]:
-        with pytest.raises(ParityError, match="int8 detection F1 vs fp32"):
-            convert_detector("fashion-detector", tmp_path / "q.onnx", quantize="int8",
-                             frames=frames)
-        assert not (tmp_path / "q.onnx").exists()
+    assert verdict["passed"] == (a["f1"] >= bar)
+    path, meta = convert_detector("fashion-detector", tmp_path / "q.onnx", quantize="int8",
+                                  frames=frames)
+    got = meta.parity["int8"]["vs_fp32"]["all"]
+    ctl = meta.provenance["detect_int8_control"]
+    assert got["f1"] >= bar and got["matched"] >= 120, got
+    assert 0 < len(ctl["kept_float"]) < ctl["candidates"], ctl["kept_float"]
+    final = ctl["steps"][-1]
+    assert final["meets"] and min(final["f1_by_set"].values()) >= bar
+    assert set(final["f1_by_set"]) == {"gate", "tune"}
+    assert path.stat().st_size < 0.8 * Path(converted[0]).stat().st_size
+    assert ArtifactDetector(path)(frames[0].image)
 
 
 def test_info_names_the_task(converted) -> None:
@@ -147,5 +155,6 @@ def test_info_names_the_task(converted) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "task:       detect (fit letterbox, boxes xyxy, NMS per class IoU 0.5" in out.stdout
-    assert "parity:     PASS on 48 frames" in out.stdout
+    # 146 matched boxes cannot show F1 >= 0.99 (191 would): parity/certify.py (D)
+    assert "parity:     NOT CERTIFIED on 48 frames" in out.stdout
     assert "monitor:    not for detectors yet" in out.stdout

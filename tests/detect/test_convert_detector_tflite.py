@@ -116,3 +116,25 @@ def test_tflite_gate_refuses_a_wrong_prefix(frames) -> None:
     assert any("preprocessing differs" in f for f in report["failures"]), report["failures"]
     right = detections_vs(ArtifactDetector(blob).arrays, src.framework, sub)["all"]
     assert right["matched"] > 0  # it still detects: only the stage figures show the swap
+
+
+def test_tflite_int8_controlled_on_f1(tmp_path, converted, frames) -> None:
+    """``--quantize int8`` on a TFLite detector: ai_edge_quantizer's full-integer int8
+    under the accuracy control on detection F1 vs the fp32 .tflite (gate frames and tune
+    frames), fewer than every layer float; served as the fp32 one is."""
+    path, meta = convert_detector("fashion-detector", tmp_path / "q.tflite", quantize="int8",
+                                  frames=frames)
+    bar = tolerance("detect_boxes", "int8").min_top1
+    got = meta.parity["int8"]["vs_fp32"]["all"]
+    ctl = meta.provenance["detect_int8_control"]
+    assert meta.provenance["format"] == "tflite" and meta.provenance["quantize"] == "int8"
+    assert got["f1"] >= bar and got["matched"] >= 120, got
+    assert len(ctl["kept_float"]) < ctl["candidates"], ctl["kept_float"]
+    final = ctl["steps"][-1]
+    assert final["meets"] and min(final["f1_by_set"].values()) >= bar
+    assert path.stat().st_size < 0.6 * converted[0].stat().st_size
+    det = open_detector(path, threads=1)
+    fixed = next(f for f in frames if f.image.shape[:2] == FIXED)
+    c = compare_boxes(*det.arrays(fixed.image), *ArtifactDetector(converted[0]).arrays(
+        fixed.image))
+    assert c.matched > 0
