@@ -113,6 +113,10 @@ def test_the_bn_rules_and_their_guards() -> None:
     assert r.verdict == "unknown" and "not by enough" in r.message
     lb0.bn_fit = 0.112
     assert dc._verdict(g0, [lb0], False, 64).verdict == "refuse"
+    # the label-free ratio's boundary: 0.5x names it, 0.6x (same difference) does not
+    g1 = _ev("none", None, 0.30)
+    assert dc._verdict(g1, [_ev("x", None, 0.15)], False, 64).verdict == "refuse"
+    assert dc._verdict(g1, [_ev("x", None, 0.18)], False, 64).verdict == "unknown"
     assert dc._verdict(g0, [lb0], False, dc.MIN_FRAMES - 1).verdict == "unknown"
     # a 0.09 difference is not enough to name it even at 0.5x; 0.9x is nothing
     assert dc._verdict(_ev("none", None, 0.18), [_ev("x", None, 0.09)], False,
