@@ -219,9 +219,9 @@ def convert_detector(source: Any, output: str | Path, *, weights: str | Path | N
         out.write_bytes(data)
         say(f"wrote {out}")
         return out, meta
-    if src.detection.fit != "letterbox":  # detect_graph inverts a letterbox only
+    if src.detection.fit not in ("letterbox", "stretch"):  # what detect_graph inverts
         raise ConfigError(f"fit {src.detection.fit!r}: the ONNX detector graph inverts a "
-                          "letterbox only so far; convert with --fit letterbox")
+                          "letterbox or a stretch so far; convert with --fit letterbox")
     model, facts = build_onnx(src, nms)
     if facts["batchnorm_left"]:
         raise ConversionError(f"{facts['batchnorm_left']} BatchNormalization node(s) left "

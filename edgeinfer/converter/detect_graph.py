@@ -55,10 +55,12 @@ class _G:
         return out
 
 
-def _letterbox_inverse(g: _G, boxes: str, size: tuple[int, int]) -> str:
+def _letterbox_inverse(g: _G, boxes: str, size: tuple[int, int], fit: str = "letterbox"
+                       ) -> str:
     """Input-pixel boxes ``[K, 4]`` -> the frame's pixels, clipped to it: the sizes the
     prefix resized to (its integer round-half-up, ``PreprocessSpec.resized_size``), the
-    centred padding, each axis's own ratio (``geometry.fit``'s letterbox)."""
+    centred padding, each axis's own ratio (``geometry.fit``'s letterbox); ``stretch``:
+    the whole input, no padding (a transformers RT-DETR's fit, spec_from.derive_detection)."""
     th, tw = size
     shape = g.op("Shape", [INPUT_NAME])
     h = g.op("Slice", [shape, g.const([1]), g.const([2])])
@@ -69,13 +71,16 @@ def _letterbox_inverse(g: _G, boxes: str, size: tuple[int, int]) -> str:
         return g.op("Div", [g.op("Add", [g.op("Mul", [num, two]), den]),
                             g.op("Mul", [den, two])])
 
-    hlim = g.op("LessOrEqual", [g.op("Mul", [c_th, w]), g.op("Mul", [c_tw, h])])
-    nw_h = g.op("Max", [round_div(g.op("Mul", [w, c_th]), h), one])
-    nh_w = g.op("Max", [round_div(g.op("Mul", [h, c_tw]), w), one])
-    nh = g.op("Where", [hlim, c_th, nh_w])
-    nw = g.op("Where", [hlim, nw_h, c_tw])
-    top = g.op("Div", [g.op("Sub", [c_th, nh]), two])
-    left = g.op("Div", [g.op("Sub", [c_tw, nw]), two])
+    if fit == "stretch":
+        nh, nw, top, left = c_th, c_tw, g.const([0]), g.const([0])
+    else:
+        hlim = g.op("LessOrEqual", [g.op("Mul", [c_th, w]), g.op("Mul", [c_tw, h])])
+        nw_h = g.op("Max", [round_div(g.op("Mul", [w, c_th]), h), one])
+        nh_w = g.op("Max", [round_div(g.op("Mul", [h, c_tw]), w), one])
+        nh = g.op("Where", [hlim, c_th, nh_w])
+        nw = g.op("Where", [hlim, nw_h, c_tw])
+        top = g.op("Div", [g.op("Sub", [c_th, nh]), two])
+        left = g.op("Div", [g.op("Sub", [c_tw, nw]), two])
     f = TensorProto.FLOAT
 
     def cast(t: str) -> str:
@@ -95,8 +100,8 @@ def add_postprocess(model: onnx.ModelProto, det: DetectionSpec, size: tuple[int,
     scores), in that order; the outputs become ``boxes``, ``scores`` (, ``classes``)."""
     if nms not in NMS_PLACES:
         raise ValueError(f"nms must be one of {', '.join(NMS_PLACES)}, got {nms!r}")
-    if det.fit != "letterbox":
-        raise ValueError(f"the detector graph inverts a letterbox only, not {det.fit!r}")
+    if det.fit not in ("letterbox", "stretch"):
+        raise ValueError(f"the detector graph inverts a letterbox or a stretch, not {det.fit!r}")
     gr = model.graph
     b_out, s_out = (o.name for o in gr.output)
     g = _G()
@@ -132,7 +137,7 @@ def add_postprocess(model: onnx.ModelProto, det: DetectionSpec, size: tuple[int,
         g.op("Identity", [best], SCORES)
         g.op("Gather", [cls, order], CLASSES, axis=0)
         in_px = g.op("Gather", [kept_boxes, order], axis=0)
-        g.op("Identity", [_letterbox_inverse(g, in_px, size)], BOXES)
+        g.op("Identity", [_letterbox_inverse(g, in_px, size, det.fit)], BOXES)
         outs = [helper.make_tensor_value_info(BOXES, f, ["detections", 4]),
                 helper.make_tensor_value_info(SCORES, f, ["detections"]),
                 helper.make_tensor_value_info(CLASSES, TensorProto.INT64, ["detections"])]

@@ -97,8 +97,26 @@ def test_top_k_bounds_the_kept_boxes_over_all_classes() -> None:
 
 def test_ending_refuses_a_fit_it_cannot_invert() -> None:
     m = onnx.ModelProto()
-    with pytest.raises(ValueError, match="letterbox only"):
-        add_postprocess(m, DetectionSpec(fit="stretch"), SIZE)
+    with pytest.raises(ValueError, match="letterbox or a stretch"):
+        add_postprocess(m, DetectionSpec(fit="pad_resize"), SIZE)
+
+
+@pytest.mark.parametrize("hw", [(333, 250), (250, 333), (101, 397)])
+def test_graph_inverse_stretch_equals_the_runtime(hw: tuple[int, int]) -> None:
+    """A stretch (transformers RT-DETR's fit, spec_from.derive_detection): each axis by
+    its own ratio, no padding, as geometry.fit(..., "stretch").to_frame (refused before)."""
+    det = DetectionSpec(fit="stretch", nms=DET.nms)
+    sess = _ending("graph", det)
+    b, s = _clusters(np.random.default_rng(hw[1]))
+    gb, gs, gc = sess.run(["boxes", "scores", "classes"],
+                          {"frame": np.zeros((1, *hw, 3), np.uint8), "b_in": b, "s_in": s})
+    cls, anchor = np.nonzero(DET.nms.score_threshold < s[0].T)
+    cand = s[0][anchor, cls]
+    kept = nms(b[0][anchor], cand, cls, iou_threshold=DET.nms.iou_threshold,
+               score_threshold=DET.nms.score_threshold, top_k=DET.nms.top_k)
+    np.testing.assert_array_equal(gc, cls[kept])
+    np.testing.assert_allclose(gb, fit(hw, SIZE, "stretch").to_frame(b[0][anchor[kept]]),
+                               atol=2e-3, rtol=0)
 
 
 @pytest.mark.parametrize("output, kw, match", [
