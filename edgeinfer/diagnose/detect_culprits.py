@@ -301,6 +301,11 @@ def _verdict(g: Evidence, rows: list[Evidence], labelled: bool, n: int) -> Detec
                        "spec; no hypothesis does clearly better)", g, rows, labelled, n)
 
 
+def _with(detail: str) -> str:
+    """``with <detail>``, without doubling a detail that already starts with "with"."""
+    return detail if detail.startswith("with ") else f"with {detail}"
+
+
 def _named(best: Evidence, g: Evidence, what: str) -> str:
     v = best.variant
     figs = []
@@ -311,6 +316,6 @@ def _named(best: Evidence, g: Evidence, what: str) -> str:
     fix = (f"--fit {v.fit}" if v.culprit == "resize_policy" and v.fit != "crop"
            else "a centre crop, which no detector fit bakes yet" if v.fit == "crop"
            else CULPRITS[v.culprit][1])
-    return (f"spec audit: the detector was most likely trained with {v.detail} "
+    return (f"spec audit: the detector was most likely trained {_with(v.detail)} "
             f"('{v.culprit}': {CULPRITS[v.culprit][0]}): {', '.join(figs)} against the given "
             f"spec on {what}; fix: {fix}")

@@ -216,3 +216,32 @@ def test_doctor_on_blazeface_does_not_refuse_its_documented_fit(tmp_path: Path) 
     assert about["fit"] == "pad_resize"
     fits = {r.variant.fit for r in res.rows if r.variant.culprit == "resize_policy"}
     assert fits == {"letterbox", "stretch"}
+
+
+@pytest.mark.slow
+def test_the_gate_passes_a_wrong_std_and_the_doctor_names_it(tmp_path: Path) -> None:
+    """The detection gate compares under ONE spec, so a wrong std passes it; the audit
+    refuses it at convert time and, accepted, the doctor names it on the artifact."""
+    import json
+    import shutil
+
+    from edgeinfer.check.doctor.detect import run_detect_doctor
+    from edgeinfer.converter.detect_convert import convert_detector
+    from edgeinfer.converter.sources.reference import models_dir
+    from edgeinfer.errors import SpecAuditError
+
+    d = tmp_path / "det"
+    shutil.copytree(models_dir() / "fashion_detector", d)
+    spec = json.loads((d / "spec.json").read_text())
+    spec["std"] = [0.5, 0.5, 0.5]  # trained with 0.25
+    (d / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(SpecAuditError, match="mean_std_mismatch"):
+        convert_detector(d, tmp_path / "refused.onnx")
+    assert not (tmp_path / "refused.onnx").exists()
+    path, meta = convert_detector(d, tmp_path / "det.onnx", accept_spec=True)
+    assert meta.parity["passed"]  # the gate cannot see it
+    assert meta.provenance["detect_audit"]["verdict"] == "refuse"
+    res, about = run_detect_doctor(str(path), "builtin:detect")
+    assert (res.verdict, res.culprit) == ("refuse", "mean_std_mismatch"), res.message
+    assert res.best is not None and res.best.f1 - res.given.f1 >= dc.MIN_GAIN
+    assert about["kind"].startswith("detector artifact")
