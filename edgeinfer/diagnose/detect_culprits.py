@@ -237,8 +237,20 @@ def audit_detector(pipe: Pipeline, spec: PreprocessSpec, det: DetectionSpec,
             if r.tp is not None:
                 r.z = paired_z(r.tp, given.tp or [])
     res = _verdict(given, rows, truth is not None, len(frames))
+    same = coincide(frames, spec.size)
+    if res.verdict == "pass" and any(v.culprit == "resize_policy" for v in vs) and same:
+        # a pass says nothing about the fit on frames where the fits are one placement
+        res.message = (res.message[:-1] + f"; {same} of {len(frames)} frames have the "
+                       "input's aspect, where letterbox, stretch and crop coincide)")
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def coincide(frames: Sequence[np.ndarray], size: tuple[int, int], tol: float = 0.05) -> int:
+    """Frames whose aspect is the input's within ``tol`` (log ratio): no fit hypothesis
+    can be told from another on them."""
+    ih, iw = size
+    return sum(abs(math.log((f.shape[0] / f.shape[1]) / (ih / iw))) < tol for f in frames)
 
 
 def _bn_hit(r: Evidence, g: Evidence, ratio: float = BN_RATIO,

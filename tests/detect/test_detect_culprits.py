@@ -245,3 +245,16 @@ def test_the_gate_passes_a_wrong_std_and_the_doctor_names_it(tmp_path: Path) -> 
     assert (res.verdict, res.culprit) == ("refuse", "mean_std_mismatch"), res.message
     assert res.best is not None and res.best.f1 - res.given.f1 >= dc.MIN_GAIN
     assert about["kind"].startswith("detector artifact")
+
+
+def test_a_pass_says_how_many_frames_could_not_tell_the_fits_apart() -> None:
+    class Pipe:
+        def run(self, v, frames):  # noqa: ANN001, ANN202
+            return [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))] * len(frames), 0.2
+
+    frames = [np.zeros((160, 160, 3), np.uint8)] * 17 + [np.zeros((240, 320, 3), np.uint8)]
+    r = dc.audit_detector(Pipe(), SPEC, DET, frames)
+    assert r.verdict == "pass"
+    assert r.message.endswith("17 of 18 frames have the input's aspect, where letterbox, "
+                              "stretch and crop coincide)")
+    assert dc.coincide([np.zeros((300, 400, 3))], (160, 160)) == 0
