@@ -64,7 +64,9 @@ def _batch_sizes(text: str | None) -> list[int] | None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("doctor", help="rank the culprits of a device's accuracy drop "
-                       "(exit 1 when the top culprit is not 'none', 'unexplained' included)")
+                       "(exit 1 when the top culprit is not 'none', 'unexplained' included); "
+                       "for a detector (source, artifact or blazeface:VARIANT) audit its fit "
+                       "and pixels (--data builtin:detect: frames with true boxes)")
     add_source_args(d)
     d.add_argument("--device-predictions", metavar="CSV",
                    help="what the device predicted: CSV with header image,prediction (image "
