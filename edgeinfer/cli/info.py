@@ -86,8 +86,11 @@ def _lines(path: str, meta: Any, quant: dict[str, Any] | None) -> list[str]:
     out.append(f"artifact:   {path}")
     out.append(f"source:     {prov.get('source')} ({prov.get('framework')} "
           f"{prov.get('framework_version')})")
+    # a detector's int8 control keeps its own record (F1, not top-1 agreement: issue 28)
+    ctl = {"int8_control": prov["detect_int8_control"]} if "detect_int8_control" in prov else {}
     out.append(f"format:     {prov.get('format')} {prov.get('quantize') or 'fp32'}"
-               + (f", {float_layers(prov, quant)}" if prov.get("quantize") == "int8" else ""))
+               + (f", {float_layers(prov | ctl, quant)}" if prov.get("quantize") == "int8"
+                  else ""))
     out.append(f"task:       {task_line(meta.task, meta.detection)}")
     out.append(f"classes:    {len(meta.labels)} ({', '.join(meta.labels[:5])}"
           f"{', ...' if len(meta.labels) > 5 else ''})")

@@ -138,3 +138,8 @@ def test_tflite_int8_controlled_on_f1(tmp_path, converted, frames) -> None:
     c = compare_boxes(*det.arrays(fixed.image), *ArtifactDetector(converted[0]).arrays(
         fixed.image))
     assert c.matched > 0
+    info = subprocess.run([sys.executable, "-m", "edgeinfer", "info", str(path)],
+                          capture_output=True, text=True, timeout=180)
+    # it said "every conv/matmul layer int8" before info read the detector's control record
+    k = len(ctl["kept_float"])
+    assert f"format:     tflite int8, {k} of 16 conv/matmul layers float" in info.stdout
