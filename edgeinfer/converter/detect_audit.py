@@ -106,6 +106,18 @@ def artifact_pipeline(blob: bytes) -> tuple[CorePipeline, Any, Any, tuple[str, .
     return CorePipeline(run, meta.detection.nms), meta.spec, meta.detection, meta.labels
 
 
+def stored_audit(blob: bytes) -> dict[str, Any] | None:
+    """Convert's audit as the artifact stores it (``provenance.detect_audit``), or None."""
+    import onnx
+
+    from edgeinfer.artifact import ArtifactMetadata
+
+    m = onnx.load_from_string(blob)
+    meta = ArtifactMetadata.from_props({p.key: p.value for p in m.metadata_props}, "artifact")
+    audit = (meta.provenance or {}).get("detect_audit")
+    return audit if isinstance(audit, dict) else None
+
+
 def blazeface_pipeline(variant: str
                        ) -> tuple[DetectorPipeline, Any, Any, tuple[str, ...]]:
     """BlazeFace served as it is (no BN statistics in a .tflite, no true boxes: the audit

@@ -258,3 +258,21 @@ def test_a_pass_says_how_many_frames_could_not_tell_the_fits_apart() -> None:
     assert r.message.endswith("17 of 18 frames have the input's aspect, where letterbox, "
                               "stretch and crop coincide)")
     assert dc.coincide([np.zeros((300, 400, 3))], (160, 160)) == 0
+
+
+@pytest.mark.slow
+def test_an_accepted_stretch_is_named_on_the_artifact_by_converts_audit(tmp_path: Path
+                                                                       ) -> None:
+    """The artifact's folded graph has no BN statistics and its truth alone does not name
+    the stretch (z +2.0); convert's audit, stored in it, did."""
+    from edgeinfer.check.doctor.detect import run_detect_doctor
+    from edgeinfer.converter.detect_convert import convert_detector
+
+    path, meta = convert_detector("fashion-detector", tmp_path / "s.onnx", fit="stretch",
+                                  accept_spec=True)
+    assert meta.detection.fit == "stretch" and meta.parity["passed"]
+    res, about = run_detect_doctor(str(path), "builtin:detect")
+    assert (res.verdict, res.culprit) == ("refuse", "resize_policy")
+    assert "--fit letterbox" in res.message and "on the artifact alone: spec audit: does " \
+        "not know" in res.message
+    assert about["convert_audit"]["verdict"] == "refuse"

@@ -9,7 +9,9 @@ audit_detector` against the spec it carries:
   statistics probed - the label-free evidence;
 * a converted detector artifact (``det.onnx``): its core between the preprocessing prefix
   and the ending, so each hypothesis places the frame its own way (BN folded: the true
-  boxes decide, or the doctor says it does not know);
+  boxes decide, or the doctor says it does not know - unless convert's own audit, which
+  saw the framework's BN statistics, refused the spec and the user accepted it: that
+  verdict is stored in the artifact and named, with both sets of figures);
 * ``blazeface:VARIANT`` served as it is (no BN statistics, no true boxes on face photos:
   the figures per hypothesis, and "does not know").
 
@@ -73,7 +75,7 @@ def run_detect_doctor(source: str, data: str, *, limit: int | None = None,
     from edgeinfer.converter import detect_audit as da
     from edgeinfer.converter.detect_convert import is_detector as is_source
 
-    fits = ("letterbox", "stretch", "crop")
+    fits, stored = ("letterbox", "stretch", "crop"), None
     if is_source(source):
         from edgeinfer.converter.detect_convert import load_detector
 
@@ -89,8 +91,10 @@ def run_detect_doctor(source: str, data: str, *, limit: int | None = None,
         if Path(source).suffix.lower() != ".onnx":
             raise ConfigError(f"{source}: the doctor audits ONNX detector artifacts, a "
                               "detector source or blazeface:VARIANT")
-        pipe, spec, det, labels = da.artifact_pipeline(Path(source).read_bytes())
+        blob = Path(source).read_bytes()
+        pipe, spec, det, labels = da.artifact_pipeline(blob)
         kind = "detector artifact (its core; BN folded)"
+        stored = da.stored_audit(blob)
     images, truth, what = frames(data, spec, limit, labels)
     if not images:
         raise ConfigError(f"--data {data}: no frames")
@@ -98,7 +102,15 @@ def run_detect_doctor(source: str, data: str, *, limit: int | None = None,
     with da.one_thread() if is_source(source) else nullcontext():
         res = audit_detector(pipe, spec, det, images, truth,
                              variants=detect_variants(spec, det, images, fits=fits))
-    return res, {"source": source, "kind": kind, "data": what, "fit": det.fit}
+    about = {"source": source, "kind": kind, "data": what, "fit": det.fit}
+    if stored and stored.get("verdict") == "refuse" and res.verdict != "refuse":
+        # convert's audit saw the framework model's BN statistics, which the artifact's
+        # folded graph no longer carries; it refused and the user accepted the spec
+        res.verdict, res.culprit = "refuse", str(stored.get("culprit", "none"))
+        res.message = (f"{stored.get('message')} (convert's audit on the framework model, "
+                       f"accepted with --accept-spec; on the artifact alone: {res.message})")
+        about["convert_audit"] = stored
+    return res, about
 
 
 def summary(res: DetectAudit, about: dict[str, Any]) -> str:
