@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeinfer.artifact import SIG_RESIZED
+from edgeinfer.artifact import SIG_RESIZED, TFLITE_PREFIX_SCOPE
 from edgeinfer.converter.export.tflite_metadata import embed_metadata
 from edgeinfer.converter.int8 import adaround_tflite as at
 from edgeinfer.converter.int8.tflite_quant import TfliteInt8, calibration_inputs
@@ -59,32 +59,55 @@ def fashion_int8(fashion_tflite):
     return data, meta, q, samples
 
 
-@pytest.mark.slow
-def test_layers_are_read_as_tflite_computes_them(fashion_int8) -> None:
+def _check_layers(model: bytes, found: list, samples: list) -> None:
     """act(pre-activation rebuilt in torch) == the fp32 model's own layer output: a wrong
     layout, group or padding is a wrong convolution and far off."""
-    _data, _meta, q, samples = fashion_int8
-    obj, qobj = at.read_model(q.float_model), at.read_model(q.build())
-    teacher = at._Activations(q.float_model, SIG_RESIZED, 2)
-    sg = teacher.subgraph
-    found = [f for _q, f in at.pairs(qobj, sg, obj, sg)]
-    kinds = [lay.op for lay in found]
-    assert kinds == ["DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D", "FULLY_CONNECTED",
-                     "FULLY_CONNECTED"], kinds  # every int8 layer, the float prefix's not
+    obj = at.read_model(model)
+    t = obj.subgraphs[at._signature_subgraph(obj, SIG_RESIZED)].tensors
     bound = tolerance("tflite", "fp32").max_abs
-    t = obj.subgraphs[sg].tensors
     for lay in found:
         w, group = at.to_torch(lay.op, at._array(obj, t[lay.w], np.float32),
                                int(t[lay.x].shape[-1]))
         b = None if lay.b is None else at._array(obj, t[lay.b], np.float32)
-        x = at._layout(teacher.collect(samples[:8], lay.x), w)
+        x, out = at._Activations(model, SIG_RESIZED, [lay.x, lay.out], 2).collect(
+            samples, [lay.x, lay.out])
+        x = at._layout(x, w)
         pads = ((0, 0, 0, 0) if lay.kind == "linear" else
                 at.explicit_pads(lay.same, x.shape[2:], w.shape[2:], lay.stride, lay.dilation))
         pre = at.preactivation(lay, x, w, b, group, pads)
         act = {0: pre, 1: np.maximum(pre, 0), 3: np.clip(pre, 0, 6)}[lay.activation]
-        out = teacher.collect(samples[:8], lay.out)
         out = out.transpose(0, 3, 1, 2) if out.ndim == 4 else out
         assert np.abs(act - out).max() <= bound * max(1.0, np.abs(out).max()), lay
+
+
+@pytest.mark.slow
+def test_layers_are_read_as_tflite_computes_them(fashion_int8) -> None:
+    _data, _meta, q, samples = fashion_int8
+    obj, qobj = at.read_model(q.float_model), at.read_model(q.build())
+    sg = at._signature_subgraph(obj, SIG_RESIZED)
+    found = [f for _q, f in at.pairs(qobj, sg, obj, sg)]
+    kinds = [lay.op for lay in found]
+    assert kinds == ["DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D", "FULLY_CONNECTED",
+                     "FULLY_CONNECTED"], kinds  # every int8 layer, the float prefix's not
+    _check_layers(q.float_model, found, samples[:8])
+
+
+@pytest.mark.slow
+def test_asymmetric_same_padding_on_efficientnet(effnet_tflite) -> None:
+    """EfficientNet-Lite0's stride-2 depthwise convs are SAME on even sizes: TFLite pads
+    them (0, 0, 1, 1) and (1, 1, 2, 2), which fashion's stride-1 convs never show."""
+    data = effnet_tflite.path.read_bytes()
+    meta = read_metadata(data)
+    hw = tuple(meta.provenance["frame_size"])
+    cal = load_frames("builtin:photos", meta.spec, limit=2).frames
+    samples = calibration_inputs(meta.spec, hw, cal)[SIG_RESIZED]
+    obj = at.read_model(data)
+    sg = at._signature_subgraph(obj, SIG_RESIZED)
+    found = [lay for lay in at.layers(obj, sg, int8_only=False)
+             if TFLITE_PREFIX_SCOPE not in obj.subgraphs[sg].tensors[lay.out].name.decode()]
+    strided = [lay for lay in found if lay.same and lay.stride == (2, 2)]
+    assert len(found) == 50 and len(strided) == 4, (len(found), len(strided))
+    _check_layers(data, strided + found[:3] + found[-2:], samples)
 
 
 @pytest.mark.slow
