@@ -9,9 +9,11 @@ calibration on the TUNE photos, agreement also on the 400 untouched FINAL photos
 256 fashion-train frames, final = the 10,000 test images). ``quantize`` calibrates
 onnxruntime's MinMax on the first ``ADA_CAL`` tune frames (256: convert's default
 ``--calibration-limit``), writes that model as ``MODEL-NAME-nearest`` and its AdaRound as
-``MODEL-NAME``, the rounding fitted on the first ``ADA_FRAMES`` of those frames with
-``ADA_ITERATIONS`` steps per layer, inputs ``ADA_INPUTS`` (float | quantised), chunks of
-``ADA_MEMORY_MB`` of activations (0: one layer at a time). TARGET: x86-vnni (default) or
+``MODEL-NAME``, the rounding fitted on the first ``ADA_FRAMES`` of those frames (0: adaround_onnx's
+default, by memory) with
+``ADA_ITERATIONS`` steps per layer, inputs ``ADA_INPUTS`` (quantised | float), fp32 targets
+read ``ADA_MEMORY_MB`` at a time (default 384; the runs before 18:20 UTC used 0: one fp32
+pass per layer). TARGET: x86-vnni (default) or
 x86-avx2. Evaluation is the study's (same frames, interleaved latency, Wilson intervals).
 """
 
@@ -47,8 +49,9 @@ def quantize(model: str, name: str, target: str = "x86-vnni") -> None:
     fp32 = onnx.load_model(fp32_path)
     cal = study.frames(model, "tune").frames[:int(env("ADA_CAL", "256"))]
     opts = {"iterations": int(env("ADA_ITERATIONS", "200")),
-            "max_frames": int(env("ADA_FRAMES", "32")), "inputs": env("ADA_INPUTS", "float"),
-            "memory": max(1, int(env("ADA_MEMORY_MB", "0")) * 2**20)}
+            "max_frames": int(env("ADA_FRAMES", "0")) or None,  # 0: the module's default
+            "inputs": env("ADA_INPUTS", "quantised"),
+            "memory": max(1, int(env("ADA_MEMORY_MB", "384")) * 2**20)}
     t0 = time.perf_counter()
     with OnnxInt8(fp32, cal, True, study.say, target=target) as q:
         base = q.build([])

@@ -149,7 +149,7 @@ def test_convert_with_adaround_records_it_and_info_shows_it(tmp_path, capsys):
     res = convert("fashion", out, quantize="int8", target="x86-vnni", int8_method="adaround",
                   parity_limit=2000)
     r = res.metadata.provenance["int8_rounding"]
-    assert r["method"] == "adaround" and r["layers"] == 5 and r["frames"] == 32
+    assert r["method"] == "adaround" and r["layers"] == 5 and r["frames"] == 256
     assert r["iterations"] > 0 and r["seconds"] > 0 and r["changed_weights"] > 0
     assert main(["info", str(out)]) == 0
     assert "weights AdaRounded: 5 layers" in capsys.readouterr().out

@@ -36,7 +36,10 @@ from onnx import numpy_helper
 from edgeinfer.artifact import INPUT_NAME
 from edgeinfer.progress import Progress
 
-FRAMES = 32  # calibration frames the rounding is fitted on (the study's Quark run: 32)
+#: calibration frames the rounding is fitted on: as many as keep the largest layer output
+#: within FRAME_BYTES (EfficientNet-Lite0: 32, as the study's Quark run), at most MAX_FRAMES
+#: (the fashion model: 256 frames 99.68% on its 10k test images, 32 frames 99.61%)
+FRAMES, MAX_FRAMES, FRAME_BYTES = 32, 256, 160 * 2**20
 MEMORY = 384 * 2**20  # activations held at once (inputs + targets of one chunk of layers)
 COMPUTE = ("Conv", "Gemm", "MatMul")
 
@@ -136,8 +139,8 @@ def _activation(fp32: onnx.ModelProto, out: str,
 
 
 def adaround_qdq(qdq: onnx.ModelProto, fp32: onnx.ModelProto, frames: Sequence[np.ndarray],
-                 *, iterations: int | None = None, max_frames: int = FRAMES,
-                 memory: int = MEMORY, seed: int = 0, inputs: str = "float",
+                 *, iterations: int | None = None, max_frames: int | None = None,
+                 memory: int = MEMORY, seed: int = 0, inputs: str = "quantised",
                  reduce_range: bool | None = None, say: Progress | None = None,
                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """AdaRound every int8 compute layer of ``qdq`` (changed in place); returns the new int8
@@ -145,12 +148,14 @@ def adaround_qdq(qdq: onnx.ModelProto, fp32: onnx.ModelProto, frames: Sequence[n
     :func:`apply_rounding`) and the record for the provenance.
 
     ``frames``: CALIBRATION frames only (the artifact's uint8 input); the first
-    ``max_frames`` are used. ``iterations``: AdaRound's steps per layer. ``inputs``:
-    what each layer's fit is fed: ``float`` (AIMET's choice: the fp32 model with the int8
-    weights chosen so far, activations float: the fit does not learn to undo activation
-    rounding noise, which it cannot see on other frames) or ``quantised`` (the QDQ model's
-    own input to the layer, Quark's default). ``reduce_range``: 7-bit weights (default:
-    what the model's ``edgeinfer.quantization`` settings say).
+    ``max_frames`` are used (default: as many as ``FRAME_BYTES`` allows).
+    ``iterations``: AdaRound's steps per layer. ``inputs``:
+    what each layer's fit is fed: ``quantised`` (the QDQ model's own input to the layer,
+    Quark's default and the better measured: fashion 99.68% vs 99.59% on the 10k test
+    images, EfficientNet-Lite0 98.80% vs 98.50% on its 1000 photos) or ``float`` (AIMET's:
+    the fp32 model with the int8 weights chosen so far, activations float).
+    ``reduce_range``: 7-bit weights (default: what the model's ``edgeinfer.quantization``
+    settings say).
     """
     import onnxruntime as ort
     from onnxruntime.quantization.quant_utils import get_qmin_qmax_for_qType
@@ -167,14 +172,19 @@ def adaround_qdq(qdq: onnx.ModelProto, fp32: onnx.ModelProto, frames: Sequence[n
                                                  if reduce_range is None else reduce_range),
         symmetric=True))
     todo = layers(qdq, fp32)
-    fr = [f if f.ndim == 3 else f[..., None] for f in list(frames)[:max_frames]]
-    say(f"adaround: {len(todo)} int8 layers, {iterations} steps each, on {len(fr)} "
-        f"calibration frames")
+    fr = [f if f.ndim == 3 else f[..., None]
+          for f in list(frames)[:max(MAX_FRAMES, max_frames or 0)]]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     fsess = ort.InferenceSession(_with_outputs(fp32, [ly.output for ly in todo]),
                                  opts, providers=["CPUExecutionProvider"])
-    sizes = _sizes(fsess, todo, fr)
+    sizes = _sizes(fsess, todo, fr[:1])  # bytes per frame
+    if max_frames is None:
+        max_frames = max(FRAMES, min(MAX_FRAMES, FRAME_BYTES // max(sizes, default=1)))
+    fr = fr[:max_frames]
+    sizes = [b * len(fr) for b in sizes]
+    say(f"adaround: {len(todo)} int8 layers, {iterations} steps each, on {len(fr)} "
+        f"calibration frames")
     qinit = {i.name: i for i in qdq.graph.initializer}
     rounding: dict[str, np.ndarray] = {}
     per_layer: list[dict[str, Any]] = []
