@@ -13,9 +13,10 @@ What the file holds, and why:
   dynamic input (docs/decisions/tflite.md).
 * NMS and the inverse letterbox run in the lean runtime (``runtime/detect/nms.py``,
   ``geometry.Fit.to_frame``: the ONNX artifact's ``nms="runtime"`` ending), because LiteRT
-  has no class-aware NMS: NON_MAX_SUPPRESSION_V4/V5 are single-class, with a data
-  dependent output size that litert-torch does not lower from torch either. The ONNX
-  measurement (docs/detection/own_detector.md) showed the two endings agree exactly.
+  has no class-aware NMS (NON_MAX_SUPPRESSION_V4/V5 are single-class) and litert-torch
+  could not take the framework's own torch NMS (``net.postprocess``: torch.export stops at
+  its data-dependent sizes, GuardOnDataDependentSymNode). The ONNX measurement
+  (docs/detection/own_detector.md) showed the two endings agree exactly.
 * The ``edgeinfer`` metadata entry carries the same props as the ONNX artifact
   (``edgeinfer.task = "detect"``, the DetectionSpec), so ``info``, ``predict``, ``serve``,
   ``watch`` and ``bench`` read it through ``runtime.detect.loader.open_detector``.
