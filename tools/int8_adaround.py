@@ -50,7 +50,7 @@ def quantize(model: str, name: str, target: str = "x86-vnni") -> None:
     cal = study.frames(model, "tune").frames[:int(env("ADA_CAL", "256"))]
     opts = {"iterations": int(env("ADA_ITERATIONS", "200")),
             "max_frames": int(env("ADA_FRAMES", "0")) or None,  # 0: the module's default
-            "inputs": env("ADA_INPUTS", "quantised"),
+            "inputs": env("ADA_INPUTS", "quantised"), "output_quant": env("ADA_OUTQ", "") == "1",
             "memory": max(1, int(env("ADA_MEMORY_MB", "384")) * 2**20)}
     t0 = time.perf_counter()
     with OnnxInt8(fp32, cal, True, study.say, target=target) as q:

@@ -93,6 +93,17 @@ def test_the_integer_range_holds_when_weights_clip(fashion_qdq):
     assert set(np.unique((q - np.floor(ws))[inside])) <= {0.0, 1.0}
 
 
+def test_the_output_requantisation_is_read_and_keeps_the_rounding_one_step(fashion_qdq):
+    ly, x, t = _layer_data(fashion_qdq, 1, fashion_qdq[3][:32])
+    so, zo, lo, hi = ly.output_quant  # the QuantizeLinear onnxruntime put on the output
+    assert so > 0 and (lo, hi) == (0, 255) and 0 <= zo <= 255
+    q = adaround_layer(ly.float_weight, ly.scale, x, t, bias=ly.bias, pads=(1, 1, 1, 1),
+                       qmin=-127, qmax=127, iterations=40, max_rows=1024,
+                       activation=ly.activation, output_quant=ly.output_quant)
+    ws = ly.float_weight / ly.scale.reshape(-1, 1, 1, 1)
+    assert set(np.unique(q - np.floor(ws))) <= {0.0, 1.0}
+
+
 def test_bad_arguments_are_refused(fashion_qdq):
     ly, x, t = _layer_data(fashion_qdq, 1, fashion_qdq[3][:4])
     with pytest.raises(ValueError, match="kind"):

@@ -53,6 +53,7 @@ def adaround_layer(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray,
                    batch_rows: int = BATCH_ROWS, max_rows: int = MAX_ROWS,
                    lr: float = LR, reg_param: float = REG_PARAM, threads: int | None = 1,
                    holdout: float = HOLDOUT, activation: tuple[float, float] | None = None,
+                   output_quant: tuple[float, int, int, int] | None = None,
                    stats: dict[str, Any] | None = None) -> np.ndarray:
     """The int8 weight whose layer output best matches ``target`` (AdaRound).
 
@@ -65,11 +66,13 @@ def adaround_layer(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray,
     filled with what the fit did (rows, steps, output error before and after).
     ``activation``: (low, high) of a ReLU/ReLU6/Clip that follows the layer; the error is
     then measured after it (AIMET's ``apply_activation_fn``: an error the activation clips
-    away costs nothing). ``holdout``: the share of the frames (the first axis of
-    ``inputs``) kept out of the fit; the rounding is returned only if its output error on
-    them is no worse than round-to-nearest's (else round-to-nearest is). ``threads``:
-    torch's, for the call (1: on 2 shared cores at load 12 one thread ran a small layer in
-    5 s, two in 14 s).
+    away costs nothing). ``output_quant``: (scale, zero point, qmin, qmax) of the
+    requantisation of the layer's output; the fitted output is then rounded to that grid
+    (straight-through gradient), as Quark's module with its output QDQ. ``holdout``: the
+    share of the frames (the first axis of ``inputs``) kept out of the fit; the rounding is
+    returned only if its output error on them is no worse than round-to-nearest's (else
+    round-to-nearest is). ``threads``: torch's, for the call (1: on 2 shared cores at load
+    12 one thread ran a small layer in 5 s, two in 14 s).
     """
     import torch
 
@@ -79,7 +82,7 @@ def adaround_layer(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray,
     try:
         return _fit(weight, scale, inputs, target, bias, kind, stride, pads, dilation, group,
                     qmin, qmax, iterations, seed, batch_rows, max_rows, lr, reg_param, holdout,
-                    activation, stats)
+                    activation, output_quant, stats)
     finally:
         torch.set_num_threads(before)
 
@@ -89,6 +92,7 @@ def _fit(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray, target: np.n
          pads: tuple[int, int, int, int], dilation: tuple[int, int], group: int, qmin: int,
          qmax: int, iterations: int, seed: int, batch_rows: int, max_rows: int, lr: float,
          reg_param: float, holdout: float, activation: tuple[float, float] | None,
+         output_quant: tuple[float, int, int, int] | None,
          stats: dict[str, Any] | None) -> np.ndarray:
     import torch
 
@@ -136,7 +140,12 @@ def _fit(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray, target: np.n
             y = (rows * (q * ts)[:, 0]).sum(-1, keepdim=True) + tb
         else:
             y = torch.einsum("mgi,goi->mgo", rows, q * ts) + tb
-        return y if activation is None else torch.clamp(y, lo, hi)
+        y = y if activation is None else torch.clamp(y, lo, hi)
+        if output_quant is None:
+            return y
+        so, zo, qlo, qhi = output_quant
+        y = torch.clamp(y, (qlo - zo) * so, (qhi - zo) * so)
+        return y + (torch.round(y / so) * so - y).detach()  # the grid, straight through
 
     tx, tt = torch.from_numpy(x), torch.from_numpy(t)  # (M, G, Cg*K), (M, G, Og)
     thx, tht = torch.from_numpy(hx), torch.from_numpy(ht)

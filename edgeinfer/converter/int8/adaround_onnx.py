@@ -61,6 +61,7 @@ class Layer:
     fweight: str  # the fp32 model's weight initialiser
     transposed: bool = False  # MatMul: the ONNX weight is (I, O)
     activation: tuple[float, float] | None = None  # a ReLU / Clip right after it
+    output_quant: tuple[float, int, int, int] | None = None  # its QuantizeLinear, if one
 
 
 def layers(qdq: onnx.ModelProto, fp32: onnx.ModelProto) -> list[Layer]:
@@ -111,8 +112,24 @@ def layers(qdq: onnx.ModelProto, fp32: onnx.ModelProto) -> list[Layer]:
             continue  # a broadcast bias AdaRound's row model does not cover
         out.append(Layer(n.name, n.op_type, dq.input[0], scale, n.input[0], f.output[0],
                          np.ascontiguousarray(w), bias, attrs, f.input[0], f.input[1],
-                         transposed, _activation(fp32, f.output[0], finit)))
+                         transposed, _activation(fp32, f.output[0], finit),
+                         _output_quant(qdq, n.output[0], qinit)))
     return out
+
+
+def _output_quant(qdq: onnx.ModelProto, out: str, qinit: dict[str, onnx.TensorProto],
+                  ) -> tuple[float, int, int, int] | None:
+    """(scale, zero point, qmin, qmax) of the one per-tensor QuantizeLinear on ``out``."""
+    users = [n for n in qdq.graph.node if out in n.input]
+    if len(users) != 1 or users[0].op_type != "QuantizeLinear" or len(users[0].input) < 3 \
+            or users[0].input[1] not in qinit or users[0].input[2] not in qinit:
+        return None
+    s = numpy_helper.to_array(qinit[users[0].input[1]])
+    z = numpy_helper.to_array(qinit[users[0].input[2]])
+    if s.size != 1 or z.dtype not in (np.uint8, np.int8):
+        return None
+    info = np.iinfo(z.dtype)
+    return float(s), int(z), int(info.min), int(info.max)
 
 
 def _activation(fp32: onnx.ModelProto, out: str,
@@ -141,7 +158,8 @@ def _activation(fp32: onnx.ModelProto, out: str,
 def adaround_qdq(qdq: onnx.ModelProto, fp32: onnx.ModelProto, frames: Sequence[np.ndarray],
                  *, iterations: int | None = None, max_frames: int | None = None,
                  memory: int = MEMORY, seed: int = 0, inputs: str = "quantised",
-                 reduce_range: bool | None = None, say: Progress | None = None,
+                 reduce_range: bool | None = None, output_quant: bool = False,
+                 say: Progress | None = None,
                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """AdaRound every int8 compute layer of ``qdq`` (changed in place); returns the new int8
     weights by the layer's node name (to write into later builds of the same quantisation:
@@ -155,7 +173,8 @@ def adaround_qdq(qdq: onnx.ModelProto, fp32: onnx.ModelProto, frames: Sequence[n
     images, EfficientNet-Lite0 98.80% vs 98.50% on its 1000 photos) or ``float`` (AIMET's:
     the fp32 model with the int8 weights chosen so far, activations float).
     ``reduce_range``: 7-bit weights (default: what the model's ``edgeinfer.quantization``
-    settings say).
+    settings say). ``output_quant``: fit through the layer's output requantisation (Quark's
+    module does); docs/int8/adaround.md measures it.
     """
     import onnxruntime as ort
     from onnxruntime.quantization.quant_utils import get_qmin_qmax_for_qType
@@ -214,7 +233,8 @@ def adaround_qdq(qdq: onnx.ModelProto, fp32: onnx.ModelProto, frames: Sequence[n
             "dilation": tuple(a.get("dilations", (1, 1))), "group": int(a.get("group", 1))}
         q = adaround_layer(ly.float_weight, ly.scale, x, targets.pop(ly.output), bias=ly.bias,
                            qmin=qmin, qmax=qmax, iterations=iterations, seed=seed, stats=st,
-                           activation=ly.activation, **kw)
+                           activation=ly.activation,
+                           output_quant=ly.output_quant if output_quant else None, **kw)
         del x
         q = q.T if ly.transposed else q
         qinit[ly.weight_init].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(q),
@@ -232,7 +252,8 @@ def adaround_qdq(qdq: onnx.ModelProto, fp32: onnx.ModelProto, frames: Sequence[n
               "changed_weights": int(sum(s["changed"] for s in per_layer)),
               "weights": int(sum(s["weights"] for s in per_layer)),
               "kept_nearest": [s["node"] for s in per_layer if s["kept_nearest"]],
-              "inputs": inputs, "order": "sequential, layer by layer"}
+              "inputs": inputs, "output_quant": output_quant,
+              "order": "sequential, layer by layer"}
     return rounding, record
 
 
