@@ -8,21 +8,13 @@ weight buffers change: scales, zero points, biases and the graph stay the quanti
 the result is the same file ai_edge_quantizer would write with better roundings.
 
 How, for each CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED with per-channel int8 weights,
-in graph order (sequentially: each layer sees the earlier layers' new rounding):
-
-* the layer's input as the quantised model feeds it: the int8 model run by LiteRT with
-  every tensor preserved, the input tensor dequantised with its own scale/zero point;
-* the fp32 teacher: the float .tflite run the same way, the same layer found by its weight
-  tensor's name (the quantiser keeps names), its input convolved with the float weights in
-  torch *before* the fused activation (TFLite fuses ReLU/ReLU6 into the op's output);
-* TFLite layouts to the core's torch layout: conv OHWI -> OIHW, depthwise 1HWO -> (O, 1,
-  kh, kw) with groups = input channels, fully connected (O, I) as is; SAME padding becomes
-  TFLite's explicit pads (the extra row/column at the bottom/right);
-* the returned int8 weights are written back into the weight buffer, which both signatures
-  share (``frame`` and ``resized``: one write serves both).
-
-LiteRT runs without XNNPACK here (its delegated ops keep no intermediate tensors); the
-builtin kernels compute the same int8 arithmetic.
+in graph order (sequentially: each layer sees the earlier layers' new rounding): its input
+as the quantised model feeds it, read from LiteRT as deployed (:class:`_Activations`); the
+fp32 teacher's pre-activation output, rebuilt in torch from the float model's input to the
+same layer (matched by weight tensor name; TFLite fuses ReLU/ReLU6 into the op's output);
+TFLite layouts and SAME padding turned into the core's torch layout and explicit pads; the
+returned int8 weights written into the buffer both signatures (``frame``, ``resized``)
+share. docs/int8/adaround_tflite.md has the measurements.
 """
 
 from __future__ import annotations
@@ -37,11 +29,10 @@ import numpy as np
 from edgeinfer.errors import ConversionError
 from edgeinfer.progress import Progress
 
-#: the ops whose weights are rounded, and TFLite's fused activations (pre-activation target)
+#: the ops whose weights are rounded
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-#: frames the rounding is fitted on (A's ONNX side uses the same budget); a fully connected
-#: layer has one output row per frame, not one per position, so it gets more (on 64 frames
-#: the core's held-out guard refused the fashion head's 576x128 rounding: 48 rows to fit)
+#: frames the rounding is fitted on; a fully connected layer has one output row per frame,
+#: not one per position, so it gets more (on 64 the core's guard refused fashion's head)
 FRAMES = 64
 LINEAR_FRAMES = 256
 #: fp32 layer inputs held at once (read a chunk of consecutive layers per fp32 pass)
@@ -191,14 +182,10 @@ def preactivation(layer: Layer, x: np.ndarray, w: np.ndarray, bias: np.ndarray |
 
 
 class _Activations:
-    """Some inner tensors of one signature over frames, read from LiteRT as it deploys.
-
-    The tensors are made outputs of the signature's subgraph: XNNPACK (LiteRT's default
-    CPU delegate) then has to produce them, and the model runs as fast as deployed. (With
-    every tensor preserved instead, XNNPACK keeps nothing and the builtin int8 kernels ran
-    EfficientNet-Lite0 in 0.41 s per frame against XNNPACK's 0.008 s; their int8 inputs
-    were as far from fp32 as XNNPACK's, 0.025 vs 0.025 mean absolute error.)
-    """
+    """Some inner tensors of one signature over frames, read from LiteRT as it deploys:
+    made outputs of the subgraph, XNNPACK has to produce them. (Preserving every tensor
+    instead turns XNNPACK off: LiteRT's builtin int8 kernels were ~50x slower,
+    docs/int8/adaround_tflite.md.)"""
 
     def __init__(self, model: bytes, signature: str, tensors: Sequence[int],
                  threads: int) -> None:
@@ -266,16 +253,10 @@ def _signature_subgraph(obj: Any, signature: str) -> int:
     raise ConversionError(f"the TFLite model has no signature {signature!r}")
 
 
-def _default_round() -> RoundFn:
-    from edgeinfer.converter.int8.adaround import adaround_layer
-
-    return adaround_layer
-
-
 def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, np.ndarray]],
                 signature: str, *, round_fn: RoundFn | None = None, frames: int = FRAMES,
                 linear_frames: int = LINEAR_FRAMES, threads: int = 2,
-                progress: Progress | None = None,
+                progress: Progress | None = None, label: Callable[[str], str] = str,
                 **round_kw: Any) -> tuple[bytes, dict[str, Any]]:
     """``qmodel`` with every int8 weight rounded by ``round_fn`` (default AdaRound); (model,
     record for the provenance).
@@ -285,15 +266,16 @@ def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, n
     :func:`tflite_quant.calibration_inputs` makes them); the first ``frames`` are used
     (``linear_frames`` for a fully connected layer).
     ``round_fn`` has :func:`adaround.adaround_layer`'s signature; ``round_kw`` go to it.
+    ``label`` names a layer from its weight tensor's name (``tflite_quant.layer_label``).
     """
-    from edgeinfer.converter.int8.tflite_quant import layer_label
-
     say = progress or (lambda _m: None)
-    fit = round_fn or _default_round()
+    from edgeinfer.converter.int8.adaround import ITERATIONS, adaround_layer
+
+    fit = round_fn or adaround_layer
     samples = list(samples)[:max(frames, linear_frames)]
     if not samples:
         raise ConversionError("AdaRound needs calibration frames (real images)")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     qobj, fobj = read_model(qmodel), read_model(float_model)
     sg_q, sg_f = _signature_subgraph(qobj, signature), _signature_subgraph(fobj, signature)
     f_tensors = fobj.subgraphs[sg_f].tensors
@@ -329,10 +311,11 @@ def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, n
                 explicit_pads(lay.same, xq.shape[2:], w.shape[2:], lay.stride, lay.dilation))
         target = preactivation(lay, xf, w, bf, group, pads)
         scale = np.broadcast_to(s_w, (w.shape[0],)).astype(np.float32)
-        t = time.perf_counter()
+        st: dict[str, Any] = {}
         wq = fit(w, scale, xq, target, bias=bf, kind=lay.kind, stride=lay.stride, pads=pads,
                  dilation=lay.dilation, group=group, qmin=QMIN, qmax=QMAX,
-                 activation=FUSED.get(lay.activation), **round_kw)
+                 activation=FUSED.get(lay.activation),
+                 **({"stats": st} if round_fn is None else {}), **round_kw)
         new = from_torch(lay.op, np.asarray(wq, np.int8)).reshape(tw.shape)
         old = _array(qobj, tw, np.int8)
         n = int((new != old).sum())
@@ -340,24 +323,20 @@ def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, n
         qobj.buffers[tw.buffer].data = np.frombuffer(new.tobytes(), np.uint8)
         qmodel = write_model(qobj)
         name = tw.name.decode() if isinstance(tw.name, bytes) else str(tw.name)
-        record.append({"layer": layer_label(name), "op": lay.op, "changed": n,
-                       "weights": int(new.size), "s": round(time.perf_counter() - t, 2)})
-        say(f"adaround {i + 1}/{len(todo)} {layer_label(name)}: {n} of {new.size} weights "
+        record.append({"layer": label(name), "changed": n, "weights": int(new.size),
+                       "kept_nearest": bool(st.get("kept_nearest"))})
+        say(f"adaround {i + 1}/{len(todo)} {label(name)}: {n} of {new.size} weights "
             f"re-rounded ({time.perf_counter() - t_layer:.1f} s)")
-    info = {"method": "adaround", "layers": len(todo), "frames": min(frames, len(samples)),
-            "linear_frames": min(linear_frames, len(samples)),
-            "signature": signature, "weights_changed": changed,
-            "seconds": round(time.perf_counter() - t0, 1), "per_layer": record}
+    # the keys of adaround_onnx's record (targets.rounding_note reads them)
+    info = {"method": "adaround", "iterations": round_kw.get("iterations", ITERATIONS),
+            "frames": min(frames, len(samples)), "layers": len(todo),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "cpu_seconds": round(time.process_time() - c0, 1), "changed_weights": changed,
+            "weights": sum(r["weights"] for r in record),
+            "kept_nearest": [r["layer"] for r in record if r["kept_nearest"]],
+            "inputs": "quantised (LiteRT, XNNPACK)", "order": "sequential, layer by layer",
+            "linear_frames": min(linear_frames, len(samples)), "signature": signature}
     return qmodel, info
-
-
-def nearest(weight: np.ndarray, scale: np.ndarray, inputs: np.ndarray, target: np.ndarray,
-            *, qmin: int = QMIN, qmax: int = QMAX, **_kw: Any) -> np.ndarray:
-    """Round-to-nearest with :func:`adaround_layer`'s signature: ai_edge_quantizer's own
-    rounding (``np.rint`` of weight / scale, clipped), the reference the write-back is
-    tested against (it must reproduce the quantiser's buffers exactly)."""
-    s = np.asarray(scale, np.float32).reshape((-1,) + (1,) * (weight.ndim - 1))
-    return np.clip(np.rint(weight / s), qmin, qmax).astype(np.int8)
 
 
 METHODS = ("minmax", "adaround")
@@ -411,7 +390,8 @@ def apply_weights(qmodel: bytes, weights: dict[bytes, np.ndarray]) -> bytes:
 
 def rounding_for(method: str, float_model: bytes,
                  samples: dict[str, list[dict[str, np.ndarray]]],
-                 progress: Progress | None = None) -> Rounding | None:
+                 progress: Progress | None = None,
+                 label: Callable[[str], str] = str) -> Rounding | None:
     """The int8 weight rounding of ``method``: None for ai_edge_quantizer's own (nearest,
     'minmax' ranges), a :class:`Rounding` for 'adaround' (fitted on the ``resized``
     signature's calibration inputs: every calibration frame, whatever its size)."""
@@ -421,4 +401,4 @@ def rounding_for(method: str, float_model: bytes,
         raise ConversionError(f"int8 method {method!r} is not one of {', '.join(METHODS)}")
     if method == "minmax":
         return None
-    return Rounding(float_model, samples[SIG_RESIZED], SIG_RESIZED, progress)
+    return Rounding(float_model, samples[SIG_RESIZED], SIG_RESIZED, progress, label=label)

@@ -61,10 +61,12 @@ def plain(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int
         if method == "minmax":
             bare = s.to_tflite(hw, "int8", cal, say, per_channel)
         else:  # the float .tflite, then ai_edge_quantizer + AdaRound (adaround_tflite.py)
-            from edgeinfer.converter.int8.tflite_quant import quantize_int8
+            from edgeinfer.converter.int8.tflite_quant import TfliteInt8
 
-            bare = quantize_int8(s.to_tflite(hw, None, [], say, per_channel), fp32.spec, hw,
-                                 cal, per_channel, say, method)
+            q = TfliteInt8(s.to_tflite(hw, None, [], say, per_channel), fp32.spec, hw, cal,
+                           per_channel, say, method)
+            bare = q.build()
+            fp32.provenance["int8_rounding"] = q.rounding_record or {"method": method}
     return lambda meta: embed_metadata(bare, meta.to_props())
 
 

@@ -242,7 +242,7 @@ class TfliteInt8:
         self.fixed = 0
         from edgeinfer.converter.int8.adaround_tflite import rounding_for  # weight rounding
 
-        self.rounding = rounding_for(method, self.float_model, data, progress)
+        self.rounding = rounding_for(method, self.float_model, data, progress, layer_label)
 
     def build(self, keep_float: Sequence[str] = ()) -> bytes:
         """The full-integer model with the prefix, the softmax and ``keep_float`` in float."""
