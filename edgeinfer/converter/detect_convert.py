@@ -87,8 +87,13 @@ def is_detector(source: Any) -> bool:
     return detector_dir(source) is not None
 
 
-def load_detector(source: Any, weights: str | Path | None = None) -> DetectorSource:
-    """A detector source in eval mode (``weights`` default: the directory's weights.pt)."""
+def load_detector(source: Any, weights: str | Path | None = None, spec_from: Any = None
+                  ) -> DetectorSource:
+    """A detector source in eval mode (``weights`` default: the directory's weights.pt).
+    ``spec_from``: a transformers detection processor (or its preprocessor_config.json):
+    the pixel spec and the fit are read from it and proven (spec_from.derive_detection)
+    instead of spec.json and detection.json's fit; the decoder and NMS stay the
+    directory's (they describe its module's outputs)."""
     from edgeinfer.converter.sources.from_torch import load_weights
     from edgeinfer.converter.sources.reference import _load_file
 
@@ -96,7 +101,13 @@ def load_detector(source: Any, weights: str | Path | None = None) -> DetectorSou
     if d is None:
         raise ConfigError(f"{source!r} is not a detector: a bundled name "
                           f"({', '.join(DETECTORS)}) or a directory with detection.json")
-    missing = [f for f in _FILES if not (d / f).is_file()]
+    derived = None
+    if spec_from is not None:
+        from edgeinfer.converter.spec_from import derive_detection
+
+        derived = derive_detection(spec_from)
+    missing = [f for f in _FILES if not (d / f).is_file()
+               and not (derived is not None and f == "spec.json")]
     if missing:
         raise ConversionError(f"detector directory {d} lacks {', '.join(missing)}")
     net = _load_file(d / "net.py")
@@ -104,9 +115,12 @@ def load_detector(source: Any, weights: str | Path | None = None) -> DetectorSou
     w = Path(weights) if weights is not None else d / "weights.pt"
     sha = load_weights(module, w)
     module.eval()
-    spec = PreprocessSpec.from_json((d / "spec.json").read_text())
+    spec = derived.spec if derived is not None else PreprocessSpec.from_json(
+        (d / "spec.json").read_text())
     det = DetectionSpec.from_dict(json.loads((d / "detection.json").read_text()),
                                   f"{d / 'detection.json'}")
+    if derived is not None and derived.detection is not None:
+        det = DetectionSpec(fit=derived.detection.fit, decoder=det.decoder, nms=det.nms)
     labels = tuple(x.strip() for x in (d / "labels.txt").read_text().splitlines() if x.strip())
     import torch
 
@@ -115,6 +129,8 @@ def load_detector(source: Any, weights: str | Path | None = None) -> DetectorSou
             "weights_sha256": sha, "exporter": "torch.onnx.export(dynamo=True)",
             "batchnorm_in_source": sum(isinstance(m, torch.nn.BatchNorm2d)
                                        for m in module.modules())}
+    if derived is not None:
+        prov["spec_derived"] = derived.to_dict()
     return DetectorSource(module, net, spec, det, labels, prov)
 
 
@@ -170,9 +186,11 @@ def convert_detector(source: Any, output: str | Path, *, weights: str | Path | N
                      frames: Sequence[Any] | None = None, calibration: int = 256,
                      progress: Progress | None = None, format: str | None = None,
                      frame_size: tuple[int, int] | None = None, fit: str | None = None,
-                     accept_spec: bool = False) -> tuple[Path, ArtifactMetadata]:
+                     accept_spec: bool = False, spec_from: Any = None,
+                     max_latency_ratio: float | None = None
+                     ) -> tuple[Path, ArtifactMetadata]:
     """Convert, gate, write. ``frames``: :class:`~edgeinfer.converter.detect_frames.Frame`
-    objects to gate on (default: the bundled parity frames, 16 per aspect). ``quantize``:
+    objects to gate on (default: ``detect_frames.gate_frames()``, 24 per aspect). ``quantize``:
     ``"int8"`` (:mod:`edgeinfer.converter.detect_int8`, ``calibration`` frames) judged by
     detection F1 against the fp32 artifact, which is built and gated first. ``format``:
     ``onnx`` or ``tflite`` (default: the output's suffix; ``frame_size``, HxW, is the
@@ -180,7 +198,9 @@ def convert_detector(source: Any, output: str | Path, *, weights: str | Path | N
     ``ParityError`` (nothing written) when a stage or the detections fail. ``fit``: the
     placement to bake instead of detection.json's; the spec audit
     (:mod:`edgeinfer.converter.detect_audit`) refuses a fit or spec the model's own
-    detections disprove (``SpecAuditError``) unless ``accept_spec``."""
+    detections disprove (``SpecAuditError``) unless ``accept_spec``. ``max_latency_ratio``
+    (int8): the most layers float within that x fp32's 1-thread latency; without it an
+    int8 that is not faster than fp32 is refused (``detect_control``)."""
     from edgeinfer.converter.assemble import with_metadata
     from edgeinfer.converter.detect_gate import detection_gate
 
@@ -192,6 +212,9 @@ def convert_detector(source: Any, output: str | Path, *, weights: str | Path | N
                           f"*.tflite to match --format, not {out.name}")
     if quantize not in (None, "int8"):
         raise ConfigError(f"quantize={quantize!r}: a detector converts to fp32 or int8")
+    if max_latency_ratio is not None and quantize != "int8":
+        raise ConfigError("--max-latency-ratio budgets int8's speed: use it with "
+                          "--quantize int8")
     if frame_size is not None and fmt != "tflite":
         raise ConfigError("--frame-size is the TFLite frame signature's size: an ONNX "
                           "detector takes frames of any size")
@@ -199,22 +222,23 @@ def convert_detector(source: Any, output: str | Path, *, weights: str | Path | N
 
     if nms not in NMS_PLACES:
         raise ConfigError(f"nms must be one of {', '.join(NMS_PLACES)}, got {nms!r}")
-    src = load_detector(source, weights)
+    src = load_detector(source, weights, spec_from)  # spec_from: a detection processor
     if fit is not None:  # the audit below judges it (issue 28: a wrong fit is refused)
         from edgeinfer.converter.detect_audit import with_fit
 
         src = with_fit(src, fit)
     say(f"detector {source}: {len(src.labels)} classes, {src.detection.describe()}")
     if frames is None:
-        from edgeinfer.converter.detect_frames import parity_frames
+        from edgeinfer.converter.detect_frames import gate_frames
 
-        frames = parity_frames()
+        frames = gate_frames()  # 72: enough boxes to certify (146 on 48 frames could not)
     from edgeinfer.converter.detect_audit import audit_source
 
     src.provenance["detect_audit"] = audit_source(src, accept_spec=accept_spec,
                                                   say=say).to_dict()
     if fmt == "tflite":
-        data, meta = _tflite(src, frames, frame_size, quantize, calibration, say)
+        data, meta = _tflite(src, frames, frame_size, quantize, calibration, say,
+                             max_latency_ratio)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(data)
         say(f"wrote {out}")
@@ -233,7 +257,8 @@ def convert_detector(source: Any, output: str | Path, *, weights: str | Path | N
     meta = metadata(src, facts, report)
     data = with_metadata(model, meta).SerializeToString()
     if quantize == "int8":
-        data, meta = _int8(data, src, facts, report, frames, calibration, say)
+        data, meta = _int8(data, src, facts, report, frames, calibration, say,
+                           budget=max_latency_ratio)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     say(f"wrote {out}")
@@ -241,8 +266,8 @@ def convert_detector(source: Any, output: str | Path, *, weights: str | Path | N
 
 
 def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[str, Any],
-          frames: Sequence[Any], n_cal: int, say: Progress, bare: bytes | None = None
-          ) -> tuple[bytes, ArtifactMetadata]:
+          frames: Sequence[Any], n_cal: int, say: Progress, bare: bytes | None = None,
+          budget: float | None = None) -> tuple[bytes, ArtifactMetadata]:
     """The accuracy-controlled int8 artifact (``detect_control``: the fewest layers float
     for detection F1 vs fp32 >= the registry's int8 bar on the gate's frames AND on tune
     frames built like them from other crops and items, none calibrated on) and its
@@ -250,7 +275,12 @@ def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[
     ``bare``: the float .tflite without metadata (a TFLite artifact), else ONNX."""
     import onnx
 
-    from edgeinfer.converter.detect_control import control_f1, detections
+    from edgeinfer.converter.detect_control import (
+        LATENCY_FRAMES,
+        control_f1,
+        detections,
+        latency_vs,
+    )
     from edgeinfer.converter.detect_frames import calibration_frames, parity_frames
     from edgeinfer.converter.detect_gate import int8_gate
     from edgeinfer.converter.detect_int8 import OnnxDetInt8, tflite_builder
@@ -260,6 +290,9 @@ def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[
     tune = parity_frames(per_aspect=TUNE_PER_ASPECT, seed=TUNE_SEED)
     target = tolerance("detect_boxes", "int8").min_top1
     sets = {"gate": list(frames), "tune": tune}
+    step = max(1, len(frames) // LATENCY_FRAMES)
+    latency = latency_vs(fp32, list(frames)[::step][:LATENCY_FRAMES])
+    timing = {"latency": latency, "max_latency_ratio": budget}
     q_facts = facts | {"quantize": "int8", "calibration_frames": n_cal}
     if bare is None:
         b = OnnxDetInt8(onnx.load_from_string(fp32), cal, say)
@@ -267,7 +300,7 @@ def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[
             f"frames; accuracy control on the gate's {len(frames)} and {len(tune)} tune frames")
         try:
             q, res = control_f1(b.build, b.candidates, detections, fp32, sets, target, say,
-                                labels=b.labels)
+                                labels=b.labels, fmt="onnx", **timing)
         finally:
             b.close()
     else:
@@ -277,7 +310,7 @@ def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[
         props = metadata(src, q_facts, {}).to_props()
         build, cands, labels = tflite_builder(bare, src.spec, hw, cal, props, say)
         q, res = control_f1(build, cands, detections, fp32, sets, target, say,
-                            labels=labels)
+                            labels=labels, fmt="tflite", **timing)
     verdict = int8_gate(q, fp32, src, frames, say)
     if not verdict["passed"]:
         raise ParityError("int8 detector artifact not written: "
@@ -292,7 +325,8 @@ def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[
 
 
 def _tflite(src: DetectorSource, frames: Sequence[Any], frame_size: tuple[int, int] | None,
-            quantize: str | None, n_cal: int, say: Progress) -> tuple[bytes, ArtifactMetadata]:
+            quantize: str | None, n_cal: int, say: Progress, budget: float | None = None
+            ) -> tuple[bytes, ArtifactMetadata]:
     """(the .tflite artifact's bytes, its metadata) after the detection gate
     (:mod:`edgeinfer.converter.detect_tflite`); ``quantize="int8"``: the accuracy-controlled
     int8 judged on detection F1 vs this fp32 artifact."""
@@ -314,7 +348,7 @@ def _tflite(src: DetectorSource, frames: Sequence[Any], frame_size: tuple[int, i
     meta = metadata(src, facts, report)
     data = embed_metadata(bare, meta.to_props())
     if quantize == "int8":
-        return _int8(data, src, facts, report, frames, n_cal, say, bare=bare)
+        return _int8(data, src, facts, report, frames, n_cal, say, bare=bare, budget=budget)
     return data, meta
 
 
