@@ -44,10 +44,14 @@ def _once(tmp_path_factory: pytest.TempPathFactory, key: str, build: Callable[[]
         return value
 
 
-#: Artifacts whose conversion costs minutes and that only a handful of tests read (TFLite fp16
-#: and int8, EfficientNet-Lite0 traced for TFLite): a test that needs one is `slow`, so the
-#: quick lane (scripts/test) never builds them and scripts/test --full does.
-SLOW_FIXTURES = frozenset({"fashion_tflite_fp16", "fashion_tflite_int8", "effnet_tflite"})
+#: Artifacts and runs whose cost is minutes of CPU (every TFLite conversion: litert-torch
+#: traces each signature; the sensitive MobileNetV2 of the stage tests, audited at four input
+#: sizes; the bench's cold starts and the ladder's timed 10k-image passes): a test that needs
+#: one is `slow`, so the quick lane (scripts/test) never builds them and scripts/test --full
+#: does. Measured: these cost about 40% of the quick lane's CPU time (656 CPU s, 15 min
+#: wall on 2 cores at load 5-10, on 2026-12-04), which must answer within 5 minutes.
+SLOW_FIXTURES = frozenset({"fashion_tflite", "fashion_tflite_fp16", "fashion_tflite_int8",
+                           "effnet_tflite", "sensitive", "fashion_bench", "fashion_ladder"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects

@@ -129,6 +129,7 @@ def test_batch_and_odd_sizes_in_the_graph(frames) -> None:
     np.testing.assert_array_equal(sess.run(None, {"frame": odd[None]})[0], spec.reference(odd))
 
 
+@pytest.mark.slow  # a TFLite conversion per case (litert-torch traces the prefix)
 @pytest.mark.parametrize("interp", ["linear", "cubic"])
 def test_tflite_prefix_is_pillow(interp: str, frames) -> None:
     """The TFLite ``frame`` signature's prefix (PreprocessModule(static_resize=True),

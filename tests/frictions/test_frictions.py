@@ -107,6 +107,7 @@ def user_project(tmp_path, fashion_pngs) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow  # a CLI conversion in a subprocess, ~45 s of the quick lane
 def test_factory_in_the_current_folder_is_found(user_project, fashion_pngs) -> None:
     p = _cli("convert", "mypkg.models:build", "--spec", "spec.json", "-o", "m.onnx",
              "--parity-data", str(fashion_pngs), cwd=user_project)

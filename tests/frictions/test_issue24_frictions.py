@@ -166,6 +166,7 @@ def test_audit_uses_a_fixed_number_of_frames_whatever_the_load(converted, monkey
     assert calm.given.accuracy == busy.given.accuracy
 
 
+@pytest.mark.slow  # two CLI conversions in subprocesses, ~50 s of the quick lane
 def test_convert_has_a_flag_for_the_audit_frames(tmp_path, pngs):
     p = _run("convert", "fashion", "-o", str(tmp_path / "a.onnx"), "--parity-limit", "40",
              "--audit-frames", "24")

@@ -87,6 +87,7 @@ def test_in_memory_models_twice_in_one_process(tmp_path, keras_model, keras_spec
     assert torch_hashes[0] == torch_hashes[1]
 
 
+@pytest.mark.slow  # a third Keras conversion (SavedModel export), ~40 s of the quick lane
 def test_savedmodel_directory(tmp_path, keras_model, keras_spec, test_frames):
     sm = tmp_path / "saved_model"
     keras_model.export(str(sm), format="tf_saved_model", verbose=False)
@@ -103,6 +104,7 @@ def test_savedmodel_directory(tmp_path, keras_model, keras_spec, test_frames):
     assert _independent_parity(keras_model, keras_spec, tfl, test_frames, "tflite").passed
 
 
+@pytest.mark.slow  # a TFLite conversion (litert-torch traces it): the quick lane converts ONNX only
 def test_tflite_fp32_keeps_the_artifact_contract(tmp_path, keras_model, keras_spec, test_frames):
     """Frame size fixed at 56x56: 56x56 frames run the in-graph TF resize ('frame'),
     the 28x28 test frames take the host step into 'resized'; both must match Keras."""

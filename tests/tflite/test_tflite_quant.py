@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -32,6 +33,7 @@ class _DeadChannelNet(nn.Module):
         return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
 
 
+@pytest.mark.slow  # a TFLite conversion (litert-torch traces it): the quick lane converts ONNX only
 def test_dead_channel_bias_survives_int8() -> None:
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (16, 16, 3), np.uint8) for _ in range(32)]
@@ -48,6 +50,7 @@ def test_dead_channel_bias_survives_int8() -> None:
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
 
 
+@pytest.mark.slow  # a TFLite conversion (litert-torch traces it): the quick lane converts ONNX only
 def test_fix_bias_overflow_rescales_only_what_overflows() -> None:
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (16, 16, 3), np.uint8) for _ in range(16)]
