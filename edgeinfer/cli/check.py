@@ -15,6 +15,10 @@ from edgeinfer.cli.common import (
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeinfer.runtime.detect import is_detector
+
+    if any(is_detector(a) for a in args.artifacts):  # issue 28: judged on detections
+        return _detector(args)
     from edgeinfer.check.ladder.report import write_report
     from edgeinfer.check.ladder.run import run_ladder
     from edgeinfer.check.report_files import write_json
@@ -40,6 +44,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detector(args: argparse.Namespace) -> int:
+    """A detector's ladder (check/ladder/detect.py): exit 1 on FAIL, as the classifier's."""
+    from edgeinfer.check.ladder.detect import run_detect_ladder
+    from edgeinfer.check.report_files import write_json
+    from edgeinfer.errors import ConfigError
+    from edgeinfer.progress import Reporter
+
+    if args.report or args.spec or args.diagnose == "always":
+        raise ConfigError("--report, --spec and --diagnose are for classifiers; a detector "
+                          "carries its spec, and --json writes its figures")
+    result = run_detect_ladder(args.source, args.artifacts, args.data, weights=args.weights,
+                               limit=args.limit, progress=None if args.quiet else Reporter())
+    print(result.table())
+    print(result.verdict())
+    if args.json:
+        progress(f"wrote {write_json(result.to_dict(), args.json)}")
+    if not result.passed or (args.strict and result.word != "PASS"):
+        return EXIT_FAILED
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check", help="parity ladder: source vs every artifact on the same real frames",
@@ -49,7 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "but too few frames to certify a statistical bound such as int8's 99%% agreement: "
         "the line says how many would), FAIL. Exit status: 0 PASS or NOT CERTIFIED, 1 a "
         "step fails (the first failing step is named; NOT CERTIFIED too with --strict), 2 "
-        "bad input or usage.")
+        "bad input or usage. Detector artifacts are judged on their detections as convert's "
+        "gate judges them (F1, box error in pixels, score error; --data builtin:detect is "
+        "the gate's frames, or a folder of photos).")
     p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".onnx / .tflite artifacts")
     p.add_argument("--data", required=True, help=DATA_HELP)
