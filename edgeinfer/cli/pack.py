@@ -9,6 +9,10 @@ from edgeinfer.cli.common import DATA_HELP, SOURCE_HELP, add_skip_bad, positive,
 
 
 def run_pack(args: argparse.Namespace) -> int:
+    from edgeinfer.converter.detect_convert import is_detector
+
+    if is_detector(args.source):  # issue 28: the framework's detections
+        return _detector(args)
     from edgeinfer.check.verify.pack import build_pack
     from edgeinfer.data.packfile import write_pack
 
@@ -23,6 +27,24 @@ def run_pack(args: argparse.Namespace) -> int:
           f"{'with' if pack.encoded else 'without'} encoded files"
           + (f", with the model stage of {pack.artifact['name']}" if pack.artifact else "")
           + f", {size / 1e6:.2f} MB")
+    return 0
+
+
+def _detector(args: argparse.Namespace) -> int:
+    """A detector source's pack (check/verify/detect_pack.py)."""
+    from edgeinfer.check.verify.detect_pack import build_detect_pack
+    from edgeinfer.data.packfile import write_pack
+    from edgeinfer.errors import ConfigError
+
+    if args.spec or args.labels or args.artifact or args.max_side:
+        raise ConfigError("--spec, --labels, --artifact and --max-side are for classifiers: "
+                          "a detector source carries its spec and labels")
+    pack = build_detect_pack(args.source, args.data, weights=args.weights, limit=args.limit,
+                             progress=progress)
+    out = write_pack(pack, args.output)
+    boxes = sum(len(d[0]) for d in pack.detections or [])
+    print(f"{out}: {pack.n} frames ({pack.data_name}), {len(pack.labels)} classes, "
+          f"{boxes} framework detections, {out.stat().st_size / 1e6:.2f} MB")
     return 0
 
 

@@ -14,6 +14,10 @@ from edgeinfer.cli.common import EXIT_FAILED, positive, progress
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from edgeinfer.runtime.detect import is_detector
+
+    if is_detector(args.artifact):  # issue 28: judged on detections
+        return _detector(args)
     from edgeinfer.check.verify.run import NOT_CERTIFIED, verify
 
     result = verify(args.artifact, args.pack, threads=args.threads,
@@ -43,6 +47,34 @@ def run_verify(args: argparse.Namespace) -> int:
             print(f"int8: {n}")
     for w in result.warnings:
         print(f"edgeinfer: warning: {w}", file=sys.stderr)
+    print(result.message())
+    if result.verdict == NOT_CERTIFIED and args.strict:
+        return EXIT_FAILED
+    return result.exit_code
+
+
+def _detector(args: argparse.Namespace) -> int:
+    """A detector artifact against a detector pack (check/verify/detect.py)."""
+    from edgeinfer.check.verify.detect import NOT_CERTIFIED, verify_detector
+    from edgeinfer.errors import ConfigError
+
+    if args.report or args.probs:
+        raise ConfigError("--report and --probs are for classifiers; --json writes a "
+                          "detector's figures")
+    result = verify_detector(args.artifact, args.pack, threads=args.threads,
+                             latency_runs=args.latency_runs,
+                             progress=None if args.quiet else progress)
+    if args.json:
+        from edgeinfer.check.report_files import write_json
+
+        write_json(result.to_dict(), args.json)
+    if not args.quiet:
+        print(result.table())
+        lat = result.latency_ms
+        print(f"frame -> boxes ms p50/p90/p99 {lat['p50']:.2f}/{lat['p90']:.2f}/"
+              f"{lat['p99']:.2f}, {result.machine['machine']} ({result.machine['target']})")
+    for n in result.notes:
+        print(f"edgeinfer: note: {n}", file=sys.stderr)
     print(result.message())
     if result.verdict == NOT_CERTIFIED and args.strict:
         return EXIT_FAILED

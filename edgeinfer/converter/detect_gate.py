@@ -120,6 +120,21 @@ def model_stages(blob: bytes, src: Any, frames: Sequence[Any]) -> dict[str, Any]
             "model_score_error": score, "frames": len(frames)}
 
 
+def figure_failures(a: dict[str, Any], dtype: str = "fp32") -> list[str]:
+    """The matched boxes' and scores' errors (one :func:`detections_vs` entry) out of the
+    registry's ``detect_boxes`` / ``detect_scores`` bounds, as lines (``verify`` on the
+    device judges the stored detections by these too)."""
+    tb, ts = tolerance("detect_boxes", dtype), tolerance("detect_scores", dtype)
+    out = []
+    if not a["max_box_error_px"] <= tb.max_abs:
+        out.append(f"matched boxes differ by {a['max_box_error_px']:.3g} px in the "
+                   f"frame (bound {tb.max_abs:g})")
+    if not a["max_score_error"] <= ts.max_abs:
+        out.append(f"matched scores differ by {a['max_score_error']:.3g} "
+                   f"(bound {ts.max_abs:g})")
+    return out
+
+
 def detection_gate(blob: bytes, src: Any, frames: Sequence[Any], say: Progress,
                    dtype: str = "fp32") -> dict[str, Any]:
     """The three stages of one fp32 artifact and the verdict (``passed``, ``failures``)."""
@@ -141,12 +156,7 @@ def detection_gate(blob: bytes, src: Any, frames: Sequence[Any], say: Progress,
         failures.append(f"model scores differ by {stages['model_score_error']:.3g} on "
                         f"identical inputs (bound {ts.max_abs:g})")
     a = det["all"]
-    if not a["max_box_error_px"] <= tb.max_abs:
-        failures.append(f"matched boxes differ by {a['max_box_error_px']:.3g} px in the "
-                        f"frame (bound {tb.max_abs:g})")
-    if not a["max_score_error"] <= ts.max_abs:
-        failures.append(f"matched scores differ by {a['max_score_error']:.3g} "
-                        f"(bound {ts.max_abs:g})")
+    failures += figure_failures(a, dtype)
     for aspect, r in det.items():
         say(f"detections {aspect}: {r['frames']} frames, F1 {r['f1']:.4f}, boxes within "
             f"{r['max_box_error_px']:.2g} px, scores within {r['max_score_error']:.2g}")

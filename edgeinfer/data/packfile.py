@@ -23,6 +23,9 @@ Format (``edgeinfer-parity-pack``, version 1) - a zip archive (deflate) of:
   format, dtype) says which file. ``verify`` of that very file judges its model stage
   against these, as convert's stage gate does, so a network whose outputs move with the
   rounding of the pixels is not failed for it on the device.
+- a detector's pack (manifest ``task = "detect"``, ``detection``: its fit, decoder and
+  NMS settings) holds the framework's detections per frame instead of ``reference.npy``
+  (``det_*.npy``, :mod:`edgeinfer.data.packdetect`).
 - ``encoded.npy`` + ``encoded_offsets.npy`` (optional): the original encoded image files
   (JPEG/PNG bytes) concatenated, with ``N + 1`` offsets, so the device's own decoder can be
   checked against the frames the workstation decoded.
@@ -53,11 +56,13 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from edgeinfer.data.files import display, reason
+from edgeinfer.data.packdetect import Detections, check_members, detection_arrays, read_detections
 from edgeinfer.data.packschema import (
     MAX_UNPACKED_BYTES,
     PACK_FORMAT,
     PACK_VERSION,
     REQUIRED,
+    REQUIRED_DETECT,
     Manifest,
     ManifestError,
     check_manifest,
@@ -93,6 +98,9 @@ class ParityPack:
     edgeinfer_version: str = ""
     artifact: dict[str, Any] | None = None  # name, sha256, format, dtype of the file below
     artifact_reference: np.ndarray | None = None  # framework on that artifact's pixels
+    task: str = "classify"  # "detect": ``detections`` instead of ``reference`` ([N, 0])
+    detection: dict[str, Any] | None = None  # the detector's DetectionSpec, as a dict
+    detections: list[Detections] | None = None  # the framework's, per frame
 
     @property
     def n(self) -> int:
@@ -108,7 +116,8 @@ class ParityPack:
                      "class_names": list(self.class_names) if self.class_names else None},
             "tolerances": self.tolerances, "encoded": self.encoded is not None,
             "artifact": self.artifact,
-        }
+        } | ({"task": self.task, "detection": self.detection} if self.task != "classify"
+             else {})
 
 
 def make_pack(spec: PreprocessSpec, labels: Sequence[str], frames: Sequence[np.ndarray],
@@ -116,18 +125,24 @@ def make_pack(spec: PreprocessSpec, labels: Sequence[str], frames: Sequence[np.n
               data_name: str = "frames", ids: Sequence[str] | None = None,
               truth: np.ndarray | None = None, class_names: Sequence[str] | None = None,
               encoded: Sequence[bytes] | None = None,
-              tolerances: dict[str, dict[str, Any]] | None = None) -> ParityPack:
+              tolerances: dict[str, dict[str, Any]] | None = None,
+              detection: dict[str, Any] | None = None,
+              detections: Sequence[Detections] | None = None) -> ParityPack:
     """A pack in memory; checks that everything has one entry per frame.
 
     ``tolerances``: the registry entries stored for the device (the caller reads them from
-    :func:`edgeinfer.parity.tolerances.pack_entries`; the file format does not judge)."""
+    :func:`edgeinfer.parity.tolerances.pack_entries`; the file format does not judge).
+    A detector's pack: ``detections`` (one entry per frame) and ``detection``, with
+    ``reference`` None."""
     from edgeinfer import __version__
 
     n = len(frames)
-    ref = np.asarray(reference)
+    if detections is not None and len(detections) != n:
+        raise ValueError(f"detections has {len(detections)} entries for {n} frames")
+    ref = np.asarray(reference) if detections is None else np.zeros((n, 0), np.float32)
     if ref.ndim != 2 or ref.shape[0] != n:
         raise ValueError(f"reference probabilities {ref.shape} do not match {n} frames")
-    if labels and ref.shape[1] != len(labels):
+    if labels and detections is None and ref.shape[1] != len(labels):
         raise ValueError(f"{len(labels)} labels for {ref.shape[1]} outputs")
     for what, seq in (("ids", ids), ("truth", truth), ("encoded", encoded)):
         if seq is not None and len(seq) != n:
@@ -141,7 +156,9 @@ def make_pack(spec: PreprocessSpec, labels: Sequence[str], frames: Sequence[np.n
         encoded=[bytes(b) for b in encoded] if encoded is not None else None,
         tolerances=dict(tolerances or {}),
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        edgeinfer_version=__version__)
+        edgeinfer_version=__version__, task="classify" if detections is None else "detect",
+        detection=dict(detection) if detection is not None else None,
+        detections=list(detections) if detections is not None else None)
 
 
 def _frame(f: np.ndarray) -> np.ndarray:
@@ -163,8 +180,8 @@ def write_pack(pack: ParityPack, path: str | Path) -> Path:
         "frames.npy": (np.concatenate([f.ravel() for f in pack.frames]) if pack.frames
                        else np.zeros(0, np.uint8)),
         "frame_shapes.npy": np.array([f.shape for f in pack.frames], np.int64).reshape(-1, 3),
-        "reference.npy": pack.reference.astype(np.float32),
-    }
+    } | ({"reference.npy": pack.reference.astype(np.float32)} if pack.detections is None
+         else detection_arrays(pack.detections))
     if pack.truth is not None:
         arrays["labels.npy"] = pack.truth.astype(np.int64)
     if pack.artifact_reference is not None:
@@ -234,7 +251,7 @@ def read_pack(path: str | Path) -> ParityPack:
             spec = PreprocessSpec.from_dict(man.spec)
         except (ManifestError, SpecError) as e:
             raise bad(f"has a damaged manifest ({one_line(e, 200)})") from None
-        for key in [*REQUIRED, *man.members]:
+        for key in [*(REQUIRED_DETECT if man.task == "detect" else REQUIRED), *man.members]:
             if key not in man.members or key not in members:
                 raise bad(f"lacks {key}")
         try:
@@ -287,10 +304,13 @@ def _consistent(man: Manifest) -> None:
         raise ValueError("frame shapes must be [N, 3]")
     if n == 0:
         raise ValueError("it holds no frames")
-    ref = ms["reference.npy"].shape
-    if ref[0] != n or ref[1] < 1:
+    check_members(ms, n, man.task)
+    ref = ms["reference.npy"].shape if "reference.npy" in ms else (n, 0)
+    if man.task == "detect" and "reference.npy" in ms:
+        raise ValueError("a detector pack holds detections, not reference.npy")
+    if man.task != "detect" and (ref[0] != n or ref[1] < 1):
         raise ValueError(f"reference {list(ref)} for {n} frames")
-    if man.labels and len(man.labels) != ref[1]:
+    if man.task != "detect" and man.labels and len(man.labels) != ref[1]:
         raise ValueError(f"{len(man.labels)} labels for {ref[1]} reference outputs")
     for what, count in (("data.n", man.n), ("ids", None if man.ids is None else len(man.ids))):
         if count is not None and count != n:
@@ -318,7 +338,7 @@ def _assemble(z: zipfile.ZipFile, man: Manifest, spec: PreprocessSpec) -> Parity
     if (shapes < 1).any() or sum(sizes) != ms["frames.npy"].shape[0]:
         raise ValueError(f"frame shapes account for {sum(sizes)} bytes, frames.npy holds "
                          f"{ms['frames.npy'].shape[0]}")
-    k = ms["reference.npy"].shape[1]
+    k = ms["reference.npy"].shape[1] if "reference.npy" in ms else len(man.labels)
     truth = None
     if "labels.npy" in ms:
         truth = read_array(z, "labels.npy", ms["labels.npy"])
@@ -332,6 +352,7 @@ def _assemble(z: zipfile.ZipFile, man: Manifest, spec: PreprocessSpec) -> Parity
                 raise ValueError(f"{key} holds NaN, inf or values outside [0, 1]: not "
                                  "probabilities")
             refs[key] = r.astype(np.float64)
+    dets = read_detections(z, ms, len(man.labels)) if man.task == "detect" else None
     encoded = None
     if "encoded.npy" in ms:
         offsets = read_array(z, "encoded_offsets.npy", ms["encoded_offsets.npy"])
@@ -341,8 +362,10 @@ def _assemble(z: zipfile.ZipFile, man: Manifest, spec: PreprocessSpec) -> Parity
     frames = [flat[e - s:e].reshape(tuple(int(v) for v in sh))
               for e, s, sh in zip(ends, sizes, shapes, strict=True)]
     return ParityPack(
-        spec=spec, labels=man.labels, frames=frames, reference=refs["reference.npy"],
+        spec=spec, labels=man.labels, frames=frames,
+        reference=refs.get("reference.npy", np.zeros((len(frames), 0))),
         source=man.source, data_name=man.data_name, ids=man.ids, truth=truth,
         class_names=man.class_names, encoded=encoded, tolerances=man.tolerances,
         created=man.created, edgeinfer_version=man.edgeinfer_version, artifact=man.artifact,
-        artifact_reference=refs.get("artifact_reference.npy"))
+        artifact_reference=refs.get("artifact_reference.npy"), task=man.task,
+        detection=man.detection, detections=dets)

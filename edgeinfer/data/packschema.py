@@ -48,8 +48,17 @@ MEMBERS: dict[str, tuple[np.dtype, int]] = {
     "artifact_reference.npy": (np.dtype(np.float32), 2),
     "encoded.npy": (np.dtype(np.uint8), 1),
     "encoded_offsets.npy": (np.dtype(np.int64), 1),
+    # a detector's pack (task "detect", data/packdetect.py): the framework's detections
+    "det_boxes.npy": (np.dtype(np.float64), 2),
+    "det_scores.npy": (np.dtype(np.float64), 1),
+    "det_classes.npy": (np.dtype(np.int64), 1),
+    "det_offsets.npy": (np.dtype(np.int64), 1),
 }
 REQUIRED = ("frames.npy", "frame_shapes.npy", "reference.npy")
+#: What a detector's pack needs instead (no probabilities: detections per frame).
+REQUIRED_DETECT = ("frames.npy", "frame_shapes.npy", "det_boxes.npy", "det_scores.npy",
+                   "det_classes.npy", "det_offsets.npy")
+TASKS = ("classify", "detect")
 
 
 class ManifestError(ValueError):
@@ -85,6 +94,8 @@ class Manifest:
     tolerances: dict[str, dict[str, Any]] = field(default_factory=dict)
     encoded: bool | None = None
     artifact: dict[str, Any] | None = None
+    task: str = "classify"
+    detection: dict[str, Any] | None = None  # a detector's DetectionSpec, as stored
 
 
 def _typed(m: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
@@ -155,6 +166,9 @@ def check_manifest(m: Any) -> Manifest:
     if n is not None and n < 0:
         raise ManifestError(f"field data.n must be >= 0, not {n}")
     class_names = _strings(data, "class_names", "data.")
+    task = _typed(m, "task", str, "", "classify")
+    if task not in TASKS:
+        raise ManifestError(f"field task must be one of {', '.join(TASKS)}, not {task!r}")
     return Manifest(
         spec=_typed(m, "spec", dict, "", required=True),
         members=_members(_typed(m, "members", dict, "", required=True)),
@@ -164,7 +178,8 @@ def check_manifest(m: Any) -> Manifest:
         data_name=_typed(data, "name", str, "data.", "frames"), n=n,
         ids=_strings(data, "ids", "data."), labelled=_typed(data, "labelled", bool, "data."),
         class_names=tuple(class_names) if class_names else None, tolerances=tolerances,
-        encoded=_typed(m, "encoded", bool, ""), artifact=artifact)
+        encoded=_typed(m, "encoded", bool, ""), artifact=artifact, task=task,
+        detection=_typed(m, "detection", dict, ""))
 
 
 def _members(raw: dict[str, Any]) -> dict[str, Member]:
@@ -273,5 +288,6 @@ def read_blobs(z: zipfile.ZipFile, name: str, entry: Member,
 
 
 __all__ = ["MAX_UNPACKED_BYTES", "MEMBERS", "PACK_FORMAT", "PACK_VERSION", "REQUIRED",
+           "REQUIRED_DETECT", "TASKS",
            "Manifest", "ManifestError", "Member", "check_manifest", "read_array",
            "read_blobs"]

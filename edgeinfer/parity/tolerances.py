@@ -181,9 +181,16 @@ ARTIFACT_KINDS = (("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tfli
                   ("tflite", "int8"))
 
 
-def pack_entries() -> dict[str, dict[str, Any]]:
-    """The tolerance entries that apply to artifacts, as stored in a parity pack."""
+#: What a detector's pack stores: its fp32 boxes and scores bounds (int8's are unbounded,
+#: judged on F1 alone, and a pack's manifest holds finite numbers only).
+DETECT_KINDS = (("detect_boxes", "fp32"), ("detect_scores", "fp32"))
+
+
+def pack_entries(kinds: tuple[tuple[str, str], ...] = ARTIFACT_KINDS
+                 ) -> dict[str, dict[str, Any]]:
+    """The tolerance entries that apply to artifacts, as stored in a parity pack
+    (``DETECT_KINDS`` for a detector's)."""
     return {f"{k}/{d}": {"max_abs": TOLERANCES[(k, d)].max_abs,
                          "min_top1": TOLERANCES[(k, d)].min_top1,
                          "reason": TOLERANCES[(k, d)].reason}
-            for k, d in ARTIFACT_KINDS if (k, d) in TOLERANCES}
+            for k, d in kinds if (k, d) in TOLERANCES}

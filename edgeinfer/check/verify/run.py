@@ -225,6 +225,10 @@ def verify(artifact: str | os.PathLike, pack_path: str | os.PathLike, *,
     meta = ArtifactMetadata.from_props(backend.metadata_props(), name)
     pack = read_pack(pack_path)
     pack_name = os.fsdecode(os.fspath(pack_path))
+    if pack.task == "detect":  # check/verify/detect.py judges those
+        raise ConfigError(f"parity pack {pack_name} holds a detector's detections, not "
+                          f"probabilities: {name} is a classifier; make its pack with "
+                          "`edgeinfer pack` from its own source")
     check_match(pack, meta.spec, meta.labels, meta.provenance, pack_name)
     fmt = sniff_format(data)
     dtype = meta.provenance.get("quantize") or "fp32"
