@@ -107,7 +107,7 @@ class DetectLadder:
 
 def detect_table(res: DetectLadder) -> str:
     """One row per rung and aspect: F1, matched / only-one-side counts, box px, score."""
-    head = ("step", "vs", "frames", "F1", "matched", "only here", "only there", "box px",
+    head = ("step", "vs", "frames", "F1", "matched", "only rung", "only ref", "box px",
             "score", "verdict")
     rows: list[tuple[str, ...]] = []
     for s in res.steps:
