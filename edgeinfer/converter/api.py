@@ -139,9 +139,8 @@ def convert(
 
     if is_detector(source):  # issue 28: a detector has its own build and gate
         return as_result(source, output, weights=weights, quantize=quantize, progress=say,
-                         format=format, frame_size=frame_size, fit=fit,
-                         accept_spec=accept_spec, spec_from=spec_from,
-                         max_latency_ratio=max_latency_ratio)
+                         format=format, frame_size=frame_size, fit=fit, spec_from=spec_from,
+                         accept_spec=accept_spec, max_latency_ratio=max_latency_ratio)
     if fit is not None:
         raise ConfigError("--fit places a detector's frames (letterbox or stretch): "
                           f"{source!r} is not a detector")
