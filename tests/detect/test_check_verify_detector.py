@@ -136,3 +136,23 @@ def test_foreign_or_damaged_packs_are_one_line_exit_2(fp32, pack, work, capsys) 
     for p, match in cases:
         rc, out, err = _cli(capsys, "verify", fp32, p, "-q", "--latency-runs", "3")
         assert rc == 2 and match in err and len(err.strip().splitlines()) == 1, (p, err)
+
+
+def test_verify_measures_the_preprocessing_on_the_device(fp32, pack, work, capsys) -> None:
+    """The artifact's own prefix output vs this device's reference, as the gate's stage 1:
+    about 0.003 grey levels for the real artifact; a colour bias moved by 0.02 (1.3 grey
+    levels) fails it by name."""
+    from onnx import numpy_helper
+
+    rc, out, _ = _cli(capsys, "verify", fp32, pack, "--latency-runs", "3", "--json",
+                      work / "ok.json")
+    grey = json.loads((work / "ok.json").read_text())["preprocessing_grey_levels"]
+    assert rc == 0 and grey is not None and grey <= tolerance("stage", "preprocessing").max_abs
+    m = onnx.load(fp32)
+    for i in m.graph.initializer:
+        if i.name.startswith("edgeinfer_pre/color_b"):
+            i.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(i) + 0.02, i.name))
+    bad = work / "bias.onnx"
+    onnx.save(m, bad)
+    rc, out, _ = _cli(capsys, "verify", bad, pack, "-q", "--latency-runs", "3")
+    assert rc == 1 and "preprocessing differs by 1.2" in out, out

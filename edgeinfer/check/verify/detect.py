@@ -11,6 +11,10 @@ the one rule (:func:`~edgeinfer.parity.certify.certify_detections`):
 * fp32: F1 1.0 and boxes / scores within the registry's ``detect_boxes`` /
   ``detect_scores`` bounds (:func:`~edgeinfer.converter.detect_gate.figure_failures`), else
   FAIL; NOT CERTIFIED when too few detections show F1 >= 0.99 on a 95% lower bound;
+* the preprocessing stage, as the gate's first: an ONNX artifact's own prefix output (read
+  on the lean install, :func:`~edgeinfer.parity.prefix.with_prefix_output`) vs this
+  device's numpy/OpenCV reference of the spec, in grey levels; judged for fp32, reported
+  for int8; not measured for TFLite or where a quantiser renamed the tensor;
 * int8: F1 vs the framework >= the int8 bound (convert judged it vs its fp32 artifact,
   which the device does not have; the framework's detections are the stricter reference).
 
@@ -55,6 +59,7 @@ class DetectVerifyResult:
     reason: str
     machine: dict[str, Any]
     latency_ms: dict[str, float]
+    preprocessing_grey_levels: float | None = None  # None: not measured (see module doc)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -81,6 +86,9 @@ class DetectVerifyResult:
                 f"framework  boxes {r['max_box_error_px']:.2g} px  scores "
                 f"{r['max_score_error']:.2g}"
                 for k, r in sorted(self.detections.items(), key=lambda kv: kv[0] == "all")]
+        g = self.preprocessing_grey_levels
+        rows.append("preprocessing stage: " + ("not measured" if g is None else
+                                               f"{g:.2g} grey levels (this device)"))
         return "\n".join(rows)
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,7 +96,8 @@ class DetectVerifyResult:
                 "format": self.format, "dtype": self.dtype, "frames": self.frames,
                 "verdict": self.word, "reason": self.reason, "message": self.message(),
                 "detections": self.detections, "machine": self.machine,
-                "latency_ms": self.latency_ms, "notes": self.notes, "seconds": self.seconds}
+                "latency_ms": self.latency_ms, "notes": self.notes, "seconds": self.seconds,
+                "preprocessing_grey_levels": self.preprocessing_grey_levels}
 
 
 @dataclass(frozen=True)
@@ -131,14 +140,47 @@ def verify_detector(artifact: str | os.PathLike, pack_path: str | os.PathLike, *
     res = detections_vs(det.arrays, lambda image: stored[id(image)], frames)
     bound = tolerance("detect_boxes", "int8" if dtype == "int8" else "fp32").min_top1
     fails = figure_failures(res["all"]) if dtype != "int8" else []
+    grey = _preprocessing(data, fmt, pack, threads)
+    pre = tolerance("stage", "preprocessing").max_abs
+    if grey is not None and dtype != "int8" and not grey <= pre:
+        fails.append(f"preprocessing differs by {grey:.3g} grey levels on this device "
+                     f"(bound {pre:g})")
     sides = (dtype if dtype == "int8" else "artifact", "framework")
     cert = certify_detections(agreement(res["all"]), bound, sides=sides, extra_failures=fails)
     say(f"latency: {latency_runs} frame -> boxes calls")
     return DetectVerifyResult(
         artifact=name, pack=pack_name, format=fmt, dtype=dtype, frames=pack.n,
         detections=res, word=cert.base, reason=cert.reason, machine=machine(),
-        latency_ms=_latency(det, pack.frames, latency_runs), notes=notes,
+        latency_ms=_latency(det, pack.frames, latency_runs), preprocessing_grey_levels=grey,
+        notes=notes,
         seconds=time.perf_counter() - t0)
+
+
+def _preprocessing(data: bytes, fmt: str, pack: Any, threads: int | None) -> float | None:
+    """The largest difference, in grey levels, between the artifact's prefix output and the
+    spec's reference on the pack's frames (None where the prefix cannot be read)."""
+    if fmt != "onnx":
+        return None
+    from edgeinfer.artifact import PREFIX_OUTPUT
+    from edgeinfer.errors import ModelError
+    from edgeinfer.parity.prefix import with_prefix_output
+    from edgeinfer.parity.stages import grey_levels
+
+    try:
+        probe = ArtifactDetector(with_prefix_output(data), threads=threads,
+                                 extra_outputs=(PREFIX_OUTPUT,))
+    except ModelError:  # an int8 file whose quantiser renamed the tensor
+        return None
+    k = 3 if probe.nms_in_graph else 2
+    worst = 0.0
+    for f in pack.frames:
+        try:
+            px = probe.raw(f)[k]
+        except Exception:  # noqa: BLE001 - onnxruntime's pybind errors: the tensor is gone
+            return None
+        diff = px.astype(np.float64) - pack.spec.reference(f)
+        worst = max(worst, float(grey_levels(diff, pack.spec).max()))
+    return worst
 
 
 def _latency(det: ArtifactDetector, frames: list[np.ndarray], runs: int) -> dict[str, float]:
