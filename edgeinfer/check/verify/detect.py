@@ -14,7 +14,8 @@ the one rule (:func:`~edgeinfer.parity.certify.certify_detections`):
 * the preprocessing stage, as the gate's first: an ONNX artifact's own prefix output (read
   on the lean install, :func:`~edgeinfer.parity.prefix.with_prefix_output`) vs this
   device's numpy/OpenCV reference of the spec, in grey levels; judged for fp32, reported
-  for int8; not measured for TFLite or where a quantiser renamed the tensor;
+  for int8 (a .tflite's read through LiteRT as convert reads it); not measured where a
+  quantiser renamed the tensor;
 * int8: F1 vs the framework >= the int8 bound (convert judged it vs its fp32 artifact,
   which the device does not have; the framework's detections are the stricter reference).
 
@@ -159,8 +160,8 @@ def verify_detector(artifact: str | os.PathLike, pack_path: str | os.PathLike, *
 def _preprocessing(data: bytes, fmt: str, pack: Any, threads: int | None) -> float | None:
     """The largest difference, in grey levels, between the artifact's prefix output and the
     spec's reference on the pack's frames (None where the prefix cannot be read)."""
-    if fmt != "onnx":
-        return None
+    if fmt == "tflite":
+        return _tflite_preprocessing(data, pack, threads)
     from edgeinfer.artifact import PREFIX_OUTPUT
     from edgeinfer.errors import ModelError
     from edgeinfer.parity.prefix import with_prefix_output
@@ -178,6 +179,36 @@ def _preprocessing(data: bytes, fmt: str, pack: Any, threads: int | None) -> flo
             px = probe.raw(f)[k]
         except Exception:  # noqa: BLE001 - onnxruntime's pybind errors: the tensor is gone
             return None
+        diff = px.astype(np.float64) - pack.spec.reference(f)
+        worst = max(worst, float(grey_levels(diff, pack.spec).max()))
+    return worst
+
+
+def _tflite_preprocessing(data: bytes, pack: Any, threads: int | None) -> float | None:
+    """The same for a .tflite detector, read through LiteRT as it deploys (frames of the
+    fixed size through ``frame``, others through the host letterbox and ``resized``), as
+    ``converter/detect_tflite.tflite_stages`` reads it at convert time."""
+    import warnings
+
+    from edgeinfer.artifact import SIG_FRAME, SIG_RESIZED
+    from edgeinfer.parity.prefix import TflitePrefixRunner, tflite_prefix_tensors
+    from edgeinfer.parity.stages import grey_levels
+
+    where = tflite_prefix_tensors(data)
+    if not {SIG_FRAME, SIG_RESIZED} <= set(where):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        r = TflitePrefixRunner(data, pack.spec, where, threads=threads or 1)
+    worst = 0.0
+    for f in pack.frames:
+        if tuple(f.shape[:2]) == r.frame_size:
+            r.frame(**{SIG_FRAME: f[None]})
+            sig = SIG_FRAME
+        else:
+            r.resized(**{SIG_RESIZED: r.geometry(f)})
+            sig = SIG_RESIZED
+        px = r._pixels(sig)  # noqa: SLF001 - the prefix output of this very call
         diff = px.astype(np.float64) - pack.spec.reference(f)
         worst = max(worst, float(grey_levels(diff, pack.spec).max()))
     return worst
