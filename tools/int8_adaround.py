@@ -2,6 +2,7 @@
 
     python tools/int8_adaround.py quantize MODEL NAME [TARGET]  # nearest + adaround, one run
     python tools/int8_adaround.py evaluate MODEL NAME ...       # agreement, latency, size
+    python tools/int8_adaround.py untouched MODEL NAME ...      # on frames nothing fitted on
     python tools/int8_adaround.py report                        # docs/int8/adaround.{md,json}
 
 MODEL: ``effnet`` or ``fashion``, with the frame sets of tools/int8_recon_study.py (effnet:
@@ -11,7 +12,7 @@ onnxruntime's MinMax on the first ``ADA_CAL`` tune frames (256: convert's defaul
 ``--calibration-limit``), writes that model as ``MODEL-NAME-nearest`` and its AdaRound as
 ``MODEL-NAME``, the rounding fitted on the first ``ADA_FRAMES`` of those frames (0: adaround_onnx's
 default, by memory) with
-``ADA_ITERATIONS`` steps per layer, inputs ``ADA_INPUTS`` (quantised | float), fp32 targets
+```ADA_ITERATIONS`` steps per layer, inputs ``ADA_INPUTS`` (quantised | float), fp32 targets
 read ``ADA_MEMORY_MB`` at a time (default 384; the runs before 18:20 UTC used 0: one fp32
 pass per layer). TARGET: x86-vnni (default) or
 x86-avx2. Evaluation is the study's (same frames, interleaved latency, Wilson intervals).
@@ -48,7 +49,7 @@ def quantize(model: str, name: str, target: str = "x86-vnni") -> None:
     fp32_path, _ = study.sets(model)
     fp32 = onnx.load_model(fp32_path)
     cal = study.frames(model, "tune").frames[:int(env("ADA_CAL", "256"))]
-    opts = {"iterations": int(env("ADA_ITERATIONS", "200")),
+    opts = {"iterations": int(env("ADA_ITERATIONS", "0")) or None,  # 0: the default
             "max_frames": int(env("ADA_FRAMES", "0")) or None,  # 0: the module's default
             "inputs": env("ADA_INPUTS", "quantised"), "output_quant": env("ADA_OUTQ", "") == "1",
             "memory": max(1, int(env("ADA_MEMORY_MB", "384")) * 2**20)}
@@ -113,6 +114,26 @@ def report() -> None:
     md.write_text(head + "<!-- table -->\n" + "\n".join(lines) + "<!-- table -->\n" + tail)
 
 
+def untouched(model: str, names: list[str], skip: int = 64) -> None:
+    """Agreement with fp32 on the frames no rounding was fitted on: tune[skip:] + final."""
+    import numpy as np
+
+    from edgeinfer.parity.runners import ArtifactRunner
+    from edgeinfer.parity.stats import wilson
+
+    tune, final = study.frames(model, "tune").frames[skip:], study.frames(model, "final").frames
+    ref_t = np.load(study.OUT / f"{model}-fp32-tune.npy").argmax(-1)[skip:]
+    ref_f = np.load(study.OUT / f"{model}-fp32-final.npy").argmax(-1)
+    for m in names:
+        r = ArtifactRunner(str(study.OUT / f"{model}-{m}.onnx"), threads=2)
+        a = int((r.run(tune).argmax(-1) == ref_t).sum())
+        b = int((r.run(final).argmax(-1) == ref_f).sum())
+        n = len(tune) + len(final)
+        lo, hi = wilson(a + b, n)
+        study.say(f"{m}: {(a + b) / n:.2%} [{lo:.2%}, {hi:.2%}] on {n} frames (tune[{skip}:] "
+                  f"{a}/{len(tune)}, final {b}/{len(final)})")
+
+
 def main(argv: list[str]) -> None:
     cmd, *rest = argv
     study.OUT.mkdir(parents=True, exist_ok=True)
@@ -120,6 +141,8 @@ def main(argv: list[str]) -> None:
         report()
     elif cmd == "quantize":
         quantize(*rest)
+    elif cmd == "untouched":
+        untouched(rest[0], rest[1:])
     else:
         model, *names = rest
         for n in names:
