@@ -7,7 +7,8 @@
 MODEL's fp32 .tflite artifact is ``out/B/<fashion|efficientnet-lite0>.tflite`` (written by
 ``edgeinfer convert NAME --format tflite``). METHOD ``minmax`` is ai_edge_quantizer's
 full-integer int8 as ``convert --quantize int8`` builds it (nearest rounding), ``adaround``
-the same model with its weights re-rounded (converter/int8/adaround_tflite.py). Frames:
+the same model with its weights re-rounded (converter/int8/adaround_tflite.py;
+``adaround-fN``: fitted on N frames instead of 64). Frames:
 fashion calibrates (and fits) on the first 256 train images and is judged on the 10,000
 test images; EfficientNet-Lite0 calibrates and fits on out/imagenet_split/tune (600 photos)
 and is judged on out/imagenet_split/final (400 photos that chose nothing). Each method
@@ -62,7 +63,10 @@ def quantize(model: str, method: str) -> None:
     hw = tuple(meta.provenance["frame_size"])
     t0 = time.perf_counter()
     with captured(False):
-        q = TfliteInt8(data, meta.spec, hw, cal, method=method, progress=say)
+        base, _, frames_ = method.partition("-f")  # adaround-f32: AdaRound on 32 frames
+        q = TfliteInt8(data, meta.spec, hw, cal, method=base, progress=say)
+        if frames_:
+            q.rounding.kw["frames"] = int(frames_)
         qmodel = q.build()
     wall = time.perf_counter() - t0
     meta.provenance["quantize"] = "int8"
@@ -156,7 +160,7 @@ def report(dest: Path) -> None:
     lines = []
     for model in MODELS:
         rows = []
-        for method in ("minmax", "adaround"):
+        for method in ("minmax", "adaround", "adaround-f32"):
             f = OUT / f"{model}-{method}.result.json"
             if not f.exists():
                 continue
