@@ -27,6 +27,10 @@ pytestmark = pytest.mark.slow
 DATA = "builtin:detect"
 
 
+def _quiet(*_a: object, **_k: object) -> None:
+    """A Progress (message, done, total) that says nothing."""
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("detcheck")
@@ -36,7 +40,7 @@ def work(tmp_path_factory) -> Path:
 def fp32(work) -> Path:
     # gated on 24 frames (a conversion is not what is tested here)
     return convert_detector("fashion-detector", work / "det.onnx",
-                            frames=parity_frames(per_aspect=8))[0]
+                            frames=parity_frames(per_aspect=8), progress=_quiet)[0]
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +160,20 @@ def test_verify_measures_the_preprocessing_on_the_device(fp32, pack, work, capsy
     onnx.save(m, bad)
     rc, out, _ = _cli(capsys, "verify", bad, pack, "-q", "--latency-runs", "3")
     assert rc == 1 and "preprocessing differs by 1.2" in out, out
+
+
+def test_a_tflite_detector_checks_and_verifies(pack, work, capsys) -> None:
+    """The .tflite detector (runtime NMS, host letterbox for frames of other sizes): check
+    repeats the gate's figures, verify passes on the lean path with its preprocessing
+    stage read through LiteRT (measured 1.5e-5 grey levels)."""
+    tfl = convert_detector("fashion-detector", work / "det.tflite",
+                           frames=parity_frames(per_aspect=8), progress=_quiet)[0]
+    rc, out, _ = _cli(capsys, "check", "fashion-detector", tfl, "--data", DATA, "--limit",
+                      "24", "-q")
+    assert rc == 0 and "tflite-fp32" in out and "1.0000" in out, out
+    rc, out, _ = _cli(capsys, "verify", tfl, pack, "--latency-runs", "3", "--json",
+                      work / "t.json")
+    v = json.loads((work / "t.json").read_text())
+    assert rc == 0 and v["verdict"] == "PASS" and v["format"] == "tflite", out
+    assert v["preprocessing_grey_levels"] <= tolerance("stage", "preprocessing").max_abs
+    assert v["detections"]["all"]["max_box_error_px"] <= tolerance("detect_boxes").max_abs
