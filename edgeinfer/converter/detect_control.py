@@ -277,10 +277,12 @@ def control_f1(build: Callable[[Sequence[str]], bytes], candidates: Sequence[str
 
 
 def suggestion(fmt: str) -> str:
-    """What to ship instead: fp32, or for ONNX the TFLite int8 (1 of 16 layers float at
-    0.64x fp32 for the bundled detector, docs/detection/own_detector.md)."""
+    """What to ship instead: fp32, or for ONNX try the TFLite int8 (ai_edge_quantizer's
+    full-integer int8 flips fewer detections than onnxruntime's reduce_range QDQ; for the
+    bundled detector on the 72-frame gate it too needs 10 of 16 layers float, 0.93x:
+    docs/detection/own_detector.md)."""
     return ("ship the fp32 artifact" if fmt == "tflite" else
-            "ship the fp32 artifact, or the TFLite int8 (-o det.tflite --quantize int8)")
+            "ship the fp32 artifact, or try the TFLite int8 (-o det.tflite --quantize int8)")
 
 
 def _refuse(res: F1Control, trials: list[F1Trial], chosen: F1Trial, t0: float, why: str

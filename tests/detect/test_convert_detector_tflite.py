@@ -121,9 +121,22 @@ def test_tflite_gate_refuses_a_wrong_prefix(frames) -> None:
 def test_tflite_int8_controlled_on_f1(tmp_path, converted, frames) -> None:
     """``--quantize int8`` on a TFLite detector: ai_edge_quantizer's full-integer int8
     under the accuracy control on detection F1 vs the fp32 .tflite (gate frames and tune
-    frames), fewer than every layer float; served as the fp32 one is."""
+    frames), fewer than every layer float; served as the fp32 one is.
+    Issue 28 G: an int8 slower than 0.9x fp32 is refused by default - on the 72-frame gate
+    this one needs 10 of 16 layers float at 0.93x (measured; 1 of 16 on 48 frames) - and
+    written under the user's --max-latency-ratio."""
+    from edgeinfer.converter.detect_control import FASTER
+    from edgeinfer.errors import ParityError
+
+    try:  # the rule, whichever side of 0.9x this load measures it
+        _, m = convert_detector("fashion-detector", tmp_path / "d.tflite", quantize="int8",
+                                frames=frames)
+        assert m.provenance["detect_int8_control"]["steps"][-1]["latency_ratio"] <= FASTER
+    except ParityError as e:
+        assert "\n" not in str(e) and "x fp32's 1-thread latency (not faster" in str(e)
+        assert not (tmp_path / "d.tflite").exists()
     path, meta = convert_detector("fashion-detector", tmp_path / "q.tflite", quantize="int8",
-                                  frames=frames)
+                                  frames=frames, max_latency_ratio=1.0)
     bar = tolerance("detect_boxes", "int8").min_top1
     got = meta.parity["int8"]["vs_fp32"]["all"]
     ctl = meta.provenance["detect_int8_control"]
@@ -132,7 +145,8 @@ def test_tflite_int8_controlled_on_f1(tmp_path, converted, frames) -> None:
     assert len(ctl["kept_float"]) < ctl["candidates"], ctl["kept_float"]
     final = ctl["steps"][-1]
     assert final["meets"] and min(final["f1_by_set"].values()) >= bar
-    assert path.stat().st_size < 0.6 * converted[0].stat().st_size
+    assert final["latency_ratio"] <= 1.0 and ctl["max_latency_ratio"] == 1.0
+    assert path.stat().st_size < converted[0].stat().st_size
     det = open_detector(path, threads=1)
     fixed = next(f for f in frames if f.image.shape[:2] == FIXED)
     c = compare_boxes(*det.arrays(fixed.image), *ArtifactDetector(converted[0]).arrays(
