@@ -238,7 +238,7 @@ class OnnxBackend:
         if out is None and self._task() == "detect":  # edgeinfer's, but boxes (issue 28)
             raise ModelError(f"{self.path} is an edgeinfer detector artifact (boxes, no class "
                              "probabilities): this command takes classifiers; detectors go to "
-                             "predict, serve, watch, bench and info")
+                             "predict, serve, watch, bench, info, check, verify and doctor")
         if out is None or out.type != "tensor(float)" or len(out.shape) != 2:
             outs = ", ".join(f"{o.name!r} {o.type} {list(o.shape)}" for o in outputs.values())
             raise ModelError(f"{self.path} is not an edgeinfer artifact: it outputs {outs}, not "
