@@ -20,13 +20,14 @@ import numpy as np
 from edgeinfer.errors import EdgeInferError
 from edgeinfer.parity.boxes import BoxComparison, compare_boxes
 
-#: the long side of the frames timed: a VGA camera frame's
-LONG_SIDE = 480
+#: the long side of the frames timed: a VGA camera frame's (the landscape one is 480x640,
+#: a TFLite detector's default ``frame`` signature; the others take the host letterbox)
+LONG_SIDE = 640
 
 
 def own_frames() -> dict[str, np.ndarray]:
-    """One BGR frame per aspect (portrait 3:4, landscape 4:3, square), long side 480, from
-    the gate's frames (real photos with real objects pasted): of each aspect's 480 frames
+    """One BGR frame per aspect (portrait 3:4, landscape 4:3, square), long side 640, from
+    the gate's frames (real photos with real objects pasted): of each aspect's 640 frames
     the one with the most objects, so every timed frame has boxes to find and suppress."""
     from edgeinfer.converter.detect_frames import gate_frames
 
