@@ -15,6 +15,7 @@ ending, so each hypothesis places the frame its own way), BlazeFace served as it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -35,6 +36,17 @@ from edgeinfer.progress import Progress
 #: the fits a converted detector's prefix and ending can bake (``--fit``)
 CONVERT_FITS = ("letterbox", "stretch")
 AUDIT_FRAMES = 64  # frames the convert audit runs every hypothesis on
+# The classifier audit's rule (diagnose/audit.py): a fixed frame count, so the same model
+# and spec give the same verdict on every run - unless a timed pilot says every hypothesis
+# on them would exceed AUDIT_BUDGET_S, then fewer (a multiple of BUDGET_STEP, at least
+# MIN_BUDGET_FRAMES), with a note. The fashion detector (about 7 s) and RT-DETR at 320x320
+# (36-54 s at load 8-13 on 2 cores) never reach it; RT-DETR at 640x640 took over 30 minutes
+# without it (docs/detection/culprits.md).
+AUDIT_BUDGET_S = 120.0
+PILOT_FRAMES = 4
+BUDGET_STEP = 8  # the cut is coarse so load jitter rarely moves it
+MIN_BUDGET_FRAMES = 16  # the label-free rule's minimum (detect_culprits.MIN_FRAMES)
+LONG_S = 15.0  # an audit the pilot puts over this says each hypothesis as it starts
 
 
 def with_fit(src: Any, fit: str) -> Any:
@@ -152,18 +164,52 @@ def audit_frames(n: int = AUDIT_FRAMES, seed: int = 2829) -> list[Any]:
                        long_side=int(rng.integers(160, 481))) for i in range(n)]
 
 
+def budgeted(pipe: Any, variants: Sequence[Any], images: Sequence[np.ndarray],
+             budget_s: float | None) -> tuple[int, str, float | None]:
+    """(frames to audit, a note when fewer than all, the pilot's estimate of the audit's
+    seconds on them): a pilot runs the given spec on :data:`PILOT_FRAMES` frames (after
+    one untimed); when every hypothesis on every frame would take longer than
+    ``budget_s``, as many frames as fit (rounded down to :data:`BUDGET_STEP`, at least
+    :data:`MIN_BUDGET_FRAMES`). ``budget_s`` None: all frames, no pilot, no estimate."""
+    n = len(images)
+    if budget_s is None or n <= MIN_BUDGET_FRAMES:
+        return n, "", None
+    pipe.run(variants[0], images[:1])  # the first call pays for lazy set-up: untimed
+    t = time.perf_counter()
+    pipe.run(variants[0], images[:PILOT_FRAMES])
+    per = (time.perf_counter() - t) / min(PILOT_FRAMES, n) * len(variants)
+    if per * n <= budget_s:
+        return n, "", per * n
+    fit = min(n, max(MIN_BUDGET_FRAMES, int(budget_s / per) // BUDGET_STEP * BUDGET_STEP))
+    return fit, (f"audited {fit} of {n} frames: a {PILOT_FRAMES}-frame pilot put "
+                 f"{len(variants)} hypotheses on {n} frames at {per * n:.0f} s, over the "
+                 f"{budget_s:g} s budget (budget_s=)"), per * fit
+
+
 def audit_source(src: Any, frames: Sequence[Any] | None = None, *,
-                 accept_spec: bool = False, say: Progress | None = None) -> DetectAudit:
+                 accept_spec: bool = False, say: Progress | None = None,
+                 budget_s: float | None = AUDIT_BUDGET_S) -> DetectAudit:
     """Audit a detector source's spec on ``frames`` (``detect_frames.Frame``, default
-    :func:`audit_frames`); raise :class:`SpecAuditError` (nothing written) on ``refuse``
+    :func:`audit_frames`), the first of them only when :func:`budgeted` says all would
+    exceed ``budget_s``; raise :class:`SpecAuditError` (nothing written) on ``refuse``
     unless ``accept_spec``."""
-    say = say or (lambda _m: None)
-    frames = audit_frames() if frames is None else frames
-    images = [f.image for f in frames]
-    variants = detect_variants(src.spec, src.detection, images)
+    say = say or (lambda *_a: None)
+    frames = list(audit_frames() if frames is None else frames)
+    pipe = torch_pipeline(src)
     with one_thread():
-        res = audit_detector(torch_pipeline(src), src.spec, src.detection, images,
-                             labelled(frames), variants=variants)
+        n, note, est = budgeted(pipe, detect_variants(src.spec, src.detection,
+                                                      [f.image for f in frames]),
+                                [f.image for f in frames], budget_s)
+        if note:
+            say(f"spec audit: {note}")
+        frames = frames[:n]  # the audit frames are drawn independently: the first n
+        images = [f.image for f in frames]
+        variants = detect_variants(src.spec, src.detection, images)
+        res = audit_detector(pipe, src.spec, src.detection, images, labelled(frames),
+                             variants=variants,
+                             say=say if est is not None and est > LONG_S else None)
+    if note:
+        res.notes.append(note)
     if res.verdict == "refuse" and not accept_spec:
         raise SpecAuditError(f"detector artifact not written: {res.message}; pass "
                              "--accept-spec (accept_spec=True) to convert with the given spec")

@@ -45,6 +45,7 @@ from edgeinfer.diagnose.detect_pipelines import (  # noqa: F401 - the audit's pi
     DetectorPipeline,
     Pipeline,
 )
+from edgeinfer.progress import Progress
 from edgeinfer.runtime.detect.match import compare_boxes
 from edgeinfer.spec import PreprocessSpec
 
@@ -198,6 +199,7 @@ class DetectAudit:
     n: int = 0
     seconds: float = 0.0
     best: Evidence | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. frames cut to a time budget
 
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "culprit": self.culprit, "message": self.message,
@@ -208,6 +210,7 @@ class DetectAudit:
                                "bn_ratio": BN_RATIO,
                                "bn_min_diff": BN_MIN_DIFF, "min_frames": MIN_FRAMES},
                 "given": self.given.to_dict(), "hypotheses": [r.to_dict() for r in self.rows],
+                "notes": self.notes,
                 "corrected": (None if self.best is None else
                               {"fit": self.best.variant.fit, "rect": self.best.variant.rect,
                                "spec": self.best.variant.spec.to_dict()})}
@@ -221,17 +224,25 @@ class DetectAudit:
 def audit_detector(pipe: Pipeline, spec: PreprocessSpec, det: DetectionSpec,
                    frames: Sequence[np.ndarray],
                    truth: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, *,
-                   variants: Sequence[DetVariant] | None = None) -> DetectAudit:
+                   variants: Sequence[DetVariant] | None = None,
+                   say: Progress | None = None) -> DetectAudit:
     """Every hypothesis on ``frames`` and the verdict: ``refuse`` names the culprit (a
     hypothesis clearly better by the truth, or label-free by the rule above), ``pass``
     when the given spec is as good as any, ``unknown`` when the evidence does not separate
-    them (label-free, too few frames or contradicting signals)."""
+    them (label-free, too few frames or contradicting signals). ``say`` gets a line per
+    hypothesis run: a large detector takes minutes (one-argument lines, since every
+    converter's default reporter takes one)."""
     t0 = time.perf_counter()
     vs = list(variants) if variants is not None else detect_variants(spec, det, frames)
     given = evidence(pipe, vs[0], frames, truth)
     if given.error:
         raise ValueError(f"the detector cannot run the given spec: {given.error}")
-    rows = [evidence(pipe, v, frames, truth) for v in vs[1:]]
+    rows = []
+    for i, v in enumerate(vs[1:], 2):
+        if say is not None:
+            say(f"spec audit: hypothesis {i} of {len(vs)} ({v.detail}) "
+                f"[{time.perf_counter() - t0:.0f} s]")
+        rows.append(evidence(pipe, v, frames, truth))
     if truth is not None:
         for r in rows:
             if r.tp is not None:
