@@ -248,6 +248,8 @@ def parity_line(parity: dict[str, Any]) -> str:
             f"{a.get('max_score_error', float('nan')):.2g}; stages: preprocessing "
             f"{st.get('preprocessing_grey_levels', float('nan')):.2g} grey levels, model "
             f"{st.get('model_box_error_px', float('nan')):.2g} px"
+            + (" (queries as a set)" if str(st.get("model_comparison", "")).startswith(
+                "as a set") else "")
             + (f"\n            {parity['certification']}"
                if parity.get("certification") not in (None, "certified") else "")
             + int8_line(parity.get("int8")))

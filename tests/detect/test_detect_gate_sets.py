@@ -77,3 +77,17 @@ def test_a_real_difference_still_fails_the_set_comparison() -> None:
     lower[top] -= 0.01  # one query's scores off by 0.01
     _, score, _ = _compare((boxes, scores), (boxes, lower))
     assert abs(score - 0.01) < 1e-9 and score > TS
+
+
+def test_info_says_when_the_model_stage_compared_a_set() -> None:
+    from edgeinfer.converter.detect_gate import parity_line
+
+    def line(comparison: str | None) -> str:
+        stages = {"model_box_error_px": 1.2e-4} | (
+            {} if comparison is None else {"model_comparison": comparison})
+        return parity_line({"detections": {"all": {"frames": 72}}, "stages": stages,
+                            "verdict": "PASS", "certification": "certified"})
+
+    assert "model 0.00012 px (queries as a set)" in line("as a set (queries paired ...)")
+    assert "(queries as a set)" not in line("element-wise (a dense per-cell/anchor map)")
+    assert "(queries as a set)" not in line(None)  # artifacts from before the field
