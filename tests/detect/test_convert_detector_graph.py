@@ -125,6 +125,8 @@ def test_graph_inverse_stretch_equals_the_runtime(hw: tuple[int, int]) -> None:
     ("det.onnx", {"frame_size": (480, 640)}, "frame-size"),
     ("det.onnx", {"quantize": "fp16"}, "fp32 or int8"),
     ("det.onnx", {"nms": "both"}, "nms must be one of"),
+    # issue 28 G: a latency budget is int8's (before: ignored, an fp32 written)
+    ("det.onnx", {"max_latency_ratio": 0.8}, "with --quantize int8"),
 ])
 def test_detector_conversion_refuses_what_it_cannot_build(tmp_path, output, kw, match) -> None:
     """Bad requests are one typed error before any export (the CLI prints one line, exit 2)."""
