@@ -177,3 +177,25 @@ def test_a_tflite_detector_checks_and_verifies(pack, work, capsys) -> None:
     assert rc == 0 and v["verdict"] == "PASS" and v["format"] == "tflite", out
     assert v["preprocessing_grey_levels"] <= tolerance("stage", "preprocessing").max_abs
     assert v["detections"]["all"]["max_box_error_px"] <= tolerance("detect_boxes").max_abs
+
+
+def test_a_stretch_baked_where_the_framework_letterboxes_fails_check_and_verify(
+        fp32, pack, work, capsys) -> None:
+    """Issue 28's mistake (ultralytics #26269, D-FINE #358): an artifact converted with
+    --fit stretch --accept-spec is judged against the framework's letterbox pipeline, not
+    refused as 'another model' - measured F1 0.867, boxes 50 px off, preprocessing 255
+    grey levels; square frames, where the two fits coincide, still agree."""
+    st = convert_detector("fashion-detector", work / "stretch.onnx", fit="stretch",
+                          accept_spec=True, frames=parity_frames(per_aspect=8),
+                          progress=_quiet)[0]
+    rc, out, err = _cli(capsys, "verify", st, pack, "-q", "--latency-runs", "3")
+    assert rc == 1 and out.startswith("FAIL") and "preprocessing differs by" in out, out
+    assert "fit: pack 'letterbox' vs artifact 'stretch'" in err
+    rc, out, _ = _cli(capsys, "check", "fashion-detector", fp32, st, "--data", DATA,
+                      "--limit", "24", "-q", "--json", work / "st.json")
+    steps = {s["name"]: s for s in json.loads((work / "st.json").read_text())["steps"]}
+    assert rc == 1 and steps["onnx-fp32"]["verdict"] in ("PASS", "NOT CERTIFIED")
+    bad = steps["onnx-fp32#2"]
+    assert bad["verdict"] == "FAIL" and bad["vs_parent"]["all"]["f1"] < 0.95
+    assert bad["vs_parent"]["square"]["f1"] == 1.0
+    assert "other preprocessing than fashion-detector's pipeline" in out

@@ -77,6 +77,7 @@ class DetectLadder:
     n: int
     labels: tuple[str, ...]
     steps: list[DetectStep]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -102,7 +103,8 @@ class DetectLadder:
     def to_dict(self) -> dict[str, Any]:
         return {"task": "detect", "source": self.source, "data": self.data, "n": self.n,
                 "labels": list(self.labels), "passed": self.passed, "word": self.word,
-                "verdict": self.verdict(), "steps": [s.to_dict() for s in self.steps]}
+                "verdict": self.verdict(), "steps": [s.to_dict() for s in self.steps],
+                "notes": self.notes}
 
 
 def detect_table(res: DetectLadder) -> str:
@@ -131,7 +133,8 @@ def detect_table(res: DetectLadder) -> str:
                          f"preprocessing {st['preprocessing_grey_levels']:.2g} grey levels"))
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
-    return "\n".join([line(head), line(tuple("-" * w for w in widths)), *map(line, rows)])
+    return "\n".join([line(head), line(tuple("-" * w for w in widths)), *map(line, rows),
+                      *(f"note: {n}" for n in res.notes)])
 
 
 class _Memo:
@@ -190,17 +193,30 @@ def run_detect_ladder(source: str, artifacts: Sequence[str | Path], data: str, *
                           "against the detector it was converted from (fashion-detector or "
                           "a directory with detection.json)")
     src = _Memo(load_detector(source, weights))
+    notes = []
     for r in rungs:
         sha = r.meta.provenance.get("weights_sha256")
-        if r.meta.spec != src.spec or tuple(r.meta.labels) != tuple(src.labels) or (
+        if tuple(r.meta.labels) != tuple(src.labels) or (
                 sha and sha != src.provenance.get("weights_sha256")):
-            raise ModelError(f"{r.path} was not converted from {source} (another spec, "
-                             "labels or weights): check artifacts of one model at a time")
+            raise ModelError(f"{r.path} was not converted from {source} (other labels or "
+                             "weights): check artifacts of one model at a time")
+        # another spec or fit is not refused: it is the mistake the ladder exists to catch
+        # (a stretch baked where the framework letterboxes: issue 28), judged below
+        mine = r.meta.detection.to_dict() if r.meta.detection else {}
+        diff = spec_diff(src.spec.to_dict() | {"fit": src.detection.fit},
+                         r.meta.spec.to_dict() | {"fit": mine.get("fit")})
+        if diff:
+            notes.append(f"{r.name} was built with other preprocessing than {source}'s "
+                         f"pipeline ({diff})")
     frames, description = detect_data(data, src.spec, limit)
     if not frames:
         raise ConfigError(f"{data}: no frames")
     order = {"fp32": 0, "fp16": 1, "int8": 2}
     rungs.sort(key=lambda r: (order.get(r.dtype, 3), r.format != "onnx"))
+    seen: dict[str, int] = {}
+    for r in rungs:  # two artifacts of one kind: onnx-fp32, onnx-fp32#2 (as the classifier's)
+        seen[r.name] = seen.get(r.name, 0) + 1
+        r.name += f"#{seen[r.name]}" if seen[r.name] > 1 else ""
     steps = [DetectStep("source", "-", str(source), None)]
     by_name: dict[int, DetectStep] = {}
     for r in rungs:
@@ -225,7 +241,14 @@ def run_detect_ladder(source: str, artifacts: Sequence[str | Path], data: str, *
             step.word, step.reason = f"{FAIL} (inherited)", step.inherited
         by_name[id(r)] = step
         steps.append(step)
-    return DetectLadder(str(source), description, len(frames), tuple(src.labels), steps)
+    return DetectLadder(str(source), description, len(frames), tuple(src.labels), steps,
+                        notes)
+
+
+def spec_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """``key: source X vs artifact Y`` for every key that differs (empty when none)."""
+    return "; ".join(f"{k}: source {a.get(k)!r} vs artifact {b.get(k)!r}"
+                     for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
 
 
 def _int8_vs_source(blob: bytes, src: Any, frames: Sequence[Any]) -> dict[str, Any]:

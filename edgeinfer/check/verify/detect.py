@@ -122,15 +122,18 @@ def verify_detector(artifact: str | os.PathLike, pack_path: str | os.PathLike, *
         raise ConfigError(f"parity pack {pack_name} holds a classifier's probabilities, not "
                           f"detections: make one from {name}'s detector source with "
                           "`edgeinfer pack SOURCE --data builtin:detect -o det.pack`")
-    check_match(pack, meta.spec, meta.labels, meta.provenance, pack_name)
+    # other labels or weights: another model (exit 2); another spec or fit is judged, not
+    # refused: the stored boxes are in frame pixels, whatever placed the frame, and a fit
+    # that differs from the framework's is the mistake this command exists to catch
+    check_match(pack, pack.spec, meta.labels, meta.provenance, pack_name)
     notes = []
-    mine = meta.detection.to_dict() if meta.detection else None
-    if pack.detection and mine and pack.detection != mine:
-        diff = [f"{k}: pack {pack.detection.get(k)!r} vs artifact {mine.get(k)!r}"
-                for k in sorted(set(pack.detection) | set(mine))
-                if pack.detection.get(k) != mine.get(k)]
-        notes.append("the artifact's detection settings differ from the framework's "
-                     f"({'; '.join(diff)[:300]})")
+    mine = meta.spec.to_dict() | (meta.detection.to_dict() if meta.detection else {})
+    theirs = pack.spec.to_dict() | (pack.detection or {})
+    diff = [f"{k}: pack {theirs.get(k)!r} vs artifact {mine.get(k)!r}"
+            for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k)]
+    if diff:
+        notes.append("the artifact was built with other settings than the framework's "
+                     f"pipeline ({'; '.join(diff)[:300]})")
     fmt = sniff_format(data)
     dtype = meta.provenance.get("quantize") or "fp32"
     say(f"running {fmt}-{dtype} on {pack.n} frames ({pack.data_name}) on {platform.machine()}")
