@@ -292,7 +292,6 @@ def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[
     sets = {"gate": list(frames), "tune": tune}
     step = max(1, len(frames) // LATENCY_FRAMES)
     latency = latency_vs(fp32, list(frames)[::step][:LATENCY_FRAMES])
-    timing = {"latency": latency, "max_latency_ratio": budget}
     q_facts = facts | {"quantize": "int8", "calibration_frames": n_cal}
     if bare is None:
         b = OnnxDetInt8(onnx.load_from_string(fp32), cal, say)
@@ -300,7 +299,8 @@ def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[
             f"frames; accuracy control on the gate's {len(frames)} and {len(tune)} tune frames")
         try:
             q, res = control_f1(b.build, b.candidates, detections, fp32, sets, target, say,
-                                labels=b.labels, fmt="onnx", **timing)
+                                labels=b.labels, fmt="onnx", latency=latency,
+                                max_latency_ratio=budget)
         finally:
             b.close()
     else:
@@ -310,7 +310,8 @@ def _int8(fp32: bytes, src: DetectorSource, facts: dict[str, Any], report: dict[
         props = metadata(src, q_facts, {}).to_props()
         build, cands, labels = tflite_builder(bare, src.spec, hw, cal, props, say)
         q, res = control_f1(build, cands, detections, fp32, sets, target, say,
-                            labels=labels, fmt="tflite", **timing)
+                            labels=labels, fmt="tflite", latency=latency,
+                            max_latency_ratio=budget)
     verdict = int8_gate(q, fp32, src, frames, say)
     if not verdict["passed"]:
         raise ParityError("int8 detector artifact not written: "
