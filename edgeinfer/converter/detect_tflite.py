@@ -29,7 +29,6 @@ served by ``ArtifactDetector`` vs the torch pipeline.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -39,7 +38,7 @@ import torch
 from torch import nn
 
 from edgeinfer.artifact import SIG_FRAME, SIG_RESIZED
-from edgeinfer.converter.export.tflite_torch import resized_spec
+from edgeinfer.converter.export.tflite_torch import litert_convert, resized_spec
 from edgeinfer.converter.int8.tflite_quant import PREFIX_SCOPE
 from edgeinfer.errors import ConversionError, ModelError
 from edgeinfer.progress import Progress
@@ -88,25 +87,12 @@ def build_tflite(module: nn.Module, spec: PreprocessSpec, frame_hw: tuple[int, i
     th, tw = spec.size
     say(f"converting to TFLite with litert-torch {litert_torch.__version__} (frame {h}x{w}; "
         f"signatures '{SIG_FRAME}' and '{SIG_RESIZED}'; NMS in the runtime)")
-    old = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
-    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
-    try:
-        conv = litert_torch.Converter()
-        conv.signature(SIG_FRAME, _FrameSignature(spec, module).eval(), sample_kwargs={
-            SIG_FRAME: torch.zeros(1, h, w, c, dtype=torch.uint8)})
-        conv.signature(SIG_RESIZED, _ResizedSignature(resized_spec(spec), module).eval(),
-                       sample_kwargs={SIG_RESIZED: torch.zeros(1, th, tw, c)})
-        with torch.inference_mode(False), torch.no_grad():
-            return bytes(conv.convert(strict_export=False).model_content())
-    except Exception as e:  # noqa: BLE001 - torch.export / MLIR / converter errors
-        msg = " ".join(str(e).split())[:300] or type(e).__name__
-        raise ConversionError(f"litert-torch could not convert the detector: "
-                              f"{type(e).__name__}: {msg}") from e
-    finally:
-        if old is None:
-            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
-        else:
-            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = old
+    return litert_convert([
+        (SIG_FRAME, _FrameSignature(spec, module).eval(),
+         {SIG_FRAME: torch.zeros(1, h, w, c, dtype=torch.uint8)}),
+        (SIG_RESIZED, _ResizedSignature(resized_spec(spec), module).eval(),
+         {SIG_RESIZED: torch.zeros(1, th, tw, c)}),
+    ], "the detector")
 
 
 def tflite_stages(blob: bytes, src: Any, frames: Sequence[Any]) -> dict[str, Any]:

@@ -88,6 +88,35 @@ def _signatures(module: nn.Module, spec: PreprocessSpec, frame_hw: tuple[int, in
     ]
 
 
+def litert_convert(signatures: Sequence[tuple[str, nn.Module, dict[str, torch.Tensor]]],
+                   what: str) -> bytes:
+    """The .tflite of ``signatures`` (name, eval-mode module, sample kwargs) through
+    litert-torch, its progress bar off and its errors one :class:`ConversionError` naming
+    ``what``: the one place the classifier and the detector routes call litert-torch."""
+    import litert_torch
+
+    old = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
+    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
+    try:
+        conv = litert_torch.Converter()
+        for name, mod, kwargs in signatures:
+            conv.signature(name, mod, sample_kwargs=kwargs)
+        with torch.inference_mode(False), torch.no_grad():
+            edge = conv.convert(strict_export=False)
+        return bytes(edge.model_content())
+    except ConversionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch.export / MLIR / converter errors
+        msg = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ConversionError(f"litert-torch could not convert {what} to TFLite: "
+                              f"{type(e).__name__}: {msg}") from e
+    finally:
+        if old is None:
+            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
+        else:
+            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = old
+
+
 def convert_float(module: nn.Module, spec: PreprocessSpec, frame_hw: tuple[int, int],
                   progress: Progress | None = None) -> bytes:
     """The fp32 .tflite (both signatures, no edgeinfer metadata)."""
@@ -100,26 +129,7 @@ def convert_float(module: nn.Module, spec: PreprocessSpec, frame_hw: tuple[int, 
     module.eval()
     say(f"converting to TFLite with litert-torch {litert_torch.__version__} "
         f"(frame {h}x{w}, batch 1; signatures '{SIG_FRAME}' and '{SIG_RESIZED}')")
-    old = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
-    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
-    try:
-        conv = litert_torch.Converter()
-        for name, mod, kwargs in _signatures(module, spec, (h, w)):
-            conv.signature(name, mod, sample_kwargs=kwargs)
-        with torch.inference_mode(False), torch.no_grad():
-            edge = conv.convert(strict_export=False)
-        return bytes(edge.model_content())
-    except ConversionError:
-        raise
-    except Exception as e:  # noqa: BLE001 - torch.export / MLIR / converter errors
-        msg = " ".join(str(e).split())[:300] or type(e).__name__
-        raise ConversionError(f"litert-torch could not convert the model to TFLite: "
-                              f"{type(e).__name__}: {msg}") from e
-    finally:
-        if old is None:
-            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
-        else:
-            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = old
+    return litert_convert(_signatures(module, spec, (h, w)), "the model")
 
 
 # ---------------------------------------------------------------------------- entry point
