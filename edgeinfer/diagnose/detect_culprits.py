@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,9 +41,12 @@ import numpy as np
 from edgeinfer.detect_spec import DetectionSpec
 from edgeinfer.diagnose.culprits import CULPRITS, spec_hypotheses
 from edgeinfer.diagnose.detect_pipelines import (  # noqa: F401 - the audit's pipelines
+    RECT_STRIDE,
     CorePipeline,
     DetectorPipeline,
+    DetVariant,
     Pipeline,
+    rect_size,
 )
 from edgeinfer.progress import Progress
 from edgeinfer.runtime.detect.match import compare_boxes
@@ -52,7 +55,6 @@ from edgeinfer.spec import PreprocessSpec
 PIXEL_CULPRITS = ("channel_order", "missing_scaling", "double_scaling",
                   "mean_std_pixel_scale", "normalization_missing", "mean_std_mismatch")
 FITS = ("letterbox", "stretch", "crop")
-RECT_STRIDE = 32  # ultralytics' rectangular inference pads the short side to a multiple
 
 # Labelled rule (as the classifier audit's): a clear F1 gain and a significant paired count.
 MIN_GAIN = 0.03
@@ -72,38 +74,6 @@ AHEAD_Z = 1.0  # a hypothesis ahead by CORROBORATE_GAIN at this z: "does not kno
 BN_RATIO = 0.5
 BN_MIN_DIFF = 0.1
 MIN_FRAMES = 16  # fewer frames than this: the label-free rule does not decide
-
-
-@dataclass(frozen=True)
-class DetVariant:
-    """One hypothesis for how the detector was trained: pixels (``spec``) and placement."""
-
-    culprit: str
-    detail: str
-    spec: PreprocessSpec
-    fit: str
-    rect: bool = False  # the input is the frame's aspect (long side = spec size)
-
-    def input_spec(self, hw: tuple[int, int]) -> PreprocessSpec:
-        """The pixel spec that places a frame of ``hw`` as this hypothesis says."""
-        spec = self.spec
-        if self.rect:
-            spec = replace(spec, size=rect_size(hw, max(spec.size)))
-        if self.fit == "stretch":
-            return replace(spec, resize="stretch", resize_shorter=None, crop_from=None)
-        if self.fit == "crop":
-            return replace(spec, resize="shorter_crop", resize_shorter=max(spec.size),
-                           crop_from=None)
-        return replace(spec, resize="letterbox", resize_shorter=None, crop_from=None)
-
-
-def rect_size(hw: tuple[int, int], side: int) -> tuple[int, int]:
-    """Ultralytics' rectangular letterbox shape: the long side ``side``, the short side the
-    frame's aspect rounded up to a multiple of :data:`RECT_STRIDE`."""
-    h, w = hw
-    s = side / max(h, w)
-    short = min(side, int(math.ceil(min(h, w) * s / RECT_STRIDE)) * RECT_STRIDE)
-    return (side, short) if h >= w else (short, side)
 
 
 def detect_variants(spec: PreprocessSpec, det: DetectionSpec, frames: Sequence[np.ndarray],

@@ -12,20 +12,52 @@ pixels and fit.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgeinfer.detect_spec import NmsSpec
 from edgeinfer.runtime.detect.geometry import fit as place_fit
 from edgeinfer.runtime.detect.nms import nms
-
-if TYPE_CHECKING:
-    from edgeinfer.diagnose.detect_culprits import DetVariant
+from edgeinfer.spec import PreprocessSpec
 
 Dets = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes [K, 4] frame px, scores, classes
+RECT_STRIDE = 32  # ultralytics' rectangular inference pads the short side to a multiple
+
+
+@dataclass(frozen=True)
+class DetVariant:
+    """One hypothesis for how the detector was trained: pixels (``spec``) and placement."""
+
+    culprit: str
+    detail: str
+    spec: PreprocessSpec
+    fit: str
+    rect: bool = False  # the input is the frame's aspect (long side = spec size)
+
+    def input_spec(self, hw: tuple[int, int]) -> PreprocessSpec:
+        """The pixel spec that places a frame of ``hw`` as this hypothesis says."""
+        spec = self.spec
+        if self.rect:
+            spec = replace(spec, size=rect_size(hw, max(spec.size)))
+        if self.fit == "stretch":
+            return replace(spec, resize="stretch", resize_shorter=None, crop_from=None)
+        if self.fit == "crop":
+            return replace(spec, resize="shorter_crop", resize_shorter=max(spec.size),
+                           crop_from=None)
+        return replace(spec, resize="letterbox", resize_shorter=None, crop_from=None)
+
+
+def rect_size(hw: tuple[int, int], side: int) -> tuple[int, int]:
+    """Ultralytics' rectangular letterbox shape: the long side ``side``, the short side the
+    frame's aspect rounded up to a multiple of :data:`RECT_STRIDE`."""
+    h, w = hw
+    s = side / max(h, w)
+    short = min(side, int(math.ceil(min(h, w) * s / RECT_STRIDE)) * RECT_STRIDE)
+    return (side, short) if h >= w else (short, side)
 
 
 class Pipeline(Protocol):
