@@ -6,15 +6,11 @@ this is what the user reads when nothing is written, and what to try next.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from edgeinfer.converter.int8.record import ControlResult, Trial
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.certify import frames_to_certify
-
-if TYPE_CHECKING:
-    from edgeinfer.converter.int8.control import ControlResult, Trial
 
 
 def check_targets(min_agreement: float | None, max_drop: float | None,
