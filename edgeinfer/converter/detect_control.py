@@ -146,13 +146,11 @@ def latency_vs(fp32: bytes, frames: Sequence[Any], runs: int = LATENCY_RUNS
     """The loop's speed measure: a model's frame -> boxes time (served by
     ``ArtifactDetector``, 1 thread) as a ratio to fp32's - the median over ``runs`` rounds
     x ``frames`` of PAIRED calls, one frame through both models back to back, the order
-    alternating each round (``runtime.timing.time_calls`` per call). Why paired: on the
+    alternating each round (``runtime.timing.paired_ratios``). Why paired: on the
     loaded 2 cores, ``timing.ratio_to`` (p50s of interleaved chunks) read 0.78-1.07x (once
     1.28x) for the same int8 across runs; the median paired ratio read 0.979-0.994x."""
-    import numpy as np
-
     from edgeinfer.runtime.detect.artifact_detector import ArtifactDetector
-    from edgeinfer.runtime.timing import time_calls, warm_up
+    from edgeinfer.runtime.timing import paired_ratios
 
     images = [f.image for f in frames]
     ref = ArtifactDetector(fp32, threads=1)
@@ -163,13 +161,7 @@ def latency_vs(fp32: bytes, frames: Sequence[Any], runs: int = LATENCY_RUNS
         d = ArtifactDetector(model, threads=1)
         ratios = []
         for x in images:
-            a, b = (lambda x=x: d.arrays(x)), (lambda x=x: ref.arrays(x))
-            warm_up(a, 2)
-            warm_up(b, 2)
-            for r in range(runs):
-                ta, tb = ((time_calls(a, 1), time_calls(b, 1)) if r % 2 else
-                          (time_calls(b, 1), time_calls(a, 1))[::-1])
-                ratios.append(float(ta[0] / tb[0]))
+            ratios += paired_ratios(lambda x=x: d.arrays(x), lambda x=x: ref.arrays(x), runs)
         return float(np.median(ratios))
 
     return latency
