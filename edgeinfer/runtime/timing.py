@@ -82,17 +82,10 @@ def median_ms(fn: Call, runs: int = 20, warmup: int = 3) -> float:
     return measure(fn, runs, warmup)["p50"]
 
 
-def ratio_to(fn: Call, ref: Call, runs: int = 20, warmup: int = 3, rounds: int = 4) -> float:
-    """p50(fn) / p50(ref), the two timed :func:`interleaved`: a ratio that load drifting
-    between separate measurements cannot move (the int8 loop's latency budget)."""
-    t = interleaved({"fn": fn, "ref": ref}, {"fn": runs, "ref": runs}, warmup, rounds)
-    return summarize(t["fn"])["p50"] / summarize(t["ref"])["p50"]
-
-
 def paired_ratios(fn: Call, ref: Call, runs: int = 20, warmup: int = 2) -> list[float]:
     """``runs`` ratios fn/ref of single calls made back to back, which goes first
     alternating each round: the two calls of a pair see the same load, so the median ratio
-    holds where p50s of separate chunks (:func:`ratio_to`) drift with it (the detector's
+    holds where p50s of separate interleaved chunks drift with it (the detector's
     int8 loop: 0.78-1.28x for one model by chunks, 0.979-0.994x paired, at load 8)."""
     warm_up(fn, warmup)
     warm_up(ref, warmup)
@@ -106,7 +99,7 @@ def paired_ratios(fn: Call, ref: Call, runs: int = 20, warmup: int = 2) -> list[
     return out
 
 
-__all__ = ["interleaved", "measure", "median_ms", "paired_ratios", "ratio_to", "summarize",
+__all__ = ["interleaved", "measure", "median_ms", "paired_ratios", "summarize",
            "time_calls", "warm_up"]
 
 

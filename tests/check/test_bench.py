@@ -379,13 +379,13 @@ def test_cli_bench_missing_artifact(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_ratio_to_times_both_interleaved(monkeypatch):
-    """On an injected clock (each call advances it by its own cost: 6 ms and 2 ms), so the
-    figure is exact and no load on the machine can move it."""
+def test_paired_ratios_on_an_injected_clock(monkeypatch):
+    """The int8 loops' latency measure on an injected clock (each call advances it by its
+    own cost: 6 ms and 2 ms), so the figure is exact and no load on the machine can move it."""
     from types import SimpleNamespace
 
     from edgeinfer.runtime import timing
-    from edgeinfer.runtime.timing import ratio_to
+    from edgeinfer.runtime.timing import paired_ratios
 
     now = [0]
     calls = []
@@ -399,8 +399,8 @@ def test_ratio_to_times_both_interleaved(monkeypatch):
         now[0] += 2_000_000
 
     monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter_ns=lambda: now[0]))
-    # 3x: a product of the two medians (12 ms^2) or their inverse ratio would differ
-    assert ratio_to(slow, fast, runs=8, warmup=1, rounds=4) == 3.0
+    # 3x each pair: a product of the two times (12 ms^2) or their inverse would differ
+    assert paired_ratios(slow, fast, runs=8, warmup=1) == [3.0] * 8
     timed = calls[2:]  # after one warm-up call each
     assert timed.count("s") == timed.count("f") == 8
     assert "sf" in "".join(timed) and "fs" in "".join(timed)  # the order rotates

@@ -176,11 +176,15 @@ class LastBuild:
 
 def latency_vs_fp32(float_blob: bytes, x: np.ndarray) -> Callable[[bytes], float]:
     """The loop's latency measure: 1-thread ms of one call on ``x``. fp32 is timed once; a
-    candidate is timed interleaved with fp32 and given as its ratio x fp32's figure, so load
-    drifting during the loop does not move it against the budget (measured separately,
-    plain int8 read 0.65x fp32 in the loop and 0.55x interleaved: docs/int8/control.md)."""
+    candidate is timed against fp32 in PAIRED calls (back to back, the order alternating:
+    ``runtime.timing.paired_ratios``) and given as the median ratio x fp32's figure, so
+    load drifting during the loop does not move it against the budget. Why paired: p50s of
+    interleaved chunks (``timing.ratio_to``, this measure until session 10) read 0.78-1.28x
+    for one model at load 8, the paired median 0.98x (the detector loop's measure,
+    docs/detection/); measured separately, plain int8 read 0.65x fp32 in the loop and 0.55x
+    interleaved (docs/int8/control.md)."""
     from edgeinfer.runtime.loader import open_backend
-    from edgeinfer.runtime.timing import median_ms, ratio_to
+    from edgeinfer.runtime.timing import median_ms, paired_ratios
 
     ref = open_backend(float_blob, 1)
     fp32_ms = median_ms(lambda: ref.run(x), runs=LATENCY_RUNS, warmup=3)
@@ -189,7 +193,8 @@ def latency_vs_fp32(float_blob: bytes, x: np.ndarray) -> Callable[[bytes], float
         if model is float_blob:
             return fp32_ms
         b = open_backend(model, 1)
-        return fp32_ms * ratio_to(lambda: b.run(x), lambda: ref.run(x), runs=LATENCY_RUNS)
+        return fp32_ms * float(np.median(paired_ratios(lambda: b.run(x), lambda: ref.run(x),
+                                                       runs=LATENCY_RUNS)))
 
     return latency
 
