@@ -96,7 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--provider", choices=["cpu", "cuda", "tensorrt"], default=None)
     p.add_argument("--allow-fallback", action="store_true",
                    help="fall back to CPU when the provider is missing (else exit 2)")
-    p.add_argument("--video", metavar="FILE|DEVICE", help="a video file or camera index")
+    p.add_argument("--video", metavar="FILE|DEVICE", help="a video file or camera index (a "
+                   "detector prints each frame's boxes in frame pixels)")
     p.add_argument("--max-frames", type=positive, help="stop the video after this many frames")
     p.add_argument("--max-megapixels", type=pos_float, default=50.0,
                    help="largest image accepted, in megapixels (decompression-bomb guard, "

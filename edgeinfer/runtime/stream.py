@@ -145,6 +145,16 @@ def network_params(open_timeout_ms: int = OPEN_TIMEOUT_MS,
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, positive_int("read_timeout_ms", read_timeout_ms)]
 
 
+def announced_frames(cap: cv2.VideoCapture) -> int:
+    """The frame count a file's container announces (0: none), so a file that ends early
+    is told from one that ends where it should: a cut AVI still opens and announces its
+    full count. FFmpeg takes the stream's count, or duration x frame rate where the
+    container keeps none (WebM, Matroska); measured exact for the containers OpenCV writes
+    (docs/detection/field.md)."""
+    n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(n) if np.isfinite(n) and 0 < n < 2**31 else 0
+
+
 def is_live(source: str | int) -> bool:
     """A camera or a network stream (frames arrive in real time), not a file."""
     if isinstance(source, int):
@@ -180,6 +190,7 @@ class Stream:
         self._cap = open_capture(source)
         if is_live(source):
             self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # honoured by V4L2 and some others
+        self._announced = 0 if is_live(source) else announced_frames(self._cap)
         self._stop = threading.Event()
         self._cap_lock = threading.Lock()  # held by the thread inside cap.read()
         self._released = False
@@ -330,6 +341,10 @@ class Stream:
     def _no_frames_check(self) -> None:
         if self._read == 0 and not self._stop.is_set():
             raise ImageDecodeError(f"video {self._source!r} has no decodable frame")
+        if self._read < self._announced and not self._stop.is_set():  # it just stopped early
+            raise ImageDecodeError(
+                f"video {self._source!r} ended after {self._read} of the {self._announced} "
+                "frames its header announces: the file is truncated or damaged")
 
     # ------------------------------------------------------------------ predictions
     def _predict(self, frame_id: int, ts: float, t_cap: float, frame: np.ndarray) -> StreamResult:
