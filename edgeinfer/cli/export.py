@@ -14,6 +14,8 @@ def run_export(args: argparse.Namespace) -> int:
                         instances=args.instances, kind=args.kind,
                         queue_delay_us=args.queue_delay_us, overwrite=args.force)
     print(out.model_dir)
+    if out.note:
+        progress(f"note: {out.note}")
     progress(f"Triton model repository: {args.repo} (model {out.model_dir.name}, "
              f"max_batch_size {out.max_batch}); run: tritonserver --model-repository={args.repo}")
     return 0
@@ -26,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "triton", help="a Triton Inference Server model repository",
         description="Writes REPO/NAME/config.pbtxt (onnxruntime backend, uint8 frame input "
         "with dynamic height/width, dynamic batching), REPO/NAME/labels.txt and "
-        "REPO/NAME/1/model.onnx.")
-    t.add_argument("artifact", help="an .onnx artifact")
+        "REPO/NAME/1/model.onnx. A detector artifact: its boxes/scores/classes outputs, one "
+        "frame per request (a note when its NMS runs in edgeinfer's runtime, not its graph).")
+    t.add_argument("artifact", help="an .onnx artifact (classifier or detector)")
     t.add_argument("repo", help="model repository folder (created if missing)")
     t.add_argument("--name", help="model name (default: the artifact's file stem)")
     t.add_argument("--max-batch", type=positive, default=8, help="Triton max_batch_size")

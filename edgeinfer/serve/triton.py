@@ -3,6 +3,7 @@
     REPO/NAME/config.pbtxt     onnxruntime backend, uint8 frame input with dynamic H/W,
                                dynamic batching, instance groups
     REPO/NAME/labels.txt       one label per line: Triton's classification extension
+                               (a detector: what its 'classes' output indexes)
     REPO/NAME/1/model.onnx     the artifact, byte for byte (preprocessing inside)
 
 Why this is enough for Triton: the artifact already takes raw uint8 frames and does all
@@ -10,6 +11,11 @@ preprocessing in its graph, so Triton needs no Python backend, ensemble or DALI 
 same ``tritonclient`` code that talks to ``edgeinfer serve`` talks to Triton. Triton's
 dynamic batcher only batches requests whose input shapes match, which is exactly the
 "frames of equal size" rule of ``edgeinfer serve --max-batch``.
+
+A detector artifact (boxes, not probabilities) gets its own config, written by
+:mod:`.triton_detect`: its outputs as its graph writes them, one frame per request when
+the NMS is in the graph, and a note when that NMS runs in edgeinfer's runtime (Triton's
+onnxruntime backend cannot run it; the config says so instead of pretending).
 
 Standard library only (the config is written as protobuf text); tests parse it with
 Triton's own ``ModelConfig`` schema from ``tritonclient``.
@@ -41,6 +47,9 @@ class TritonExport:
     labels: Path
     model: Path
     max_batch: int
+    #: what Triton will not do that ``edgeinfer serve`` does (a detector whose NMS runs in
+    #: edgeinfer's runtime), in one line; None when it serves the same outputs
+    note: str | None = None
 
 
 def export_triton(artifact: str | os.PathLike, repo_dir: str | os.PathLike, *,
@@ -54,7 +63,9 @@ def export_triton(artifact: str | os.PathLike, repo_dir: str | os.PathLike, *,
     ("cpu" or "gpu"); ``queue_delay_us``: how long the batcher may hold a request waiting
     for company. Raises ``ConfigError`` for a TFLite artifact (Triton's onnxruntime backend
     runs ONNX; export the .onnx twin), a bad name, or an existing model without
-    ``overwrite``; ``ModelError`` for a file that is not an edgeinfer artifact.
+    ``overwrite``; ``ModelError`` for a file that is not an edgeinfer artifact. A detector
+    is exported with one frame per request when its NMS is in the graph (``max_batch`` is
+    then not Triton's to use); ``TritonExport.note`` says when it is not.
     """
     max_batch = positive_int("max_batch", max_batch)
     instances = positive_int("instances", instances)
@@ -71,20 +82,19 @@ def export_triton(artifact: str | os.PathLike, repo_dir: str | os.PathLike, *,
     if not _NAME.match(name):
         raise ConfigError(f"model name {name!r} is not usable as a Triton model folder: use "
                           "letters, digits, '_', '-' and '.'")
-    backend = open_backend(data, threads=1, source=source)
-    meta = ArtifactMetadata.from_props(backend.metadata_props(), source)
-    in_shape, out_shape = tuple(backend.input_shape), tuple(backend.output_shape)
-    k = out_shape[-1] if isinstance(out_shape[-1], int) else len(meta.labels)
-    labels = meta.labels or tuple(str(i) for i in range(k))
-    if len(labels) != k:
-        raise ConfigError(f"{source} has {len(labels)} labels for {k} outputs")
+    from edgeinfer.runtime.detect.artifact_detector import detector_props
 
-    batch_dynamic = not isinstance(in_shape[0], int)
-    dims = [d if isinstance(d, int) else -1 for d in in_shape]
-    if batch_dynamic:
-        mbs, dims = max_batch, dims[1:]
-    else:  # a fixed batch dimension: Triton must not batch, the dims carry it
-        mbs = 0
+    props = detector_props(data, source)
+    if props is not None:  # boxes, not probabilities: its outputs as the graph writes them
+        from edgeinfer.serve.triton_detect import detector_config
+
+        d = detector_config(data, source, props, name, max_batch, instances, KINDS[kind],
+                            queue_delay_us)
+        text, labels, mbs, note = d.text, d.labels, d.max_batch, d.note
+    else:
+        text, labels, mbs = _classifier(data, source, name, max_batch, instances, kind,
+                                        queue_delay_us)
+        note = None
 
     repo = Path(os.fspath(repo_dir))
     model_dir = repo / name
@@ -99,13 +109,33 @@ def export_triton(artifact: str | os.PathLike, repo_dir: str | os.PathLike, *,
         labels_path = model_dir / "labels.txt"
         labels_path.write_text("".join(f"{_one_line(lab)}\n" for lab in labels))
         config_path = model_dir / "config.pbtxt"
-        config_path.write_text(_config_text(
-            name, source, mbs, dims, k, instances, KINDS[kind], queue_delay_us,
-            meta.spec.frame_color, meta.spec.to_json()))
+        config_path.write_text(text)
     except OSError as e:
         raise ConfigError(f"cannot write the Triton repository {display(repo)}: "
                           f"{e.strerror or e}") from None
-    return TritonExport(model_dir, config_path, labels_path, model_path, mbs)
+    return TritonExport(model_dir, config_path, labels_path, model_path, mbs, note)
+
+
+def _classifier(data: bytes, source: str, name: str, max_batch: int, instances: int,
+                kind: str, queue_delay_us: int) -> tuple[str, tuple[str, ...], int]:
+    """(config text, labels, max_batch_size) of a classifier artifact."""
+    backend = open_backend(data, threads=1, source=source)
+    meta = ArtifactMetadata.from_props(backend.metadata_props(), source)
+    in_shape, out_shape = tuple(backend.input_shape), tuple(backend.output_shape)
+    k = out_shape[-1] if isinstance(out_shape[-1], int) else len(meta.labels)
+    labels = meta.labels or tuple(str(i) for i in range(k))
+    if len(labels) != k:
+        raise ConfigError(f"{source} has {len(labels)} labels for {k} outputs")
+
+    batch_dynamic = not isinstance(in_shape[0], int)
+    dims = [d if isinstance(d, int) else -1 for d in in_shape]
+    if batch_dynamic:
+        mbs, dims = max_batch, dims[1:]
+    else:  # a fixed batch dimension: Triton must not batch, the dims carry it
+        mbs = 0
+    text = _config_text(name, source, mbs, dims, k, instances, KINDS[kind], queue_delay_us,
+                        meta.spec.frame_color, meta.spec.to_json())
+    return text, labels, mbs
 
 
 def _one_line(label: str) -> str:

@@ -78,7 +78,8 @@ def test_bench_times_the_artifact(converted, tmp_path, capsys) -> None:  # noqa:
         assert want > 0 and row["detections"] == want, (row["frame"], want)
 
 
-@pytest.mark.parametrize("argv", [["export", "triton", "ART", "OUT"], ["monitor", "ART", "DIR"]])
+# export triton takes detectors now (tests/detect/test_export_triton.py)
+@pytest.mark.parametrize("argv", [["monitor", "ART", "DIR"]])
 def test_classifier_only_commands_name_the_detector(converted, tmp_path, capsys, argv) -> None:  # noqa: ANN001
     """They said "not an edgeinfer artifact ... convert it with `edgeinfer convert` first"
     of an artifact edgeinfer had converted."""
