@@ -111,3 +111,17 @@ def test_bad_video_is_one_line_exit_2(faces, tmp_path, capsys, bad: str) -> None
         assert got == list(range(len(decoded(path))))
     else:
         assert "cannot open video" in lines[0] and out == "", lines
+
+
+def test_a_cut_video_is_reported_for_a_classifier_too(faces, fashion_artifact, tmp_path,
+                                                      capsys) -> None:  # noqa: ANN001
+    """The check lives in the runtime's Stream, under both: a classifier's --video said
+    nothing of the missing frames either (exit 0)."""
+    data = faces.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[:len(data) * 6 // 10])
+    n = len(decoded(cut))
+    rc = main(["predict", str(fashion_artifact), "--video", str(cut), "--json", "--top-k", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and f"ended after {n} of the {FRAMES} frames" in err, err
+    assert len(out.splitlines()) == n  # the frames it had are still predicted
