@@ -83,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top-k predictions for images or a video/camera",
-                       description="Exit status: 0 all images predicted, 2 an image or the "
-                       "artifact was unusable (each bad image gets one line on stderr; the "
-                       "others are still predicted).")
+                       description="Exit status: 0 all images predicted, 2 an image, the video "
+                       "or the artifact was unusable (each bad image gets one line on stderr; "
+                       "the others are still predicted; a video cut short prints its frames, "
+                       "then one line).")
     p.add_argument("artifact", help=".onnx or .tflite artifact, or a bundled detector "
                    "(blazeface:short_range | full_range | back): boxes in image pixels")
     p.add_argument("images", nargs="*", metavar="IMAGE",
