@@ -1,9 +1,9 @@
-"""The int8 accuracy control's record: one :class:`Trial` per quantisation the loop measured,
-and the :class:`ControlResult` stored as ``provenance["int8_control"]``.
+"""The int8 accuracy control's record: one :class:`Trial` per quantisation the classifier's
+loop measured, the :class:`ControlResult` stored as ``provenance["int8_control"]``, and the
+:class:`Record` it shares with the detector's ``F1Control``.
 
-Kept apart from the loop (:mod:`edgeinfer.converter.int8.control`) and its refusals
-(:mod:`edgeinfer.converter.int8.refusal`) so that both import it and neither imports the
-other: imports flow one way.
+Kept apart from the loop (:mod:`.loop`, :mod:`.control`) and its refusals (:mod:`.refusal`)
+so that each imports it and none imports the other: imports flow one way.
 """
 
 from __future__ import annotations
@@ -31,8 +31,35 @@ class Trial:
     taken: bool = True  # False: this step did not raise agreement, so it was not taken
 
 
+class Record:
+    """What both loops' records share (this one and the detector's ``F1Control``): readable
+    layer names, the final trial, and the provenance (ranking, layers kept float, a note)."""
+
+    labels: dict[str, str]
+    ranking: list[tuple[str, float]]
+    steps: list[Any]
+    TOP: int | None = None  # the ranking's entries kept in the provenance (None: all)
+    NOTE: tuple[str, str] = ("", "")  # the provenance's last key and what it says
+
+    def name(self, layer: str | None) -> str:
+        return self.labels.get(layer or "", layer or "")
+
+    @property
+    def final(self) -> Any:
+        return self.steps[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        del d["labels"]
+        d["ranking"] = [{"layer": self.name(n), "node": n, "error_reduction": s}
+                        for n, s in self.ranking[:self.TOP]]
+        d["kept_float"] = [self.name(n) for n in self.final.kept_float] if self.steps else []
+        d["kept_float_nodes"] = self.final.kept_float if self.steps else []
+        return d | dict([self.NOTE])
+
+
 @dataclass
-class ControlResult:
+class ControlResult(Record):
     """The loop's record; stored as ``provenance["int8_control"]`` in the artifact."""
 
     min_agreement: float | None
@@ -53,40 +80,6 @@ class ControlResult:
     fmt: str = "onnx"
     max_latency_ratio: float | None = None  # --max-latency-ratio: x fp32's 1-thread p50
     latency_cap: int | None = None  # the most ranked layers float within that budget
-
-    def name(self, layer: str | None) -> str:
-        return self.labels.get(layer or "", layer or "")
-
-    @property
-    def final(self) -> Trial:
-        return self.steps[-1]
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        del d["labels"]
-        d["ranking"] = [{"layer": self.name(n), "node": n, "error_reduction": s}
-                        for n, s in self.ranking[:20]]
-        d["kept_float"] = [self.name(n) for n in self.final.kept_float] if self.steps else []
-        d["kept_float_nodes"] = self.final.kept_float if self.steps else []
-        d["why"] = ("kept float, most harmful first: reverting each alone lowered the int8 "
-                    f"error most on the {RANK_FRAMES} worst held-out frames")
-        return d
-
-    def lines(self) -> list[str]:
-        """One line per step, for the terminal."""
-        return self.lines_of(self.steps)
-
-    def lines_of(self, steps: list[Trial]) -> list[str]:
-        out = []
-        for s in steps:
-            lo, hi = s.ci95
-            lat = (f", {s.latency_ms:.2f} ms ({s.latency_ms / self.fp32_latency_ms:.2f}x fp32)"
-                   if s.latency_ms and self.fp32_latency_ms else "")
-            acc = f", accuracy {s.accuracy:.2%}" if s.accuracy is not None else ""
-            what = f"+ {self.name(s.added)}" if s.added else ("all int8" if not s.kept_float
-                                                          else f"{len(s.kept_float)} float")
-            out.append(f"int8 control: {len(s.kept_float)} float ({what}): agreement "
-                       f"{s.agreement:.2%} [95% CI {lo:.2%}, {hi:.2%}]{acc}, "
-                       f"{s.size_bytes / 1e6:.2f} MB{lat}" + (" -> target met" if s.meets
-                                                               else ""))
-        return out
+    TOP = 20
+    NOTE = ("why", "kept float, most harmful first: reverting each alone lowered the int8 "
+            f"error most on the {RANK_FRAMES} worst held-out frames")
