@@ -77,9 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-tensor", action="store_true",
                    help="int8: per-tensor weight scales (default per-channel)")
     p.add_argument("--int8-method", choices=["minmax", "adaround"],
-                   help="int8: how weights are rounded - minmax (to nearest, the default) or "
-                   "adaround (up or down so each layer matches fp32 on the calibration frames; "
-                   "needs torch, minutes on a large model; docs/int8/adaround.md)")
+                   help="int8 classifiers: how weights are rounded - adaround (the default: up "
+                   "or down so each layer matches fp32 on the calibration frames; fitted in "
+                   "torch: seconds on a small model, minutes on EfficientNet-Lite0; without "
+                   "torch the default falls back to minmax and says so) or minmax (to "
+                   "nearest, no fit); docs/int8/adaround.md. Detectors round to nearest and "
+                   "refuse adaround")
     p.add_argument("--target", choices=["x86-avx2", "x86-vnni", "arm64", "auto"],
                    help="int8 ONNX: the CPU the artifact will run on (weight range, types); "
                    "auto = this machine; default x86-avx2 settings (safe on any CPU)")

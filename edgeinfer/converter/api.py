@@ -138,6 +138,9 @@ def convert(
     from edgeinfer.converter.detect_convert import as_result, is_detector
 
     if is_detector(source):  # issue 28: a detector has its own build and gate
+        if int8_method == "adaround":  # detect_int8.py rounds to nearest: not ignored silently
+            raise ConfigError("--int8-method adaround is for classifiers: a detector's int8 "
+                              "rounds its weights to nearest (MinMax)")
         return as_result(source, output, weights=weights, quantize=quantize, progress=say,
                          format=format, frame_size=frame_size, fit=fit, spec_from=spec_from,
                          accept_spec=accept_spec, max_latency_ratio=max_latency_ratio)

@@ -10,6 +10,8 @@ at most, and agree with fp32 on the 10,000 test images at least as often as plai
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -18,7 +20,7 @@ from onnx import numpy_helper
 from edgeinfer.cli import main
 from edgeinfer.converter.api import convert
 from edgeinfer.converter.int8 import adaround_onnx as ao
-from edgeinfer.converter.int8.adaround import adaround_layer
+from edgeinfer.converter.int8.adaround import adaround_layer, versus_nearest
 from edgeinfer.converter.int8.onnx_quant import OnnxInt8
 from edgeinfer.data.frames import load_frames
 from edgeinfer.parity.runners import ArtifactRunner
@@ -79,6 +81,46 @@ def test_adaround_beats_nearest_on_frames_it_did_not_fit(fashion_qdq):
     e_near = _conv_error(ly, nearest, x[held], t[held])
     e_ada = _conv_error(ly, q, x[held], t[held])
     assert e_ada < 0.8 * e_near, (e_ada, e_near)
+    # the progress wording: an error that went down reads "below" (was "+N% vs nearest")
+    gain = 1 - st["error_adaround"] / st["error_nearest"]
+    assert not st["kept_nearest"] and gain > 0.2, st
+    assert versus_nearest(st) == f"output error {gain:.0%} below nearest's on held-out frames"
+
+
+def test_a_fit_worse_than_nearest_is_kept_at_nearest_and_said_so(fashion_qdq):
+    """The guard: a rounding fitted on frames unlike the held-out ones (the fit quarter's
+    targets belong to other frames) is worse than nearest there; nearest is returned, and
+    the line says the layer was kept and by how much AdaRound was above."""
+    ly, x, t = _layer_data(fashion_qdq, 1, fashion_qdq[3][:32])
+    wrong = t.copy()
+    wrong[:24] = t[:24][::-1]  # the 24 fit frames' targets, paired with the wrong inputs
+    ws = ly.float_weight / ly.scale.reshape(-1, 1, 1, 1)
+    st: dict = {}
+    q = adaround_layer(ly.float_weight, ly.scale, x, wrong, bias=ly.bias, pads=(1, 1, 1, 1),
+                       qmin=-127, qmax=127, iterations=60, max_rows=1024,
+                       activation=ly.activation, stats=st)
+    assert st["kept_nearest"] and st["error_adaround"] > st["error_nearest"], st
+    assert np.array_equal(q, np.clip(np.round(ws), -127, 127))
+    above = st["error_adaround"] / st["error_nearest"] - 1
+    assert versus_nearest(st) == ("kept nearest: AdaRound's output error "
+                                  f"{above:.0%} above nearest's on held-out frames")
+
+
+def test_each_layer_line_says_below_or_kept_nearest(fashion_qdq):
+    """The ONNX progress, one line per layer of a real (short) fit: the words, not a signed
+    figure that read backwards (before: 'output error +96% vs nearest' for 96% LESS)."""
+    _, base, pre, cal, _ = fashion_qdq
+    m = onnx.ModelProto()
+    m.CopyFrom(base)
+    lines: list[str] = []
+    _, record = ao.adaround_qdq(m, pre, cal, max_frames=32, iterations=40, say=lines.append)
+    per_layer = [line for line in lines if re.match(r"adaround \d+/", line)]
+    shape = re.compile(r"adaround \d/5 \S+: (output error \d+(\.\d)?% below nearest's|"
+                       r"kept nearest: AdaRound's output error \d+(\.\d)?% above nearest's|"
+                       r"output error equal to nearest's) on held-out frames, \d+ steps, \d+ s$")
+    assert len(per_layer) == 5 and all(shape.match(line) for line in per_layer), per_layer
+    assert sum("kept nearest" in line for line in per_layer) == len(record["kept_nearest"])
+    assert any("below nearest's" in line for line in per_layer)
 
 
 def test_the_integer_range_holds_when_weights_clip(fashion_qdq):

@@ -180,7 +180,7 @@ def adaround_qdq(qdq: onnx.ModelProto, fp32: onnx.ModelProto, frames: Sequence[n
     import onnxruntime as ort
     from onnxruntime.quantization.quant_utils import get_qmin_qmax_for_qType
 
-    from edgeinfer.converter.int8.adaround import ITERATIONS, adaround_layer
+    from edgeinfer.converter.int8.adaround import ITERATIONS, adaround_layer, versus_nearest
 
     say = say or (lambda _m: None)
     iterations = ITERATIONS if iterations is None else iterations
@@ -243,10 +243,8 @@ def adaround_qdq(qdq: onnx.ModelProto, fp32: onnx.ModelProto, frames: Sequence[n
         rounding[ly.node] = q
         st.update(node=ly.node, seconds=round(time.perf_counter() - t1, 2))
         per_layer.append(st)
-        gain = 1 - st["error_adaround"] / st["error_nearest"] if st["error_nearest"] else 0.0
         say(f"adaround {i + 1}/{len(todo)} {ly.weight_init.removesuffix('_quantized')}: "
-            f"output error {gain:+.0%} vs nearest on held-out frames, {st['steps']} steps, "
-            f"{time.perf_counter() - t0:.0f} s")
+            f"{versus_nearest(st)}, {st['steps']} steps, {time.perf_counter() - t0:.0f} s")
     record = {"method": "adaround", "iterations": iterations, "frames": len(fr),
               "layers": len(todo), "seconds": round(time.perf_counter() - t0, 1),
               "cpu_seconds": round(time.process_time() - c0, 1),

@@ -269,7 +269,7 @@ def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, n
     ``label`` names a layer from its weight tensor's name (``tflite_quant.layer_label``).
     """
     say = progress or (lambda _m: None)
-    from edgeinfer.converter.int8.adaround import ITERATIONS, adaround_layer
+    from edgeinfer.converter.int8.adaround import ITERATIONS, adaround_layer, versus_nearest
 
     fit = round_fn or adaround_layer
     samples = list(samples)[:max(frames, linear_frames)]
@@ -325,8 +325,8 @@ def reconstruct(qmodel: bytes, float_model: bytes, samples: Sequence[dict[str, n
         name = tw.name.decode() if isinstance(tw.name, bytes) else str(tw.name)
         record.append({"layer": label(name), "changed": n, "weights": int(new.size),
                        "kept_nearest": bool(st.get("kept_nearest"))})
-        say(f"adaround {i + 1}/{len(todo)} {label(name)}: {n} of {new.size} weights "
-            f"re-rounded ({time.perf_counter() - t_layer:.1f} s)")
+        say(f"adaround {i + 1}/{len(todo)} {label(name)}: {n} of {new.size} weights re-rounded"
+            f"{', ' + versus_nearest(st) if st else ''} ({time.perf_counter() - t_layer:.1f} s)")
     # the keys of adaround_onnx's record (targets.rounding_note reads them)
     info = {"method": "adaround", "iterations": round_kw.get("iterations", ITERATIONS),
             "frames": min(frames, len(samples)), "layers": len(todo),

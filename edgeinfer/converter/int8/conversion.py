@@ -3,7 +3,8 @@
 :mod:`edgeinfer.converter.int8.control` is the loop (format-free: a builder, a runner, a
 latency measure); this module wires it to one conversion: the held-out split of the parity
 frames, onnxruntime's or ai-edge-quantizer's builder calibrated once, the 1-thread latency
-of each candidate, and the record in the provenance.
+of each candidate, and the record in the provenance. It also resolves ``--int8-method``
+(the weight rounding: AdaRound by default, MinMax's nearest without torch).
 """
 
 from __future__ import annotations
@@ -14,24 +15,84 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.converter.int8.control import LATENCY_RUNS, check_targets, control
-from edgeinfer.errors import ConfigError
+from edgeinfer.errors import ConfigError, MissingExtraError
 from edgeinfer.progress import Progress
 
 #: ``--int8-method``: onnxruntime's / ai_edge_quantizer's MinMax with round-to-nearest
 #: weights, or the same with AdaRounded weights (adaround_onnx.py, adaround_tflite.py)
 INT8_METHODS = ("minmax", "adaround")
-DEFAULT_INT8_METHOD = "minmax"
+#: AdaRound since session 10: it matched or beat nearest rounding on every measured row
+#: (docs/int8/adaround.md "Default": EfficientNet-Lite0 95.6% -> 98.4% agreement on the
+#: default target, fashion certifies 99.5% with every layer int8) at int8's latency and
+#: size; the cost is the fit's time (fashion ~4-7 CPU s, EfficientNet-Lite0 ~200 CPU s)
+#: and torch. Classifiers only: a detector's int8 (detect_int8.py) rounds to nearest.
+DEFAULT_INT8_METHOD = "adaround"
+
+
+class Int8Method(str):
+    """The method a conversion uses, with ``fallback``: why it is not the default when the
+    default could not run (torch missing), else None.
+
+    Why a str: ``convert`` passes the resolved method on as a plain string to the builders
+    here (:func:`plain`, :func:`controlled`); the reason travels with it, so the builder
+    that writes ``provenance["int8_rounding"]`` can record it and say it once.
+    """
+
+    fallback: str | None = None
+
+    def __new__(cls, value: str, fallback: str | None = None) -> Int8Method:
+        m = super().__new__(cls, value)
+        m.fallback = fallback
+        return m
 
 
 def int8_method(method: str | None, quantize: str | None) -> str:
     """The int8 method a conversion uses (``method`` None: the default), refused when it
-    names none or comes without ``--quantize int8``."""
+    names none or comes without ``--quantize int8``.
+
+    AdaRound's fit runs in torch (the ``convert`` extra). Asked for by name without torch:
+    refused in one line that names the extra and ``--int8-method minmax``. Only the
+    default: MinMax (round to nearest) with the reason in ``fallback``, so an ONNX-only
+    install still converts, and says why its weights were not AdaRounded.
+    """
     if method is not None and method not in INT8_METHODS:
         raise ConfigError(f"--int8-method {method!r} is not one of {', '.join(INT8_METHODS)}")
     if method is not None and quantize != "int8":
         raise ConfigError("--int8-method chooses how int8 weights are rounded: use it with "
                           "--quantize int8")
-    return method or DEFAULT_INT8_METHOD
+    chosen = method or DEFAULT_INT8_METHOD
+    if quantize != "int8" or chosen != "adaround" or _torch_imports():
+        return Int8Method(chosen)
+    if method is not None:
+        raise MissingExtraError("--int8-method adaround fits the rounding in torch, which is "
+                                "not installed: pip install 'edgeinfer[convert]', or use "
+                                "--int8-method minmax (weights rounded to nearest)")
+    return Int8Method("minmax", fallback=NO_TORCH)
+
+
+#: why a default int8 conversion rounded to nearest (progress line, provenance)
+NO_TORCH = ("AdaRound, the default, needs torch, which is not installed (pip install "
+            "'edgeinfer[convert]'): int8 weights rounded to nearest (minmax)")
+
+
+def _torch_imports() -> bool:
+    """Whether ``import torch`` works (an import, not a lookup: a broken install is missing
+    too; the fit imports it next anyway)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def rounding_start(method: str, say: Progress) -> dict[str, Any]:
+    """``provenance["int8_rounding"]`` before the build fills it in: the method, and for a
+    fallback from the default the reason, said once in the progress."""
+    fallback = getattr(method, "fallback", None)
+    if fallback is None:
+        return {"method": str(method)}
+    say(f"int8: {fallback}")
+    return {"method": str(method), "reason": fallback}
 
 
 def plain(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int],
@@ -42,7 +103,7 @@ def plain(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int
     (the parity frames it is certified on are kept apart by the caller)."""
     import json
 
-    fp32.provenance["int8_rounding"] = {"method": method}
+    fp32.provenance["int8_rounding"] = start = rounding_start(method, say)
     if fmt == "onnx":
         from edgeinfer.converter.assemble import with_metadata
         from edgeinfer.converter.int8.onnx_quant import KEY_QUANTIZATION, quantize_int8
@@ -51,7 +112,7 @@ def plain(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int
                                target=target, rounding="adaround" if method == "adaround"
                                else "nearest")
         q = json.loads({p.key: p.value for p in qmodel.metadata_props}[KEY_QUANTIZATION])
-        fp32.provenance["int8_rounding"] = q.get("rounding") or {"method": method}
+        fp32.provenance["int8_rounding"] = q.get("rounding") or start
         return lambda meta: with_metadata(qmodel, meta).SerializeToString()
     from edgeinfer.converter.export.tflite_metadata import embed_metadata
     from edgeinfer.converter.quiet import captured
@@ -66,7 +127,7 @@ def plain(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int, int
             q = TfliteInt8(s.to_tflite(hw, None, [], say, per_channel), fp32.spec, hw, cal,
                            per_channel, say, method)
             bare = q.build()
-            fp32.provenance["int8_rounding"] = q.rounding_record or {"method": method}
+            fp32.provenance["int8_rounding"] = q.rounding_record or start
     return lambda meta: embed_metadata(bare, meta.to_props())
 
 
@@ -83,13 +144,14 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
     frames that are not calibration frames (frames in both are split, every other one
     held out and dropped from calibration). Records the loop in
     ``provenance["int8_control"]``; returns metadata -> artifact bytes, like the plain build.
-    ``int8_method`` ``adaround`` (ONNX): the weights are AdaRounded on the calibration frames
-    at the first build, so the loop starts from the reconstructed model and keeps layers
-    float only for what is left (``provenance["int8_rounding"]``).
+    ``int8_method`` ``adaround`` (the default; ONNX and TFLite): the weights are AdaRounded
+    on the calibration frames at the first build, so the loop starts from the reconstructed
+    model and keeps layers float only for what is left (``provenance["int8_rounding"]``).
     """
     from edgeinfer.data.calibration import held_out_split
     from edgeinfer.parity.runners import ArtifactRunner
 
+    start = rounding_start(int8_method, say)
     cal, idx = held_out_split(cal, parity.frames)
     frames = [parity.frames[i] for i in idx]
     labels = None if parity.labels is None else np.asarray(parity.labels)[idx]
@@ -140,8 +202,7 @@ def controlled(s: Any, fp32: Any, fmt: str, cal: list[np.ndarray], hw: tuple[int
         if fmt == "onnx":
             q.__exit__(None, None, None)
     fp32.provenance["int8_control"] = res.to_dict()
-    fp32.provenance["int8_rounding"] = getattr(q, "rounding_record", None) or {
-        "method": int8_method}
+    fp32.provenance["int8_rounding"] = getattr(q, "rounding_record", None) or start
     return lambda md: wrap(chosen, md)
 
 
