@@ -99,7 +99,8 @@ def test_detections_are_aggregated_per_aspect_and_over_all_frames() -> None:
     """Two portrait frames and a square one; the candidate misses a box on one portrait
     frame and is 0.25 px and 0.01 off on the square one."""
     frames = [_frame("portrait", 3), _frame("portrait", 2), _frame("square", 4)]
-    truth = {int(f.image[0, 0, 0]): f for f in frames}
+    lone = _frame("landscape", 1)
+    truth = {int(f.image[0, 0, 0]): f for f in [*frames, lone]}
 
     def reference(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         f = truth[int(image[0, 0, 0])]
@@ -111,6 +112,8 @@ def test_detections_are_aggregated_per_aspect_and_over_all_frames() -> None:
             return b[:2], s[:2], c[:2]
         if len(b) == 4:
             return b + [0.25, 0, 0, 0], s - 0.01, c
+        if len(b) == 1:  # a box the framework does not find
+            return np.concatenate([b, [[90.0, 90, 99, 99]]]), np.r_[s, 0.5], np.r_[c, 0]
         return b, s, c
 
     out = detections_vs(candidate, reference, frames)
@@ -126,6 +129,9 @@ def test_detections_are_aggregated_per_aspect_and_over_all_frames() -> None:
     assert a["f1"] == 16 / 17 and a["max_box_error_px"] == 0.25
     assert agreement(a) == DetectionAgreement(8, 0, 1, 3)
     assert detections_vs(candidate, reference, []) == {}
+    land = detections_vs(candidate, reference, [lone])["landscape"]
+    assert (land["matched"], land["only_artifact"], land["only_framework"]) == (1, 1, 0)
+    assert land["f1"] == 2 / 3
 
 
 def test_nothing_detected_aggregates_to_f1_one_and_zero_errors() -> None:

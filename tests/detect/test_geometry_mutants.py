@@ -36,6 +36,8 @@ def test_letterbox_pads_whole_pixels_the_odd_one_last() -> None:
     f = fit((425, 640), (320, 320))  # 213 rows (212.5 half up): 107 rows of padding
     assert (f.resized, f.pad_y, f.pad_x) == ((213, 320), 53, 0)
     assert (f.frame, f.input, f.mode) == ((425, 640), (320, 320), "letterbox")
+    f = fit((640, 425), (320, 320))  # the same on the other axis: 107 columns
+    assert (f.resized, f.pad_y, f.pad_x) == ((320, 213), 0, 53)
     s = fit((425, 640), (320, 320), "stretch")
     assert (s.input, s.mode, s.pad_x, s.pad_y) == ((320, 320), "stretch", 0.0, 0.0)
 

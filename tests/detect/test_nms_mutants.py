@@ -122,6 +122,11 @@ def test_weighted_nms_accumulates_in_float32_and_returns_float32() -> None:
     want = acc / (np.float32(0) + s0 + s1)
     assert p.dtype == np.float32 and s.dtype == np.float32
     np.testing.assert_array_equal(p[0], want)
+    # a model's [N, 1] scores read as [N]
+    p1, s1 = weighted_nms(pts, np.float32([[0.9], [0.6]]), iou_threshold=0.3,
+                          score_threshold=0.5)
+    np.testing.assert_array_equal(p1, p)
+    np.testing.assert_array_equal(s1, s)
     # nothing above the threshold: empty float32 arrays of the points' shape
     p, s = weighted_nms(pts, [0.2, 0.1], iou_threshold=0.3, score_threshold=0.5)
     assert p.shape == (0, 2, 2) and p.dtype == np.float32
