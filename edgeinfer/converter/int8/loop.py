@@ -65,6 +65,7 @@ class Judge(Protocol):
 
 def check_budget(max_latency_ratio: float | None, latency: Callable[[bytes], float] | None
                  ) -> None:
+    """Refused before any work: a budget needs a positive ratio and a latency to hold it."""
     if max_latency_ratio is not None and (latency is None or not max_latency_ratio > 0):
         raise ConfigError("--max-latency-ratio needs a positive ratio and a latency measure")
 
