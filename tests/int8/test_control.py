@@ -37,8 +37,12 @@ def fashion_sets(fashion_artifact):
 
 @pytest.fixture(scope="module")
 def controlled(fashion_sets, tmp_path_factory):
+    """The loop from MinMax's nearest rounding, on purpose: this module tests a loop that
+    must keep layers float, and AdaRound (the default since session 10) meets 99.3% with
+    every layer int8 on these frames (0 of 5 kept float)."""
     out = tmp_path_factory.mktemp("int8ctl") / "fashion_ctl.onnx"
-    return convert("fashion", out, quantize="int8", parity_limit=TUNE, min_agreement=TARGET)
+    return convert("fashion", out, quantize="int8", parity_limit=TUNE, min_agreement=TARGET,
+                   int8_method="minmax")
 
 
 def _agreement(model, ref, frames) -> float:
@@ -57,9 +61,14 @@ def test_control_meets_a_target_plain_int8_misses(controlled, fashion_int8, fash
     test, _ = fashion_sets
     rest = test.frames[TUNE:]
     ref = ArtifactRunner(str(fashion_artifact)).run(rest)
-    plain, chosen = _agreement(str(fashion_int8), ref, rest), _agreement(
-        str(controlled.path), ref, rest)
+    _, cal = fashion_sets
+    meta = read_metadata(str(fashion_artifact))
+    with OnnxInt8(onnx.load_model(fashion_artifact), cal) as q:  # where the loop started
+        plain = _agreement(with_metadata(q.build([]), meta).SerializeToString(), ref, rest)
+    chosen = _agreement(str(controlled.path), ref, rest)
     assert chosen > plain, (chosen, plain)
+    # the default (AdaRound, every layer int8) also beats plain MinMax there
+    assert _agreement(str(fashion_int8), ref, rest) > plain
 
 
 def test_kept_float_layers_are_recorded_and_really_float(controlled):
