@@ -68,6 +68,10 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
                          ["tests/detect/test_detect_gate_sets.py",
                           "tests/detect/test_detect_certify.py",
                           "tests/detect/test_gate_sets_mutants.py"]),
+    "tolerances_detect": ("edgeinfer/parity/tolerances.py",
+                          ["tests/parity/test_stats.py", "tests/detect/test_detect_certify.py",
+                           "tests/detect/test_gate_sets_mutants.py",
+                           "tests/detect/test_tolerances_detect_mutants.py"]),
 }
 
 # per-target mutant names (fnmatch) when only part of a module is the target: mutmut 3
