@@ -101,9 +101,9 @@ def latency_vs(fp32: bytes, frames: Sequence[Any], runs: int = LATENCY_RUNS
     """The loop's speed measure: a model's frame -> boxes time (served by
     ``ArtifactDetector``, 1 thread) as a ratio to fp32's - the median over ``runs`` rounds
     x ``frames`` of PAIRED calls, one frame through both models back to back, the order
-    alternating each round (``runtime.timing.paired_ratios``). Why paired: on the
-    loaded 2 cores, ``timing.ratio_to`` (p50s of interleaved chunks) read 0.78-1.07x (once
-    1.28x) for the same int8 across runs; the median paired ratio read 0.979-0.994x."""
+    alternating each round (``runtime.timing.paired_ratios``). Why paired: on the loaded
+    2 cores, p50s of interleaved chunks (the removed ``timing.ratio_to``) read 0.78-1.07x
+    (once 1.28x) for the same int8 across runs; the median paired ratio read 0.979-0.994x."""
     from edgeinfer.runtime.detect.artifact_detector import ArtifactDetector
     from edgeinfer.runtime.timing import paired_ratios
 
