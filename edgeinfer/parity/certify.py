@@ -280,6 +280,10 @@ def explain_detections(d: DetectionAgreement, bound: float, sides: tuple[str, st
     lo = d.f1_ci95[0]
     head = (f"{d.matched} of {d.union} detections agree ({d.only_a} only in the {sides[0]}, "
             f"{d.only_b} only in the {sides[1]})")
+    if d.union == 0:  # no rate was measured: "at this rate no number certifies" would be
+        k = frames_to_certify(union_of_f1(bound), CAP)  # wrong (191 matched would at 99%)
+        return (f"no detections on either side over {d.frames} frames: nothing was compared; "
+                f"to certify F1 >= {pct(bound)} you need at least {k} detections, all matched")
     need = frames_needed(union_of_f1(bound), d.only_a + d.only_b, d.union)
     if need is None:
         return (f"{head}; at this rate no number of detections certifies F1 >= {pct(bound)} "

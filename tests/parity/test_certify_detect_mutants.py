@@ -73,3 +73,20 @@ def test_a_target_below_the_floor_is_certified_at_the_target_and_said_exactly() 
     assert c.reason.endswith("to certify F1 >= 98.50% you need at least 1242 detections with "
                              "at most 25 unmatched, about 621 frames like these (95% lower "
                              "bound now 96.37%)")
+
+
+def test_no_detections_on_either_side_is_not_called_uncertifiable() -> None:
+    """Neither side detected anything on 12 frames: the reason said "at this rate no number
+    of detections certifies" (no rate was measured; 191 matched would). Found by C's
+    mutation run, session 10."""
+    from edgeinfer.parity.certify import (
+        NOT_CERTIFIED,
+        DetectionAgreement,
+        certify_detections,
+    )
+
+    c = certify_detections(DetectionAgreement(0, 0, 0, frames=12), 0.99)
+    assert c.base == NOT_CERTIFIED
+    assert "no detections on either side over 12 frames" in c.reason
+    assert "no number" not in c.reason
+    assert "you need at least 191 detections, all matched" in c.reason
