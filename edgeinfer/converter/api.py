@@ -136,11 +136,10 @@ def convert(
     """
     say: Progress = progress or (lambda _msg: None)
     from edgeinfer.converter.detect_convert import as_result, is_detector
+    from edgeinfer.converter.int8.conversion import int8_method as resolve_method
 
+    int8_method = resolve_method(int8_method, quantize, detector=is_detector(source))
     if is_detector(source):  # issue 28: a detector has its own build and gate
-        if int8_method == "adaround":  # detect_int8.py rounds to nearest: not ignored silently
-            raise ConfigError("--int8-method adaround is for classifiers: a detector's int8 "
-                              "rounds its weights to nearest (MinMax)")
         return as_result(source, output, weights=weights, quantize=quantize, progress=say,
                          format=format, frame_size=frame_size, fit=fit, spec_from=spec_from,
                          accept_spec=accept_spec, max_latency_ratio=max_latency_ratio)
@@ -159,8 +158,6 @@ def convert(
     if controlled_ and quantize != "int8":
         raise ConfigError("--min-agreement/--max-drop/--max-latency-ratio control int8 "
                           "quantisation: use them with --quantize int8")
-    from edgeinfer.converter.int8.conversion import int8_method as resolve_method
-    int8_method = resolve_method(int8_method, quantize)
     require("onnx", "convert", "converting models")
     chosen = resolve(source, spec, spec_from=spec_from)
     spec, derived_spec = chosen.spec, chosen.derived

@@ -46,9 +46,11 @@ class Int8Method(str):
         return m
 
 
-def int8_method(method: str | None, quantize: str | None) -> str:
+def int8_method(method: str | None, quantize: str | None, detector: bool = False) -> str:
     """The int8 method a conversion uses (``method`` None: the default), refused when it
-    names none or comes without ``--quantize int8``.
+    names none or comes without ``--quantize int8``. A ``detector``'s int8
+    (converter/detect_int8.py) rounds to nearest: ``minmax``, and AdaRound asked for is
+    refused rather than ignored.
 
     AdaRound's fit runs in torch (the ``convert`` extra). Asked for by name without torch:
     refused in one line that names the extra and ``--int8-method minmax``. Only the
@@ -60,7 +62,10 @@ def int8_method(method: str | None, quantize: str | None) -> str:
     if method is not None and quantize != "int8":
         raise ConfigError("--int8-method chooses how int8 weights are rounded: use it with "
                           "--quantize int8")
-    chosen = method or DEFAULT_INT8_METHOD
+    if detector and method == "adaround":
+        raise ConfigError("--int8-method adaround is for classifiers: a detector's int8 "
+                          "rounds its weights to nearest (MinMax)")
+    chosen = "minmax" if detector else method or DEFAULT_INT8_METHOD
     if quantize != "int8" or chosen != "adaround" or _torch_imports():
         return Int8Method(chosen)
     if method is not None:

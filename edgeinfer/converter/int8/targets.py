@@ -173,6 +173,8 @@ def rounding_note(provenance: dict[str, Any], quant: dict[str, Any] | None = Non
     """``weights AdaRounded: 50 layers, 200 steps each, 32 calibration frames, 95 s`` for an
     artifact whose int8 weights were reconstructed (adaround_onnx.py), else None."""
     r = provenance.get("int8_rounding") or (quant or {}).get("rounding")
+    if isinstance(r, dict) and r.get("reason"):  # the default fell back (conversion.NO_TORCH)
+        return f"weights not AdaRounded: {r['reason']}"
     if not isinstance(r, dict) or r.get("method") != "adaround":
         return None
     kept = r.get("kept_nearest") or []
