@@ -132,7 +132,7 @@ def convert(
     Paths, the label count and every parity image are checked before the export; an
     undecodable image is refused with its reason, or left out with ``skip_bad`` (the
     verdict counts it). ``audit_frames``: how many parity frames the spec audit uses.
-    ``int8_method``: ``minmax`` or ``adaround`` (:mod:`edgeinfer.converter.int8.conversion`).
+    ``int8_method``: ``adaround`` (the default) or ``minmax`` (converter/int8/conversion.py).
     """
     say: Progress = progress or (lambda _msg: None)
     from edgeinfer.converter.detect_convert import as_result, is_detector
