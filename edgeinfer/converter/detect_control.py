@@ -154,6 +154,7 @@ class DetectionF1:
         self.t0, self.build, self.candidates, self.detect = (time.perf_counter(), build,
                                                              list(candidates), detect)
         self.sets, self.say, self.latency, self.budget = sets, say, latency, max_latency_ratio
+        self.budget_is_ratio = True  # latency_vs gives ratios to fp32's frame -> boxes time
         self.names = [k for k, v in sets.items() for _ in v]
         self.frames = [f for v in sets.values() for f in v]
         self.ref = detect(fp32, self.frames)

@@ -101,3 +101,26 @@ def test_a_step_that_does_not_raise_the_metric_is_not_taken(loop) -> None:
     assert steps["c"].kept_float == ["a", "c"] and not steps["c"].meets
     assert sorted(res.final.kept_float) == ["a", "b"] and res.final.meets
     assert sum("not taken" in x for x in lines) == 1
+
+
+def test_the_latency_cap_line_states_the_budget_in_its_own_unit() -> None:
+    """The detector's budget is a ratio to fp32 (its latency measure gives ratios); the
+    cap's line said "within 1.10 ms per frame" for it (session 10)."""
+    from edgeinfer.converter.int8.loop import latency_cap
+
+    order = ["a", "b", "c", "d"]
+    cost = {k: 0.6 + 0.1 * k for k in range(5)}  # each float layer adds 0.1
+
+    def build(keep):
+        return str(len(keep)).encode()
+
+    def latency(model: bytes) -> float:
+        return cost[int(model)]
+
+    lines: list[str] = []
+    assert latency_cap(build, latency, order, 4, 0.6, 0.85, lines.append, ratio=True) == 2
+    assert lines == ["int8 control: at most 2 of 4 ranked layers float within 0.85x fp32's "
+                     "latency (1 thread)"]
+    lines.clear()
+    assert latency_cap(build, latency, order, 4, 0.6, 0.85, lines.append) == 2
+    assert lines[0].endswith("within 0.85 ms per frame (1 thread)")

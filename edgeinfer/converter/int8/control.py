@@ -96,6 +96,7 @@ class Agreement:
                                  max_latency_ratio=max_latency_ratio)
         fp32_ms = self.res.fp32_latency_ms
         self.budget = max_latency_ratio * fp32_ms if max_latency_ratio and fp32_ms else None
+        self.budget_is_ratio = False  # ms per frame
 
     def measure(self, keep: list[str], added: str | None) -> tuple[bytes, Trial, np.ndarray]:
         t = time.perf_counter()

@@ -49,6 +49,7 @@ class Judge(Protocol):
     build: Callable[[Sequence[str]], bytes]
     latency: Callable[[bytes], float] | None
     budget: float | None  # the latency budget, in ``cost``'s unit
+    budget_is_ratio: bool  # that unit is x fp32 (the detector), not ms (the classifier)
     budget_only: bool  # no target: the most accurate int8 within the budget
 
     def measure(self, keep: list[str], added: str | None) -> tuple[bytes, Any, np.ndarray]: ...
@@ -91,7 +92,7 @@ def search(j: Judge, cap: int) -> tuple[bytes, Any]:
     order = [c for c, _ in j.res.ranking]
     if j.budget is not None and plain is not None and j.latency is not None:
         cap = j.res.latency_cap = latency_cap(j.build, j.latency, order, cap, plain, j.budget,
-                                              j.say)
+                                              j.say, ratio=j.budget_is_ratio)
         if cap == 0:
             refuse(j, trials, s, j.note("no_room", s))
     best: Pick = (model, s)
@@ -169,8 +170,9 @@ def finish(j: Judge, pick: Pick, trials: list[Any]) -> tuple[bytes, Any]:
 
 def latency_cap(build: Callable[[Sequence[str]], bytes], latency: Callable[[bytes], float],
                 order: list[str], cap: int, plain_ms: float, budget_ms: float,
-                say: Progress) -> int:
-    """The most best-ranked layers that can be float within ``budget_ms`` (1 thread).
+                say: Progress, ratio: bool = False) -> int:
+    """The most best-ranked layers that can be float within ``budget_ms`` (1 thread;
+    ``ratio``: the budget and the latencies are ratios to fp32's, the detector's unit).
 
     Latency grows with the float layers, roughly: bisect on it alone (a build and a timing
     per probe, no held-out run); 0 when plain int8 is already over the budget.
@@ -183,6 +185,8 @@ def latency_cap(build: Callable[[Sequence[str]], bytes], latency: Callable[[byte
     while hi - lo > 1 and lo < cap:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if latency(build(order[:mid])) <= budget_ms else (lo, mid)
-    say(f"int8 control: at most {lo} of {len(order)} ranked layers float within "
-        f"{budget_ms:.2f} ms per frame (1 thread)")
+    within = (f"{budget_ms:.2f}x fp32's latency" if ratio else
+              f"{budget_ms:.2f} ms per frame")
+    say(f"int8 control: at most {lo} of {len(order)} ranked layers float within {within} "
+        "(1 thread)")
     return lo
