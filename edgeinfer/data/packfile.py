@@ -11,7 +11,8 @@ Format (``edgeinfer-parity-pack``, version 1) - a zip archive (deflate) of:
   class names, in output order), ``source`` (the framework source's provenance: framework,
   version, source, weights sha256), ``data`` (name, n, ids, labelled, class_names),
   ``tolerances`` (the registry entries that apply, ``"format/dtype"`` -> max_abs, min_top1,
-  reason), ``members`` (name -> sha256, dtype, shape of every array) and ``encoded``.
+  reason, and ``over`` where max_abs bounds the 99th-percentile frame), ``members``
+  (name -> sha256, dtype, shape of every array) and ``encoded``.
 - ``frames.npy``: uint8, every frame flattened and concatenated (lossless, any sizes);
   ``frame_shapes.npy``: int64 ``[N, 3]`` (H, W, C) to cut them apart again.
 - ``reference.npy``: float32 ``[N, K]``, the framework's softmax probabilities (float32

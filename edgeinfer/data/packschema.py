@@ -155,6 +155,7 @@ def check_manifest(m: Any) -> Manifest:
             raise ManifestError(f"field {where}max_abs is missing")
         _number(e, "min_top1", where, 0.0, 1.0)
         _typed(e, "reason", str, where)
+        _typed(e, "over", str, where)  # the statistic max_abs bounds, where not the max
     artifact = _typed(m, "artifact", dict, "")
     if artifact is not None:
         for key in ("name", "format", "dtype"):

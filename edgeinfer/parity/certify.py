@@ -220,10 +220,10 @@ def drop_bound(dtype: str, provenance: dict[str, Any] | None) -> float | None:
 
 def against(cmp: Comparison, tol: Tolerance) -> Comparison:
     """The same comparison judged by another tolerance (a budget-only int8 artifact, gated
-    with no bound, has its figures stated against the default target's)."""
-    return replace(cmp, tolerance_min_top1=tol.min_top1, tolerance_max_abs=tol.max_abs,
-                   passed=(cmp.nonfinite == 0 and cmp.max_abs <= tol.max_abs
-                           and cmp.top1_agreement >= tol.min_top1))
+    with no bound, has its figures stated against the default target's). The rule is
+    ``Comparison.judged_by``, the one ``compare`` uses: the same statistic (max or the
+    99th-percentile frame, the tolerance's ``over``) is judged by both."""
+    return cmp.judged_by(tol)
 
 
 # ---------------------------------------------------------------- detection agreement

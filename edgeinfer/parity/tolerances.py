@@ -6,12 +6,25 @@ tolerance is changed in one place, with its reason next to it. Keys are
 compared tensors (probabilities for model outputs, 0..1-scaled pixels times 1/std for
 preprocessing); ``min_top1`` is the minimum fraction of identical top-1 predictions.
 NaN or inf in either side always fails, whatever the tolerance.
+
+``over`` says which statistic of the probabilities ``max_abs`` bounds: ``"max"`` (every
+value of every frame) or ``"frame_p99"`` (the 99th percentile over frames of each frame's
+largest |dprob|). Why two: a maximum over N frames grows with N, so a bound on it refuses
+more often the more evidence the user brings (issue 26: an int8 EfficientNet-Lite0 agreeing
+with fp32 on 99.1% of 1000 photos was refused because one photo moved by 0.39). The
+percentile converges instead; a systematic distortion (more than 1% of frames) still
+exceeds it. Only the int8 entries use it: every other bound is a rounding-level bound
+that no frame may exceed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+MAX = "max"  # max_abs bounds every value of every frame
+FRAME_P99 = "frame_p99"  # max_abs bounds the 99th percentile over frames of each frame's max
+STATISTICS = (MAX, FRAME_P99)
 
 
 @dataclass(frozen=True)
@@ -20,6 +33,11 @@ class Tolerance:
     min_top1: float
     reason: str
     max_mean: float | None = None  # a bound on the mean as well, where one is kept
+    over: str = MAX  # the statistic max_abs bounds (module docstring)
+
+    def __post_init__(self) -> None:
+        if self.over not in STATISTICS:
+            raise ValueError(f"Tolerance.over must be one of {STATISTICS}, not {self.over!r}")
 
 
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
@@ -52,11 +70,20 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("onnx", "int8"): Tolerance(
         0.25, 0.99,
         "int8 changes activations by up to half a quantisation step per layer; the bound on "
-        "probabilities is loose, and the real gate is >=99% top-1 agreement with fp32.",
+        "probabilities is loose, and the real gate is >=99% top-1 agreement with fp32. It "
+        "bounds the 99th-percentile frame (over=frame_p99), not the max: one near-tie photo "
+        "in a hundred may move a lot without any systematic distortion. Measured p99-frame / max "
+        "(docs/int8/probability_bound.md): fashion TFLite int8 10k images 0.013-0.044 / "
+        "0.041-0.107 (the max of 100 images 0.014-0.049: it grows with N, the p99 does not); "
+        "EfficientNet-Lite0 int8 on 1000 photos 0.035-0.129 / 0.053-0.189; one AdaRound "
+        "photo moved 0.39 at 99.1% agreement. 0.25 is twice the worst p99 seen.",
+        over=FRAME_P99,
     ),
     ("tflite", "int8"): Tolerance(
         0.25, 0.99,
-        "same reasoning as ONNX int8: judged by top-1 agreement with fp32 on real data.",
+        "same reasoning as ONNX int8: judged by top-1 agreement with fp32 on real data, the "
+        "probability bound on the 99th-percentile frame.",
+        over=FRAME_P99,
     ),
     ("consistency", "batch"): Tolerance(
         1e-5, 1.0,
@@ -189,8 +216,11 @@ DETECT_KINDS = (("detect_boxes", "fp32"), ("detect_scores", "fp32"))
 def pack_entries(kinds: tuple[tuple[str, str], ...] = ARTIFACT_KINDS
                  ) -> dict[str, dict[str, Any]]:
     """The tolerance entries that apply to artifacts, as stored in a parity pack
-    (``DETECT_KINDS`` for a detector's)."""
+    (``DETECT_KINDS`` for a detector's). ``over`` is stored only where it is not ``"max"``,
+    so the entries of packs written before it existed read the same."""
     return {f"{k}/{d}": {"max_abs": TOLERANCES[(k, d)].max_abs,
                          "min_top1": TOLERANCES[(k, d)].min_top1,
-                         "reason": TOLERANCES[(k, d)].reason}
+                         "reason": TOLERANCES[(k, d)].reason,
+                         **({"over": TOLERANCES[(k, d)].over}
+                            if TOLERANCES[(k, d)].over != MAX else {})}
             for k, d in kinds if (k, d) in TOLERANCES}

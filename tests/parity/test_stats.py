@@ -94,7 +94,7 @@ def test_shapes_must_match_and_empty_is_neutral():
 
 def test_summary_line():
     c = compare(_ref(), _ref(), TOL, "torch", "onnx")
-    assert c.summary() == ("PASS onnx vs torch: n=4 max|dprob|=0.00e+00 (tol 1e-01) top-1 "
+    assert c.summary() == ("PASS onnx vs torch: n=4 max|dprob|=0.00e+00 (tol 0.1) top-1 "
                            "agreement=100.00% [95% CI 51.0%, 100.0%] (min 50%)")
     assert c.summary("NOT CERTIFIED").startswith("NOT CERTIFIED onnx vs torch")
     out = _ref()

@@ -53,7 +53,7 @@ def markdown_table(result: LadderResult) -> str:
         for k, c in enumerate(comps):
             first = k == 0
             vs = c.reference + (REPORTED if s.judged is not None else "")
-            rows.append([s.name if first else "", vs, f"{c.max_abs:.1e}",
+            rows.append([s.name if first else "", vs, c.abs_text(".1e"),
                          f"{c.p99_abs:.1e}", f"{c.max_rel:.1e}", _pct(c.top1_agreement),
                          _pct(c.top5_agreement), str(c.flips), _acc(s) if first else "",
                          *(cons if first else ["", ""]), size if first else "",

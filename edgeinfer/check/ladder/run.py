@@ -244,7 +244,7 @@ def ladder_table(res: LadderResult) -> str:
             lead = (s.name, vs) if k == 0 else ("", vs)
             tail = ((_fmt_acc(s.accuracy), *cons, size, ms, s.verdict) if k == 0
                     else ("", "", "", "", "", ""))
-            rows.append((*lead, f"{st.max_abs:.1e}", f"{st.p99_abs:.1e}",
+            rows.append((*lead, st.abs_text(".1e"), f"{st.p99_abs:.1e}",
                          f"{st.top1_agreement:.2%}", f"{st.top5_agreement:.2%}",
                          str(st.flips), *tail))
         rows += [("", n, w, b, *[""] * 8, v) for n, w, b, v in map(stage_row, s.stages)]

@@ -105,7 +105,7 @@ class VerifyResult:
         main = self.steps[0].comparison
         lo, hi = main.top1_ci95
         head = (f"{self.verdict}: {self.format}-{self.dtype} on {main.n} frames, max|dp| "
-                f"{main.max_abs:.2e}, top-1 agreement {main.top1_agreement:.2%} "
+                f"{main.abs_text()}, top-1 agreement {main.top1_agreement:.2%} "
                 f"[95% CI {lo:.1%}, {hi:.1%}]")
         return head + (" - " + "; ".join(bad) if bad else "")
 
