@@ -37,7 +37,7 @@ import numpy as np
 
 from edgeinfer.parity.prefix import prefix_runner
 from edgeinfer.parity.stats import Comparison, compare
-from edgeinfer.parity.tolerances import Tolerance, tolerance
+from edgeinfer.parity.tolerances import FRAME_P99, Tolerance, tolerance
 from edgeinfer.probs import softmax
 from edgeinfer.progress import Progress
 from edgeinfer.spec import PreprocessSpec
@@ -251,8 +251,11 @@ def failures(checks: Sequence[StageCheck]) -> list[str]:
 def parity_figure(parity: dict[str, Any]) -> str:
     """The headline |dprob| of an artifact's ``edgeinfer.parity`` entry, saying what it is:
     judged by stage, the primary figure is the model stage's and the end-to-end one is
-    reported beside it; otherwise it is the end-to-end comparison."""
+    reported beside it; otherwise it is the end-to-end comparison. Under an int8 tolerance
+    (``tolerance_over`` frame_p99) the judged 99th-percentile frame follows the max."""
     head = f"max|dprob| {parity.get('max_abs', float('nan')):.2e}"
+    if parity.get("tolerance_over") == FRAME_P99 and "frame_p99_abs" in parity:
+        head += f" (p99-frame {parity['frame_p99_abs']:.2e}, judged)"
     e2e = parity.get("vs_end_to_end")
     if not parity.get("stages") or not isinstance(e2e, dict):
         return head

@@ -142,3 +142,15 @@ def test_a_pack_manifest_types_the_statistic():
     bad["onnx/int8"]["over"] = 3
     with pytest.raises(ManifestError, match=r"field tolerances.onnx/int8.over must be a str"):
         check_manifest({"tolerances": bad})
+
+
+def test_convert_and_info_name_the_judged_figure_of_an_int8_entry(real_probs):
+    """``edgeinfer convert`` and ``info`` print an artifact's stored parity entry: an int8
+    PASS beside a max above 0.25 must say which figure was judged."""
+    from edgeinfer.parity.stages import parity_figure
+
+    out, _ = moved(real_probs, 200, 0.4)
+    entry = compare(real_probs, out, tolerance("onnx", "int8")).to_dict()
+    assert parity_figure(entry) == "max|dprob| 4.00e-01 (p99-frame 0.00e+00, judged)"
+    fp32 = compare(real_probs, out, tolerance("onnx", "fp32")).to_dict()
+    assert parity_figure(fp32) == "max|dprob| 4.00e-01"
