@@ -10,9 +10,8 @@
   (one flip moves F1 0.7 points) is not taken unless other frames agree;
 - speed (issue 28: the ONNX int8 met F1 0.99 only with 13 of 16 layers float, at 1.02x fp32):
   without a budget (``max_latency_ratio``, honoured even >= 1) the chosen int8 must run at
-  <= ``FASTER`` (0.9x) fp32, timed paired at 1 thread, else refused ("no fake int8"). Why
-  not 1.0: the ONNX int8 met F1 with 11 of 16 layers float at 0.98x (fp32 against itself
-  reads 0.994-1.005x): no int8 worth shipping, and a rule at 1.0 would flip on noise.
+  <= ``FASTER`` (0.9x) fp32, timed paired at 1 thread, else refused ("no fake int8"): the
+  loop's one rule (:func:`edgeinfer.converter.int8.loop.too_slow`), the classifier's too.
 
 Builders: ``detect_int8``'s ``build(keep_float) -> bytes``; detections as served
 (``runtime.detect.ArtifactDetector``).
@@ -28,12 +27,11 @@ from typing import Any
 import numpy as np
 
 from edgeinfer.converter.int8 import loop
-from edgeinfer.converter.int8.loop import LATENCY_RUNS, Pick
+from edgeinfer.converter.int8.loop import FASTER, LATENCY_RUNS, Pick
 from edgeinfer.converter.int8.record import Record
 from edgeinfer.parity.boxes import compare_boxes
 from edgeinfer.progress import Progress
 
-FASTER = 0.9  # without a budget, an int8 slower than this x fp32 is refused
 LATENCY_FRAMES = 6  # the gate's frames timed: 2 per aspect, every size
 
 Dets = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -237,7 +235,7 @@ class DetectionF1:
             if chosen.latency_ratio is None:
                 chosen.latency_ratio = self.latency(model)
             ratio, limit = chosen.latency_ratio, r.max_latency_ratio
-            if ratio > (limit if limit is not None else FASTER):
+            if loop.too_slow(ratio, limit) is not None:
                 loop.refuse(self, trials, chosen, self._no(
                     f"F1 vs fp32 {chosen.f1:.4f} needs {k} of {n} layers float, at "
                     f"{ratio:.2f}x fp32's 1-thread latency (" + (

@@ -22,7 +22,7 @@ import numpy as np
 from edgeinfer.converter.int8 import loop
 from edgeinfer.converter.int8.loop import LATENCY_RUNS, Pick, latency_cap
 from edgeinfer.converter.int8.record import ControlResult, Trial
-from edgeinfer.converter.int8.refusal import check_targets, int8_hints, refusal
+from edgeinfer.converter.int8.refusal import check_targets, int8_hints, not_faster, refusal
 from edgeinfer.errors import ConfigError
 from edgeinfer.parity.stats import wilson
 from edgeinfer.progress import Progress
@@ -184,14 +184,24 @@ class Agreement:
 
     def done(self, model: bytes, trials: list[Trial], chosen: Trial
              ) -> tuple[bytes, ControlResult]:
-        k, n = len(chosen.kept_float), self.res.candidates
-        self.say(f"int8 control: {k} of {n} layers kept float ({self.res.wall_s:.0f} s)")
-        if n and k > n // 2:
-            # EfficientNet-Lite0 on photos: 50 of 50 for 0.99 on 600 photos (docs/int8/control.md)
+        """Without a budget, refused unless faster than fp32 (the loop's one rule,
+        :func:`~edgeinfer.converter.int8.loop.too_slow`: EfficientNet-Lite0 met 99% with 49
+        of 50 layers float at 1.35x fp32, 18.58 MB, and was written with a warning)."""
+        r, k = self.res, len(chosen.kept_float)
+        n = r.candidates
+        ratio = (chosen.latency_ms / r.fp32_latency_ms
+                 if chosen.latency_ms and r.fp32_latency_ms else None)
+        judged = ratio is not None and r.max_latency_ratio is None
+        limit = loop.too_slow(ratio) if judged else None
+        if ratio is not None and limit is not None:
+            loop.refuse(self, trials, chosen, not_faster(r, chosen, ratio, limit))
+        self.say(f"int8 control: {k} of {n} layers kept float ({r.wall_s:.0f} s)")
+        if n and k > n // 2 and not judged:
+            # the speed rule did not judge it (no latency measure, or a budget was given)
             self.say(f"warning: {k} of {n} layers float leaves little of int8's speed and "
                      "size: cap them with --max-float-layers (the loop then refuses instead), "
                      "lower the target, or ship fp32")
-        return model, self.res
+        return model, r
 
 
 __all__ = ["LATENCY_RUNS", "ControlResult", "Trial", "check_targets", "control", "int8_hints",

@@ -40,16 +40,38 @@ def check_targets(min_agreement: float | None, max_drop: float | None,
                               "labels (use a labelled folder as --parity-data)")
 
 
-def refusal(res: ControlResult, s: Trial, over_budget: bool = False) -> str:
-    """The one-line refusal: what was reached, and what to try. ``over_budget``: plain
-    int8 (``s``) is already slower than the latency budget, so every int8 is (layers kept
-    float only add time), whether or not it meets the target."""
-    lo, hi = s.ci95
+def wanted(res: ControlResult) -> list[str]:
+    """The targets asked, in the refusals' words."""
     want = []
     if res.min_agreement is not None:
         want.append(f"{res.min_agreement:.2%} agreement (95% lower bound)")
     if res.max_drop is not None:
         want.append(f"an accuracy drop <= {res.max_drop:.2%}")
+    return want
+
+
+def not_faster(res: ControlResult, s: Trial, ratio: float, limit: float) -> str:
+    """The one-line refusal of a chosen int8 that is not faster than fp32 (no budget given):
+    int8 in name only (EfficientNet-Lite0: 49 of 50 layers float, 1.35x fp32, 18.58 MB)."""
+    k, n = len(s.kept_float), res.candidates
+    float_ = f"keeps {k} of {n} layers float" if k else "keeps every layer int8"
+    other = ("ship the fp32 artifact (or fp16 TFLite)" if res.fmt == "tflite" else
+             "ship the fp32 artifact (or fp16 TFLite), try the TFLite int8 (-o m.tflite)")
+    want = ([f">= {res.min_agreement:.2%} agreement"] if res.min_agreement is not None else []
+            ) + ([f"an accuracy drop <= {res.max_drop:.2%}"] if res.max_drop is not None else [])
+    return (f"int8 not written: meeting {' and '.join(want) or 'the target'} {float_} "
+            f"and runs at {ratio:.2f}x fp32's 1-thread latency - not faster than fp32 (an "
+            f"int8 must run at <= {limit:g}x without a budget): {other}, or give "
+            "--max-latency-ratio R: alone, the most accurate int8 within R x fp32; with the "
+            "target, the fewest layers float that meet it within R")
+
+
+def refusal(res: ControlResult, s: Trial, over_budget: bool = False) -> str:
+    """The one-line refusal: what was reached, and what to try. ``over_budget``: plain
+    int8 (``s``) is already slower than the latency budget, so every int8 is (layers kept
+    float only add time), whether or not it meets the target."""
+    lo, hi = s.ci95
+    want = wanted(res)
     if not want or over_budget:  # plain int8 already exceeds the latency budget
         return (f"artifact not written: plain int8 takes {s.latency_ms or 0:.2f} ms per frame "
                 f"(1 thread), above {res.max_latency_ratio:.2f}x fp32's "
