@@ -25,6 +25,7 @@ from edgeinfer.runtime.metadata import read_metadata
 
 TUNE = 4000  # the first 4000 test images tune; the other 6000 only confirm
 TARGET = 0.993  # 95% lower bound; plain int8's is ~99.0% on 4000 frames
+BUDGET = 1.5  # x fp32's 1-thread latency: every layer of this model may be float within it
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +40,13 @@ def fashion_sets(fashion_artifact):
 def controlled(fashion_sets, tmp_path_factory):
     """The loop from MinMax's nearest rounding, on purpose: this module tests a loop that
     must keep layers float, and AdaRound (the default since session 10) meets 99.3% with
-    every layer int8 on these frames (0 of 5 kept float)."""
+    every layer int8 on these frames (0 of 5 kept float). A budget on purpose too: on this
+    28x28 model one float layer costs ONNX its speed-up (features.0 float: 0.98-1.01x fp32 in
+    convert, plain int8 0.81x), which without a budget is refused since session 10 (no fake
+    int8: ``test_a_float_heavy_int8_is_not_written_unless_faster``)."""
     out = tmp_path_factory.mktemp("int8ctl") / "fashion_ctl.onnx"
     return convert("fashion", out, quantize="int8", parity_limit=TUNE, min_agreement=TARGET,
-                   int8_method="minmax")
+                   int8_method="minmax", max_latency_ratio=BUDGET)
 
 
 def _agreement(model, ref, frames) -> float:
@@ -258,3 +262,27 @@ def test_every_layer_float_is_refused_not_written_as_int8():
                        ) as e:
         control(Builder(), run, b"fp32", frames, min_agreement=0.9)
     assert e.value.control.final.kept_float and len(e.value.control.final.kept_float) == 4
+
+
+@pytest.mark.slow  # a conversion (~40 s on two shared cores)
+def test_a_float_heavy_int8_is_not_written_unless_faster(tmp_path):
+    """Issue 26 "no fake int8", on the real loop: the fixture's conversion without its budget.
+    features.0 float met the target at 0.98-1.01x fp32 in three convert runs (plain int8
+    0.81x; load 5.3-6.2, avx2 avx512f avx512_vnni): refused, naming the ratio. The 0.05 ms
+    model's ratio depends on the process (0.80x for the same build timed alone, against the
+    fp32 file: docs/int8/control.md), so the rule is pinned either way: nothing over 0.9x
+    fp32 is written, and a refusal names its figure."""
+    from edgeinfer.converter.int8.loop import FASTER
+
+    out = tmp_path / "f.onnx"
+    try:
+        res = convert("fashion", out, quantize="int8", parity_limit=TUNE, min_agreement=TARGET,
+                      int8_method="minmax")
+    except ParityError as e:
+        msg, ctl = str(e), e.control  # type: ignore[attr-defined]
+        ratio = ctl.final.latency_ms / ctl.fp32_latency_ms
+        assert "int8 not written" in msg and "not faster than fp32" in msg, msg
+        assert ratio > FASTER and f"runs at {ratio:.2f}x fp32" in msg and not out.exists(), msg
+    else:
+        ctl = res.metadata.provenance["int8_control"]
+        assert ctl["steps"][-1]["latency_ms"] <= FASTER * ctl["fp32_latency_ms"], ctl
