@@ -9,6 +9,8 @@ the probabilities. When no trial meets the target on its bound, the best (never 
 float) ships if its ESTIMATE meets it (the gate says NOT CERTIFIED), else refused, naming the
 trial with the most layers float allowed. A budget without a target ships the capped build
 if it raises agreement above plain int8 (convert states it against the default target).
+Without a budget, an int8 chosen by the loop that is not faster than fp32 (> 0.9x, the
+detector's rule) is refused: int8 in name only.
 """
 
 from __future__ import annotations
