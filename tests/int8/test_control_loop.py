@@ -62,8 +62,8 @@ def agreement_loop(lines: list[str], **kw):
         def __call__(self, keep) -> bytes:
             return build(keep)
 
-    _, res = control(Builder(), run, b"fp32", frames, min_agreement=0.99, say=lines.append,
-                     **kw)
+    kw.setdefault("min_agreement", 0.99)
+    _, res = control(Builder(), run, b"fp32", frames, say=lines.append, **kw)
     return res
 
 
@@ -158,3 +158,14 @@ def test_the_latency_cap_line_states_the_budget_in_its_own_unit() -> None:
     lines.clear()
     assert latency_cap(build, latency, order, 4, 0.6, 0.85, lines.append) == 2
     assert lines[0].endswith("within 0.85 ms per frame (1 thread)")
+
+
+def test_an_all_int8_result_is_not_judged_by_the_speed_rule() -> None:
+    """What --quantize int8 asks for is not a fake: plain int8 meeting the target is written
+    even at 1.10x fp32 (the rule judges what the loop kept float; fashion's plain int8 reads
+    0.80-0.83x inside convert, so a 0.9x line would refuse a tiny model on load alone)."""
+    res = agreement_loop([], latency=speed(0.25, True), min_agreement=0.95)
+    assert res.final.kept_float == [] and res.final.meets
+    plain_slow = agreement_loop([], latency=lambda m: 10.0 if m == b"fp32" else 11.0,
+                                min_agreement=0.95)
+    assert plain_slow.final.kept_float == []
