@@ -107,6 +107,8 @@ def search(j: Judge, cap: int) -> tuple[bytes, Any]:
     if j.budget is not None and plain is not None and j.latency is not None:
         cap = j.res.latency_cap = latency_cap(j.build, j.latency, order, cap, plain, j.budget,
                                               j.say, ratio=j.budget_is_ratio)
+        if cap == 0 and j.budget_only:  # no layer float fits, plain int8 does: it is the
+            return finish(j, (model, s), trials)  # most accurate int8 within the budget
         if cap == 0:
             refuse(j, trials, s, j.note("no_room", s))
     best: Pick = (model, s)
