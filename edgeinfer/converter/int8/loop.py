@@ -6,7 +6,8 @@ a copy: a rule fixed in one had to be fixed twice). NNCF's recipe, on held-out f
 1. quantise fully; over a latency budget: refused (float layers only add time); meets: done;
 2. rank each layer by how much keeping it float alone lowers the error on the
    ``RANK_FRAMES`` worst frames; with a budget, cap the ranked layers float at the most
-   within it (:func:`latency_cap`); budget-only: the capped build, if it raises the metric;
+   within it (:func:`latency_cap`); budget-only: the capped build, if it raises the metric
+   (plain int8 when no layer float fits);
 3. add the ranked layers one at a time (``LINEAR``); a step that does not raise the metric
    is NOT taken (issue 26: agreement fell 99.60% -> 99.40% while the loop kept making layers
    float); then bisect the ranked layers not tried for the fewest that meet the target
