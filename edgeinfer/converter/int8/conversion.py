@@ -85,7 +85,7 @@ def _torch_imports() -> bool:
     too; the fit imports it next anyway)."""
     try:
         import torch  # noqa: F401
-    except ImportError:
+    except (ImportError, OSError):  # OSError: its native library cannot be loaded
         return False
     return True
 
