@@ -10,8 +10,9 @@
   (one flip moves F1 0.7 points) is not taken unless other frames agree;
 - speed (issue 28: the ONNX int8 met F1 0.99 only with 13 of 16 layers float, at 1.02x fp32):
   without a budget (``max_latency_ratio``, honoured even >= 1) the chosen int8 must run at
-  <= ``FASTER`` (0.9x) fp32, timed paired at 1 thread, else refused ("no fake int8"): the
-  loop's one rule (:func:`edgeinfer.converter.int8.loop.too_slow`), the classifier's too.
+  <= ``FASTER`` (0.9x) fp32, timed paired at 1 thread, else refused ("no fake int8"), unless
+  no layer was kept float: the loop's one rule (:func:`edgeinfer.converter.int8.loop.too_slow`),
+  the classifier's too.
 
 Builders: ``detect_int8``'s ``build(keep_float) -> bytes``; detections as served
 (``runtime.detect.ArtifactDetector``).
@@ -235,7 +236,7 @@ class DetectionF1:
             if chosen.latency_ratio is None:
                 chosen.latency_ratio = self.latency(model)
             ratio, limit = chosen.latency_ratio, r.max_latency_ratio
-            if loop.too_slow(ratio, limit) is not None:
+            if loop.too_slow(ratio, limit, k) is not None:
                 loop.refuse(self, trials, chosen, self._no(
                     f"F1 vs fp32 {chosen.f1:.4f} needs {k} of {n} layers float, at "
                     f"{ratio:.2f}x fp32's 1-thread latency (" + (

@@ -169,3 +169,27 @@ def test_an_all_int8_result_is_not_judged_by_the_speed_rule() -> None:
     plain_slow = agreement_loop([], latency=lambda m: 10.0 if m == b"fp32" else 11.0,
                                 min_agreement=0.95)
     assert plain_slow.final.kept_float == []
+
+
+def test_the_detectors_all_int8_result_is_not_judged_by_the_speed_rule() -> None:
+    """One rule for both judges (loop.too_slow): the detector exempted nothing, the
+    classifier all-int8 (review R10). With no box lost by any int8, plain int8 meets F1 at
+    1.10x fp32 and is written."""
+    from edgeinfer.converter.int8.loop import too_slow
+
+    assert too_slow(1.10, None, 0) is None and too_slow(1.10, None, 1) == 0.9
+    assert too_slow(1.10, 1.05, 0) == 1.05  # a budget is the user's, all-int8 or not
+    images, labels = load_fashion_mnist("test")
+    frames = []
+    for img, label in zip(images[:20], labels[:20], strict=True):
+        ys, xs = np.nonzero(img)
+        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+        frames.append(SimpleNamespace(boxes=box, classes=np.array([label])))
+
+    def detect(model: bytes, fr):
+        return [(f.boxes, np.full(1, 0.9), f.classes) for f in fr]
+
+    _, res = control_f1(build, LAYERS, detect, b"fp32", {"gate": frames[:10],
+                        "tune": frames[10:]}, 0.99, [].append,
+                        latency=lambda m: 1.0 if m == b"fp32" else 1.10)
+    assert res.final.kept_float == []

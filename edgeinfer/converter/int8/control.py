@@ -193,11 +193,8 @@ class Agreement:
         n = r.candidates
         ratio = (chosen.latency_ms / r.fp32_latency_ms
                  if chosen.latency_ms and r.fp32_latency_ms else None)
-        # an all-int8 result is what --quantize int8 asks for, not a fake: the rule judges
-        # what the loop kept float (fashion's plain int8 reads 0.80-0.83x inside convert: a
-        # tiny model's ratio near the line would refuse it on load alone)
-        judged = ratio is not None and r.max_latency_ratio is None and k > 0
-        limit = loop.too_slow(ratio) if judged else None
+        judged = ratio is not None and r.max_latency_ratio is None
+        limit = loop.too_slow(ratio, None, k) if judged else None
         if ratio is not None and limit is not None:
             loop.refuse(self, trials, chosen, not_faster(r, chosen, ratio, limit))
         self.say(f"int8 control: {k} of {n} layers kept float ({r.wall_s:.0f} s)")

@@ -54,7 +54,7 @@ def not_faster(res: ControlResult, s: Trial, ratio: float, limit: float) -> str:
     """The one-line refusal of a chosen int8 that is not faster than fp32 (no budget given):
     int8 in name only (EfficientNet-Lite0: 49 of 50 layers float, 1.35x fp32, 18.58 MB)."""
     k, n = len(s.kept_float), res.candidates
-    float_ = f"keeps {k} of {n} layers float" if k else "keeps every layer int8"
+    float_ = f"keeps {k} of {n} layers float"  # all-int8 is never judged (loop.too_slow)
     other = ("ship the fp32 artifact (or fp16 TFLite)" if res.fmt == "tflite" else
              "ship the fp32 artifact (or fp16 TFLite), try the TFLite int8 (-o m.tflite)")
     want = ([f">= {res.min_agreement:.2%} agreement"] if res.min_agreement is not None else []
