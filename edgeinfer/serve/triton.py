@@ -23,7 +23,6 @@ Triton's own ``ModelConfig`` schema from ``tritonclient``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from edgeinfer.artifact import INPUT_NAME, OUTPUT_NAME, ArtifactMetadata, sniff_
 from edgeinfer.data.files import display, load_model_bytes
 from edgeinfer.errors import ConfigError, positive_int
 from edgeinfer.runtime.loader import open_backend
+from edgeinfer.serve.triton_detect import _q
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
@@ -140,11 +140,6 @@ def _classifier(data: bytes, source: str, name: str, max_batch: int, instances: 
 
 def _one_line(label: str) -> str:
     return " ".join(label.split()) or "?"
-
-
-def _q(s: str) -> str:
-    """A protobuf text-format string literal (JSON escaping is a valid subset)."""
-    return json.dumps(s, ensure_ascii=True)
 
 
 def _config_text(name: str, source: str, max_batch: int, dims: list[int], k: int,

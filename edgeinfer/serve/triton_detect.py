@@ -23,11 +23,11 @@ onnxruntime only (to read the graph's inputs and outputs), imported when called.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from edgeinfer.artifact import INPUT_NAME, ArtifactMetadata
 from edgeinfer.errors import ModelError, one_line
-from edgeinfer.serve.triton import _q
 
 GRAPH_OUTPUTS = ("boxes", "scores", "classes")
 RUNTIME_OUTPUTS = ("boxes", "scores")
@@ -44,6 +44,12 @@ class DetectorConfig:
     labels: tuple[str, ...]
     max_batch: int
     note: str | None
+
+
+def _q(s: str) -> str:
+    """A protobuf text-format string literal (JSON escaping is a valid subset); the one
+    copy, which serve/triton.py imports (imports run triton -> triton_detect)."""
+    return json.dumps(s, ensure_ascii=True)
 
 
 def _dims(shape: list) -> list[int]:
