@@ -193,3 +193,18 @@ def test_the_detectors_all_int8_result_is_not_judged_by_the_speed_rule() -> None
                         "tune": frames[10:]}, 0.99, [].append,
                         latency=lambda m: 1.0 if m == b"fp32" else 1.10)
     assert res.final.kept_float == []
+
+
+def test_the_loop_says_first_how_many_disagreements_its_frames_allow() -> None:
+    """EfficientNet-Lite0 on 600 frames at 99% kept 49 of 50 layers float over 709 s to reach
+    one flip; the first line now says one is all 600 frames allow (session 10)."""
+    from edgeinfer.converter.int8.control import allowed
+
+    lines: list[str] = []
+    agreement_loop(lines)
+    assert lines[0] == ("int8 control: >= 99.00% (95% lower bound) on 1000 held-out frames "
+                        "allows at most 3 of them to disagree")
+    assert allowed(600, 0.99).endswith("on 600 held-out frames allows at most 1 of them to "
+                                       "disagree")
+    assert "cannot show >= 99.00%" in allowed(300, 0.99)
+    assert allowed(10000, 0.995).endswith("at most 36 of them to disagree")

@@ -66,6 +66,20 @@ def control(build: Int8Builder, run: Callable[[bytes, Sequence[np.ndarray]], np.
     return loop.search(j, j.res.max_float)
 
 
+def allowed(n: int, target: float) -> str:
+    """What the held-out frames let the loop certify, said before it starts: on 600 frames
+    99% (lower bound) allows ONE flip, and EfficientNet-Lite0's loop spent 709 s keeping 49
+    of 50 layers float to get there (session 10); the user sees why at the first line."""
+    k = -1
+    while k + 1 <= n and wilson(n - k - 1, n)[0] >= target:
+        k += 1
+    if k < 0:
+        return (f"int8 control: {n} held-out frames cannot show >= {target:.2%} (95% lower "
+                "bound) even with none disagreeing: met at best in estimate (NOT CERTIFIED)")
+    return (f"int8 control: >= {target:.2%} (95% lower bound) on {n} held-out frames allows "
+            f"at most {k} of them to disagree")
+
+
 class Agreement:
     """The classifier's judge for :func:`~edgeinfer.converter.int8.loop.search`: top-1
     agreement with fp32 (Wilson lower bound) and the labelled accuracy drop."""
@@ -99,6 +113,9 @@ class Agreement:
         fp32_ms = self.res.fp32_latency_ms
         self.budget = max_latency_ratio * fp32_ms if max_latency_ratio and fp32_ms else None
         self.budget_is_ratio = False  # ms per frame
+        if min_agreement is not None:
+            say(allowed(n, min_agreement))
+
 
     def measure(self, keep: list[str], added: str | None) -> tuple[bytes, Trial, np.ndarray]:
         t = time.perf_counter()
