@@ -57,8 +57,7 @@ def not_faster(res: ControlResult, s: Trial, ratio: float, limit: float) -> str:
     float_ = f"keeps {k} of {n} layers float"  # all-int8 is never judged (loop.too_slow)
     other = ("ship the fp32 artifact (or fp16 TFLite)" if res.fmt == "tflite" else
              "ship the fp32 artifact (or fp16 TFLite), try the TFLite int8 (-o m.tflite)")
-    want = ([f">= {res.min_agreement:.2%} agreement"] if res.min_agreement is not None else []
-            ) + ([f"an accuracy drop <= {res.max_drop:.2%}"] if res.max_drop is not None else [])
+    want = wanted(res)
     return (f"int8 not written: meeting {' and '.join(want) or 'the target'} {float_} "
             f"and runs at {ratio:.2f}x fp32's 1-thread latency - not faster than fp32 (an "
             f"int8 must run at <= {limit:g}x without a budget): {other}, or give "
