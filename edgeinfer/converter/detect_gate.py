@@ -186,14 +186,15 @@ def figure_failures(a: dict[str, Any], dtype: str = "fp32") -> list[str]:
     registry's ``detect_boxes`` / ``detect_scores`` bounds, as lines (``verify`` on the
     device judges the stored detections by these too)."""
     tb, ts = tolerance("detect_boxes", dtype), tolerance("detect_scores", dtype)
-    out = []
-    if not a["max_box_error_px"] <= tb.max_abs:
-        out.append(f"matched boxes differ by {a['max_box_error_px']:.3g} px in the "
-                   f"frame (bound {tb.max_abs:g})")
-    if not a["max_score_error"] <= ts.max_abs:
-        out.append(f"matched scores differ by {a['max_score_error']:.3g} "
-                   f"(bound {ts.max_abs:g})")
-    return out
+    return (beyond(a["max_box_error_px"], tb.max_abs, "matched boxes differ by {} px in the "
+                   "frame")
+            + beyond(a["max_score_error"], ts.max_abs, "matched scores differ by {}"))
+
+
+def beyond(value: float, bound: float, text: str) -> list[str]:
+    """``text`` with the value (``{}``) and the bound, as a one-item list, when ``value`` is
+    beyond ``bound`` or not a number (NaN fails); else nothing. The gate's one bound check."""
+    return [] if value <= bound else [f"{text.format(f'{value:.3g}')} (bound {bound:g})"]
 
 
 def detection_gate(blob: bytes, src: Any, frames: Sequence[Any], say: Progress,
@@ -206,16 +207,12 @@ def detection_gate(blob: bytes, src: Any, frames: Sequence[Any], say: Progress,
     stages = model_stages(blob, src, frames)
     served = ArtifactDetector(blob)
     det = detections_vs(served.arrays, src.framework, frames)
-    failures = []
-    if not stages["preprocessing_grey_levels"] <= pre.max_abs:
-        failures.append(f"preprocessing differs by {stages['preprocessing_grey_levels']:.3g} "
-                        f"grey levels (bound {pre.max_abs:g})")
-    if not stages["model_box_error_px"] <= tb.max_abs:
-        failures.append(f"model boxes differ by {stages['model_box_error_px']:.3g} px on "
-                        f"identical inputs (bound {tb.max_abs:g})")
-    if not stages["model_score_error"] <= ts.max_abs:
-        failures.append(f"model scores differ by {stages['model_score_error']:.3g} on "
-                        f"identical inputs (bound {ts.max_abs:g})")
+    failures = (beyond(stages["preprocessing_grey_levels"], pre.max_abs,
+                       "preprocessing differs by {} grey levels")
+                + beyond(stages["model_box_error_px"], tb.max_abs,
+                         "model boxes differ by {} px on identical inputs")
+                + beyond(stages["model_score_error"], ts.max_abs,
+                         "model scores differ by {} on identical inputs"))
     a = det["all"]
     failures += figure_failures(a, dtype)
     for aspect, r in det.items():
