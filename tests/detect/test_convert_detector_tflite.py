@@ -165,30 +165,18 @@ def test_tflite_int8_controlled_on_f1(tmp_path, converted, frames) -> None:
 def test_tflite_detector_served_over_oip(converted, frames) -> None:
     """`edgeinfer serve det.tflite`: a tritonclient round trip on real frames (one of the
     fixed size, others through the host letterbox) equals the in-process detector."""
-    import numpy as np
     import tritonclient.http as triton
 
     from edgeinfer.serve.config import ServeConfig
     from edgeinfer.serve.server import serve_in_thread
-    from tests.serve.conftest import encode
+    from tests.serve.conftest import assert_oip_detections
 
     path, _ = converted
     det = ArtifactDetector(path, threads=1)
     pick = [next(f for f in frames if f.image.shape[:2] == FIXED)] + list(frames[:3])
-    found = 0
     with serve_in_thread([path], ServeConfig(port=0, threads=1)) as url:
         c = triton.InferenceServerClient(url.removeprefix("http://"))
         meta = c.get_model_metadata("fashion_detector")
         assert [o["name"] for o in meta["outputs"]] == ["boxes", "scores", "classes"]
-        for f in pick:
-            jpg = encode(f.image)
-            want = det(jpg)
-            found += len(want)
-            inp = triton.InferInput("frame", [1], "BYTES")
-            inp.set_data_from_numpy(np.array([jpg], dtype=np.object_))
-            res = c.infer("fashion_detector", [inp])
-            np.testing.assert_array_equal(
-                res.as_numpy("boxes"), np.array([d.box for d in want], np.float32).reshape(-1, 4))
-            np.testing.assert_array_equal(res.as_numpy("classes"),
-                                          np.array([d.index for d in want], np.int64))
+        found = assert_oip_detections(c, "fashion_detector", det, [f.image for f in pick])
     assert found >= len(pick)

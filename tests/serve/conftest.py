@@ -25,6 +25,29 @@ def encode(img: np.ndarray, ext: str = ".jpg") -> bytes:
     return enc.tobytes()
 
 
+def assert_oip_detections(client, model: str, detector, images) -> int:
+    """Each image sent as an encoded frame over the Open Inference Protocol (``client``: a
+    tritonclient HTTP client) answers exactly the in-process ``detector``'s boxes, scores
+    and classes; returns how many detections there were (a test of nothing found is none)."""
+    import tritonclient.http as triton
+
+    found = 0
+    for img in images:
+        jpg = encode(img)
+        want = detector(jpg)
+        found += len(want)
+        inp = triton.InferInput("frame", [1], "BYTES")
+        inp.set_data_from_numpy(np.array([jpg], dtype=np.object_))
+        res = client.infer(model, [inp])
+        np.testing.assert_array_equal(
+            res.as_numpy("boxes"), np.array([d.box for d in want], np.float32).reshape(-1, 4))
+        np.testing.assert_array_equal(res.as_numpy("scores"),
+                                      np.array([d.score for d in want], np.float32))
+        np.testing.assert_array_equal(res.as_numpy("classes"),
+                                      np.array([d.index for d in want], np.int64))
+    return found
+
+
 @pytest.fixture(scope="session")
 def fashion_frames() -> tuple[np.ndarray, np.ndarray]:
     """The first 32 Fashion-MNIST test images as 56x56 BGR frames, and their labels."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import tritonclient.http as triton
 
@@ -18,7 +17,7 @@ from edgeinfer.runtime.detect import is_detector
 from edgeinfer.runtime.detect.artifact_detector import ArtifactDetector
 from edgeinfer.serve.config import ServeConfig
 from edgeinfer.serve.server import serve_in_thread
-from tests.serve.conftest import encode
+from tests.serve.conftest import assert_oip_detections
 
 pytestmark = pytest.mark.slow  # converts and gates a detector (~25 s on two cores)
 
@@ -42,20 +41,7 @@ def test_served_artifact_equals_the_in_process_detector(converted, fashion_artif
         c = triton.InferenceServerClient(url.removeprefix("http://"))
         meta = c.get_model_metadata("fashion_detector")
         assert [o["name"] for o in meta["outputs"]] == ["boxes", "scores", "classes"]
-        found = 0
-        for f in frames:
-            jpg = encode(f.image)
-            want = det(jpg)
-            found += len(want)
-            inp = triton.InferInput("frame", [1], "BYTES")
-            inp.set_data_from_numpy(np.array([jpg], dtype=np.object_))
-            res = c.infer("fashion_detector", [inp])
-            np.testing.assert_array_equal(
-                res.as_numpy("boxes"), np.array([d.box for d in want], np.float32).reshape(-1, 4))
-            np.testing.assert_array_equal(res.as_numpy("scores"),
-                                          np.array([d.score for d in want], np.float32))
-            np.testing.assert_array_equal(res.as_numpy("classes"),
-                                          np.array([d.index for d in want], np.int64))
+        found = assert_oip_detections(c, "fashion_detector", det, [f.image for f in frames])
         assert found >= len(frames)  # the pasted items are found: not a test of empty lists
 
 
