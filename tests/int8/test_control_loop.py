@@ -67,16 +67,23 @@ def agreement_loop(lines: list[str], **kw):
     return res
 
 
+def box_frames(n: int) -> list[SimpleNamespace]:
+    """The first ``n`` Fashion-MNIST test images as detection frames: each item's box the
+    extent of its nonzero pixels (as the detector's frames paste them), its label the class."""
+    images, labels = load_fashion_mnist("test")
+    frames = []
+    for img, label in zip(images[:n], labels[:n], strict=True):
+        ys, xs = np.nonzero(img)
+        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+        frames.append(SimpleNamespace(boxes=box, classes=np.array([label])))
+    return frames
+
+
 def f1_loop(lines: list[str], **kw):
     """``control_f1`` on 40 gate and 40 tune frames: real Fashion-MNIST test images, each
     item's box the extent of its nonzero pixels (as the detector's frames paste them); a
     lost frame misses its box."""
-    images, labels = load_fashion_mnist("test")
-    frames = []
-    for img, label in zip(images[:80], labels[:80], strict=True):
-        ys, xs = np.nonzero(img)
-        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
-        frames.append(SimpleNamespace(boxes=box, classes=np.array([label])))
+    frames = box_frames(80)
     index = {id(f): i for i, f in enumerate(frames)}
 
     def detect(model: bytes, fr):
@@ -179,12 +186,7 @@ def test_the_detectors_all_int8_result_is_not_judged_by_the_speed_rule() -> None
 
     assert too_slow(1.10, None, 0) is None and too_slow(1.10, None, 1) == 0.9
     assert too_slow(1.10, 1.05, 0) == 1.05  # a budget is the user's, all-int8 or not
-    images, labels = load_fashion_mnist("test")
-    frames = []
-    for img, label in zip(images[:20], labels[:20], strict=True):
-        ys, xs = np.nonzero(img)
-        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
-        frames.append(SimpleNamespace(boxes=box, classes=np.array([label])))
+    frames = box_frames(20)
 
     def detect(model: bytes, fr):
         return [(f.boxes, np.full(1, 0.9), f.classes) for f in fr]
